@@ -1,0 +1,110 @@
+"""Settings: one frozen object read from the environment once, failing fast with the missing name."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Literal
+
+WarehouseKind = Literal["duckdb", "bigquery"]
+
+
+class ConfigError(RuntimeError):
+    """A required setting is missing or malformed; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class Site:
+    """A website allowed to send beacons, and the browser origins it may send them from."""
+
+    site_id: str
+    origins: tuple[str, ...] = ()
+
+    def allows_origin(self, origin: str) -> bool:
+        return "*" in self.origins or origin.rstrip("/") in self.origins
+
+
+@dataclass(frozen=True)
+class Settings:
+    project: str
+    warehouse: WarehouseKind = "duckdb"
+    duckdb_path: str = ".local/warehouse.duckdb"
+    dataset_prefix: str = ""
+    bigquery_location: str = "asia-northeast3"
+    beacon_topic: str = "beacons"
+    sites: Mapping[str, Site] = field(default_factory=dict)
+    region_header: str = "X-Client-Geo-Location"
+    max_body_bytes: int = 256 * 1024
+    max_events_per_batch: int = 100
+    max_event_age_days: int = 30
+    max_event_future_minutes: int = 24 * 60
+    max_delivery_attempts: int = 5
+    # Secrets: bound from Secret Manager as env vars; kept out of repr so they never reach logs.
+    ip_salt: str | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        project = env.get("CDP_PROJECT") or env.get("GOOGLE_CLOUD_PROJECT")
+        if not project:
+            raise ConfigError("missing environment variable CDP_PROJECT (or GOOGLE_CLOUD_PROJECT)")
+        warehouse = env.get("CDP_WAREHOUSE", "duckdb")
+        if warehouse not in ("duckdb", "bigquery"):
+            raise ConfigError(f"CDP_WAREHOUSE must be 'duckdb' or 'bigquery', got {warehouse!r}")
+        return cls(
+            project=project,
+            warehouse=warehouse,  # type: ignore[arg-type]
+            duckdb_path=env.get("CDP_DUCKDB_PATH", cls.duckdb_path),
+            dataset_prefix=env.get("CDP_DATASET_PREFIX", ""),
+            bigquery_location=env.get("CDP_BIGQUERY_LOCATION", cls.bigquery_location),
+            beacon_topic=env.get("CDP_BEACON_TOPIC", cls.beacon_topic),
+            sites=parse_sites(env.get("CDP_SITES", "{}")),
+            region_header=env.get("CDP_REGION_HEADER", cls.region_header),
+            max_body_bytes=_int(env, "CDP_MAX_BODY_BYTES", cls.max_body_bytes),
+            max_events_per_batch=_int(env, "CDP_MAX_EVENTS_PER_BATCH", cls.max_events_per_batch),
+            max_event_age_days=_int(env, "CDP_MAX_EVENT_AGE_DAYS", cls.max_event_age_days),
+            max_event_future_minutes=_int(env, "CDP_MAX_EVENT_FUTURE_MINUTES", cls.max_event_future_minutes),
+            max_delivery_attempts=_int(env, "CDP_MAX_DELIVERY_ATTEMPTS", cls.max_delivery_attempts),
+            ip_salt=env.get("CDP_IP_SALT") or None,
+        )
+
+    def require_ip_salt(self) -> str:
+        if not self.ip_salt:
+            raise ConfigError("missing environment variable CDP_IP_SALT (Secret Manager secret ip-salt)")
+        return self.ip_salt
+
+
+def parse_sites(raw: str) -> dict[str, Site]:
+    """Parse CDP_SITES: {"site_id": {"origins": ["https://shop.example"]}, ...}."""
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"CDP_SITES is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError("CDP_SITES must be a JSON object keyed by site id")
+    sites: dict[str, Site] = {}
+    for site_id, spec in data.items():
+        origins = spec.get("origins", []) if isinstance(spec, dict) else None
+        if not isinstance(origins, list) or not all(isinstance(o, str) for o in origins):
+            raise ConfigError(f"CDP_SITES[{site_id!r}].origins must be a list of origin strings")
+        sites[site_id] = Site(site_id, tuple(o.rstrip("/") for o in origins))
+    return sites
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    value = env.get(name)
+    if value is None or value == "":
+        return default
+    try:
+        return int(value)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be an integer, got {value!r}") from exc
+
+
+@cache
+def get_settings() -> Settings:
+    """The process-wide settings, read at cold start."""
+    return Settings.from_env()

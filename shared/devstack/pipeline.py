@@ -1,0 +1,126 @@
+"""The ingestion pipeline running locally: emulators, collect and load_events as real HTTP servers.
+
+collect publishes to the Pub/Sub emulator; a push subscription delivers to load_events, which the
+framework serves as a CloudEvent function; the loader writes the DuckDB file. Everything binds a
+free port and stops by process group on exit, error or Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from shared.devstack.emulators import Emulators, running_emulators
+from shared.devstack.processes import Server, free_port, start_server, wait_http
+
+REPO = Path(__file__).resolve().parents[2]
+BEACON_TOPIC = "beacons"
+DEAD_LETTER_TOPIC = "beacons-dead-letter"
+
+
+def serve_function(target: str, log_dir: Path, env: Mapping[str, str]) -> Server:
+    """Run one entry point of main.py under functions-framework on a free port."""
+    port = free_port()
+    argv = [sys.executable, "-m", "functions_framework", f"--target={target}", "--source=main.py",
+            "--host=127.0.0.1", f"--port={port}"]
+    server = start_server(target, argv, port, log_dir, env=env, cwd=REPO)
+    wait_http(server, "/healthz" if target == "collect" else "/", timeout=60)
+    return server
+
+
+def push_subscription(project: str, topic: str, name: str, endpoint: str, max_attempts: int = 5) -> None:
+    """Create the topic and a push subscription to a local endpoint (what Terraform declares in prod)."""
+    from google.api_core import exceptions as gexc
+    from google.cloud import pubsub_v1
+
+    publisher = pubsub_v1.PublisherClient()
+    subscriber = pubsub_v1.SubscriberClient()
+    topic_path = publisher.topic_path(project, topic)
+    for path in (topic_path, publisher.topic_path(project, DEAD_LETTER_TOPIC)):
+        try:
+            publisher.create_topic(name=path)
+        except gexc.AlreadyExists:
+            pass
+    request = {
+        "name": subscriber.subscription_path(project, name),
+        "topic": topic_path,
+        "push_config": {"push_endpoint": endpoint},
+        "ack_deadline_seconds": 60,
+        "dead_letter_policy": {"dead_letter_topic": publisher.topic_path(project, DEAD_LETTER_TOPIC),
+                               "max_delivery_attempts": max_attempts},
+        "retry_policy": {"minimum_backoff": {"seconds": 1}, "maximum_backoff": {"seconds": 10}},
+    }
+    try:
+        subscriber.create_subscription(request=request)
+    except gexc.AlreadyExists:
+        pass
+    subscriber.close()
+
+
+def delete_subscription(project: str, name: str) -> None:
+    from google.api_core import exceptions as gexc
+    from google.cloud import pubsub_v1
+
+    subscriber = pubsub_v1.SubscriberClient()
+    try:
+        subscriber.delete_subscription(subscription=subscriber.subscription_path(project, name))
+    except gexc.NotFound:
+        pass
+    finally:
+        subscriber.close()
+
+
+@dataclass
+class LocalPipeline:
+    emulators: Emulators
+    collect: Server
+    loader: Server
+    duckdb_path: Path
+    env: dict[str, str]
+
+    @property
+    def collect_url(self) -> str:
+        return self.collect.url
+
+    def stop(self) -> None:
+        self.collect.stop()
+        self.loader.stop()
+
+
+def pipeline_env(emulators: Emulators, duckdb_path: Path, sites: Mapping[str, list[str]]) -> dict[str, str]:
+    return {
+        **emulators.env,
+        "CDP_WAREHOUSE": "duckdb",
+        "CDP_DUCKDB_PATH": str(duckdb_path),
+        "CDP_BEACON_TOPIC": BEACON_TOPIC,
+        "CDP_SITES": json.dumps({site: {"origins": origins} for site, origins in sites.items()}),
+        "CDP_IP_SALT": "local-only-salt",
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+@contextmanager
+def running_pipeline(
+    work_dir: Path, sites: Mapping[str, list[str]], emulators: Emulators | None = None
+) -> Iterator[LocalPipeline]:
+    """Start (or reuse) the emulators, then the loader and the collector wired through Pub/Sub."""
+    log_dir = work_dir / "logs"
+    duckdb_path = work_dir / "warehouse.duckdb"
+    with ExitStack() as stack:
+        if emulators is None:
+            emulators = stack.enter_context(running_emulators(log_dir))
+        env = pipeline_env(emulators, duckdb_path, sites)
+        loader = serve_function("load_events", log_dir, env)
+        stack.callback(loader.stop)
+        emulators.export()
+        subscription = f"load-events-{int(time.time() * 1000)}"
+        push_subscription(emulators.project, BEACON_TOPIC, subscription, loader.url + "/")
+        stack.callback(delete_subscription, emulators.project, subscription)
+        collect = serve_function("collect", log_dir, env)
+        stack.callback(collect.stop)
+        yield LocalPipeline(emulators, collect, loader, duckdb_path, env)

@@ -1,0 +1,252 @@
+"""The collect service: HTTP request in, events durable on the bus, answer out.
+
+It answers 2xx only after the bus acknowledged the publish, so a 2xx means nothing can be lost;
+503 means nothing was accepted and the tracker keeps the batch to retry.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from shared import beacons, enrich
+from shared.beacons import Context, Invalid, Limits, Rejection
+from shared.config import Site
+from shared.ports import EventBus, TransientError
+
+log = logging.getLogger(__name__)
+
+PIXEL_GIF = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
+ACCEPTED_CONTENT_TYPES = ("application/json", "text/plain", "")
+MESSAGE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class HttpRequest:
+    """The parts of an HTTP request the service reads; headers keyed in lower case."""
+
+    method: str
+    path: str
+    headers: Mapping[str, str] = field(default_factory=dict)
+    body: bytes = b""
+    query: Mapping[str, str] = field(default_factory=dict)
+    remote_addr: str | None = None
+
+    def header(self, name: str) -> str | None:
+        return self.headers.get(name.lower())
+
+
+@dataclass
+class HttpResponse:
+    status: int
+    body: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def json(cls, status: int, payload: Mapping[str, Any], headers: Mapping[str, str] | None = None) -> HttpResponse:
+        body = json.dumps(payload, ensure_ascii=False).encode()
+        return cls(status, body, {"Content-Type": "application/json; charset=utf-8", **(headers or {})})
+
+
+@dataclass(frozen=True)
+class CollectorConfig:
+    sites: Mapping[str, Site]
+    topic: str
+    ip_salt: str
+    limits: Limits = Limits()
+    max_body_bytes: int = 256 * 1024
+    region_header: str = "X-Client-Geo-Location"
+
+
+def handle_request(
+    request: HttpRequest, config: CollectorConfig, bus: EventBus, now: datetime, tracker: Any = None
+) -> HttpResponse:
+    """Route one request: the batch endpoint, the pixel, the tracker script, CORS preflight."""
+    method = request.method.upper()
+    path = request.path.rstrip("/") or "/"
+    if method == "OPTIONS":
+        return _preflight(request, config)
+    if method == "GET" and path == "/tracker.js" and tracker is not None:
+        return _tracker(request, tracker)
+    if method == "GET" and path == "/healthz":
+        return HttpResponse.json(200, {"status": "ok"})
+    if method == "GET" and path == "/p.gif":
+        return collect_pixel(request, config, bus, now)
+    if method == "POST" and path in ("/", "/e"):
+        return collect_batch(request, config, bus, now)
+    if path in ("/", "/e", "/p.gif", "/tracker.js", "/healthz"):
+        return HttpResponse.json(405, {"error": "method_not_allowed", "detail": f"{method} is not allowed on {path}"})
+    return HttpResponse.json(404, {"error": "not_found", "detail": f"no endpoint at {path}"})
+
+
+def collect_batch(request: HttpRequest, config: CollectorConfig, bus: EventBus, now: datetime) -> HttpResponse:
+    """POST of a JSON batch: validate, enrich, publish rows and bad rows together, then answer."""
+    request_id = uuid.uuid4().hex
+    origin = request.header("origin")
+    cors = _cors_headers(origin, config) if origin else {}
+    content_type = (request.header("content-type") or "").split(";")[0].strip().lower()
+    site_id: str | None = None
+    try:
+        if content_type not in ACCEPTED_CONTENT_TYPES:
+            raise Invalid("unsupported_media_type", "content-type", f"content type {content_type!r} is not JSON or text/plain")
+        if len(request.body) > config.max_body_bytes:
+            raise Invalid("body_too_large", "body", f"body is {len(request.body)} bytes; at most {config.max_body_bytes}")
+        data = beacons.parse_body(request.body)
+        site_id, sent_at, events = beacons.batch_envelope(data, config.sites, config.limits)
+        if origin and not config.sites[site_id].allows_origin(origin):
+            raise Invalid("origin_not_allowed", "origin", f"origin {origin[:200]!r} may not send events for site {site_id!r}")
+    except Invalid as exc:
+        status = {"body_too_large": 413, "origin_not_allowed": 403, "unsupported_media_type": 415}.get(exc.rejection.reason, 400)
+        payload = request.body.decode("utf-8", "backslashreplace")
+        bad = beacons.bad_row(exc.rejection, payload, stage="collect", failed_at=now, source="tracker",
+                              site_id=site_id, request_id=request_id)
+        return _publish_then_answer(bus, config.topic, [], [bad], [exc.rejection], request_id, site_id or "", status, cors)
+
+    ctx = _context(request, config, site_id, now, request_id, beacons.clock_skew(now, sent_at), "tracker")
+    rows, bad_rows, rejections = _shape_events(events, ctx, config.limits, now, request_id)
+    status = 422 if rejections else 200
+    return _publish_then_answer(bus, config.topic, rows, bad_rows, rejections, request_id, site_id, status, cors)
+
+
+def collect_pixel(request: HttpRequest, config: CollectorConfig, bus: EventBus, now: datetime) -> HttpResponse:
+    """GET of the 1x1 pixel for pages without JavaScript; always answers with the GIF."""
+    request_id = uuid.uuid4().hex
+    q = request.query
+    site_id = q.get("site_id", "")
+    event = {
+        "event_id": q.get("event_id") or _pixel_event_id(q, now),
+        "type": q.get("type", "page"),
+        "ts": int(now.timestamp() * 1000),
+        "visitor_id": q.get("visitor_id") or None,
+        "member_id": q.get("member_id") or None,
+        "url": q.get("url") or request.header("referer"),
+        "title": q.get("title"),
+        "referrer": q.get("referrer"),
+    }
+    rows: list[tuple[str, dict[str, Any]]] = []
+    bad_rows: list[dict[str, Any]] = []
+    rejections: list[Rejection] = []
+    if site_id not in config.sites or event["type"] not in ("page", "land"):
+        reason = Rejection("unknown_site_id", "site_id", f"site_id {site_id[:64]!r} is not a configured site") \
+            if site_id not in config.sites else Rejection("invalid_value", "type", "pixel type must be page or land")
+        rejections.append(reason)
+        bad_rows.append(beacons.bad_row(reason, dict(q), stage="collect", failed_at=now, source="pixel",
+                                        site_id=site_id or None, request_id=request_id))
+    else:
+        ctx = _context(request, config, site_id, now, request_id, beacons.clock_skew(now, None), "pixel")
+        rows, bad_rows, rejections = _shape_events([event], ctx, config.limits, now, request_id)
+    response = _publish_then_answer(bus, config.topic, rows, bad_rows, rejections, request_id, site_id, 400 if rejections else 200, {})
+    headers = {"Content-Type": "image/gif", "Cache-Control": "no-store, max-age=0"}
+    if rejections:
+        headers["X-Reject-Reason"] = rejections[0].reason
+    if response.status == 503:
+        headers.update(response.headers)
+    return HttpResponse(response.status, PIXEL_GIF, headers)
+
+
+def _shape_events(
+    events: list[Any], ctx: Context, limits: Limits, now: datetime, request_id: str
+) -> tuple[list[tuple[str, dict[str, Any]]], list[dict[str, Any]], list[Rejection]]:
+    rows: list[tuple[str, dict[str, Any]]] = []
+    bad_rows: list[dict[str, Any]] = []
+    rejections: list[Rejection] = []
+    seen: set[str] = set()
+    for index, raw in enumerate(events):
+        try:
+            event = beacons.validate_event(raw, index, ctx, limits)
+            if event.event_id in seen:
+                raise Invalid("duplicate_event_id", f"events[{index}].event_id", f"events[{index}].event_id repeats an earlier event in this batch")
+            rows.append(beacons.event_rows(event, index, ctx))
+            seen.add(event.event_id)
+        except Invalid as exc:
+            rejection = Rejection(exc.rejection.reason, exc.rejection.field, exc.rejection.detail, index)
+            rejections.append(rejection)
+            bad_rows.append(beacons.bad_row(rejection, raw, stage="collect", failed_at=now, source=ctx.source,
+                                            site_id=ctx.site_id, request_id=request_id))
+    return rows, bad_rows, rejections
+
+
+def _publish_then_answer(
+    bus: EventBus, topic: str, rows: list[tuple[str, dict[str, Any]]], bad_rows: list[dict[str, Any]],
+    rejections: list[Rejection], request_id: str, site_id: str, status: int, cors: Mapping[str, str],
+) -> HttpResponse:
+    message = encode_message(rows, bad_rows, request_id)
+    try:
+        bus.publish(topic, message, {"site_id": site_id, "request_id": request_id, "rows": str(len(rows) + len(bad_rows))})
+    except TransientError as exc:
+        log.error("beacon publish failed", extra={"request_id": request_id, "error": str(exc), "events": len(rows)})
+        return HttpResponse.json(503, {"error": "unavailable", "detail": "events were not accepted; retry later"},
+                                 {"Retry-After": "5", **cors})
+    for rejection in rejections:
+        log.warning("beacon rejected", extra={"reason": rejection.reason, "field": rejection.field,
+                                              "site_id": site_id, "request_id": request_id})
+    if status == 200:
+        return HttpResponse.json(200, {"accepted": len(rows)}, cors)
+    if status == 422:
+        return HttpResponse.json(422, {"error": "invalid_events", "accepted": len(rows),
+                                       "rejected": [r.as_dict() for r in rejections]}, cors)
+    first = rejections[0]
+    return HttpResponse.json(status, {"error": first.reason, "field": first.field, "detail": first.detail}, cors)
+
+
+def encode_message(rows: list[tuple[str, dict[str, Any]]], bad_rows: list[dict[str, Any]], request_id: str) -> bytes:
+    """The bus message: rows already shaped for their tables, so the loader stays schema-generic."""
+    entries = [{"table": table, "row": row} for table, row in rows]
+    entries += [{"table": "raw.bad_rows", "row": row} for row in bad_rows]
+    return json.dumps({"v": MESSAGE_VERSION, "request_id": request_id, "rows": entries},
+                      ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def _context(request: HttpRequest, config: CollectorConfig, site_id: str, now: datetime,
+             request_id: str, skew: Any, source: str) -> Context:
+    user_agent = request.header("user-agent")
+    ip = enrich.client_ip(request.header("x-forwarded-for"), request.remote_addr)
+    return Context(
+        site_id=site_id, collected_at=now, source=source, request_id=request_id, skew=skew,
+        user_agent=user_agent[:1024] if user_agent else None,
+        client=enrich.parse_user_agent(user_agent),
+        geo=enrich.parse_geo_header(request.header(config.region_header)),
+        ip_hash=enrich.hash_ip(ip, config.ip_salt),
+    )
+
+
+def _pixel_event_id(query: Mapping[str, str], now: datetime) -> str:
+    """Stable within a second, so an image reloaded by the browser is stored once."""
+    key = "|".join([query.get("site_id", ""), query.get("visitor_id", ""), query.get("url", ""),
+                    query.get("type", "page"), str(int(now.timestamp()))])
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, key))
+
+
+def _cors_headers(origin: str, config: CollectorConfig) -> dict[str, str]:
+    if any(site.allows_origin(origin) for site in config.sites.values()):
+        return {"Access-Control-Allow-Origin": origin, "Vary": "Origin"}
+    return {"Vary": "Origin"}
+
+
+def _preflight(request: HttpRequest, config: CollectorConfig) -> HttpResponse:
+    origin = request.header("origin")
+    if not origin or not any(site.allows_origin(origin) for site in config.sites.values()):
+        return HttpResponse.json(403, {"error": "origin_not_allowed", "detail": f"origin {str(origin)[:200]!r} is not configured for any site"})
+    return HttpResponse(204, b"", {
+        "Access-Control-Allow-Origin": origin,
+        "Access-Control-Allow-Methods": "POST, GET, OPTIONS",
+        "Access-Control-Allow-Headers": "Content-Type",
+        "Access-Control-Max-Age": "86400",
+        "Vary": "Origin",
+    })
+
+
+def _tracker(request: HttpRequest, tracker: Any) -> HttpResponse:
+    headers = {"Content-Type": tracker.content_type, "Cache-Control": "public, max-age=3600",
+               "ETag": tracker.etag, "Access-Control-Allow-Origin": "*"}
+    if request.header("if-none-match") == tracker.etag:
+        return HttpResponse(304, b"", headers)
+    if "gzip" in (request.header("accept-encoding") or ""):
+        return HttpResponse(200, tracker.gzip_body, {**headers, "Content-Encoding": "gzip", "Vary": "Accept-Encoding"})
+    return HttpResponse(200, tracker.body, headers)

@@ -1,0 +1,106 @@
+"""The load service: one bus message of shaped rows into the warehouse, without duplicates.
+
+Rows carry their table and their id (event_id, bad_row_id), so a redelivered message inserts
+nothing new. Outages raise so Pub/Sub redelivers; rows the warehouse refuses for their content
+become bad rows; nothing is dropped.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from shared import beacons
+from shared.beacons import Rejection
+from shared.ports import TransientError, Warehouse
+from shared.schema import table_specs
+
+log = logging.getLogger(__name__)
+
+BAD_ROWS = "raw.bad_rows"
+
+
+@dataclass
+class LoadReport:
+    inserted: dict[str, int] = field(default_factory=dict)
+    duplicates: int = 0
+    bad_rows: int = 0
+
+    @property
+    def total_inserted(self) -> int:
+        return sum(self.inserted.values())
+
+
+def load_message(
+    data: bytes, warehouse: Warehouse, *, now: datetime, delivery_attempt: int = 1, max_attempts: int = 5,
+) -> LoadReport:
+    """Insert every row of a message; bury the message as a bad row if a bug keeps failing it."""
+    try:
+        return _load(data, warehouse, now)
+    except TransientError:
+        raise
+    except Exception as exc:  # a bug or an unforeseen shape: retry, and stop retrying in time
+        if delivery_attempt < max_attempts:
+            raise
+        log.exception("load failed on the last attempt; storing the message as a bad row")
+        rejection = Rejection("load_failed", "message", f"{type(exc).__name__}: {exc}"[:1000])
+        row = beacons.bad_row(rejection, data.decode("utf-8", "backslashreplace"), stage="load", failed_at=now)
+        warehouse.insert_rows(BAD_ROWS, [row], [row["bad_row_id"]])
+        return LoadReport(bad_rows=1)
+
+
+def bury_dead_letter(data: bytes, attributes: Mapping[str, str], warehouse: Warehouse, *, now: datetime) -> None:
+    """A message Pub/Sub gave up on becomes one bad row holding the whole message, for replay."""
+    detail = "Pub/Sub stopped redelivering this message after its maximum delivery attempts"
+    rejection = Rejection("dead_lettered", "message", detail)
+    row = beacons.bad_row(rejection, data.decode("utf-8", "backslashreplace"), stage="load", failed_at=now,
+                          site_id=attributes.get("site_id"), request_id=attributes.get("request_id"))
+    warehouse.insert_rows(BAD_ROWS, [row], [row["bad_row_id"]])
+
+
+def _load(data: bytes, warehouse: Warehouse, now: datetime) -> LoadReport:
+    report = LoadReport()
+    specs = table_specs()
+    by_table: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    bad: list[dict[str, Any]] = []
+    try:
+        message = json.loads(data)
+        entries = message["rows"]
+        request_id = message.get("request_id")
+        if not isinstance(entries, list):
+            raise TypeError("rows is not an array")
+    except (ValueError, KeyError, TypeError) as exc:
+        rejection = Rejection("undecodable_message", "message", f"not a beacon message: {exc}"[:500])
+        bad.append(beacons.bad_row(rejection, data.decode("utf-8", "backslashreplace"), stage="load", failed_at=now))
+        entries, request_id = [], None
+    for i, entry in enumerate(entries):
+        table = entry.get("table") if isinstance(entry, dict) else None
+        row = entry.get("row") if isinstance(entry, dict) else None
+        spec = specs.get(table) if isinstance(table, str) else None
+        if spec is None or spec.dataset != "raw" or not isinstance(row, dict) or not row.get(spec.row_id):
+            why = f"rows[{i}] names no raw table or has no id" if spec is None or spec.dataset != "raw" else f"rows[{i}] lacks {spec.row_id}"
+            bad.append(beacons.bad_row(Rejection("invalid_row", f"rows[{i}]", why), entry, stage="load",
+                                       failed_at=now, request_id=request_id))
+            continue
+        by_table[spec.name].append(row)
+    for table, rows in by_table.items():
+        spec = specs[table]
+        result = warehouse.insert_rows(table, rows, [r[spec.row_id] for r in rows])
+        report.inserted[table] = result.inserted
+        report.duplicates += result.skipped_duplicates
+        for error in result.errors:
+            row = rows[error.index]
+            rejection = Rejection("warehouse_rejected", table, error.reason)
+            bad.append(beacons.bad_row(rejection, row, stage="load", failed_at=now,
+                                       site_id=row.get("site_id"), request_id=request_id))
+    if bad:
+        result = warehouse.insert_rows(BAD_ROWS, bad, [b["bad_row_id"] for b in bad])
+        report.bad_rows = len(bad)
+        report.inserted[BAD_ROWS] = report.inserted.get(BAD_ROWS, 0) + result.inserted
+        report.duplicates += result.skipped_duplicates
+    return report

@@ -1,0 +1,54 @@
+"""SQL written once in BigQuery Standard SQL, run on BigQuery as is and on DuckDB via sqlglot."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+import sqlglot
+from sqlglot import exp
+
+SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
+
+
+class SqlError(ValueError):
+    """A statement could not be parsed or transpiled; the message names the statement."""
+
+
+@lru_cache(maxsize=512)
+def load_sql(name: str) -> str:
+    """The text of sql/<name>.sql, e.g. load_sql("refine/sessions")."""
+    path = SQL_DIR / f"{name}.sql"
+    if not path.is_file():
+        raise SqlError(f"no SQL file {path.relative_to(SQL_DIR.parent)}")
+    return path.read_text()
+
+
+def parameter_names(sql: str) -> set[str]:
+    """The named @parameters a BigQuery statement uses."""
+    return {p.name for p in _parse(sql).find_all(exp.Parameter)}
+
+
+@lru_cache(maxsize=512)
+def to_duckdb(sql: str) -> str:
+    """Transpile one BigQuery statement to DuckDB, turning @name parameters into $name."""
+
+    def placeholders(node: exp.Expression) -> exp.Expression:
+        if isinstance(node, exp.Parameter):
+            return exp.Placeholder(this=node.name)
+        return node
+
+    try:
+        return _parse(sql).transform(placeholders).sql(dialect="duckdb")
+    except sqlglot.errors.SqlglotError as exc:
+        raise SqlError(f"cannot transpile to DuckDB: {exc}\n{sql[:500]}") from exc
+
+
+def _parse(sql: str) -> exp.Expression:
+    try:
+        statements = [s for s in sqlglot.parse(sql, read="bigquery") if s is not None]
+    except sqlglot.errors.SqlglotError as exc:
+        raise SqlError(f"not valid BigQuery SQL: {exc}\n{sql[:500]}") from exc
+    if len(statements) != 1:
+        raise SqlError(f"expected one statement, found {len(statements)}")
+    return statements[0]

@@ -1,0 +1,34 @@
+from __future__ import annotations
+
+import pytest
+
+from shared.config import ConfigError, Settings
+
+
+def test_reads_settings_and_sites() -> None:
+    s = Settings.from_env({"CDP_PROJECT": "p", "CDP_SITES": '{"shop": {"origins": ["https://a.example/"]}}',
+                           "CDP_MAX_EVENTS_PER_BATCH": "20", "CDP_IP_SALT": "secret"})
+    assert s.project == "p" and s.warehouse == "duckdb" and s.max_events_per_batch == 20
+    assert s.sites["shop"].allows_origin("https://a.example") and not s.sites["shop"].allows_origin("https://b.example")
+    assert s.require_ip_salt() == "secret"
+    assert "secret" not in repr(s)
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({}, "CDP_PROJECT"),
+        ({"CDP_PROJECT": "p", "CDP_WAREHOUSE": "sqlite"}, "CDP_WAREHOUSE"),
+        ({"CDP_PROJECT": "p", "CDP_SITES": "{"}, "CDP_SITES"),
+        ({"CDP_PROJECT": "p", "CDP_SITES": '{"shop": {"origins": "x"}}'}, "CDP_SITES['shop'].origins"),
+        ({"CDP_PROJECT": "p", "CDP_MAX_BODY_BYTES": "big"}, "CDP_MAX_BODY_BYTES"),
+    ],
+)
+def test_fails_fast_naming_the_variable(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        Settings.from_env(env)
+
+
+def test_missing_salt_is_named_when_needed() -> None:
+    with pytest.raises(ConfigError, match="CDP_IP_SALT"):
+        Settings.from_env({"CDP_PROJECT": "p"}).require_ip_salt()

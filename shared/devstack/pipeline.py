@@ -15,8 +15,10 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from shared.adapters.duckdb_warehouse import DuckDBWarehouse
 from shared.devstack.emulators import Emulators, running_emulators
 from shared.devstack.processes import Server, free_port, start_server, wait_http
+from shared.schema import table_specs
 
 REPO = Path(__file__).resolve().parents[2]
 BEACON_TOPIC = "beacons"
@@ -115,6 +117,8 @@ def running_pipeline(
         if emulators is None:
             emulators = stack.enter_context(running_emulators(log_dir))
         env = pipeline_env(emulators, duckdb_path, sites)
+        # What Terraform does in production: the tables exist before the first beacon.
+        DuckDBWarehouse(duckdb_path).ensure_tables(list(table_specs().values()))
         loader = serve_function("load_events", log_dir, env)
         stack.callback(loader.stop)
         emulators.export()

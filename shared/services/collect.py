@@ -167,7 +167,9 @@ def _shape_events(
         except Invalid as exc:
             rejection = Rejection(exc.rejection.reason, exc.rejection.field, exc.rejection.detail, index)
             rejections.append(rejection)
-            bad_rows.append(beacons.bad_row(rejection, raw, stage="collect", failed_at=now, source=ctx.source,
+            # Event payloads are stored as JSON text, even when the "event" was a bare string.
+            payload = json.dumps(raw, ensure_ascii=False) if isinstance(raw, str) else raw
+            bad_rows.append(beacons.bad_row(rejection, payload, stage="collect", failed_at=now, source=ctx.source,
                                             site_id=ctx.site_id, request_id=request_id))
     return rows, bad_rows, rejections
 

@@ -179,7 +179,7 @@ def test_request_level_rejections(body: Any, headers: dict[str, str], status: in
         (event(type="conv", props={"conv_type": "order", "revenue": 1}), "missing_field", "events[1].props.order_id"),
         (event(type="conv", props={"conv_type": "order", "order_id": "o", "revenue": "lots"}), "wrong_type",
          "events[1].props.revenue"),
-        (event(type="conv", props={"conv_type": "order", "order_id": "o", "revenue": 1, "currency": "won"}),
+        (event(type="conv", props={"conv_type": "order", "order_id": "o", "revenue": 1, "currency": "₩"}),
          "invalid_value", "events[1].props.currency"),
         (event(type="conv", props={"conv_type": "order", "order_id": "o", "revenue": 1, "items": [{"quantity": 1.5}]}),
          "wrong_type", "events[1].props.items[0].quantity"),

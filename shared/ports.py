@@ -52,6 +52,12 @@ class Warehouse(Protocol):
         """
         ...
 
+    def insert_many(
+        self, batches: Mapping[str, tuple[Sequence[Mapping[str, Any]], Sequence[str]]]
+    ) -> dict[str, InsertResult]:
+        """insert_rows for several tables at once (one transaction where the store has them)."""
+        ...
+
     def query(self, sql: str, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
         """Run one BigQuery Standard SQL statement with named parameters; return the rows."""
         ...

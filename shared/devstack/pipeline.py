@@ -108,7 +108,10 @@ def pipeline_env(emulators: Emulators, duckdb_path: Path, sites: Mapping[str, li
 
 @contextmanager
 def running_pipeline(
-    work_dir: Path, sites: Mapping[str, list[str]], emulators: Emulators | None = None
+    work_dir: Path,
+    sites: Mapping[str, list[str]],
+    emulators: Emulators | None = None,
+    extra_env: Mapping[str, str] | None = None,
 ) -> Iterator[LocalPipeline]:
     """Start (or reuse) the emulators, then the loader and the collector wired through Pub/Sub."""
     log_dir = work_dir / "logs"
@@ -116,7 +119,7 @@ def running_pipeline(
     with ExitStack() as stack:
         if emulators is None:
             emulators = stack.enter_context(running_emulators(log_dir))
-        env = pipeline_env(emulators, duckdb_path, sites)
+        env = {**pipeline_env(emulators, duckdb_path, sites), **(extra_env or {})}
         # What Terraform does in production: the tables exist before the first beacon.
         DuckDBWarehouse(duckdb_path).ensure_tables(list(table_specs().values()))
         loader = serve_function("load_events", log_dir, env)

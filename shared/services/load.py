@@ -88,9 +88,9 @@ def _load(data: bytes, warehouse: Warehouse, now: datetime) -> LoadReport:
                                        failed_at=now, request_id=request_id))
             continue
         by_table[spec.name].append(row)
+    results = warehouse.insert_many({t: (rows, [r[specs[t].row_id] for r in rows]) for t, rows in by_table.items()})
     for table, rows in by_table.items():
-        spec = specs[table]
-        result = warehouse.insert_rows(table, rows, [r[spec.row_id] for r in rows])
+        result = results[table]
         report.inserted[table] = result.inserted
         report.duplicates += result.skipped_duplicates
         for error in result.errors:

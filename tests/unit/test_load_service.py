@@ -73,18 +73,19 @@ def test_undecodable_messages_and_unknown_tables_are_kept_as_bad_rows(warehouse:
     assert count(warehouse, "raw.bad_rows") == 3  # the same failure is stored once
 
 
+Batches = Mapping[str, tuple[Sequence[Mapping[str, Any]], Sequence[str]]]
+
+
 class OutageWarehouse:
-    def insert_rows(self, table: str, rows: Sequence[Mapping[str, Any]], row_ids: Sequence[str]) -> InsertResult:
+    def insert_many(self, batches: Batches) -> dict[str, InsertResult]:
         raise TransientError("warehouse down")
 
 
 class BuggyWarehouse(DuckDBWarehouse):
-    calls = 0
-
-    def insert_rows(self, table: str, rows: Sequence[Mapping[str, Any]], row_ids: Sequence[str]) -> InsertResult:
-        if table != "raw.bad_rows":
+    def insert_many(self, batches: Batches) -> dict[str, InsertResult]:
+        if set(batches) != {"raw.bad_rows"}:
             raise KeyError("a bug")
-        return super().insert_rows(table, rows, row_ids)
+        return super().insert_many(batches)
 
 
 def test_outages_raise_for_redelivery_on_every_attempt() -> None:

@@ -1,0 +1,149 @@
+locals {
+  # What each function may do: the single source of its permissions. Every binding of a function's
+  # service account is generated from this table and nothing else grants them anything.
+  # docs/deploy.md ("Permissions") shows the same table; tests/infra checks that both agree and that
+  # each function's secrets match its secretAccessor rows.
+  #
+  # `on` names one resource: "topic:<name>", "secret:<name>", "dataset:<logical name>",
+  # "table:<dataset>.<table>" (logical names, as in sql/schema/tables.json), or "project" for
+  # roles that only exist at project level.
+  function_roles = {
+    collect = [
+      { role = "roles/pubsub.publisher", on = "topic:beacons" },
+      { role = "roles/secretmanager.secretAccessor", on = "secret:ip-salt" },
+    ]
+    load_events = [
+      { role = "roles/bigquery.dataEditor", on = "dataset:raw" },
+      # Load and query jobs run in the project; the role grants no data access by itself.
+      { role = "roles/bigquery.jobUser", on = "project" },
+    ]
+    load_dead_letters = [
+      # Streaming inserts into one table need no job; table-level keeps it off the event tables.
+      { role = "roles/bigquery.dataEditor", on = "table:raw.bad_rows" },
+    ]
+  }
+
+  function_grants = merge([
+    for fn, grants in local.function_roles : {
+      for g in grants : "${fn} ${g.role} ${g.on}" => {
+        function = fn
+        role     = g.role
+        kind     = split(":", g.on)[0]
+        target   = try(split(":", g.on)[1], null)
+      }
+    }
+  ]...)
+}
+
+# --- One runtime identity per function -------------------------------------------------------------
+resource "google_service_account" "function" {
+  for_each = local.functions
+
+  account_id   = local.function_names[each.key]
+  display_name = "CDP function ${each.key}"
+  description  = "Runtime identity of ${each.key}; roles listed in infra/iam.tf local.function_roles."
+
+  depends_on = [google_project_service.enabled]
+}
+
+resource "google_pubsub_topic_iam_member" "function" {
+  for_each = { for k, g in local.function_grants : k => g if g.kind == "topic" }
+
+  topic  = google_pubsub_topic.topic[each.value.target].name
+  role   = each.value.role
+  member = google_service_account.function[each.value.function].member
+}
+
+resource "google_secret_manager_secret_iam_member" "function" {
+  for_each = { for k, g in local.function_grants : k => g if g.kind == "secret" }
+
+  secret_id = google_secret_manager_secret.secret[each.value.target].id
+  role      = each.value.role
+  member    = google_service_account.function[each.value.function].member
+}
+
+resource "google_bigquery_dataset_iam_member" "function" {
+  for_each = { for k, g in local.function_grants : k => g if g.kind == "dataset" }
+
+  dataset_id = google_bigquery_dataset.dataset[each.value.target].dataset_id
+  role       = each.value.role
+  member     = google_service_account.function[each.value.function].member
+}
+
+resource "google_bigquery_table_iam_member" "function" {
+  for_each = { for k, g in local.function_grants : k => g if g.kind == "table" }
+
+  dataset_id = google_bigquery_table.table[each.value.target].dataset_id
+  table_id   = google_bigquery_table.table[each.value.target].table_id
+  role       = each.value.role
+  member     = google_service_account.function[each.value.function].member
+}
+
+resource "google_project_iam_member" "function" {
+  for_each = { for k, g in local.function_grants : k => g if g.kind == "project" }
+
+  project = var.project_id
+  role    = each.value.role
+  member  = google_service_account.function[each.value.function].member
+}
+
+# --- The identity event deliveries present ---------------------------------------------------------
+# Pub/Sub push (OIDC token) and Eventarc invoke event-fed functions as this account. Its only
+# permission is run.invoker on those functions (modules/function), so a leaked token can call
+# nothing else, and it is distinct from the functions' own identities.
+resource "google_service_account" "invoker" {
+  account_id   = "${var.prefix}-invoker"
+  display_name = "CDP event invoker"
+  description  = "Identity of Pub/Sub pushes and Eventarc triggers; holds run.invoker on event-fed functions only."
+
+  depends_on = [google_project_service.enabled]
+}
+
+# Eventarc requires its trigger identity to hold eventReceiver; only once a Firestore trigger exists.
+resource "google_project_iam_member" "invoker_event_receiver" {
+  count = local.uses_eventarc ? 1 : 0
+
+  project = var.project_id
+  role    = "roles/eventarc.eventReceiver"
+  member  = google_service_account.invoker.member
+}
+
+# --- The identity builds run as --------------------------------------------------------------------
+# Without it, Cloud Build would use the Compute Engine default account. This one may only write
+# build logs, read the source, and push images to our repository.
+resource "google_service_account" "build" {
+  account_id   = "${var.prefix}-build"
+  display_name = "CDP function builds"
+  description  = "Cloud Build identity for building the functions from the source zip."
+
+  depends_on = [google_project_service.enabled]
+}
+
+resource "google_project_iam_member" "build" {
+  for_each = toset(["roles/logging.logWriter"])
+
+  project = var.project_id
+  role    = each.value
+  member  = google_service_account.build.member
+}
+
+# Cloud Functions copies the zip into its own gcf-v2-sources-* bucket before the build reads it, so
+# read access is granted on that bucket family and ours, not project-wide.
+resource "google_project_iam_member" "build_source_reader" {
+  project = var.project_id
+  role    = "roles/storage.objectViewer"
+  member  = google_service_account.build.member
+
+  condition {
+    title       = "function-sources-only"
+    description = "Objects of the function source buckets only."
+    expression  = "resource.name.startsWith(\"projects/_/buckets/gcf-v2-sources-\") || resource.name.startsWith(\"projects/_/buckets/${google_storage_bucket.source.name}\")"
+  }
+}
+
+resource "google_artifact_registry_repository_iam_member" "build" {
+  location   = google_artifact_registry_repository.functions.location
+  repository = google_artifact_registry_repository.functions.name
+  role       = "roles/artifactregistry.writer"
+  member     = google_service_account.build.member
+}

@@ -1,0 +1,85 @@
+locals {
+  # Public endpoints take traffic from the internet. Pub/Sub push and Eventarc count as internal
+  # traffic when they are in the same project, so event-fed functions refuse everything else at the
+  # network edge, on top of IAM.
+  ingress = var.trigger.type == "http" ? "ALLOW_ALL" : "ALLOW_INTERNAL_ONLY"
+
+  invokers = merge(var.trigger.public ? { public = "allUsers" } : {}, var.invokers)
+}
+
+resource "google_cloudfunctions2_function" "this" {
+  project     = var.project_id
+  location    = var.region
+  name        = var.name
+  description = var.description
+
+  build_config {
+    runtime           = var.runtime
+    entry_point       = var.entry_point
+    docker_repository = var.docker_repository
+    service_account   = var.build_service_account
+
+    source {
+      storage_source {
+        bucket = var.source_bucket
+        object = var.source_object
+      }
+    }
+  }
+
+  service_config {
+    service_account_email            = var.service_account_email
+    available_memory                 = var.memory
+    available_cpu                    = var.cpu
+    max_instance_request_concurrency = var.concurrency
+    min_instance_count               = var.min_instances
+    max_instance_count               = var.max_instances
+    timeout_seconds                  = var.timeout_seconds
+    ingress_settings                 = local.ingress
+    all_traffic_on_latest_revision   = true
+    environment_variables            = var.environment
+
+    dynamic "secret_environment_variables" {
+      for_each = var.secrets
+      content {
+        key        = secret_environment_variables.key
+        project_id = var.project_id
+        secret     = secret_environment_variables.value.secret
+        version    = secret_environment_variables.value.version
+      }
+    }
+  }
+
+  # Only Firestore document events go through Eventarc. Pub/Sub-fed functions have no event_trigger:
+  # their push subscription is declared by the caller, where its dead-letter policy can be set.
+  dynamic "event_trigger" {
+    for_each = var.trigger.type == "firestore" ? [var.trigger] : []
+    content {
+      trigger_region        = var.region
+      event_type            = event_trigger.value.event_type
+      retry_policy          = "RETRY_POLICY_RETRY"
+      service_account_email = var.trigger_service_account
+
+      event_filters {
+        attribute = "database"
+        value     = event_trigger.value.database
+      }
+      event_filters {
+        attribute = "document"
+        value     = event_trigger.value.document
+        operator  = "match-path-pattern"
+      }
+    }
+  }
+}
+
+# A gen2 function is served by a Cloud Run service: invoking it takes run.invoker on that service.
+resource "google_cloud_run_v2_service_iam_member" "invoker" {
+  for_each = local.invokers
+
+  project  = var.project_id
+  location = var.region
+  name     = google_cloudfunctions2_function.this.service_config[0].service
+  role     = "roles/run.invoker"
+  member   = each.value
+}

@@ -1,0 +1,200 @@
+variable "project_id" {
+  description = "Google Cloud project to deploy into. One project per environment: topic and secret names are fixed (they are the code's defaults)."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{4,28}[a-z0-9]$", var.project_id))
+    error_message = "project_id must be a project ID (6-30 characters: lowercase letters, digits and hyphens, starting with a letter), not a project name or number."
+  }
+}
+
+variable "region" {
+  description = "Region for functions, Artifact Registry, Cloud Scheduler and the source bucket. Default: Seoul."
+  type        = string
+  default     = "asia-northeast3"
+
+  validation {
+    condition     = can(regex("^[a-z]+(-[a-z]+)+[0-9]$", var.region))
+    error_message = "region must be a Google Cloud region such as asia-northeast3 or us-central1."
+  }
+}
+
+variable "prefix" {
+  description = "Short name of this deployment. Functions are named <prefix>-<entry-point>, service accounts likewise, and BigQuery datasets <prefix>_<dataset> (passed to the code as CDP_DATASET_PREFIX)."
+  type        = string
+  default     = "cdp"
+
+  # Service account IDs are at most 30 characters; the longest planned entry point
+  # (publish_audiences, 17) plus a hyphen leaves 12, kept at 8 for headroom.
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9]{1,7}$", var.prefix))
+    error_message = "prefix must be 2-8 lowercase letters or digits, starting with a letter."
+  }
+}
+
+variable "bigquery_location" {
+  description = "BigQuery location of the datasets (CDP_BIGQUERY_LOCATION). A region (asia-northeast3) or a multi-region (US, EU)."
+  type        = string
+  default     = "asia-northeast3"
+
+  validation {
+    condition     = can(regex("^([A-Z]{2}|[a-z]+(-[a-z]+)+[0-9])$", var.bigquery_location))
+    error_message = "bigquery_location must be a region such as asia-northeast3 or a multi-region such as US or EU."
+  }
+}
+
+variable "firestore_location" {
+  description = "Firestore location (a region or a multi-region such as nam5). Null means the same as region. Cannot change after the database exists."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.firestore_location == null || can(regex("^([a-z]+[0-9]|[a-z]+(-[a-z]+)+[0-9])$", coalesce(var.firestore_location, "x")))
+    error_message = "firestore_location must be a region such as asia-northeast3 or a multi-region such as nam5 or eur3."
+  }
+}
+
+variable "sites" {
+  description = "Websites allowed to send beacons, keyed by site_id, with the browser origins each may send from (CDP_SITES). \"*\" allows any origin."
+  type = map(object({
+    origins = list(string)
+  }))
+
+  validation {
+    condition     = length(var.sites) > 0
+    error_message = "Declare at least one site: collect rejects every beacon from an unknown site_id."
+  }
+
+  validation {
+    condition     = alltrue([for id in keys(var.sites) : can(regex("^[a-z0-9][a-z0-9_-]{0,63}$", id))])
+    error_message = "Site ids must be 1-64 lowercase letters, digits, '_' or '-'."
+  }
+
+  # An origin is scheme://host[:port] with no path or trailing slash, exactly what browsers send in
+  # the Origin header. Plain http is accepted only for local testing hosts.
+  validation {
+    condition = alltrue(flatten([
+      for site in values(var.sites) : [
+        for origin in site.origins :
+        origin == "*" || can(regex("^(https://[a-z0-9]([a-z0-9-]*[a-z0-9])?(\\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+|http://(localhost|127\\.0\\.0\\.1))(:[0-9]{1,5})?$", origin))
+      ]
+    ]))
+    error_message = "Each origin must be \"*\" or https://host[:port] in lowercase with no path or trailing slash (http:// only for localhost and 127.0.0.1)."
+  }
+}
+
+variable "region_header" {
+  description = "Request header collect reads the visitor's region from (CDP_REGION_HEADER); set by a load balancer in front of the function, if any."
+  type        = string
+  default     = "X-Client-Geo-Location"
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9-]+$", var.region_header))
+    error_message = "region_header must be an HTTP header name."
+  }
+}
+
+variable "max_delivery_attempts" {
+  description = "Deliveries of a Pub/Sub message before it goes to the dead-letter topic; also CDP_MAX_DELIVERY_ATTEMPTS, so the loader knows when it sees the last attempt."
+  type        = number
+  default     = 5
+
+  validation {
+    condition     = var.max_delivery_attempts >= 5 && var.max_delivery_attempts <= 100 && floor(var.max_delivery_attempts) == var.max_delivery_attempts
+    error_message = "Pub/Sub accepts 5 to 100 delivery attempts."
+  }
+}
+
+variable "time_zone" {
+  description = "Time zone of the Cloud Scheduler job schedules (an IANA name)."
+  type        = string
+  default     = "Asia/Seoul"
+
+  validation {
+    condition     = can(regex("^(UTC|[A-Z][A-Za-z_]+(/[A-Za-z_+-]+)+)$", var.time_zone))
+    error_message = "time_zone must be an IANA time zone name such as Asia/Seoul or UTC."
+  }
+}
+
+variable "schedules" {
+  description = "Overrides of the fixed jobs' cron schedules (scheduler.tf), keyed by job name, e.g. { refine = \"15 * * * *\" }."
+  type        = map(string)
+  default     = {}
+
+  validation {
+    condition     = alltrue([for cron in values(var.schedules) : length(split(" ", trimspace(cron))) == 5])
+    error_message = "Each schedule must be a five-field cron expression (minute hour day-of-month month day-of-week)."
+  }
+}
+
+variable "alert_email" {
+  description = "E-mail address that receives alerts. Null for none (then set notification_channels, or alerts only show in the console)."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.alert_email == null || can(regex("^[^@\\s]+@[^@\\s]+\\.[^@\\s]+$", coalesce(var.alert_email, "x")))
+    error_message = "alert_email must be an e-mail address."
+  }
+}
+
+variable "notification_channels" {
+  description = "IDs of existing Cloud Monitoring notification channels (projects/<p>/notificationChannels/<n>) that also receive every alert."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for id in var.notification_channels : can(regex("^projects/[^/]+/notificationChannels/[0-9]+$", id))])
+    error_message = "Each notification channel must be a full ID: projects/<project>/notificationChannels/<number>."
+  }
+}
+
+variable "error_rate_threshold" {
+  description = "Share of a function's requests answered 5xx over 5 minutes that opens an incident (0.05 = 5%)."
+  type        = number
+  default     = 0.05
+
+  validation {
+    condition     = var.error_rate_threshold > 0 && var.error_rate_threshold < 1
+    error_message = "error_rate_threshold is a fraction between 0 and 1."
+  }
+}
+
+variable "rejected_beacons_threshold" {
+  description = "Rejected beacons per 10 minutes that open an incident: a broken tracker deployment or a misconfigured origin shows up here first."
+  type        = number
+  default     = 100
+
+  validation {
+    condition     = var.rejected_beacons_threshold > 0
+    error_message = "rejected_beacons_threshold must be positive."
+  }
+}
+
+variable "ip_salt_version" {
+  description = "Generation of the IP-hash salt. Increase it to rotate the salt (visitor IP hashes then change from the next cold start on)."
+  type        = number
+  default     = 1
+
+  validation {
+    condition     = var.ip_salt_version >= 1 && floor(var.ip_salt_version) == var.ip_salt_version
+    error_message = "ip_salt_version is a positive integer."
+  }
+}
+
+variable "secret_versions" {
+  description = "Secret Manager version bound for each operator-managed secret (secrets.tf), keyed by secret name. Unlisted secrets use \"latest\"."
+  type        = map(string)
+  default     = {}
+
+  validation {
+    condition     = alltrue([for v in values(var.secret_versions) : can(regex("^([0-9]+|latest)$", v))])
+    error_message = "A secret version is a version number or \"latest\"."
+  }
+}
+
+variable "labels" {
+  description = "Extra labels put on every resource that supports labels."
+  type        = map(string)
+  default     = {}
+}

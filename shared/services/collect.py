@@ -19,6 +19,7 @@ from shared import beacons, enrich
 from shared.beacons import Context, Invalid, Limits, Rejection
 from shared.config import Site
 from shared.ports import EventBus, TransientError
+from shared.tracker import TrackerAsset
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +66,7 @@ class CollectorConfig:
 
 
 def handle_request(
-    request: HttpRequest, config: CollectorConfig, bus: EventBus, now: datetime, tracker: Any = None
+    request: HttpRequest, config: CollectorConfig, bus: EventBus, now: datetime, tracker: TrackerAsset | None = None
 ) -> HttpResponse:
     """Route one request: the batch endpoint, the pixel, the tracker script, CORS preflight."""
     method = request.method.upper()
@@ -226,9 +227,12 @@ def _pixel_event_id(query: Mapping[str, str], now: datetime) -> str:
 
 
 def _cors_headers(origin: str, config: CollectorConfig) -> dict[str, str]:
-    if any(site.allows_origin(origin) for site in config.sites.values()):
-        return {"Access-Control-Allow-Origin": origin, "Vary": "Origin"}
-    return {"Vary": "Origin"}
+    """CORS on every answer, rejections included, so the tracker can read a 4xx and stop retrying.
+
+    The Origin check that protects a site's data is the per-site check on the batch; letting any
+    page read our refusal reveals nothing.
+    """
+    return {"Access-Control-Allow-Origin": origin, "Access-Control-Expose-Headers": "Retry-After", "Vary": "Origin"}
 
 
 def _preflight(request: HttpRequest, config: CollectorConfig) -> HttpResponse:
@@ -244,11 +248,19 @@ def _preflight(request: HttpRequest, config: CollectorConfig) -> HttpResponse:
     })
 
 
-def _tracker(request: HttpRequest, tracker: Any) -> HttpResponse:
+def _tracker(request: HttpRequest, tracker: TrackerAsset) -> HttpResponse:
     headers = {"Content-Type": tracker.content_type, "Cache-Control": "public, max-age=3600",
-               "ETag": tracker.etag, "Access-Control-Allow-Origin": "*"}
-    if request.header("if-none-match") == tracker.etag:
+               "ETag": tracker.etag, "Access-Control-Allow-Origin": "*", "Vary": "Accept-Encoding"}
+    if tracker.etag in [tag.strip() for tag in (request.header("if-none-match") or "").split(",")]:
         return HttpResponse(304, b"", headers)
-    if "gzip" in (request.header("accept-encoding") or ""):
-        return HttpResponse(200, tracker.gzip_body, {**headers, "Content-Encoding": "gzip", "Vary": "Accept-Encoding"})
+    if _accepts_gzip(request.header("accept-encoding") or ""):
+        return HttpResponse(200, tracker.gzip_body, {**headers, "Content-Encoding": "gzip"})
     return HttpResponse(200, tracker.body, headers)
+
+
+def _accepts_gzip(accept_encoding: str) -> bool:
+    for part in accept_encoding.lower().split(","):
+        coding, _, params = part.strip().partition(";")
+        if coding.strip() in ("gzip", "*"):
+            return params.replace(" ", "") not in ("q=0", "q=0.0", "q=0.00", "q=0.000")
+    return False

@@ -223,6 +223,27 @@ def test_bad_row_ids_are_stable_so_a_retried_bad_request_is_stored_once() -> Non
     assert bus1.rows("raw.bad_rows")[0]["bad_row_id"] == bus2.rows("raw.bad_rows")[0]["bad_row_id"]
 
 
+def test_rejections_carry_cors_headers_so_the_tracker_can_read_them() -> None:
+    response, _ = post(batch(event(), site="other"))
+    assert response.status == 403
+    assert response.headers["Access-Control-Allow-Origin"] == ORIGIN
+    down, _ = post(batch(event()), bus=FakeBus(fail=True))
+    assert down.headers["Access-Control-Expose-Headers"] == "Retry-After"
+
+
+def test_tracker_script_honours_etag_and_accept_encoding() -> None:
+    from shared.tracker import tracker_asset
+
+    asset = tracker_asset()
+    get = lambda **h: handle_request(HttpRequest("GET", "/tracker.js", h), CONFIG, FakeBus(), NOW, asset)  # noqa: E731
+    plain, zipped = get(), get(**{"accept-encoding": "br, gzip"})
+    assert plain.body == asset.body and "Content-Encoding" not in plain.headers
+    assert zipped.body == asset.gzip_body and zipped.headers["Content-Encoding"] == "gzip"
+    assert plain.headers["Vary"] == zipped.headers["Vary"] == "Accept-Encoding"
+    assert get(**{"accept-encoding": "gzip;q=0"}).body == asset.body
+    assert get(**{"if-none-match": f'"x", {asset.etag}'}).status == 304
+
+
 def test_preflight_allows_only_configured_origins() -> None:
     ok = handle_request(HttpRequest("OPTIONS", "/e", {"origin": ORIGIN}), CONFIG, FakeBus(), NOW)
     assert ok.status == 204 and ok.headers["Access-Control-Allow-Origin"] == ORIGIN

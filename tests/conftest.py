@@ -13,7 +13,7 @@ from shared.adapters.duckdb_warehouse import DuckDBWarehouse
 from shared.devstack.emulators import Emulators, running_emulators
 from shared.devstack.pipeline import LocalPipeline, running_pipeline
 
-TEST_SITES = {"test-shop": ["https://shop.example"], "open-shop": ["*"]}
+TEST_SITES = {"test-shop": ["https://shop.example"], "open-shop": ["*"], "demo-shop": ["*"]}
 
 
 @pytest.fixture(scope="session")

@@ -27,14 +27,18 @@ CHROMIUM_ARGS = [
 
 
 @contextmanager
-def chromium() -> Iterator[Browser]:
-    """A launched browser, closed on exit; use it as the body of a pytest fixture."""
+def chromium(user_agent: str | None = None) -> Iterator[Browser]:
+    """A launched browser, closed on exit; use it as the body of a pytest fixture.
+
+    A user agent given here (not per context) also covers beacons sent while a page unloads,
+    which Chromium sends from its browser process with the launch-time user agent.
+    """
     if not CHROMIUM.exists():
         pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium", pytrace=False)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
             executable_path=str(CHROMIUM),
-            args=CHROMIUM_ARGS,
+            args=CHROMIUM_ARGS + ([f"--user-agent={user_agent}"] if user_agent else []),
             headless=True,
         )
         try:

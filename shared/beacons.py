@@ -111,7 +111,9 @@ def parse_body(body: bytes) -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise Invalid("malformed_json", "body", f"body is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from exc
+        raise Invalid(
+            "malformed_json", "body", f"body is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        ) from exc
     except RecursionError as exc:
         raise Invalid("malformed_json", "body", "body is nested too deeply") from exc
 
@@ -172,7 +174,11 @@ def validate_event(raw: Any, index: int, ctx: Context, limits: Limits) -> ValidE
         raise Invalid("invalid_event_id", f"{path}.event_id", f"{path}.event_id is not a UUID") from exc
     event_type = _required_str(raw, "type", path, 32)
     if event_type not in EVENT_TYPES:
-        raise Invalid("unknown_event_type", f"{path}.type", f"{path}.type {event_type[:32]!r} is not one of {', '.join(EVENT_TYPES)}")
+        raise Invalid(
+            "unknown_event_type",
+            f"{path}.type",
+            f"{path}.type {event_type[:32]!r} is not one of {', '.join(EVENT_TYPES)}",
+        )
     client_ts, event_ts = _timestamps(raw, path, ctx, limits)
     consent = raw.get("consent")
     if consent is not None and not isinstance(consent, dict):
@@ -217,9 +223,15 @@ def _timestamps(raw: dict[str, Any], path: str, ctx: Context, limits: Limits) ->
     except (OverflowError, OSError, ValueError) as exc:
         raise Invalid("invalid_timestamp", f"{path}.ts", f"{path}.ts {ts!r} is not a usable time") from exc
     if event_ts - ctx.collected_at > limits.max_future:
-        raise Invalid("timestamp_in_future", f"{path}.ts", f"{path}.ts is {_ago(event_ts - ctx.collected_at)} in the future")
+        raise Invalid(
+            "timestamp_in_future", f"{path}.ts", f"{path}.ts is {_ago(event_ts - ctx.collected_at)} in the future"
+        )
     if limits.max_age is not None and ctx.collected_at - event_ts > limits.max_age:
-        raise Invalid("timestamp_too_old", f"{path}.ts", f"{path}.ts is {_ago(ctx.collected_at - event_ts)} old; at most {limits.max_age.days} days")
+        raise Invalid(
+            "timestamp_too_old",
+            f"{path}.ts",
+            f"{path}.ts is {_ago(ctx.collected_at - event_ts)} old; at most {limits.max_age.days} days",
+        )
     return client_ts, event_ts
 
 
@@ -230,7 +242,9 @@ def _check_props(props: dict[str, Any], path: str) -> None:
     def walk(value: Any, where: str, depth: int) -> None:
         if isinstance(value, str):
             if len(value) > MAX_PROP_STRING:
-                raise Invalid("string_too_long", where, f"{where} is {len(value)} characters; at most {MAX_PROP_STRING}")
+                raise Invalid(
+                    "string_too_long", where, f"{where} is {len(value)} characters; at most {MAX_PROP_STRING}"
+                )
         elif isinstance(value, float) and not math.isfinite(value):
             raise Invalid("invalid_value", where, f"{where} is not a finite number")
         elif isinstance(value, dict | list):
@@ -239,7 +253,9 @@ def _check_props(props: dict[str, Any], path: str) -> None:
             items = value.items() if isinstance(value, dict) else enumerate(value)
             for key, child in items:
                 if isinstance(key, str) and len(key) > MAX_NAME:
-                    raise Invalid("string_too_long", f"{where}.{key[:20]}", f"property name longer than {MAX_NAME} characters")
+                    raise Invalid(
+                        "string_too_long", f"{where}.{key[:20]}", f"property name longer than {MAX_NAME} characters"
+                    )
                 walk(child, f"{where}.{key}" if isinstance(value, dict) else f"{where}[{key}]", depth + 1)
 
     for key, value in props.items():
@@ -259,11 +275,19 @@ def event_rows(event: ValidEvent, index: int, ctx: Context) -> tuple[str, dict[s
     if event.type == "land":
         inflow = enrich.classify_inflow(event.url, event.referrer)
         row.update(
-            is_entry=inflow.is_entry, from_url=event.referrer, referrer_host=inflow.referrer_host,
-            medium=inflow.medium, source_name=inflow.source_name, search_keyword=inflow.search_keyword,
-            utm_source=inflow.utm_source, utm_medium=inflow.utm_medium, utm_campaign=inflow.utm_campaign,
-            utm_term=inflow.utm_term, utm_content=inflow.utm_content,
-            click_id_type=inflow.click_id_type, click_id=inflow.click_id,
+            is_entry=inflow.is_entry,
+            from_url=event.referrer,
+            referrer_host=inflow.referrer_host,
+            medium=inflow.medium,
+            source_name=inflow.source_name,
+            search_keyword=inflow.search_keyword,
+            utm_source=inflow.utm_source,
+            utm_medium=inflow.utm_medium,
+            utm_campaign=inflow.utm_campaign,
+            utm_term=inflow.utm_term,
+            utm_content=inflow.utm_content,
+            click_id_type=inflow.click_id_type,
+            click_id=inflow.click_id,
         )
     elif event.type == "identify":
         sex = _sex(props.pop("sex", None), f"{path}.sex")
@@ -317,6 +341,7 @@ def _envelope(event: ValidEvent, ctx: Context) -> dict[str, Any]:
 
 
 def _conversion(props: dict[str, Any], path: str) -> dict[str, Any]:
+    """Typed columns of an order or other conversion; what is left goes to `properties`."""
     conv_type = _prop_str(props, "conv_type", path, required=True)
     assert conv_type is not None
     conv_type = conv_type.lower()
@@ -344,7 +369,7 @@ def _custom_event(props: dict[str, Any], path: str) -> dict[str, Any]:
     name = _prop_str(props, "name", path, required=True)
     assert name is not None
     keyword = _prop_str(props, "keyword", path, required=name == "search")
-    row = {
+    row: dict[str, Any] = {
         "event_name": name,
         "product_id": _prop_str(props, "product_id", path),
         "product_name": _prop_str(props, "product_name", path),
@@ -354,7 +379,9 @@ def _custom_event(props: dict[str, Any], path: str) -> dict[str, Any]:
         "search_keyword": " ".join(keyword.split()) if keyword else None,
     }
     if name == "product_view" and not (row["product_id"] or row["product_name"]):
-        raise Invalid("missing_field", f"{path}.product_id", f"{path}.product_id or product_name is required for product_view")
+        raise Invalid(
+            "missing_field", f"{path}.product_id", f"{path}.product_id or product_name is required for product_view"
+        )
     row["properties"] = props or None
     return row
 
@@ -372,13 +399,15 @@ def _items(items: Any, path: str) -> list[dict[str, Any]]:
         if not isinstance(item, dict):
             raise Invalid("wrong_type", where, f"{where} must be an object, got {_kind(item)}")
         item = dict(item)
-        out.append({
-            "product_id": _prop_str(item, "product_id", where),
-            "product_name": _prop_str(item, "product_name", where),
-            "category": _prop_str(item, "category", where),
-            "price": _prop_number(item, "price", where),
-            "quantity": _prop_int(item, "quantity", where),
-        })
+        out.append(
+            {
+                "product_id": _prop_str(item, "product_id", where),
+                "product_name": _prop_str(item, "product_name", where),
+                "category": _prop_str(item, "category", where),
+                "price": _prop_number(item, "price", where),
+                "quantity": _prop_int(item, "quantity", where),
+            }
+        )
     return out
 
 
@@ -386,8 +415,14 @@ def _items(items: Any, path: str) -> list[dict[str, Any]]:
 
 
 def bad_row(
-    rejection: Rejection, payload: Any, *, stage: str, failed_at: datetime, source: str | None = None,
-    site_id: str | None = None, request_id: str | None = None,
+    rejection: Rejection,
+    payload: Any,
+    *,
+    stage: str,
+    failed_at: datetime,
+    source: str | None = None,
+    site_id: str | None = None,
+    request_id: str | None = None,
 ) -> dict[str, Any]:
     """A raw.bad_rows row; its id hashes what failed and how, so the same failure is stored once."""
     text = payload if isinstance(payload, str) else json.dumps(payload, ensure_ascii=False, default=str)
@@ -423,7 +458,9 @@ def bad_row(
 def _kind(value: Any) -> str:
     if value is None:
         return "null"
-    return {bool: "boolean", int: "number", float: "number", str: "string", list: "array", dict: "object"}.get(type(value), type(value).__name__)
+    return {bool: "boolean", int: "number", float: "number", str: "string", list: "array", dict: "object"}.get(
+        type(value), type(value).__name__
+    )
 
 
 def _is_number(value: Any) -> bool:
@@ -500,8 +537,21 @@ def _prop_int(props: dict[str, Any], key: str, path: str) -> int | None:
     return int(value)
 
 
-_SEX = {"m": "M", "male": "M", "man": "M", "남": "M", "남성": "M", "f": "F", "female": "F", "woman": "F",
-        "여": "F", "여성": "F", "u": "U", "unknown": "U", "other": "U"}
+_SEX = {
+    "m": "M",
+    "male": "M",
+    "man": "M",
+    "남": "M",
+    "남성": "M",
+    "f": "F",
+    "female": "F",
+    "woman": "F",
+    "여": "F",
+    "여성": "F",
+    "u": "U",
+    "unknown": "U",
+    "other": "U",
+}
 
 
 def _sex(value: Any, path: str) -> str | None:

@@ -42,9 +42,7 @@ class Warehouse(Protocol):
         """Create missing datasets and tables (idempotent)."""
         ...
 
-    def insert_rows(
-        self, table: str, rows: Sequence[Mapping[str, Any]], row_ids: Sequence[str]
-    ) -> InsertResult:
+    def insert_rows(self, table: str, rows: Sequence[Mapping[str, Any]], row_ids: Sequence[str]) -> InsertResult:
         """Append rows; a row whose id was already inserted is not inserted again.
 
         Rows use JSON-compatible values: ISO strings for TIMESTAMP and DATE, dicts for JSON

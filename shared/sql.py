@@ -44,7 +44,7 @@ def to_duckdb(sql: str) -> str:
         raise SqlError(f"cannot transpile to DuckDB: {exc}\n{sql[:500]}") from exc
 
 
-def _parse(sql: str) -> exp.Expression:
+def _parse(sql: str) -> exp.Expr:
     try:
         statements = [s for s in sqlglot.parse(sql, read="bigquery") if s is not None]
     except sqlglot.errors.SqlglotError as exc:

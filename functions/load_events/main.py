@@ -19,8 +19,18 @@ log = logging.getLogger(__name__)
 def load_events(cloud_event: CloudEvent) -> None:
     message = decode_pubsub(cloud_event.data)
     report = load_message(
-        message.data, bootstrap.warehouse(), now=datetime.now(UTC),
-        delivery_attempt=message.delivery_attempt, max_attempts=bootstrap.settings().max_delivery_attempts,
+        message.data,
+        bootstrap.warehouse(),
+        now=datetime.now(UTC),
+        delivery_attempt=message.delivery_attempt,
+        max_attempts=bootstrap.settings().max_delivery_attempts,
     )
-    log.info("beacon message loaded", extra={"message_id": message.message_id, "inserted": report.inserted,
-                                             "duplicates": report.duplicates, "bad_rows": report.bad_rows})
+    log.info(
+        "beacon message loaded",
+        extra={
+            "message_id": message.message_id,
+            "inserted": report.inserted,
+            "duplicates": report.duplicates,
+            "bad_rows": report.bad_rows,
+        },
+    )

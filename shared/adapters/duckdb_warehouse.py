@@ -73,9 +73,7 @@ def _arrow_type(field: Field) -> pa.DataType:
 
 
 def create_table_sql(spec: TableSpec) -> str:
-    columns = [
-        f'"{f.name}" {duckdb_type(f)}{" NOT NULL" if f.required else ""}' for f in spec.fields
-    ]
+    columns = [f'"{f.name}" {duckdb_type(f)}{" NOT NULL" if f.required else ""}' for f in spec.fields]
     columns.append(f'PRIMARY KEY ("{spec.row_id}")')
     return f'CREATE TABLE IF NOT EXISTS "{spec.dataset}"."{spec.table}" ({", ".join(columns)})'
 
@@ -217,9 +215,7 @@ class DuckDBWarehouse:
             self._specs[table] = table_spec(table)
         return self._specs[table]
 
-    def insert_rows(
-        self, table: str, rows: Sequence[Mapping[str, Any]], row_ids: Sequence[str]
-    ) -> InsertResult:
+    def insert_rows(self, table: str, rows: Sequence[Mapping[str, Any]], row_ids: Sequence[str]) -> InsertResult:
         return self.insert_many({table: (rows, row_ids)})[table]
 
     def insert_many(

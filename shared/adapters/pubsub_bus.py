@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from concurrent import futures
 
 from google.api_core import exceptions as gexc
-from google.cloud import pubsub_v1
+from google.cloud import pubsub_v1  # type: ignore[attr-defined]
 
 from shared.ports import TransientError
 
@@ -33,7 +34,5 @@ class PubSubBus:
 
     def ensure_topic(self, topic: str) -> None:
         """Create the topic if missing (local stack only; Terraform owns topics in production)."""
-        try:
+        with contextlib.suppress(gexc.AlreadyExists):
             self._client.create_topic(name=self.topic_path(topic))
-        except gexc.AlreadyExists:
-            pass

@@ -142,7 +142,9 @@ def report(tally: Tally, counts: dict[str, int], visitors: int, days: int, secon
         print(f"    {table:<20}{counts.get(table, 0):>11,}{expected:>11,}   {'ok' if agree else 'MISMATCH'}")
     if tally.unexpected:
         ok = False
-        print(f"  {len(tally.unexpected)} answers differed from what the generator intended, e.g. {tally.unexpected[0]}")
+        print(
+            f"  {len(tally.unexpected)} answers differed from what the generator intended, e.g. {tally.unexpected[0]}"
+        )
     rate = tally.events_sent / seconds["send"] if seconds["send"] else 0.0
     print(f"  timings: send {seconds['send']:.1f}s ({rate:,.0f} events/s), load caught up {seconds['load']:.1f}s after")
     print("All stages agree." if ok else "Stages DISAGREE: see above and .local/demo/logs/.")
@@ -172,9 +174,18 @@ def main(argv: list[str] | None = None) -> int:
         counts = wait_until_loaded(pipeline, tally, timeout=900)
         loaded = time.monotonic()
     ok = report(tally, counts, args.visitors, args.days, {"send": sent - started, "load": loaded - sent})
-    (args.out / "report.json").write_text(json.dumps({
-        "accepted": dict(tally.accepted), "rejected": dict(tally.rejected), "loaded": counts,
-        "bad_rows_expected": tally.bad_rows, "agree": ok}, indent=2))
+    (args.out / "report.json").write_text(
+        json.dumps(
+            {
+                "accepted": dict(tally.accepted),
+                "rejected": dict(tally.rejected),
+                "loaded": counts,
+                "bad_rows_expected": tally.bad_rows,
+                "agree": ok,
+            },
+            indent=2,
+        )
+    )
     print(f"demo: warehouse {pipeline.duckdb_path} (open it with duckdb), report {args.out / 'report.json'}")
     return 0 if ok else 1
 

@@ -36,7 +36,10 @@ def sdk_root() -> Path:
     if gcloud:
         out = subprocess.run(
             [gcloud, "info", "--format=value(installation.sdk_root)"],
-            capture_output=True, text=True, timeout=60, check=False,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
         )
         if out.returncode == 0 and out.stdout.strip():
             return Path(out.stdout.strip())
@@ -75,9 +78,14 @@ def start_pubsub(log_dir: Path) -> Server:
 def start_firestore(log_dir: Path) -> Server:
     port = free_port()
     argv = [
-        _java(), "-Duser.language=en", "-cp", str(_firestore_jar(sdk_root())),
+        _java(),
+        "-Duser.language=en",
+        "-cp",
+        str(_firestore_jar(sdk_root())),
         "com.google.cloud.datastore.emulator.firestore.CloudFirestore",
-        "start", "--host=127.0.0.1", f"--port={port}",
+        "start",
+        "--host=127.0.0.1",
+        f"--port={port}",
     ]
     server = start_server("firestore-emulator", argv, port, log_dir)
     wait_http(server)
@@ -107,10 +115,7 @@ class Emulators:
         """Delete every document (the emulator's own endpoint): isolation between tests."""
         import urllib.request
 
-        url = (
-            f"{self.firestore.url}/emulator/v1/projects/{self.project}"
-            "/databases/(default)/documents"
-        )
+        url = f"{self.firestore.url}/emulator/v1/projects/{self.project}/databases/(default)/documents"
         urllib.request.urlopen(urllib.request.Request(url, method="DELETE"), timeout=10).close()
 
     def stop(self) -> None:

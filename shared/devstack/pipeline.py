@@ -11,7 +11,7 @@ import json
 import sys
 import time
 from collections.abc import Iterator, Mapping
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,8 +28,15 @@ DEAD_LETTER_TOPIC = "beacons-dead-letter"
 def serve_function(target: str, log_dir: Path, env: Mapping[str, str]) -> Server:
     """Run one entry point of main.py under functions-framework on a free port."""
     port = free_port()
-    argv = [sys.executable, "-m", "functions_framework", f"--target={target}", "--source=main.py",
-            "--host=127.0.0.1", f"--port={port}"]
+    argv = [
+        sys.executable,
+        "-m",
+        "functions_framework",
+        f"--target={target}",
+        "--source=main.py",
+        "--host=127.0.0.1",
+        f"--port={port}",
+    ]
     server = start_server(target, argv, port, log_dir, env=env, cwd=REPO)
     wait_http(server, "/healthz" if target == "collect" else "/", timeout=60)
     return server
@@ -38,35 +45,33 @@ def serve_function(target: str, log_dir: Path, env: Mapping[str, str]) -> Server
 def push_subscription(project: str, topic: str, name: str, endpoint: str, max_attempts: int = 5) -> None:
     """Create the topic and a push subscription to a local endpoint (what Terraform declares in prod)."""
     from google.api_core import exceptions as gexc
-    from google.cloud import pubsub_v1
+    from google.cloud import pubsub_v1  # type: ignore[attr-defined]
 
     publisher = pubsub_v1.PublisherClient()
     subscriber = pubsub_v1.SubscriberClient()
     topic_path = publisher.topic_path(project, topic)
     for path in (topic_path, publisher.topic_path(project, DEAD_LETTER_TOPIC)):
-        try:
+        with suppress(gexc.AlreadyExists):
             publisher.create_topic(name=path)
-        except gexc.AlreadyExists:
-            pass
     request = {
         "name": subscriber.subscription_path(project, name),
         "topic": topic_path,
         "push_config": {"push_endpoint": endpoint},
         "ack_deadline_seconds": 60,
-        "dead_letter_policy": {"dead_letter_topic": publisher.topic_path(project, DEAD_LETTER_TOPIC),
-                               "max_delivery_attempts": max_attempts},
+        "dead_letter_policy": {
+            "dead_letter_topic": publisher.topic_path(project, DEAD_LETTER_TOPIC),
+            "max_delivery_attempts": max_attempts,
+        },
         "retry_policy": {"minimum_backoff": {"seconds": 1}, "maximum_backoff": {"seconds": 10}},
     }
-    try:
+    with suppress(gexc.AlreadyExists):
         subscriber.create_subscription(request=request)
-    except gexc.AlreadyExists:
-        pass
     subscriber.close()
 
 
 def delete_subscription(project: str, name: str) -> None:
     from google.api_core import exceptions as gexc
-    from google.cloud import pubsub_v1
+    from google.cloud import pubsub_v1  # type: ignore[attr-defined]
 
     subscriber = pubsub_v1.SubscriberClient()
     try:

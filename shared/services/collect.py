@@ -95,19 +95,36 @@ def collect_batch(request: HttpRequest, config: CollectorConfig, bus: EventBus, 
     site_id: str | None = None
     try:
         if content_type not in ACCEPTED_CONTENT_TYPES:
-            raise Invalid("unsupported_media_type", "content-type", f"content type {content_type!r} is not JSON or text/plain")
+            raise Invalid(
+                "unsupported_media_type", "content-type", f"content type {content_type!r} is not JSON or text/plain"
+            )
         if len(request.body) > config.max_body_bytes:
-            raise Invalid("body_too_large", "body", f"body is {len(request.body)} bytes; at most {config.max_body_bytes}")
+            raise Invalid(
+                "body_too_large", "body", f"body is {len(request.body)} bytes; at most {config.max_body_bytes}"
+            )
         data = beacons.parse_body(request.body)
         site_id, sent_at, events = beacons.batch_envelope(data, config.sites, config.limits)
         if origin and not config.sites[site_id].allows_origin(origin):
-            raise Invalid("origin_not_allowed", "origin", f"origin {origin[:200]!r} may not send events for site {site_id!r}")
+            raise Invalid(
+                "origin_not_allowed", "origin", f"origin {origin[:200]!r} may not send events for site {site_id!r}"
+            )
     except Invalid as exc:
-        status = {"body_too_large": 413, "origin_not_allowed": 403, "unsupported_media_type": 415}.get(exc.rejection.reason, 400)
+        status = {"body_too_large": 413, "origin_not_allowed": 403, "unsupported_media_type": 415}.get(
+            exc.rejection.reason, 400
+        )
         payload = request.body.decode("utf-8", "backslashreplace")
-        bad = beacons.bad_row(exc.rejection, payload, stage="collect", failed_at=now, source="tracker",
-                              site_id=site_id, request_id=request_id)
-        return _publish_then_answer(bus, config.topic, [], [bad], [exc.rejection], request_id, site_id or "", status, cors)
+        bad = beacons.bad_row(
+            exc.rejection,
+            payload,
+            stage="collect",
+            failed_at=now,
+            source="tracker",
+            site_id=site_id,
+            request_id=request_id,
+        )
+        return _publish_then_answer(
+            bus, config.topic, [], [bad], [exc.rejection], request_id, site_id or "", status, cors
+        )
 
     ctx = _context(request, config, site_id, now, request_id, beacons.clock_skew(now, sent_at), "tracker")
     rows, bad_rows, rejections = _shape_events(events, ctx, config.limits, now, request_id)
@@ -134,15 +151,29 @@ def collect_pixel(request: HttpRequest, config: CollectorConfig, bus: EventBus, 
     bad_rows: list[dict[str, Any]] = []
     rejections: list[Rejection] = []
     if site_id not in config.sites or event["type"] not in ("page", "land"):
-        reason = Rejection("unknown_site_id", "site_id", f"site_id {site_id[:64]!r} is not a configured site") \
-            if site_id not in config.sites else Rejection("invalid_value", "type", "pixel type must be page or land")
+        reason = (
+            Rejection("unknown_site_id", "site_id", f"site_id {site_id[:64]!r} is not a configured site")
+            if site_id not in config.sites
+            else Rejection("invalid_value", "type", "pixel type must be page or land")
+        )
         rejections.append(reason)
-        bad_rows.append(beacons.bad_row(reason, dict(q), stage="collect", failed_at=now, source="pixel",
-                                        site_id=site_id or None, request_id=request_id))
+        bad_rows.append(
+            beacons.bad_row(
+                reason,
+                dict(q),
+                stage="collect",
+                failed_at=now,
+                source="pixel",
+                site_id=site_id or None,
+                request_id=request_id,
+            )
+        )
     else:
         ctx = _context(request, config, site_id, now, request_id, beacons.clock_skew(now, None), "pixel")
         rows, bad_rows, rejections = _shape_events([event], ctx, config.limits, now, request_id)
-    response = _publish_then_answer(bus, config.topic, rows, bad_rows, rejections, request_id, site_id, 400 if rejections else 200, {})
+    response = _publish_then_answer(
+        bus, config.topic, rows, bad_rows, rejections, request_id, site_id, 400 if rejections else 200, {}
+    )
     headers = {"Content-Type": "image/gif", "Cache-Control": "no-store, max-age=0"}
     if rejections:
         headers["X-Reject-Reason"] = rejections[0].reason
@@ -162,7 +193,11 @@ def _shape_events(
         try:
             event = beacons.validate_event(raw, index, ctx, limits)
             if event.event_id in seen:
-                raise Invalid("duplicate_event_id", f"events[{index}].event_id", f"events[{index}].event_id repeats an earlier event in this batch")
+                raise Invalid(
+                    "duplicate_event_id",
+                    f"events[{index}].event_id",
+                    f"events[{index}].event_id repeats an earlier event in this batch",
+                )
             rows.append(beacons.event_rows(event, index, ctx))
             seen.add(event.event_id)
         except Invalid as exc:
@@ -170,30 +205,54 @@ def _shape_events(
             rejections.append(rejection)
             # Event payloads are stored as JSON text, even when the "event" was a bare string.
             payload = json.dumps(raw, ensure_ascii=False) if isinstance(raw, str) else raw
-            bad_rows.append(beacons.bad_row(rejection, payload, stage="collect", failed_at=now, source=ctx.source,
-                                            site_id=ctx.site_id, request_id=request_id))
+            bad_rows.append(
+                beacons.bad_row(
+                    rejection,
+                    payload,
+                    stage="collect",
+                    failed_at=now,
+                    source=ctx.source,
+                    site_id=ctx.site_id,
+                    request_id=request_id,
+                )
+            )
     return rows, bad_rows, rejections
 
 
 def _publish_then_answer(
-    bus: EventBus, topic: str, rows: list[tuple[str, dict[str, Any]]], bad_rows: list[dict[str, Any]],
-    rejections: list[Rejection], request_id: str, site_id: str, status: int, cors: Mapping[str, str],
+    bus: EventBus,
+    topic: str,
+    rows: list[tuple[str, dict[str, Any]]],
+    bad_rows: list[dict[str, Any]],
+    rejections: list[Rejection],
+    request_id: str,
+    site_id: str,
+    status: int,
+    cors: Mapping[str, str],
 ) -> HttpResponse:
     message = encode_message(rows, bad_rows, request_id)
     try:
-        bus.publish(topic, message, {"site_id": site_id, "request_id": request_id, "rows": str(len(rows) + len(bad_rows))})
+        bus.publish(
+            topic, message, {"site_id": site_id, "request_id": request_id, "rows": str(len(rows) + len(bad_rows))}
+        )
     except TransientError as exc:
         log.error("beacon publish failed", extra={"request_id": request_id, "error": str(exc), "events": len(rows)})
-        return HttpResponse.json(503, {"error": "unavailable", "detail": "events were not accepted; retry later"},
-                                 {"Retry-After": "5", **cors})
+        return HttpResponse.json(
+            503,
+            {"error": "unavailable", "detail": "events were not accepted; retry later"},
+            {"Retry-After": "5", **cors},
+        )
     for rejection in rejections:
-        log.warning("beacon rejected", extra={"reason": rejection.reason, "field": rejection.field,
-                                              "site_id": site_id, "request_id": request_id})
+        log.warning(
+            "beacon rejected",
+            extra={"reason": rejection.reason, "field": rejection.field, "site_id": site_id, "request_id": request_id},
+        )
     if status == 200:
         return HttpResponse.json(200, {"accepted": len(rows)}, cors)
     if status == 422:
-        return HttpResponse.json(422, {"error": "invalid_events", "accepted": len(rows),
-                                       "rejected": [r.as_dict() for r in rejections]}, cors)
+        return HttpResponse.json(
+            422, {"error": "invalid_events", "accepted": len(rows), "rejected": [r.as_dict() for r in rejections]}, cors
+        )
     first = rejections[0]
     return HttpResponse.json(status, {"error": first.reason, "field": first.field, "detail": first.detail}, cors)
 
@@ -202,16 +261,22 @@ def encode_message(rows: list[tuple[str, dict[str, Any]]], bad_rows: list[dict[s
     """The bus message: rows already shaped for their tables, so the loader stays schema-generic."""
     entries = [{"table": table, "row": row} for table, row in rows]
     entries += [{"table": "raw.bad_rows", "row": row} for row in bad_rows]
-    return json.dumps({"v": MESSAGE_VERSION, "request_id": request_id, "rows": entries},
-                      ensure_ascii=False, separators=(",", ":")).encode()
+    return json.dumps(
+        {"v": MESSAGE_VERSION, "request_id": request_id, "rows": entries}, ensure_ascii=False, separators=(",", ":")
+    ).encode()
 
 
-def _context(request: HttpRequest, config: CollectorConfig, site_id: str, now: datetime,
-             request_id: str, skew: Any, source: str) -> Context:
+def _context(
+    request: HttpRequest, config: CollectorConfig, site_id: str, now: datetime, request_id: str, skew: Any, source: str
+) -> Context:
     user_agent = request.header("user-agent")
     ip = enrich.client_ip(request.header("x-forwarded-for"), request.remote_addr)
     return Context(
-        site_id=site_id, collected_at=now, source=source, request_id=request_id, skew=skew,
+        site_id=site_id,
+        collected_at=now,
+        source=source,
+        request_id=request_id,
+        skew=skew,
         user_agent=user_agent[:1024] if user_agent else None,
         client=enrich.parse_user_agent(user_agent),
         geo=enrich.parse_geo_header(request.header(config.region_header)),
@@ -221,8 +286,15 @@ def _context(request: HttpRequest, config: CollectorConfig, site_id: str, now: d
 
 def _pixel_event_id(query: Mapping[str, str], now: datetime) -> str:
     """Stable within a second, so an image reloaded by the browser is stored once."""
-    key = "|".join([query.get("site_id", ""), query.get("visitor_id", ""), query.get("url", ""),
-                    query.get("type", "page"), str(int(now.timestamp()))])
+    key = "|".join(
+        [
+            query.get("site_id", ""),
+            query.get("visitor_id", ""),
+            query.get("url", ""),
+            query.get("type", "page"),
+            str(int(now.timestamp())),
+        ]
+    )
     return str(uuid.uuid5(uuid.NAMESPACE_URL, key))
 
 
@@ -238,19 +310,31 @@ def _cors_headers(origin: str, config: CollectorConfig) -> dict[str, str]:
 def _preflight(request: HttpRequest, config: CollectorConfig) -> HttpResponse:
     origin = request.header("origin")
     if not origin or not any(site.allows_origin(origin) for site in config.sites.values()):
-        return HttpResponse.json(403, {"error": "origin_not_allowed", "detail": f"origin {str(origin)[:200]!r} is not configured for any site"})
-    return HttpResponse(204, b"", {
-        "Access-Control-Allow-Origin": origin,
-        "Access-Control-Allow-Methods": "POST, GET, OPTIONS",
-        "Access-Control-Allow-Headers": "Content-Type",
-        "Access-Control-Max-Age": "86400",
-        "Vary": "Origin",
-    })
+        return HttpResponse.json(
+            403,
+            {"error": "origin_not_allowed", "detail": f"origin {str(origin)[:200]!r} is not configured for any site"},
+        )
+    return HttpResponse(
+        204,
+        b"",
+        {
+            "Access-Control-Allow-Origin": origin,
+            "Access-Control-Allow-Methods": "POST, GET, OPTIONS",
+            "Access-Control-Allow-Headers": "Content-Type",
+            "Access-Control-Max-Age": "86400",
+            "Vary": "Origin",
+        },
+    )
 
 
 def _tracker(request: HttpRequest, tracker: TrackerAsset) -> HttpResponse:
-    headers = {"Content-Type": tracker.content_type, "Cache-Control": "public, max-age=3600",
-               "ETag": tracker.etag, "Access-Control-Allow-Origin": "*", "Vary": "Accept-Encoding"}
+    headers = {
+        "Content-Type": tracker.content_type,
+        "Cache-Control": "public, max-age=3600",
+        "ETag": tracker.etag,
+        "Access-Control-Allow-Origin": "*",
+        "Vary": "Accept-Encoding",
+    }
     if tracker.etag in [tag.strip() for tag in (request.header("if-none-match") or "").split(",")]:
         return HttpResponse(304, b"", headers)
     if _accepts_gzip(request.header("accept-encoding") or ""):

@@ -37,7 +37,12 @@ class LoadReport:
 
 
 def load_message(
-    data: bytes, warehouse: Warehouse, *, now: datetime, delivery_attempt: int = 1, max_attempts: int = 5,
+    data: bytes,
+    warehouse: Warehouse,
+    *,
+    now: datetime,
+    delivery_attempt: int = 1,
+    max_attempts: int = 5,
 ) -> LoadReport:
     """Insert every row of a message; bury the message as a bad row if a bug keeps failing it."""
     try:
@@ -58,8 +63,14 @@ def bury_dead_letter(data: bytes, attributes: Mapping[str, str], warehouse: Ware
     """A message Pub/Sub gave up on becomes one bad row holding the whole message, for replay."""
     detail = "Pub/Sub stopped redelivering this message after its maximum delivery attempts"
     rejection = Rejection("dead_lettered", "message", detail)
-    row = beacons.bad_row(rejection, data.decode("utf-8", "backslashreplace"), stage="load", failed_at=now,
-                          site_id=attributes.get("site_id"), request_id=attributes.get("request_id"))
+    row = beacons.bad_row(
+        rejection,
+        data.decode("utf-8", "backslashreplace"),
+        stage="load",
+        failed_at=now,
+        site_id=attributes.get("site_id"),
+        request_id=attributes.get("request_id"),
+    )
     warehouse.insert_rows(BAD_ROWS, [row], [row["bad_row_id"]])
 
 
@@ -83,9 +94,20 @@ def _load(data: bytes, warehouse: Warehouse, now: datetime) -> LoadReport:
         row = entry.get("row") if isinstance(entry, dict) else None
         spec = specs.get(table) if isinstance(table, str) else None
         if spec is None or spec.dataset != "raw" or not isinstance(row, dict) or not row.get(spec.row_id):
-            why = f"rows[{i}] names no raw table or has no id" if spec is None or spec.dataset != "raw" else f"rows[{i}] lacks {spec.row_id}"
-            bad.append(beacons.bad_row(Rejection("invalid_row", f"rows[{i}]", why), entry, stage="load",
-                                       failed_at=now, request_id=request_id))
+            why = (
+                f"rows[{i}] names no raw table or has no id"
+                if spec is None or spec.dataset != "raw"
+                else f"rows[{i}] lacks {spec.row_id}"
+            )
+            bad.append(
+                beacons.bad_row(
+                    Rejection("invalid_row", f"rows[{i}]", why),
+                    entry,
+                    stage="load",
+                    failed_at=now,
+                    request_id=request_id,
+                )
+            )
             continue
         by_table[spec.name].append(row)
     results = warehouse.insert_many({t: (rows, [r[specs[t].row_id] for r in rows]) for t, rows in by_table.items()})
@@ -96,8 +118,11 @@ def _load(data: bytes, warehouse: Warehouse, now: datetime) -> LoadReport:
         for error in result.errors:
             row = rows[error.index]
             rejection = Rejection("warehouse_rejected", table, error.reason)
-            bad.append(beacons.bad_row(rejection, row, stage="load", failed_at=now,
-                                       site_id=row.get("site_id"), request_id=request_id))
+            bad.append(
+                beacons.bad_row(
+                    rejection, row, stage="load", failed_at=now, site_id=row.get("site_id"), request_id=request_id
+                )
+            )
     if bad:
         result = warehouse.insert_rows(BAD_ROWS, bad, [b["bad_row_id"] for b in bad])
         report.bad_rows = len(bad)

@@ -21,8 +21,9 @@ from tests.e2e.browser import chromium
 pytestmark = [pytest.mark.emulator, pytest.mark.browser]
 
 SHOP_DIR = Path(__file__).resolve().parents[1] / "data" / "shop"
-DESKTOP_CHROME = ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
-                  "Chrome/124.0.0.0 Safari/537.36")
+DESKTOP_CHROME = (
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36"
+)
 
 
 class _Quiet(SimpleHTTPRequestHandler):
@@ -77,27 +78,46 @@ def test_a_shopping_journey_lands_in_the_warehouse(pipeline: LocalPipeline, shop
     assert errors == []
 
     orders = wait_for(lambda: rows(pipeline, "SELECT * FROM raw.conv WHERE visitor_id = @v", visitor), timeout=30)
-    order, = orders
+    (order,) = orders
     assert (order["conv_type"], order["order_id"], order["revenue"], order["currency"]) == (
-        "order", "O-20241122-0001", 88000, "KRW")
+        "order",
+        "O-20241122-0001",
+        88000,
+        "KRW",
+    )
     assert [(i["product_id"], i["quantity"]) for i in order["items"]] == [("P-42", 2), ("P-7", 1)]
     assert order["member_id"] == "M-1001" and order["source"] == "tracker"
 
-    pages = rows(pipeline, "SELECT page_path, device_type, browser, os, is_bot, ip_hash FROM raw.page "
-                           "WHERE visitor_id = @v ORDER BY event_ts", visitor)
-    assert [p["page_path"] for p in pages] == ["/index.html", "/product.html", "/search.html", "/login.html",
-                                               "/checkout.html"]
+    pages = rows(
+        pipeline,
+        "SELECT page_path, device_type, browser, os, is_bot, ip_hash FROM raw.page "
+        "WHERE visitor_id = @v ORDER BY event_ts",
+        visitor,
+    )
+    assert [p["page_path"] for p in pages] == [
+        "/index.html",
+        "/product.html",
+        "/search.html",
+        "/login.html",
+        "/checkout.html",
+    ]
     assert {(p["device_type"], p["browser"], p["os"], p["is_bot"]) for p in pages} == {
-        ("desktop", "Chrome", "Windows", False)}
+        ("desktop", "Chrome", "Windows", False)
+    }
     assert all(p["ip_hash"] and "127.0.0" not in p["ip_hash"] for p in pages)
 
-    lands = rows(pipeline, "SELECT page_path, is_entry, medium FROM raw.land WHERE visitor_id = @v "
-                           "ORDER BY event_ts", visitor)
+    lands = rows(
+        pipeline, "SELECT page_path, is_entry, medium FROM raw.land WHERE visitor_id = @v ORDER BY event_ts", visitor
+    )
     assert (lands[0]["is_entry"], lands[0]["medium"]) == (True, "direct")
     assert {(land["is_entry"], land["medium"]) for land in lands[1:2]} == {(False, "internal")}
 
-    events = rows(pipeline, "SELECT event_name, product_name, quantity, search_keyword, member_id FROM raw.event "
-                            "WHERE visitor_id = @v ORDER BY event_ts", visitor)
+    events = rows(
+        pipeline,
+        "SELECT event_name, product_name, quantity, search_keyword, member_id FROM raw.event "
+        "WHERE visitor_id = @v ORDER BY event_ts",
+        visitor,
+    )
     assert [(e["event_name"], e["product_name"], e["quantity"], e["search_keyword"]) for e in events] == [
         ("product_view", "Linen shirt", None, None),
         ("add_to_cart", "Linen shirt", 2, None),
@@ -105,9 +125,19 @@ def test_a_shopping_journey_lands_in_the_warehouse(pipeline: LocalPipeline, shop
     ]
     assert all(e["member_id"] is None for e in events)  # before the login
 
-    user, = rows(pipeline, "SELECT member_id, sex, birth_year, email, phone, JSON_VALUE(traits, '$.grade') AS grade "
-                           "FROM raw.user WHERE visitor_id = @v", visitor)
-    assert user == {"member_id": "M-1001", "sex": "F", "birth_year": 1990, "email": "jimin@example.com",
-                    "phone": "+821012345678", "grade": "gold"}
+    (user,) = rows(
+        pipeline,
+        "SELECT member_id, sex, birth_year, email, phone, JSON_VALUE(traits, '$.grade') AS grade "
+        "FROM raw.user WHERE visitor_id = @v",
+        visitor,
+    )
+    assert user == {
+        "member_id": "M-1001",
+        "sex": "F",
+        "birth_year": 1990,
+        "email": "jimin@example.com",
+        "phone": "+821012345678",
+        "grade": "gold",
+    }
     bad = warehouse_rows(pipeline.duckdb_path, "SELECT COUNT(*) AS n FROM raw.bad_rows WHERE site_id = 'demo-shop'")
     assert bad == [{"n": 0}]

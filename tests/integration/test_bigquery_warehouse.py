@@ -271,14 +271,33 @@ def test_the_load_service_writes_a_beacon_message_through_bigquery(warehouse: Bi
 
     warehouse.ensure_tables(list(table_specs().values()))
     now = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
-    base = {"site_id": "s", "event_date": "2026-11-20", "event_ts": "2026-11-20T11:00:00+00:00",
-            "collected_at": "2026-11-20T12:00:00+00:00", "source": "tracker", "visitor_id": "v1"}
+    base = {
+        "site_id": "s",
+        "event_date": "2026-11-20",
+        "event_ts": "2026-11-20T11:00:00+00:00",
+        "collected_at": "2026-11-20T12:00:00+00:00",
+        "source": "tracker",
+        "visitor_id": "v1",
+    }
     page = {**base, "event_id": str(uuid.uuid4()), "page_path": "/p/1"}
-    conv = {**base, "event_id": str(uuid.uuid4()), "conv_type": "order", "order_id": "o1", "revenue": 39000,
-            "items": [{"product_id": "p1", "price": 39000, "quantity": 1}], "properties": {"coupon": "X"}}
-    message = {"v": 1, "request_id": "r1", "rows": [{"table": "raw.page", "row": page},
-                                                    {"table": "raw.conv", "row": conv},
-                                                    {"table": "raw.nope", "row": page}]}
+    conv = {
+        **base,
+        "event_id": str(uuid.uuid4()),
+        "conv_type": "order",
+        "order_id": "o1",
+        "revenue": 39000,
+        "items": [{"product_id": "p1", "price": 39000, "quantity": 1}],
+        "properties": {"coupon": "X"},
+    }
+    message = {
+        "v": 1,
+        "request_id": "r1",
+        "rows": [
+            {"table": "raw.page", "row": page},
+            {"table": "raw.conv", "row": conv},
+            {"table": "raw.nope", "row": page},
+        ],
+    }
     report = load_message(_json.dumps(message).encode(), warehouse, now=now)
     assert report.inserted == {"raw.page": 1, "raw.conv": 1, "raw.bad_rows": 1}
     assert warehouse.query("SELECT page_path FROM raw.page WHERE event_date = @d", {"d": date(2026, 11, 20)}) == [

@@ -47,8 +47,14 @@ def client(emulators: Emulators) -> Iterator[FlaskClient]:
 
 
 def valid_event() -> dict[str, Any]:
-    return {"event_id": str(uuid.uuid4()), "type": "page", "ts": int(time.time() * 1000), "visitor_id": "v",
-            "url": "https://fuzz.example/", "props": {}}
+    return {
+        "event_id": str(uuid.uuid4()),
+        "type": "page",
+        "ts": int(time.time() * 1000),
+        "visitor_id": "v",
+        "url": "https://fuzz.example/",
+        "props": {},
+    }
 
 
 json_values = st.recursive(
@@ -57,8 +63,22 @@ json_values = st.recursive(
     max_leaves=20,
 )
 EVENT_KEYS = ["event_id", "type", "ts", "visitor_id", "member_id", "url", "title", "referrer", "consent", "props"]
-PROP_KEYS = ["name", "keyword", "product_id", "price", "quantity", "conv_type", "order_id", "revenue", "currency",
-             "items", "sex", "birth_year", "email", "phone"]
+PROP_KEYS = [
+    "name",
+    "keyword",
+    "product_id",
+    "price",
+    "quantity",
+    "conv_type",
+    "order_id",
+    "revenue",
+    "currency",
+    "items",
+    "sex",
+    "birth_year",
+    "email",
+    "phone",
+]
 
 
 def check(response: Any) -> None:
@@ -89,18 +109,31 @@ def test_random_json(client: FlaskClient, body: Any) -> None:
     prop_value=json_values,
     origin=st.sampled_from(["https://fuzz.example", "https://evil.example", None]),
 )
-def test_mutated_batches(client: FlaskClient, event_type: str, key: str, prop: str, value: Any, prop_value: Any,
-                         origin: str | None) -> None:
+def test_mutated_batches(
+    client: FlaskClient, event_type: str, key: str, prop: str, value: Any, prop_value: Any, origin: str | None
+) -> None:
     event = valid_event() | {"type": event_type, "member_id": "m1"}
-    event["props"] = {"name": "search", "keyword": "k", "conv_type": "order", "order_id": "o", "revenue": 1, prop: prop_value}
+    event["props"] = {
+        "name": "search",
+        "keyword": "k",
+        "conv_type": "order",
+        "order_id": "o",
+        "revenue": 1,
+        prop: prop_value,
+    }
     event[key] = value
     headers = {"Content-Type": "text/plain"} | ({"Origin": origin} if origin else {})
-    check(client.post("/e", data=json.dumps({"site_id": "fuzz-shop", "events": [valid_event(), event]}), headers=headers))
+    check(
+        client.post("/e", data=json.dumps({"site_id": "fuzz-shop", "events": [valid_event(), event]}), headers=headers)
+    )
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(query=st.dictionaries(st.sampled_from(["site_id", "type", "url", "event_id", "visitor_id", "title"]),
-                             st.text(max_size=30), max_size=6))
+@given(
+    query=st.dictionaries(
+        st.sampled_from(["site_id", "type", "url", "event_id", "visitor_id", "title"]), st.text(max_size=30), max_size=6
+    )
+)
 def test_random_pixels(client: FlaskClient, query: dict[str, str]) -> None:
     response = client.get("/p.gif", query_string=query)
     assert response.status_code in (200, 400) and response.get_data().startswith(b"GIF89a")

@@ -17,8 +17,10 @@ from tests.conftest import wait_for, warehouse_rows
 
 pytestmark = pytest.mark.emulator
 
-IPHONE = ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
-          "Version/17.0 Mobile/15E148 Safari/604.1")
+IPHONE = (
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+    "Version/17.0 Mobile/15E148 Safari/604.1"
+)
 
 
 def now_ms() -> int:
@@ -26,13 +28,25 @@ def now_ms() -> int:
 
 
 def event(kind: str, **fields: Any) -> dict[str, Any]:
-    return {"event_id": str(uuid.uuid4()), "type": kind, "ts": now_ms() - 500, "visitor_id": "v-int",
-            "url": "https://shop.example/products/7", "title": "Product 7", **fields}
+    return {
+        "event_id": str(uuid.uuid4()),
+        "type": kind,
+        "ts": now_ms() - 500,
+        "visitor_id": "v-int",
+        "url": "https://shop.example/products/7",
+        "title": "Product 7",
+        **fields,
+    }
 
 
 def send(pipeline: LocalPipeline, body: Any, **headers: str) -> requests.Response:
-    hdrs = {"Content-Type": "text/plain", "Origin": "https://shop.example", "User-Agent": IPHONE,
-            "X-Client-Geo-Location": "KR,KR26,Busan", **headers}
+    hdrs = {
+        "Content-Type": "text/plain",
+        "Origin": "https://shop.example",
+        "User-Agent": IPHONE,
+        "X-Client-Geo-Location": "KR,KR26,Busan",
+        **headers,
+    }
     data = body if isinstance(body, bytes) else json.dumps(body)
     return requests.post(pipeline.collect_url + "/e", data=data, headers=hdrs, timeout=10)
 
@@ -56,10 +70,21 @@ def test_a_batch_lands_in_every_raw_table_once(pipeline: LocalPipeline) -> None:
         event("page", sent="x"),
         event("land", referrer="https://m.search.naver.com/search.naver?query=%EC%85%94%EC%B8%A0"),
         event("identify", member_id="m-int", props={"sex": "M", "birth_year": 1985, "email": "Kim@Example.com"}),
-        event("event", member_id="m-int", props={"name": "product_view", "product_id": "p7", "product_name": "셔츠",
-                                                  "price": 29000}),
-        event("conv", member_id="m-int", props={"conv_type": "order", "order_id": "o-int", "revenue": 58000,
-                                                 "items": [{"product_id": "p7", "price": 29000, "quantity": 2}]}),
+        event(
+            "event",
+            member_id="m-int",
+            props={"name": "product_view", "product_id": "p7", "product_name": "셔츠", "price": 29000},
+        ),
+        event(
+            "conv",
+            member_id="m-int",
+            props={
+                "conv_type": "order",
+                "order_id": "o-int",
+                "revenue": 58000,
+                "items": [{"product_id": "p7", "price": 29000, "quantity": 2}],
+            },
+        ),
     ]
     for e in events:
         e.pop("sent", None)
@@ -72,9 +97,11 @@ def test_a_batch_lands_in_every_raw_table_once(pipeline: LocalPipeline) -> None:
     assert send(pipeline, body).status_code == 200
 
     ids = [e["event_id"] for e in events]
-    sql = ("SELECT 'page' AS t, event_id FROM raw.page UNION ALL SELECT 'land', event_id FROM raw.land "
-           "UNION ALL SELECT 'user', event_id FROM raw.user UNION ALL SELECT 'event', event_id FROM raw.event "
-           "UNION ALL SELECT 'conv', event_id FROM raw.conv")
+    sql = (
+        "SELECT 'page' AS t, event_id FROM raw.page UNION ALL SELECT 'land', event_id FROM raw.land "
+        "UNION ALL SELECT 'user', event_id FROM raw.user UNION ALL SELECT 'event', event_id FROM raw.event "
+        "UNION ALL SELECT 'conv', event_id FROM raw.conv"
+    )
 
     def loaded() -> list[dict[str, Any]]:
         rows = [r for r in warehouse_rows(pipeline.duckdb_path, sql) if r["event_id"] in ids]
@@ -85,14 +112,21 @@ def test_a_batch_lands_in_every_raw_table_once(pipeline: LocalPipeline) -> None:
     rows = [r for r in warehouse_rows(pipeline.duckdb_path, sql) if r["event_id"] in ids]
     assert sorted(r["t"] for r in rows) == ["conv", "event", "land", "page", "user"]
 
-    land, = warehouse_rows(pipeline.duckdb_path, "SELECT * FROM raw.land WHERE event_id = @id", {"id": ids[1]})
+    (land,) = warehouse_rows(pipeline.duckdb_path, "SELECT * FROM raw.land WHERE event_id = @id", {"id": ids[1]})
     assert (land["medium"], land["source_name"], land["search_keyword"]) == ("search", "naver", "셔츠")
     assert (land["device_type"], land["os"], land["region"]) == ("mobile", "iOS", "Busan")
-    user, = warehouse_rows(pipeline.duckdb_path, "SELECT * FROM raw.user WHERE event_id = @id", {"id": ids[2]})
-    assert (user["member_id"], user["sex"], user["birth_year"], user["email"]) == ("m-int", "M", 1985, "kim@example.com")
-    conv, = warehouse_rows(pipeline.duckdb_path,
-                           "SELECT revenue, items[OFFSET(0)].quantity AS q FROM raw.conv WHERE event_id = @id",
-                           {"id": ids[4]})
+    (user,) = warehouse_rows(pipeline.duckdb_path, "SELECT * FROM raw.user WHERE event_id = @id", {"id": ids[2]})
+    assert (user["member_id"], user["sex"], user["birth_year"], user["email"]) == (
+        "m-int",
+        "M",
+        1985,
+        "kim@example.com",
+    )
+    (conv,) = warehouse_rows(
+        pipeline.duckdb_path,
+        "SELECT revenue, items[OFFSET(0)].quantity AS q FROM raw.conv WHERE event_id = @id",
+        {"id": ids[4]},
+    )
     assert (conv["revenue"], conv["q"]) == (58000, 2)
 
 
@@ -102,14 +136,23 @@ def test_rejections_answer_4xx_and_reach_bad_rows(pipeline: LocalPipeline) -> No
     assert malformed.status_code == 400 and malformed.json()["error"] == "malformed_json"
     wrong_origin = send(pipeline, {"site_id": "test-shop", "events": [event("page")]}, Origin="https://evil.example")
     assert wrong_origin.status_code == 403 and wrong_origin.json()["error"] == "origin_not_allowed"
-    partial = send(pipeline, {"site_id": "test-shop", "events": [event("page"), event("page", ts="soon", marker=marker)]})
+    partial = send(
+        pipeline, {"site_id": "test-shop", "events": [event("page"), event("page", ts="soon", marker=marker)]}
+    )
     assert partial.status_code == 422
-    assert partial.json()["rejected"] == [{"index": 1, "reason": "wrong_type", "field": "events[1].ts",
-                                           "detail": "events[1].ts must be milliseconds since epoch, got string"}]
+    assert partial.json()["rejected"] == [
+        {
+            "index": 1,
+            "reason": "wrong_type",
+            "field": "events[1].ts",
+            "detail": "events[1].ts must be milliseconds since epoch, got string",
+        }
+    ]
 
     def bad_rows() -> list[dict[str, Any]]:
-        rows = warehouse_rows(pipeline.duckdb_path,
-                              "SELECT reason_code FROM raw.bad_rows WHERE STRPOS(payload, @m) > 0", {"m": marker})
+        rows = warehouse_rows(
+            pipeline.duckdb_path, "SELECT reason_code FROM raw.bad_rows WHERE STRPOS(payload, @m) > 0", {"m": marker}
+        )
         return rows if len(rows) >= 2 else []
 
     assert sorted(r["reason_code"] for r in wait_for(bad_rows)) == ["malformed_json", "wrong_type"]
@@ -119,13 +162,20 @@ def test_tracker_script_and_pixel_are_served(pipeline: LocalPipeline) -> None:
     script = requests.get(pipeline.collect_url + "/tracker.js", headers={"Accept-Encoding": "gzip"}, timeout=10)
     assert script.status_code == 200 and "javascript" in script.headers["Content-Type"]
     assert "cdp" in script.text and script.headers["ETag"]
-    cached = requests.get(pipeline.collect_url + "/tracker.js", headers={"If-None-Match": script.headers["ETag"]},
-                          timeout=10)
+    cached = requests.get(
+        pipeline.collect_url + "/tracker.js", headers={"If-None-Match": script.headers["ETag"]}, timeout=10
+    )
     assert cached.status_code == 304
     marker = uuid.uuid4().hex
-    pixel = requests.get(pipeline.collect_url + "/p.gif", params={"site_id": "test-shop", "url": f"https://shop.example/{marker}",
-                                                                 "visitor_id": "v-pixel"}, timeout=10)
+    pixel = requests.get(
+        pipeline.collect_url + "/p.gif",
+        params={"site_id": "test-shop", "url": f"https://shop.example/{marker}", "visitor_id": "v-pixel"},
+        timeout=10,
+    )
     assert pixel.status_code == 200 and pixel.content.startswith(b"GIF89a")
-    rows = wait_for(lambda: warehouse_rows(pipeline.duckdb_path, "SELECT source, visitor_id FROM raw.page WHERE page_path = @p",
-                                           {"p": f"/{marker}"}))
+    rows = wait_for(
+        lambda: warehouse_rows(
+            pipeline.duckdb_path, "SELECT source, visitor_id FROM raw.page WHERE page_path = @p", {"p": f"/{marker}"}
+        )
+    )
     assert rows == [{"source": "pixel", "visitor_id": "v-pixel"}]

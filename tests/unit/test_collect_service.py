@@ -24,13 +24,22 @@ CONFIG = CollectorConfig(
     limits=Limits(max_events=5, max_age=timedelta(days=30), max_future=timedelta(days=1)),
     max_body_bytes=4096,
 )
-CHROME = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36"
+CHROME = (
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36"
+)
 
 
 def event(**overrides: Any) -> dict[str, Any]:
-    base = {"event_id": str(uuid.uuid4()), "type": "page", "ts": NOW_MS - 1000, "visitor_id": "v1",
-            "url": "https://shop.example/p/1?utm_source=naver&utm_medium=cpc", "title": "Shirt",
-            "referrer": "https://search.naver.com/search.naver?query=%EB%A6%B0%EB%84%A8", "props": {}}
+    base = {
+        "event_id": str(uuid.uuid4()),
+        "type": "page",
+        "ts": NOW_MS - 1000,
+        "visitor_id": "v1",
+        "url": "https://shop.example/p/1?utm_source=naver&utm_medium=cpc",
+        "title": "Shirt",
+        "referrer": "https://search.naver.com/search.naver?query=%EB%A6%B0%EB%84%A8",
+        "props": {},
+    }
     base.update(overrides)
     return base
 
@@ -38,8 +47,13 @@ def event(**overrides: Any) -> dict[str, Any]:
 def post(body: Any, headers: dict[str, str] | None = None, bus: FakeBus | None = None) -> tuple[HttpResponse, FakeBus]:
     bus = bus or FakeBus()
     raw = body if isinstance(body, bytes) else json.dumps(body).encode()
-    hdrs = {"content-type": "text/plain", "origin": ORIGIN, "user-agent": CHROME,
-            "x-forwarded-for": "203.0.113.9, 10.0.0.1", "x-client-geo-location": "KR,KR11,Seoul"}
+    hdrs = {
+        "content-type": "text/plain",
+        "origin": ORIGIN,
+        "user-agent": CHROME,
+        "x-forwarded-for": "203.0.113.9, 10.0.0.1",
+        "x-client-geo-location": "KR,KR11,Seoul",
+    }
     hdrs.update(headers or {})
     request = HttpRequest("POST", "/e", {k: v for k, v in hdrs.items() if v is not None}, raw, {}, "10.0.0.1")
     return handle_request(request, CONFIG, bus, NOW), bus
@@ -59,7 +73,7 @@ def test_accepts_a_batch_and_publishes_enriched_rows() -> None:
     assert response.status == 200
     assert answer(response) == {"accepted": 2}
     assert response.headers["Access-Control-Allow-Origin"] == ORIGIN
-    (topic, _, attributes), = bus.published
+    ((topic, _, attributes),) = bus.published
     assert topic == "beacons" and attributes["site_id"] == "demo-shop" and attributes["rows"] == "2"
     row = bus.rows("raw.page")[0]
     assert row["event_id"] == page["event_id"] and row["site_id"] == "demo-shop"
@@ -84,8 +98,12 @@ def test_device_clock_skew_is_corrected_from_sent_at() -> None:
 
 
 def test_denied_analytics_consent_stores_an_anonymous_event() -> None:
-    ident = event(type="identify", member_id="m1", consent={"analytics": False, "ads": False},
-                  props={"sex": "F", "birth_year": 1990, "email": "A@B.co", "phone": "010-1234-5678"})
+    ident = event(
+        type="identify",
+        member_id="m1",
+        consent={"analytics": False, "ads": False},
+        props={"sex": "F", "birth_year": 1990, "email": "A@B.co", "phone": "010-1234-5678"},
+    )
     response, bus = post(batch(event(consent={"analytics": False}), ident))
     assert response.status == 200
     page, user = bus.rows("raw.page")[0], bus.rows("raw.user")[0]
@@ -96,8 +114,11 @@ def test_denied_analytics_consent_stores_an_anonymous_event() -> None:
 
 
 def test_identify_normalises_contact_keys() -> None:
-    ident = event(type="identify", member_id="m1", props={"sex": "여", "birth_year": "1990", "email": " A@B.co ",
-                                                           "phone": "010-1234-5678", "grade": "gold"})
+    ident = event(
+        type="identify",
+        member_id="m1",
+        props={"sex": "여", "birth_year": "1990", "email": " A@B.co ", "phone": "010-1234-5678", "grade": "gold"},
+    )
     response, bus = post(batch(ident))
     assert response.status == 200
     user = bus.rows("raw.user")[0]
@@ -106,16 +127,28 @@ def test_identify_normalises_contact_keys() -> None:
 
 
 def test_order_conversion_and_product_events_become_typed_columns() -> None:
-    order = event(type="conv", props={"conv_type": "order", "order_id": 1042, "revenue": "39,000", "currency": "krw",
-                                      "items": [{"product_id": "p1", "product_name": "Shirt", "price": 39000, "quantity": 1}],
-                                      "coupon": "WELCOME"})
-    view = event(type="event", props={"name": "product_view", "product_id": "p1", "product_name": "Shirt", "price": 39000})
+    order = event(
+        type="conv",
+        props={
+            "conv_type": "order",
+            "order_id": 1042,
+            "revenue": "39,000",
+            "currency": "krw",
+            "items": [{"product_id": "p1", "product_name": "Shirt", "price": 39000, "quantity": 1}],
+            "coupon": "WELCOME",
+        },
+    )
+    view = event(
+        type="event", props={"name": "product_view", "product_id": "p1", "product_name": "Shirt", "price": 39000}
+    )
     search = event(type="event", props={"name": "search", "keyword": "  linen   shirt "})
     response, bus = post(batch(order, view, search))
     assert response.status == 200, response.body
     conv = bus.rows("raw.conv")[0]
     assert (conv["conv_type"], conv["order_id"], conv["revenue"], conv["currency"]) == ("order", "1042", 39000, "KRW")
-    assert conv["items"] == [{"product_id": "p1", "product_name": "Shirt", "category": None, "price": 39000, "quantity": 1}]
+    assert conv["items"] == [
+        {"product_id": "p1", "product_name": "Shirt", "category": None, "price": 39000, "quantity": 1}
+    ]
     assert conv["properties"] == {"coupon": "WELCOME"}
     views, searches = bus.rows("raw.event")
     assert views["event_name"] == "product_view" and views["product_name"] == "Shirt" and views["properties"] is None
@@ -145,7 +178,7 @@ def test_request_level_rejections(body: Any, headers: dict[str, str], status: in
     response, bus = post(body, headers)
     assert response.status == status
     assert answer(response)["error"] == reason
-    bad, = bus.rows("raw.bad_rows")
+    (bad,) = bus.rows("raw.bad_rows")
     assert bad["reason_code"] == reason and bad["stage"] == "collect" and bad["payload"]
     assert bus.rows("raw.page") == []
 
@@ -172,17 +205,32 @@ def test_request_level_rejections(body: Any, headers: dict[str, str], status: in
         (event(props={"a": {"b": {"c": {"d": 1}}}}), "nesting_too_deep", "events[1].props.a.b.c"),
         (event(props={"note": "x" * 2000}), "string_too_long", "events[1].props.note"),
         (event(type="identify"), "missing_field", "events[1].member_id"),
-        (event(type="identify", member_id="m", props={"birth_year": 1800}), "invalid_value", "events[1].props.birth_year"),
+        (
+            event(type="identify", member_id="m", props={"birth_year": 1800}),
+            "invalid_value",
+            "events[1].props.birth_year",
+        ),
         (event(type="identify", member_id="m", props={"email": "nope"}), "invalid_value", "events[1].props.email"),
         (event(type="identify", member_id="m", props={"sex": "X"}), "invalid_value", "events[1].props.sex"),
         (event(type="conv", props={}), "missing_field", "events[1].props.conv_type"),
         (event(type="conv", props={"conv_type": "order", "revenue": 1}), "missing_field", "events[1].props.order_id"),
-        (event(type="conv", props={"conv_type": "order", "order_id": "o", "revenue": "lots"}), "wrong_type",
-         "events[1].props.revenue"),
-        (event(type="conv", props={"conv_type": "order", "order_id": "o", "revenue": 1, "currency": "₩"}),
-         "invalid_value", "events[1].props.currency"),
-        (event(type="conv", props={"conv_type": "order", "order_id": "o", "revenue": 1, "items": [{"quantity": 1.5}]}),
-         "wrong_type", "events[1].props.items[0].quantity"),
+        (
+            event(type="conv", props={"conv_type": "order", "order_id": "o", "revenue": "lots"}),
+            "wrong_type",
+            "events[1].props.revenue",
+        ),
+        (
+            event(type="conv", props={"conv_type": "order", "order_id": "o", "revenue": 1, "currency": "₩"}),
+            "invalid_value",
+            "events[1].props.currency",
+        ),
+        (
+            event(
+                type="conv", props={"conv_type": "order", "order_id": "o", "revenue": 1, "items": [{"quantity": 1.5}]}
+            ),
+            "wrong_type",
+            "events[1].props.items[0].quantity",
+        ),
         (event(type="event", props={}), "missing_field", "events[1].props.name"),
         (event(type="event", props={"name": "search"}), "missing_field", "events[1].props.keyword"),
         (event(type="event", props={"name": "product_view"}), "missing_field", "events[1].props.product_id"),
@@ -197,7 +245,7 @@ def test_event_level_rejections_keep_the_good_events(bad_event: Any, reason: str
     assert body["rejected"] == [{"index": 1, "reason": reason, "field": field, "detail": body["rejected"][0]["detail"]}]
     assert field.split(".")[-1].split("[")[0] in body["rejected"][0]["detail"] or reason == "not_an_object"
     assert [r["event_id"] for r in bus.rows("raw.page")] == [good["event_id"]]
-    bad, = bus.rows("raw.bad_rows")
+    (bad,) = bus.rows("raw.bad_rows")
     assert (bad["reason_code"], bad["field"], bad["site_id"]) == (reason, field, "demo-shop")
     assert json.loads(bad["payload"]) == bad_event
 

@@ -6,8 +6,14 @@ from shared.config import ConfigError, Settings
 
 
 def test_reads_settings_and_sites() -> None:
-    s = Settings.from_env({"CDP_PROJECT": "p", "CDP_SITES": '{"shop": {"origins": ["https://a.example/"]}}',
-                           "CDP_MAX_EVENTS_PER_BATCH": "20", "CDP_IP_SALT": "secret"})
+    s = Settings.from_env(
+        {
+            "CDP_PROJECT": "p",
+            "CDP_SITES": '{"shop": {"origins": ["https://a.example/"]}}',
+            "CDP_MAX_EVENTS_PER_BATCH": "20",
+            "CDP_IP_SALT": "secret",
+        }
+    )
     assert s.project == "p" and s.warehouse == "duckdb" and s.max_events_per_batch == 20
     assert s.sites["shop"].allows_origin("https://a.example") and not s.sites["shop"].allows_origin("https://b.example")
     assert s.require_ip_salt() == "secret"

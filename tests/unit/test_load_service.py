@@ -26,9 +26,15 @@ def warehouse() -> DuckDBWarehouse:
 
 
 def page_row(**overrides: Any) -> dict[str, Any]:
-    row = {"event_id": str(uuid.uuid4()), "site_id": "s", "event_date": "2026-11-20",
-           "event_ts": "2026-11-20T11:59:00+00:00", "collected_at": "2026-11-20T12:00:00+00:00",
-           "source": "tracker", "visitor_id": "v1"}
+    row = {
+        "event_id": str(uuid.uuid4()),
+        "site_id": "s",
+        "event_date": "2026-11-20",
+        "event_ts": "2026-11-20T11:59:00+00:00",
+        "collected_at": "2026-11-20T12:00:00+00:00",
+        "source": "tracker",
+        "visitor_id": "v1",
+    }
     row.update(overrides)
     return row
 
@@ -42,16 +48,22 @@ def count(w: DuckDBWarehouse, table: str) -> int:
 
 
 def test_rows_land_in_their_tables_and_redelivery_adds_nothing(warehouse: DuckDBWarehouse) -> None:
-    conv = page_row(conv_type="order", order_id="o1", revenue=39000,
-                    items=[{"product_id": "p1", "price": 39000, "quantity": 1}], properties={"coupon": "X"})
+    conv = page_row(
+        conv_type="order",
+        order_id="o1",
+        revenue=39000,
+        items=[{"product_id": "p1", "price": 39000, "quantity": 1}],
+        properties={"coupon": "X"},
+    )
     data = message(("raw.page", page_row()), ("raw.page", page_row()), ("raw.conv", conv))
     first = load_message(data, warehouse, now=NOW)
     assert first.inserted == {"raw.page": 2, "raw.conv": 1} and first.bad_rows == 0
     again = load_message(data, warehouse, now=NOW)
     assert again.total_inserted == 0 and again.duplicates == 3
     assert count(warehouse, "raw.page") == 2
-    stored = warehouse.query("SELECT revenue, items[OFFSET(0)].quantity AS q, JSON_VALUE(properties, '$.coupon') AS c "
-                             "FROM raw.conv")
+    stored = warehouse.query(
+        "SELECT revenue, items[OFFSET(0)].quantity AS q, JSON_VALUE(properties, '$.coupon') AS c FROM raw.conv"
+    )
     assert stored == [{"revenue": 39000, "q": 1, "c": "X"}]
 
 
@@ -59,7 +71,7 @@ def test_rows_the_warehouse_refuses_become_bad_rows(warehouse: DuckDBWarehouse) 
     good, bad = page_row(), page_row(conv_type="order", revenue="not a number")
     report = load_message(message(("raw.page", good), ("raw.conv", bad)), warehouse, now=NOW)
     assert report.inserted["raw.page"] == 1 and report.bad_rows == 1
-    row, = warehouse.query("SELECT reason_code, field, event_id, payload FROM raw.bad_rows")
+    (row,) = warehouse.query("SELECT reason_code, field, event_id, payload FROM raw.bad_rows")
     assert row["reason_code"] == "warehouse_rejected" and row["field"] == "raw.conv"
     assert json.loads(row["payload"])["event_id"] == bad["event_id"]
 
@@ -101,7 +113,7 @@ def test_a_message_that_keeps_failing_is_buried_on_its_last_attempt() -> None:
         load_message(data, w, now=NOW, delivery_attempt=4, max_attempts=5)
     report = load_message(data, w, now=NOW, delivery_attempt=5, max_attempts=5)
     assert report.bad_rows == 1
-    row, = w.query("SELECT reason_code, stage, payload FROM raw.bad_rows")
+    (row,) = w.query("SELECT reason_code, stage, payload FROM raw.bad_rows")
     assert row["reason_code"] == "load_failed" and row["stage"] == "load" and json.loads(row["payload"])["rows"]
 
 
@@ -109,6 +121,6 @@ def test_dead_letters_are_buried_whole_and_once(warehouse: DuckDBWarehouse) -> N
     data = message(("raw.page", page_row()))
     bury_dead_letter(data, {"site_id": "s", "request_id": "r1"}, warehouse, now=NOW)
     bury_dead_letter(data, {"site_id": "s", "request_id": "r1"}, warehouse, now=NOW)
-    row, = warehouse.query("SELECT reason_code, site_id, request_id, payload FROM raw.bad_rows")
+    (row,) = warehouse.query("SELECT reason_code, site_id, request_id, payload FROM raw.bad_rows")
     assert (row["reason_code"], row["site_id"], row["request_id"]) == ("dead_lettered", "s", "r1")
     assert row["payload"].encode() == data

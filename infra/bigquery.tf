@@ -9,12 +9,14 @@ locals {
     audiences = "Segment membership, membership history and publish/delivery logs."
   }
 
-  # Tables come from the same index the code reads (shared/schema.py): a column is declared once,
-  # in sql/schema/, and never copied here.
+  # Tables come from the same indexes the code reads (shared/schema.py), one per dataset folder: a
+  # column is declared once, in sql/schema/, and never copied here.
   schema_dir = "${path.module}/../sql/schema"
-  tables = {
-    for t in jsondecode(file("${local.schema_dir}/tables.json")).tables : "${t.dataset}.${t.table}" => t
-  }
+  tables = merge([
+    for index in fileset(local.schema_dir, "*/tables.json") : {
+      for t in jsondecode(file("${local.schema_dir}/${index}")).tables : "${t.dataset}.${t.table}" => t
+    }
+  ]...)
 }
 
 resource "google_bigquery_dataset" "dataset" {

@@ -5,7 +5,7 @@ locals {
   # each function's secrets match its secretAccessor rows.
   #
   # `on` names one resource: "topic:<name>", "secret:<name>", "dataset:<logical name>",
-  # "table:<dataset>.<table>" (logical names, as in sql/schema/tables.json), or "project" for
+  # "table:<dataset>.<table>" (logical names, as in sql/schema/<dataset>/tables.json), or "project" for
   # roles that only exist at project level.
   function_roles = {
     collect = [

@@ -72,10 +72,12 @@ class TableSpec:
 
 @cache
 def table_specs() -> dict[str, TableSpec]:
-    """All tables keyed by logical name (`raw.page`)."""
-    index = json.loads((SCHEMA_DIR / "tables.json").read_text())
+    """All tables keyed by logical name (`raw.page`), from every sql/schema/<dataset>/tables.json."""
+    entries = []
+    for index in sorted(SCHEMA_DIR.glob("*/tables.json")):
+        entries += json.loads(index.read_text())["tables"]
     specs: dict[str, TableSpec] = {}
-    for entry in index["tables"]:
+    for entry in entries:
         fields = json.loads((SCHEMA_DIR / entry["schema"]).read_text())
         spec = TableSpec(
             dataset=entry["dataset"],

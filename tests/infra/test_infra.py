@@ -162,7 +162,9 @@ def settings_env_names() -> set[str]:
 
 
 def tables_index() -> list[dict[str, Any]]:
-    tables: list[dict[str, Any]] = json.loads((ROOT / "sql" / "schema" / "tables.json").read_text())["tables"]
+    tables: list[dict[str, Any]] = []
+    for index in sorted((ROOT / "sql" / "schema").glob("*/tables.json")):
+        tables += json.loads(index.read_text())["tables"]
     return tables
 
 
@@ -372,7 +374,8 @@ def test_dead_letters_are_kept_for_inspection(locals_: dict[str, Any], tf: dict[
 
 
 def test_tables_come_from_the_schema_index(locals_: dict[str, Any], tf: dict[str, dict[str, Any]]) -> None:
-    assert 'jsondecode(file("${local.schema_dir}/tables.json")).tables' in locals_["tables"]
+    assert 'fileset(local.schema_dir, "*/tables.json")' in locals_["tables"]
+    assert 'jsondecode(file("${local.schema_dir}/${index}")).tables' in locals_["tables"]
     assert locals_["schema_dir"] == "${path.module}/../sql/schema"
     table = resource(tf, "google_bigquery_table", "table")
     assert table["for_each"] == "${local.tables}"
@@ -619,7 +622,7 @@ def test_source_zip_holds_runtime_code_only(locals_: dict[str, Any], tf: dict[st
     assert "${data.archive_file.source.output_md5}" in obj["name"]
 
     kept = zipped_files(ROOT, locals_["source_excludes"])
-    assert {"main.py", "requirements.txt", "shared/config.py", "sql/schema/tables.json"} <= kept
+    assert {"main.py", "requirements.txt", "shared/config.py", "sql/schema/raw/tables.json"} <= kept
     assert {f"functions/{name}/main.py" for name in main_exports()} <= kept
     for excluded in ("tests/", "infra/", "scripts/", "docs/", ".venv", ".git/", ".local/", "shared/devstack/"):
         assert not [p for p in kept if p.startswith(excluded)], f"{excluded} would ship in the zip"

@@ -31,3 +31,31 @@ class FakeBus:
                 if table is None or entry["table"] == table:
                     out.append(entry["row"])
         return out
+
+
+@dataclass
+class FakeDocumentStore:
+    """Firestore as nested dicts, with the same filter operators as the real adapter."""
+
+    docs: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+
+    def get(self, collection: str, doc_id: str) -> dict[str, Any] | None:
+        found = self.docs.get(collection, {}).get(doc_id)
+        return json.loads(json.dumps(found, default=str)) if found is not None else None
+
+    def set(self, collection: str, doc_id: str, data: Mapping[str, Any], merge: bool = False) -> None:
+        current = self.docs.setdefault(collection, {}).get(doc_id, {}) if merge else {}
+        self.docs[collection][doc_id] = {**current, **dict(data)}
+
+    def list(self, collection: str, where: Any = ()) -> list[tuple[str, dict[str, Any]]]:
+        ops = {"==": lambda a, b: a == b, "!=": lambda a, b: a != b, "<": lambda a, b: a < b,
+               "<=": lambda a, b: a <= b, ">": lambda a, b: a > b, ">=": lambda a, b: a >= b,
+               "in": lambda a, b: a in b}
+        out = []
+        for doc_id, doc in sorted(self.docs.get(collection, {}).items()):
+            if all(f in doc and ops[op](doc[f], value) for f, op, value in where):
+                out.append((doc_id, dict(doc)))
+        return out
+
+    def delete(self, collection: str, doc_id: str) -> None:
+        self.docs.get(collection, {}).pop(doc_id, None)

@@ -6,7 +6,8 @@ from functools import cache
 
 from shared.config import Settings, get_settings
 from shared.logs import configure_logging
-from shared.ports import EventBus, Warehouse
+from shared.ports import DocumentStore, EventBus, Warehouse
+from shared.scheduling import JobScheduler, ScheduleConfig
 from shared.schema import table_specs
 
 
@@ -29,6 +30,12 @@ def build_bus(settings: Settings) -> EventBus:
     return PubSubBus(settings.project)
 
 
+def build_documents(settings: Settings) -> DocumentStore:
+    from shared.adapters.firestore_store import FirestoreStore
+
+    return FirestoreStore(settings.project)
+
+
 @cache
 def settings() -> Settings:
     configure_logging()
@@ -43,3 +50,25 @@ def warehouse() -> Warehouse:
 @cache
 def bus() -> EventBus:
     return build_bus(settings())
+
+
+@cache
+def documents() -> DocumentStore:
+    return build_documents(settings())
+
+
+def build_job_scheduler(settings: Settings, config: ScheduleConfig) -> JobScheduler:
+    from shared.adapters.cloud_scheduler import CloudSchedulerJobs
+
+    return CloudSchedulerJobs(settings.project, config.location, config.topic)
+
+
+@cache
+def schedule_config() -> ScheduleConfig:
+    settings()  # logging first
+    return ScheduleConfig.from_env()
+
+
+@cache
+def job_scheduler() -> JobScheduler:
+    return build_job_scheduler(settings(), schedule_config())

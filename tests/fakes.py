@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -35,27 +36,51 @@ class FakeBus:
 
 @dataclass
 class FakeDocumentStore:
-    """Firestore as nested dicts, with the same filter operators as the real adapter."""
+    """Firestore as nested dicts. Filters follow Firestore's rules where tests meet them: a missing
+    or null field never matches, `in` needs a list, values of another type never match a range,
+    and dotted paths reach into maps."""
 
     docs: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
 
     def get(self, collection: str, doc_id: str) -> dict[str, Any] | None:
         found = self.docs.get(collection, {}).get(doc_id)
-        return json.loads(json.dumps(found, default=str)) if found is not None else None
+        return copy.deepcopy(found) if found is not None else None
 
     def set(self, collection: str, doc_id: str, data: Mapping[str, Any], merge: bool = False) -> None:
-        current = self.docs.setdefault(collection, {}).get(doc_id, {}) if merge else {}
-        self.docs[collection][doc_id] = {**current, **dict(data)}
+        stored = self.docs.setdefault(collection, {})
+        current = stored.get(doc_id, {}) if merge else {}
+        stored[doc_id] = {**current, **copy.deepcopy(dict(data))}
 
     def list(self, collection: str, where: Any = ()) -> list[tuple[str, dict[str, Any]]]:
-        ops = {"==": lambda a, b: a == b, "!=": lambda a, b: a != b, "<": lambda a, b: a < b,
-               "<=": lambda a, b: a <= b, ">": lambda a, b: a > b, ">=": lambda a, b: a >= b,
-               "in": lambda a, b: a in b}
-        out = []
-        for doc_id, doc in sorted(self.docs.get(collection, {}).items()):
-            if all(f in doc and ops[op](doc[f], value) for f, op, value in where):
-                out.append((doc_id, dict(doc)))
-        return out
+        return [(doc_id, copy.deepcopy(doc)) for doc_id, doc in sorted(self.docs.get(collection, {}).items())
+                if all(_matches(_field(doc, f), op, value) for f, op, value in where)]
 
     def delete(self, collection: str, doc_id: str) -> None:
         self.docs.get(collection, {}).pop(doc_id, None)
+
+
+_MISSING = object()
+
+
+def _field(doc: Mapping[str, Any], path: str) -> Any:
+    value: Any = doc
+    for part in path.split("."):
+        if not isinstance(value, Mapping) or part not in value:
+            return _MISSING
+        value = value[part]
+    return value
+
+
+def _matches(actual: Any, op: str, value: Any) -> bool:
+    if actual is _MISSING or actual is None:
+        return False
+    if op == "in":
+        if not isinstance(value, list):
+            raise ValueError("'in' needs a list")
+        return any(type(actual) is type(v) and actual == v for v in value)
+    if op in ("==", "!="):
+        same = type(actual) is type(value) and actual == value
+        return same if op == "==" else not same
+    if type(actual) is not type(value) and not (isinstance(actual, int | float) and isinstance(value, int | float)):
+        return False
+    return bool({"<": actual < value, "<=": actual <= value, ">": actual > value, ">=": actual >= value}[op])

@@ -292,8 +292,8 @@ def event_rows(event: ValidEvent, index: int, ctx: Context) -> tuple[str, dict[s
     elif event.type == "identify":
         sex = _sex(props.pop("sex", None), f"{path}.sex")
         birth_year = _birth_year(props.pop("birth_year", None), f"{path}.birth_year", ctx.collected_at.year)
-        email = _email(props.pop("email", None), f"{path}.email")
-        phone = _phone(props.pop("phone", None), f"{path}.phone")
+        email = parse_email(props.pop("email", None), f"{path}.email")
+        phone = parse_phone(props.pop("phone", None), f"{path}.phone")
         if event.anonymous:  # no consent: keep only that an identify happened
             sex, birth_year, email, phone, props = None, None, None, None, {}
         row.update(sex=sex, birth_year=birth_year, email=email, phone=phone, traits=props or None)
@@ -575,12 +575,19 @@ def _birth_year(value: Any, path: str, this_year: int) -> int | None:
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 
 
-def _email(value: Any, path: str) -> str | None:
+def normalize_email(value: str) -> str | None:
+    """Trimmed and lower-cased, or None when it is not an email address."""
+    value = value.strip()
+    return value.lower() if len(value) <= 254 and _EMAIL.fullmatch(value) else None
+
+
+def parse_email(value: Any, path: str) -> str | None:
     if value is None or value == "":
         return None
-    if not isinstance(value, str) or len(value) > 254 or not _EMAIL.fullmatch(value.strip()):
+    email = normalize_email(value) if isinstance(value, str) else None
+    if email is None:
         raise Invalid("invalid_value", path, f"{path} is not an email address")
-    return value.strip().lower()
+    return email
 
 
 def normalize_phone(value: str, default_country: str = "82") -> str | None:
@@ -592,6 +599,10 @@ def normalize_phone(value: str, default_country: str = "82") -> str | None:
         body = digits[2:]
     elif digits.startswith("0"):
         body = default_country + digits[1:]
+    elif default_country == "82" and len(digits) == 10 and digits.startswith("10"):
+        # A Korean mobile (010-...) whose leading 0 a spreadsheet dropped; no valid number
+        # written with its country code looks like this (+1 numbers have 11 digits).
+        body = default_country + digits
     else:
         body = digits
     if not body.isdigit() or not 8 <= len(body) <= 15:
@@ -599,7 +610,7 @@ def normalize_phone(value: str, default_country: str = "82") -> str | None:
     return "+" + body
 
 
-def _phone(value: Any, path: str) -> str | None:
+def parse_phone(value: Any, path: str) -> str | None:
     if value is None or value == "":
         return None
     if isinstance(value, int) and not isinstance(value, bool):

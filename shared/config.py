@@ -79,6 +79,8 @@ class Settings:
 
 def parse_sites(raw: str) -> dict[str, Site]:
     """Parse CDP_SITES: {"site_id": {"origins": ["https://shop.example"]}, ...}."""
+    if not raw.strip():
+        return {}
     try:
         data = json.loads(raw)
     except json.JSONDecodeError as exc:

@@ -317,3 +317,20 @@ def test_unknown_paths_and_methods() -> None:
     assert handle_request(HttpRequest("GET", "/admin"), CONFIG, FakeBus(), NOW).status == 404
     assert handle_request(HttpRequest("PUT", "/e"), CONFIG, FakeBus(), NOW).status == 405
     assert handle_request(HttpRequest("GET", "/healthz"), CONFIG, FakeBus(), NOW).status == 200
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("010-1234-5678", "+821012345678"),
+        ("1012345678", "+821012345678"),
+        ("+1 212 555 1234", "+12125551234"),
+        ("0082 10 1234 5678", "+821012345678"),
+        ("12", None),
+        ("call me", None),
+    ],
+)
+def test_phone_numbers_normalise_to_e164(raw: str, expected: str | None) -> None:
+    from shared.beacons import normalize_phone
+
+    assert normalize_phone(raw) == expected

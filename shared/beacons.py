@@ -269,9 +269,35 @@ def _check_props(props: dict[str, Any], path: str) -> None:
 
 def event_rows(event: ValidEvent, index: int, ctx: Context) -> tuple[str, dict[str, Any]]:
     """The (table, row) for a valid event, enriched, with personal data removed when anonymous."""
+    return complete_row(event, event_columns(event, index, ctx), ctx)
+
+
+def event_columns(event: ValidEvent, index: int, ctx: Context) -> dict[str, Any]:
+    """Validate and type the event's own columns (its props); raise Invalid naming the field.
+
+    This is the part of shaping that can reject an event, so the collector runs it before it
+    answers; `complete_row` adds what cannot fail (the envelope, the inflow classification).
+    """
     path = f"events[{index}].props"
-    row = _envelope(event, ctx)
     props = dict(event.props)
+    if event.type == "identify":
+        sex = _sex(props.pop("sex", None), f"{path}.sex")
+        birth_year = _birth_year(props.pop("birth_year", None), f"{path}.birth_year", ctx.collected_at.year)
+        email = parse_email(props.pop("email", None), f"{path}.email")
+        phone = parse_phone(props.pop("phone", None), f"{path}.phone")
+        if event.anonymous:  # no consent: keep only that an identify happened
+            sex, birth_year, email, phone, props = None, None, None, None, {}
+        return {"sex": sex, "birth_year": birth_year, "email": email, "phone": phone, "traits": props or None}
+    if event.type == "conv":
+        return _conversion(props, path)
+    if event.type == "event":
+        return _custom_event(props, path)
+    return {}
+
+
+def complete_row(event: ValidEvent, columns: dict[str, Any], ctx: Context) -> tuple[str, dict[str, Any]]:
+    """Envelope + enrichment + the event's columns: the row as stored. Pure, and cannot fail."""
+    row = _envelope(event, ctx)
     if event.type == "land":
         inflow = enrich.classify_inflow(event.url, event.referrer)
         row.update(
@@ -289,19 +315,60 @@ def event_rows(event: ValidEvent, index: int, ctx: Context) -> tuple[str, dict[s
             click_id_type=inflow.click_id_type,
             click_id=inflow.click_id,
         )
-    elif event.type == "identify":
-        sex = _sex(props.pop("sex", None), f"{path}.sex")
-        birth_year = _birth_year(props.pop("birth_year", None), f"{path}.birth_year", ctx.collected_at.year)
-        email = parse_email(props.pop("email", None), f"{path}.email")
-        phone = parse_phone(props.pop("phone", None), f"{path}.phone")
-        if event.anonymous:  # no consent: keep only that an identify happened
-            sex, birth_year, email, phone, props = None, None, None, None, {}
-        row.update(sex=sex, birth_year=birth_year, email=email, phone=phone, traits=props or None)
-    elif event.type == "conv":
-        row.update(_conversion(props, path))
-    elif event.type == "event":
-        row.update(_custom_event(props, path))
+    row.update(columns)
     return TABLE_BY_TYPE[event.type], row
+
+
+# ---------------------------------------------------------------- bus messages
+#
+# A collect message carries the request's context once and each event's validated fields; the
+# loader completes the rows. Per-request facts (user agent, geo, IP hash) are not repeated per
+# event, and the work that cannot reject anything leaves the request path.
+
+_EVENT_FIELDS = ("type", "event_id", "visitor_id", "member_id", "consent_analytics", "consent_ads", "url", "title",
+                 "referrer")
+
+
+def context_message(ctx: Context) -> dict[str, Any]:
+    client = ctx.client or enrich.parse_user_agent(ctx.user_agent)
+    geo = ctx.geo or enrich.Geo(None, None, None)
+    return {
+        "site_id": ctx.site_id, "collected_at": ctx.collected_at.isoformat(), "source": ctx.source,
+        "request_id": ctx.request_id, "user_agent": ctx.user_agent, "device_type": client.device_type,
+        "os": client.os, "browser": client.browser, "is_bot": client.is_bot, "country": geo.country,
+        "region": geo.region, "city": geo.city, "ip_hash": ctx.ip_hash,
+    }
+
+
+def context_from_message(data: dict[str, Any]) -> Context:
+    return Context(
+        site_id=data["site_id"], collected_at=datetime.fromisoformat(data["collected_at"]), source=data["source"],
+        request_id=data.get("request_id"), user_agent=data.get("user_agent"),
+        client=enrich.ClientInfo(data["device_type"], data.get("os"), data.get("browser"), bool(data["is_bot"])),
+        geo=enrich.Geo(data.get("country"), data.get("region"), data.get("city")), ip_hash=data.get("ip_hash"),
+    )
+
+
+def event_message(event: ValidEvent, columns: dict[str, Any]) -> dict[str, Any]:
+    out = {name: getattr(event, name) for name in _EVENT_FIELDS}
+    out["event_ts"] = event.event_ts.isoformat()
+    out["client_ts"] = event.client_ts.isoformat()
+    out["columns"] = columns
+    return out
+
+
+def row_from_message(data: dict[str, Any], ctx: Context) -> tuple[str, dict[str, Any]]:
+    """The stored row for one event of a collect message (raises KeyError/ValueError if malformed)."""
+    if data["type"] not in EVENT_TYPES or not isinstance(data["columns"], dict):
+        raise ValueError(f"not an event: type {data.get('type')!r}")
+    event = ValidEvent(
+        type=data["type"], event_id=data["event_id"], event_ts=datetime.fromisoformat(data["event_ts"]),
+        client_ts=datetime.fromisoformat(data["client_ts"]), visitor_id=data.get("visitor_id"),
+        member_id=data.get("member_id"), consent_analytics=data.get("consent_analytics"),
+        consent_ads=data.get("consent_ads"), url=data.get("url"), title=data.get("title"),
+        referrer=data.get("referrer"),
+    )
+    return complete_row(event, data["columns"], ctx)
 
 
 def _envelope(event: ValidEvent, ctx: Context) -> dict[str, Any]:

@@ -25,12 +25,19 @@ class FakeBus:
         return str(len(self.published))
 
     def rows(self, table: str | None = None) -> list[dict[str, Any]]:
-        """Rows of every published message, optionally only those for one table."""
+        """Rows every published message stands for (as the loader completes them), optionally of one table."""
+        from shared import beacons
+
         out = []
         for _, data, _ in self.published:
-            for entry in json.loads(data)["rows"]:
-                if table is None or entry["table"] == table:
-                    out.append(entry["row"])
+            message = json.loads(data)
+            entries = list(message["rows"])
+            if message.get("events"):
+                ctx = beacons.context_from_message(message["context"])
+                for event in message["events"]:
+                    t, row = beacons.row_from_message(event, ctx)
+                    entries.append({"table": t, "row": row})
+            out += [e["row"] for e in entries if table is None or e["table"] == table]
         return out
 
 

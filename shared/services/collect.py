@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 from shared import beacons, enrich
@@ -25,7 +26,7 @@ log = logging.getLogger(__name__)
 
 PIXEL_GIF = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
 ACCEPTED_CONTENT_TYPES = ("application/json", "text/plain", "")
-MESSAGE_VERSION = 1
+MESSAGE_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -129,7 +130,9 @@ def collect_batch(request: HttpRequest, config: CollectorConfig, bus: EventBus, 
     ctx = _context(request, config, site_id, now, request_id, beacons.clock_skew(now, sent_at), "tracker")
     rows, bad_rows, rejections = _shape_events(events, ctx, config.limits, now, request_id)
     status = 422 if rejections else 200
-    return _publish_then_answer(bus, config.topic, rows, bad_rows, rejections, request_id, site_id, status, cors)
+    return _publish_then_answer(
+        bus, config.topic, rows, bad_rows, rejections, request_id, site_id, status, cors, ctx=ctx
+    )
 
 
 def collect_pixel(request: HttpRequest, config: CollectorConfig, bus: EventBus, now: datetime) -> HttpResponse:
@@ -147,9 +150,10 @@ def collect_pixel(request: HttpRequest, config: CollectorConfig, bus: EventBus, 
         "title": q.get("title"),
         "referrer": q.get("referrer"),
     }
-    rows: list[tuple[str, dict[str, Any]]] = []
+    rows: list[dict[str, Any]] = []
     bad_rows: list[dict[str, Any]] = []
     rejections: list[Rejection] = []
+    ctx: Context | None = None
     if site_id not in config.sites or event["type"] not in ("page", "land"):
         reason = (
             Rejection("unknown_site_id", "site_id", f"site_id {site_id[:64]!r} is not a configured site")
@@ -172,7 +176,7 @@ def collect_pixel(request: HttpRequest, config: CollectorConfig, bus: EventBus, 
         ctx = _context(request, config, site_id, now, request_id, beacons.clock_skew(now, None), "pixel")
         rows, bad_rows, rejections = _shape_events([event], ctx, config.limits, now, request_id)
     response = _publish_then_answer(
-        bus, config.topic, rows, bad_rows, rejections, request_id, site_id, 400 if rejections else 200, {}
+        bus, config.topic, rows, bad_rows, rejections, request_id, site_id, 400 if rejections else 200, {}, ctx=ctx
     )
     headers = {"Content-Type": "image/gif", "Cache-Control": "no-store, max-age=0"}
     if rejections:
@@ -184,8 +188,8 @@ def collect_pixel(request: HttpRequest, config: CollectorConfig, bus: EventBus, 
 
 def _shape_events(
     events: list[Any], ctx: Context, limits: Limits, now: datetime, request_id: str
-) -> tuple[list[tuple[str, dict[str, Any]]], list[dict[str, Any]], list[Rejection]]:
-    rows: list[tuple[str, dict[str, Any]]] = []
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[Rejection]]:
+    rows: list[dict[str, Any]] = []
     bad_rows: list[dict[str, Any]] = []
     rejections: list[Rejection] = []
     seen: set[str] = set()
@@ -198,7 +202,7 @@ def _shape_events(
                     f"events[{index}].event_id",
                     f"events[{index}].event_id repeats an earlier event in this batch",
                 )
-            rows.append(beacons.event_rows(event, index, ctx))
+            rows.append(beacons.event_message(event, beacons.event_columns(event, index, ctx)))
             seen.add(event.event_id)
         except Invalid as exc:
             rejection = Rejection(exc.rejection.reason, exc.rejection.field, exc.rejection.detail, index)
@@ -222,15 +226,16 @@ def _shape_events(
 def _publish_then_answer(
     bus: EventBus,
     topic: str,
-    rows: list[tuple[str, dict[str, Any]]],
+    rows: list[dict[str, Any]],
     bad_rows: list[dict[str, Any]],
     rejections: list[Rejection],
     request_id: str,
     site_id: str,
     status: int,
     cors: Mapping[str, str],
+    ctx: Context | None = None,
 ) -> HttpResponse:
-    message = encode_message(rows, bad_rows, request_id)
+    message = encode_message(rows, bad_rows, request_id, ctx)
     try:
         bus.publish(
             topic, message, {"site_id": site_id, "request_id": request_id, "rows": str(len(rows) + len(bad_rows))}
@@ -257,20 +262,37 @@ def _publish_then_answer(
     return HttpResponse.json(status, {"error": first.reason, "field": first.field, "detail": first.detail}, cors)
 
 
-def encode_message(rows: list[tuple[str, dict[str, Any]]], bad_rows: list[dict[str, Any]], request_id: str) -> bytes:
-    """The bus message: rows already shaped for their tables, so the loader stays schema-generic."""
-    entries = [{"table": table, "row": row} for table, row in rows]
-    entries += [{"table": "raw.bad_rows", "row": row} for row in bad_rows]
-    return json.dumps(
-        {"v": MESSAGE_VERSION, "request_id": request_id, "rows": entries}, ensure_ascii=False, separators=(",", ":")
-    ).encode()
+def encode_message(
+    events: list[dict[str, Any]], bad_rows: list[dict[str, Any]], request_id: str, ctx: Context | None
+) -> bytes:
+    """The bus message: the request's context once, its validated events, and ready bad rows.
+
+    The loader completes each event's row (shared.beacons.row_from_message); bad rows and rows
+    from other producers travel as {"table", "row"} entries.
+    """
+    message: dict[str, Any] = {
+        "v": MESSAGE_VERSION,
+        "request_id": request_id,
+        "rows": [{"table": "raw.bad_rows", "row": row} for row in bad_rows],
+    }
+    if events:
+        assert ctx is not None
+        message["context"] = beacons.context_message(ctx)
+        message["events"] = events
+    return json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode()
 
 
 def _context(
     request: HttpRequest, config: CollectorConfig, site_id: str, now: datetime, request_id: str, skew: Any, source: str
 ) -> Context:
     user_agent = request.header("user-agent")
-    ip = enrich.client_ip(request.header("x-forwarded-for"), request.remote_addr)
+    client, geo, ip_hash = _request_facts(
+        user_agent,
+        request.header("x-forwarded-for"),
+        request.remote_addr,
+        request.header(config.region_header),
+        config.ip_salt,
+    )
     return Context(
         site_id=site_id,
         collected_at=now,
@@ -278,10 +300,19 @@ def _context(
         request_id=request_id,
         skew=skew,
         user_agent=user_agent[:1024] if user_agent else None,
-        client=enrich.parse_user_agent(user_agent),
-        geo=enrich.parse_geo_header(request.header(config.region_header)),
-        ip_hash=enrich.hash_ip(ip, config.ip_salt),
+        client=client,
+        geo=geo,
+        ip_hash=ip_hash,
     )
+
+
+@lru_cache(maxsize=8192)
+def _request_facts(
+    user_agent: str | None, forwarded_for: str | None, remote_addr: str | None, geo_header: str | None, salt: str
+) -> tuple[enrich.ClientInfo, enrich.Geo, str | None]:
+    """Device, place and IP hash of a request: a visitor's requests repeat them, so they are memoised."""
+    ip = enrich.client_ip(forwarded_for, remote_addr)
+    return enrich.parse_user_agent(user_agent), enrich.parse_geo_header(geo_header), enrich.hash_ip(ip, salt)
 
 
 def _pixel_event_id(query: Mapping[str, str], now: datetime) -> str:

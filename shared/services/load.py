@@ -74,6 +74,25 @@ def bury_dead_letter(data: bytes, attributes: Mapping[str, str], warehouse: Ware
     warehouse.insert_rows(BAD_ROWS, [row], [row["bad_row_id"]])
 
 
+def _completed_events(message: dict[str, Any], now: datetime, bad: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows for a collect message's events; an event that cannot be completed becomes a bad row."""
+    events = message.get("events") or []
+    if not events:
+        return []
+    ctx = beacons.context_from_message(message["context"])
+    entries = []
+    for i, event in enumerate(events):
+        try:
+            table, row = beacons.row_from_message(event, ctx)
+        except (KeyError, ValueError, TypeError) as exc:
+            rejection = Rejection("invalid_row", f"events[{i}]", f"cannot complete event: {exc}"[:500])
+            bad.append(beacons.bad_row(rejection, event, stage="load", failed_at=now, site_id=ctx.site_id,
+                                       request_id=message.get("request_id")))
+            continue
+        entries.append({"table": table, "row": row})
+    return entries
+
+
 def _load(data: bytes, warehouse: Warehouse, now: datetime) -> LoadReport:
     report = LoadReport()
     specs = table_specs()
@@ -85,6 +104,7 @@ def _load(data: bytes, warehouse: Warehouse, now: datetime) -> LoadReport:
         request_id = message.get("request_id")
         if not isinstance(entries, list):
             raise TypeError("rows is not an array")
+        entries = entries + _completed_events(message, now, bad)
     except (ValueError, KeyError, TypeError) as exc:
         rejection = Rejection("undecodable_message", "message", f"not a beacon message: {exc}"[:500])
         bad.append(beacons.bad_row(rejection, data.decode("utf-8", "backslashreplace"), stage="load", failed_at=now))

@@ -89,6 +89,10 @@ def test_ensure_tables_creates_every_table_idempotently(
         assert schema_shape(table.schema) == schema_shape(spec.fields), spec.name
         assert [f.description for f in table.schema] == [f.description for f in spec.fields]
         assert table.description == spec.description
+        assert table.clustering_fields == (list(spec.clustering) or None)
+        if spec.partition_field is None:  # snapshot tables (profiles, current members)
+            assert table.time_partitioning is None
+            continue
         assert table.time_partitioning is not None
         assert (table.time_partitioning.type_, table.time_partitioning.field) == (
             "DAY",

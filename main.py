@@ -4,8 +4,20 @@ The exported name, the function's __name__, its functions/<name>/ folder and its
 entry_point are the same string: functions-framework resolves the signature type by __name__.
 """
 
+from functions.build_segments.main import build_segments
 from functions.collect.main import collect
 from functions.load_dead_letters.main import load_dead_letters
 from functions.load_events.main import load_events
+from functions.refine.main import refine
+from functions.sync_schedules.main import sync_schedules
+from functions.validate_config.main import validate_config
 
-__all__ = ["collect", "load_dead_letters", "load_events"]
+__all__ = [
+    "build_segments",
+    "collect",
+    "load_dead_letters",
+    "load_events",
+    "refine",
+    "sync_schedules",
+    "validate_config",
+]

@@ -28,7 +28,7 @@ RULES: list[tuple[str, Any]] = [
     ("behaviour", {"all": [_rule("is_member", "eq", True), _rule("recency_days", "gte", 60)]}),
     (
         "behaviour",
-        {"all": [_rule("region", "eq", "서울"), _rule("device", "eq", "mobile"), {"not": _rule("odr_ltv", "gt", 0)}]},
+        {"all": [_rule("region", "eq", "Seoul"), _rule("device", "eq", "mobile"), {"not": _rule("odr_ltv", "gt", 0)}]},
     ),
     ("behaviour", _rule("rvn_ltv", "gte", 1_000_000)),
     ("rfm", _rule("rfm", "in", ["At risk", "Cannot lose them"])),
@@ -96,7 +96,7 @@ def generated_profiles(customers: int, seed: int = 7) -> list[dict[str, Any]]:
                 "age": rng.choice([None, *range(18, 70)]),
                 "device": rng.choice(["mobile", "desktop", "tablet"]),
                 "os": rng.choice(["iOS", "Android", "Windows", "macOS"]),
-                "region": rng.choice(["서울", "경기", "부산", "인천", None]),
+                "region": rng.choice(["Seoul", "Gyeonggi", "Busan", "Incheon", None]),
                 "ref_media_lst": rng.choice(["search", "paid", "social", "email", "referral"]),
                 "ad": rng.sample(["google", "facebook", "naver"], rng.randint(0, 2)),
                 "cc": rng.sample(["spring_sale", "vip_event", "newsletter"], rng.randint(0, 2)),

@@ -1,17 +1,23 @@
 locals {
   # Composite indexes the code's queries need. The Firestore emulator does not enforce indexes, so
   # a missing one would only fail in production: the code exports its list (FIRESTORE_INDEXES,
-  # see docs/deploy.md) and tests/infra checks this list equals it. Empty until a query needs one.
-  # Entry shape:
+  # see docs/deploy.md) and tests/infra checks this list equals it.
+  # None is needed today: the functions read documents by id (segments/{id}) and list whole
+  # collections (segments, segmentlets, templates); runs/{id} is only written. Firestore's automatic
+  # single-field indexes serve any single-field filter; a composite one is needed only when a query
+  # combines filters or orders on several fields. Entry shape:
   #   { collection = "segments", fields = [{ field_path = "status", order = "ASCENDING" },
   #                                        { field_path = "updated_at", order = "DESCENDING" }] }
   firestore_indexes = []
+
+  # Also where Eventarc takes the database's events (validate_config's trigger region).
+  firestore_location = coalesce(var.firestore_location, var.region)
 }
 
 # Native mode: the code uses the Firestore client (documents, queries, transactions).
 resource "google_firestore_database" "main" {
   name                              = "(default)"
-  location_id                       = coalesce(var.firestore_location, var.region)
+  location_id                       = local.firestore_location
   type                              = "FIRESTORE_NATIVE"
   concurrency_mode                  = "OPTIMISTIC"
   app_engine_integration_mode       = "DISABLED"

@@ -9,8 +9,11 @@ locals {
   #   pubsub    fed by our own push subscription on trigger.topic (pubsub.tf), with retry and
   #             dead-letter policy; optional trigger.filter selects messages (one job of `jobs`);
   #             dead_letter = false for a consumer of a dead-letter topic (nowhere further to go).
-  #   firestore an Eventarc Firestore document trigger: trigger.event_type and trigger.document.
-  # Omitted settings take the defaults of modules/function/variables.tf.
+  #   firestore an Eventarc Firestore document trigger: trigger.event_type, trigger.document (a path
+  #             pattern), trigger.database and trigger.region (the database's location);
+  #             trigger.retry (default false). Invoked as its own <name>-trg account (iam.tf).
+  # Omitted settings take the defaults of modules/function/variables.tf. No resource may be referenced
+  # here: project.tf derives the APIs to enable from this map, and every resource depends on them.
   functions = {
     collect = {
       description = "Public beacon endpoint: serves /tracker.js and accepts event batches, published to Pub/Sub."
@@ -49,6 +52,65 @@ locals {
       trigger       = { type = "pubsub", topic = "beacons-dead-letter", dead_letter = false }
       max_instances = 5
       timeout       = 60
+    }
+
+    # --- Scheduled jobs: messages on `jobs` (scheduler.tf), one filter per job --------------------
+    refine = {
+      description = "Refines raw events into sessions, identities, profiles and RFM for a range of event dates (jobs message {\"job\": \"refine\"})."
+      trigger     = { type = "pubsub", topic = "jobs", filter = "attributes.job = \"refine\"" }
+      # One run at a time: runs rewrite the same partitions and the identity graph, so they must not
+      # overlap. A message pushed while a run is busy is answered 429 and retried with backoff.
+      # The work runs in BigQuery; the function waits for it, up to the 600 s push ack deadline.
+      memory        = "1Gi"
+      cpu           = "1"
+      concurrency   = 1
+      max_instances = 1
+      timeout       = 540
+    }
+
+    build_segments = {
+      description = "Builds every due segment (or the segment_id(s) a message names) into the audiences tables (jobs message {\"job\": \"build_segments\"})."
+      # Also fed by the per-segment jobs sync_schedules manages: same topic, same attribute.
+      trigger       = { type = "pubsub", topic = "jobs", filter = "attributes.job = \"build_segments\"" }
+      memory        = "512Mi"
+      concurrency   = 1
+      max_instances = 1 # builds MERGE into the same audiences tables: one at a time
+      timeout       = 540
+    }
+
+    sync_schedules = {
+      description = "Makes the Cloud Scheduler jobs <prefix>-seg-* match the schedules of the Firestore segments (jobs message {\"job\": \"sync_schedules\"})."
+      trigger     = { type = "pubsub", topic = "jobs", filter = "attributes.job = \"sync_schedules\"" }
+      # shared/scheduling.py ScheduleConfig.from_env.
+      env = {
+        CDP_SCHEDULER_LOCATION  = var.region # where scheduler.tf puts the fixed jobs too
+        CDP_SCHEDULE_JOB_PREFIX = local.schedule_job_prefix
+        CDP_SCHEDULE_TIME_ZONE  = var.time_zone
+        CDP_JOBS_TOPIC          = "jobs" # google_pubsub_topic.topic["jobs"], named by its key
+      }
+      memory        = "512Mi"
+      concurrency   = 1
+      max_instances = 1 # two syncs at once would race on the same jobs
+      timeout       = 120
+    }
+
+    # --- Firestore document events -----------------------------------------------------------------
+    validate_config = {
+      description = "Validates a segment the moment it is written and puts the verdict (errors by field, or the size estimate) on segments/{id}.status."
+      trigger = {
+        type       = "firestore"
+        event_type = "google.cloud.firestore.document.v1.written"
+        database   = "(default)" # google_firestore_database.main
+        document   = "segments/{id}"
+        region     = local.firestore_location
+        # A validation that fails would fail again on the same document: retrying would only loop.
+        # The next edit of the segment validates it anew.
+        retry = false
+      }
+      memory        = "512Mi"
+      concurrency   = 1
+      max_instances = 5
+      timeout       = 120
     }
   }
 
@@ -91,10 +153,14 @@ module "function" {
   }
 
   trigger = each.value.trigger
-  # Event-fed functions are invoked only by the invoker identity: Pub/Sub push presents its OIDC
-  # token (pubsub.tf) and Eventarc runs the Firestore triggers as it.
-  invokers                = contains(["pubsub", "firestore"], each.value.trigger.type) ? { events = google_service_account.invoker.member } : {}
-  trigger_service_account = each.value.trigger.type == "firestore" ? google_service_account.invoker.email : null
+  # Event-fed functions are invoked only by their delivery identity: Pub/Sub pushes present the
+  # invoker account's OIDC token (pubsub.tf); Eventarc runs each Firestore trigger as that
+  # function's own trigger account (iam.tf).
+  invokers = (
+    each.value.trigger.type == "pubsub" ? { events = google_service_account.invoker.member } :
+    each.value.trigger.type == "firestore" ? { events = google_service_account.trigger[each.key].member } : {}
+  )
+  trigger_service_account = each.value.trigger.type == "firestore" ? google_service_account.trigger[each.key].email : null
 
   # Unset sizes take the module's defaults.
   memory          = try(each.value.memory, null)
@@ -112,6 +178,10 @@ module "function" {
     google_bigquery_dataset_iam_member.function,
     google_bigquery_table_iam_member.function,
     google_project_iam_member.function,
+    # Eventarc checks its trigger identity when the trigger is created.
+    google_project_iam_member.trigger_event_receiver,
+    # A Firestore trigger needs its database.
+    google_firestore_database.main,
     # The build needs its own grants in place before the first deployment.
     google_project_iam_member.build,
     google_project_iam_member.build_source_reader,

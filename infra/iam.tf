@@ -6,7 +6,8 @@ locals {
   #
   # `on` names one resource: "topic:<name>", "secret:<name>", "dataset:<logical name>",
   # "table:<dataset>.<table>" (logical names, as in sql/schema/<dataset>/tables.json), or "project" for
-  # roles that only exist at project level.
+  # roles that only exist at project level. `role` is a predefined role, or "custom:<key>" for a role
+  # of local.custom_roles (granted on the project, the only place a project custom role applies).
   function_roles = {
     collect = [
       { role = "roles/pubsub.publisher", on = "topic:beacons" },
@@ -21,6 +22,56 @@ locals {
       # Streaming inserts into one table need no job; table-level keeps it off the event tables.
       { role = "roles/bigquery.dataEditor", on = "table:raw.bad_rows" },
     ]
+    refine = [
+      { role = "roles/bigquery.jobUser", on = "project" },
+      # Reads the raw events, rewrites the refined tables (MERGE, delete/insert of partitions).
+      { role = "roles/bigquery.dataViewer", on = "dataset:raw" },
+      { role = "roles/bigquery.dataEditor", on = "dataset:refined" },
+      # Records each run in Firestore `runs`. Firestore access is granted per project (one database).
+      { role = "roles/datastore.user", on = "project" },
+    ]
+    build_segments = [
+      { role = "roles/bigquery.jobUser", on = "project" },
+      # Reads refined.profiles, MERGEs audiences.segment_members and segment_member_history.
+      { role = "roles/bigquery.dataViewer", on = "dataset:refined" },
+      { role = "roles/bigquery.dataEditor", on = "dataset:audiences" },
+      # Reads `segments`, writes their status, size and members' counts back; records `runs`.
+      { role = "roles/datastore.user", on = "project" },
+    ]
+    validate_config = [
+      # The size estimate is a COUNT(*) query over refined.profiles.
+      { role = "roles/bigquery.jobUser", on = "project" },
+      { role = "roles/bigquery.dataViewer", on = "dataset:refined" },
+      # Reads the segment and writes its status.
+      { role = "roles/datastore.user", on = "project" },
+    ]
+    sync_schedules = [
+      # Reads `segments`, writes status.schedule and `runs`.
+      { role = "roles/datastore.user", on = "project" },
+      # Creates, updates and deletes the <prefix>-seg-* Cloud Scheduler jobs (see custom_roles).
+      { role = "custom:schedule_jobs", on = "project" },
+    ]
+  }
+
+  # Project custom roles, keyed by the name function_roles uses after "custom:"; deployed as
+  # projects/<project>/roles/<prefix>_<key>.
+  custom_roles = {
+    # Cloud Scheduler jobs have no IAM policy of their own, so job management can only be granted
+    # project-wide. roles/cloudscheduler.admin would add pause, resume, force-run and enable of every
+    # job (the fixed ones included); this role keeps to what the sync does. Any holder of
+    # jobs.create may target any topic of the project: the adapter refuses every topic but `jobs`
+    # (shared/adapters/cloud_scheduler.py), and the sync touches only jobs named <prefix>-seg-*.
+    schedule_jobs = {
+      title       = "CDP segment schedule sync"
+      description = "List, read, create, update and delete Cloud Scheduler jobs: what sync_schedules needs to keep the per-segment jobs in step with Firestore."
+      permissions = [
+        "cloudscheduler.jobs.create",
+        "cloudscheduler.jobs.delete",
+        "cloudscheduler.jobs.get",
+        "cloudscheduler.jobs.list",
+        "cloudscheduler.jobs.update",
+      ]
+    }
   }
 
   function_grants = merge([
@@ -83,29 +134,58 @@ resource "google_project_iam_member" "function" {
   for_each = { for k, g in local.function_grants : k => g if g.kind == "project" }
 
   project = var.project_id
-  role    = each.value.role
+  role    = startswith(each.value.role, "custom:") ? google_project_iam_custom_role.custom[trimprefix(each.value.role, "custom:")].name : each.value.role
   member  = google_service_account.function[each.value.function].member
 }
 
-# --- The identity event deliveries present ---------------------------------------------------------
-# Pub/Sub push (OIDC token) and Eventarc invoke event-fed functions as this account. Its only
-# permission is run.invoker on those functions (modules/function), so a leaked token can call
-# nothing else, and it is distinct from the functions' own identities.
-resource "google_service_account" "invoker" {
-  account_id   = "${var.prefix}-invoker"
-  display_name = "CDP event invoker"
-  description  = "Identity of Pub/Sub pushes and Eventarc triggers; holds run.invoker on event-fed functions only."
+resource "google_project_iam_custom_role" "custom" {
+  for_each = local.custom_roles
+
+  role_id     = "${var.prefix}_${each.key}"
+  title       = each.value.title
+  description = each.value.description
+  permissions = each.value.permissions
+  stage       = "GA"
 
   depends_on = [google_project_service.enabled]
 }
 
-# Eventarc requires its trigger identity to hold eventReceiver; only once a Firestore trigger exists.
-resource "google_project_iam_member" "invoker_event_receiver" {
-  count = local.uses_eventarc ? 1 : 0
+# --- The identities event deliveries present --------------------------------------------------------
+# Pub/Sub push (OIDC token) invokes the Pub/Sub-fed functions as this account. Its only permission is
+# run.invoker on those functions (modules/function), so a leaked token can call nothing else, and it
+# is distinct from the functions' own identities.
+resource "google_service_account" "invoker" {
+  account_id   = "${var.prefix}-invoker"
+  display_name = "CDP event invoker"
+  description  = "Identity of the Pub/Sub push subscriptions; holds run.invoker on the Pub/Sub-fed functions only."
+
+  depends_on = [google_project_service.enabled]
+}
+
+# Eventarc runs each Firestore trigger as that function's own account, <prefix>-<function>-trg. It
+# holds run.invoker on that function alone (modules/function) and eventarc.eventReceiver, which
+# Eventarc requires of a trigger identity and which exists only at project level: it lets the
+# account receive events, nothing more.
+locals {
+  firestore_fed = toset([for name, f in local.functions : name if f.trigger.type == "firestore"])
+}
+
+resource "google_service_account" "trigger" {
+  for_each = local.firestore_fed
+
+  account_id   = "${local.function_names[each.key]}-trg"
+  display_name = "CDP ${each.key} trigger"
+  description  = "Identity Eventarc delivers ${each.key}'s Firestore events as; run.invoker on that function only."
+
+  depends_on = [google_project_service.enabled]
+}
+
+resource "google_project_iam_member" "trigger_event_receiver" {
+  for_each = local.firestore_fed
 
   project = var.project_id
   role    = "roles/eventarc.eventReceiver"
-  member  = google_service_account.invoker.member
+  member  = google_service_account.trigger[each.key].member
 }
 
 # --- The identity builds run as --------------------------------------------------------------------

@@ -139,3 +139,14 @@ resource "google_service_account_iam_member" "pubsub_agent_token" {
   role               = "roles/iam.serviceAccountTokenCreator"
   member             = google_project_service_identity.pubsub.member
 }
+
+# Eventarc delivers Firestore events through a Pub/Sub push of its own, signed for the trigger's
+# account. Projects whose Pub/Sub service agent predates April 2021 lack that right project-wide;
+# granting it on the trigger accounts alone works for every project.
+resource "google_service_account_iam_member" "pubsub_agent_trigger_token" {
+  for_each = local.firestore_fed
+
+  service_account_id = google_service_account.trigger[each.key].name
+  role               = "roles/iam.serviceAccountTokenCreator"
+  member             = google_project_service_identity.pubsub.member
+}

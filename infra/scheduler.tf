@@ -2,10 +2,34 @@ locals {
   # Fixed jobs, one entry each, keyed by job name. Cloud Scheduler publishes {"job": "<name>"} to
   # the `jobs` topic with attribute job=<name>; the function that runs a job subscribes with
   # trigger = { type = "pubsub", topic = "jobs", filter = "attributes.job = \"<name>\"" }, so the
-  # job gets the same retry and dead-letter policy as any Pub/Sub-fed function.
-  # Empty until main.py exports a scheduled entry point. Entry shape:
-  #   refine = { schedule = "15 * * * *", description = "Refine yesterday's and today's events." }
-  scheduled_jobs = {}
+  # job gets the same retry and dead-letter policy as any Pub/Sub-fed function. Schedules are read
+  # in var.time_zone (default Asia/Seoul) and can be overridden with var.schedules.
+  scheduled_jobs = {
+    # Rewrites yesterday's and today's partitions, then identities, RFM and profiles. At :15, a run
+    # (at most 9 minutes) is over before the build at :35 and the segment jobs on the hour.
+    refine = {
+      schedule    = "15 * * * *"
+      description = "Refine yesterday's and today's events."
+    }
+    # Builds every segment that is due, by its own cron (segments/{id}.schedule) or because it was
+    # edited; with nothing due a run costs one small freshness query. The per-segment jobs
+    # (schedule_job_prefix) fire the same job at each segment's own time; this one builds edited
+    # segments and catches up on any fire that failed.
+    build_segments = {
+      schedule    = "5,35 * * * *"
+      description = "Build the segments that are due."
+    }
+    # Segment schedules edited in Firestore reach Cloud Scheduler within 10 minutes.
+    sync_schedules = {
+      schedule    = "*/10 * * * *"
+      description = "Sync the per-segment Cloud Scheduler jobs with the Firestore segments."
+    }
+  }
+
+  # Jobs sync_schedules manages: one per scheduled segment, named <prefix>-seg-<segment id>, not
+  # declared here (CDP_SCHEDULE_JOB_PREFIX, docs/scheduling.md). The sync deletes every job with
+  # this prefix that no segment asks for, so no fixed job may carry it (checked below).
+  schedule_job_prefix = "${var.prefix}-seg-"
 
   jobs = {
     for name, job in local.scheduled_jobs : name => merge(job, {
@@ -20,6 +44,11 @@ resource "terraform_data" "schedules_check" {
     precondition {
       condition     = length(setsubtract(keys(var.schedules), keys(local.scheduled_jobs))) == 0
       error_message = "var.schedules names jobs that scheduler.tf does not declare: ${join(", ", setsubtract(keys(var.schedules), keys(local.scheduled_jobs)))}."
+    }
+    # sync_schedules would delete a fixed job whose name starts with its prefix.
+    precondition {
+      condition     = alltrue([for name in keys(local.scheduled_jobs) : !startswith("${var.prefix}-${replace(name, "_", "-")}", local.schedule_job_prefix)])
+      error_message = "A fixed job's name starts with ${local.schedule_job_prefix}, the prefix of the jobs sync_schedules manages and deletes."
     }
   }
 }

@@ -325,27 +325,49 @@ def complete_row(event: ValidEvent, columns: dict[str, Any], ctx: Context) -> tu
 # loader completes the rows. Per-request facts (user agent, geo, IP hash) are not repeated per
 # event, and the work that cannot reject anything leaves the request path.
 
-_EVENT_FIELDS = ("type", "event_id", "visitor_id", "member_id", "consent_analytics", "consent_ads", "url", "title",
-                 "referrer")
+_EVENT_FIELDS = (
+    "type",
+    "event_id",
+    "visitor_id",
+    "member_id",
+    "consent_analytics",
+    "consent_ads",
+    "url",
+    "title",
+    "referrer",
+)
 
 
 def context_message(ctx: Context) -> dict[str, Any]:
     client = ctx.client or enrich.parse_user_agent(ctx.user_agent)
     geo = ctx.geo or enrich.Geo(None, None, None)
     return {
-        "site_id": ctx.site_id, "collected_at": ctx.collected_at.isoformat(), "source": ctx.source,
-        "request_id": ctx.request_id, "user_agent": ctx.user_agent, "device_type": client.device_type,
-        "os": client.os, "browser": client.browser, "is_bot": client.is_bot, "country": geo.country,
-        "region": geo.region, "city": geo.city, "ip_hash": ctx.ip_hash,
+        "site_id": ctx.site_id,
+        "collected_at": ctx.collected_at.isoformat(),
+        "source": ctx.source,
+        "request_id": ctx.request_id,
+        "user_agent": ctx.user_agent,
+        "device_type": client.device_type,
+        "os": client.os,
+        "browser": client.browser,
+        "is_bot": client.is_bot,
+        "country": geo.country,
+        "region": geo.region,
+        "city": geo.city,
+        "ip_hash": ctx.ip_hash,
     }
 
 
 def context_from_message(data: dict[str, Any]) -> Context:
     return Context(
-        site_id=data["site_id"], collected_at=datetime.fromisoformat(data["collected_at"]), source=data["source"],
-        request_id=data.get("request_id"), user_agent=data.get("user_agent"),
+        site_id=data["site_id"],
+        collected_at=datetime.fromisoformat(data["collected_at"]),
+        source=data["source"],
+        request_id=data.get("request_id"),
+        user_agent=data.get("user_agent"),
         client=enrich.ClientInfo(data["device_type"], data.get("os"), data.get("browser"), bool(data["is_bot"])),
-        geo=enrich.Geo(data.get("country"), data.get("region"), data.get("city")), ip_hash=data.get("ip_hash"),
+        geo=enrich.Geo(data.get("country"), data.get("region"), data.get("city")),
+        ip_hash=data.get("ip_hash"),
     )
 
 
@@ -362,10 +384,16 @@ def row_from_message(data: dict[str, Any], ctx: Context) -> tuple[str, dict[str,
     if data["type"] not in EVENT_TYPES or not isinstance(data["columns"], dict):
         raise ValueError(f"not an event: type {data.get('type')!r}")
     event = ValidEvent(
-        type=data["type"], event_id=data["event_id"], event_ts=datetime.fromisoformat(data["event_ts"]),
-        client_ts=datetime.fromisoformat(data["client_ts"]), visitor_id=data.get("visitor_id"),
-        member_id=data.get("member_id"), consent_analytics=data.get("consent_analytics"),
-        consent_ads=data.get("consent_ads"), url=data.get("url"), title=data.get("title"),
+        type=data["type"],
+        event_id=data["event_id"],
+        event_ts=datetime.fromisoformat(data["event_ts"]),
+        client_ts=datetime.fromisoformat(data["client_ts"]),
+        visitor_id=data.get("visitor_id"),
+        member_id=data.get("member_id"),
+        consent_analytics=data.get("consent_analytics"),
+        consent_ads=data.get("consent_ads"),
+        url=data.get("url"),
+        title=data.get("title"),
         referrer=data.get("referrer"),
     )
     return complete_row(event, data["columns"], ctx)

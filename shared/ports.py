@@ -88,9 +88,7 @@ class DocumentStore(Protocol):
         """Create or overwrite (merge=True: update only the given top-level fields)."""
         ...
 
-    def list(
-        self, collection: str, where: Sequence[tuple[str, str, Any]] = ()
-    ) -> list[tuple[str, dict[str, Any]]]:
+    def list(self, collection: str, where: Sequence[tuple[str, str, Any]] = ()) -> list[tuple[str, dict[str, Any]]]:
         """(id, document) pairs, filtered by (field, op, value) with ops ==, !=, <, <=, >, >=, in."""
         ...
 

@@ -59,8 +59,11 @@ class FakeDocumentStore:
         stored[doc_id] = {**current, **copy.deepcopy(dict(data))}
 
     def list(self, collection: str, where: Any = ()) -> list[tuple[str, dict[str, Any]]]:
-        return [(doc_id, copy.deepcopy(doc)) for doc_id, doc in sorted(self.docs.get(collection, {}).items())
-                if all(_matches(_field(doc, f), op, value) for f, op, value in where)]
+        return [
+            (doc_id, copy.deepcopy(doc))
+            for doc_id, doc in sorted(self.docs.get(collection, {}).items())
+            if all(_matches(_field(doc, f), op, value) for f, op, value in where)
+        ]
 
     def delete(self, collection: str, doc_id: str) -> None:
         self.docs.get(collection, {}).pop(doc_id, None)

@@ -86,8 +86,16 @@ def _completed_events(message: dict[str, Any], now: datetime, bad: list[dict[str
             table, row = beacons.row_from_message(event, ctx)
         except (KeyError, ValueError, TypeError) as exc:
             rejection = Rejection("invalid_row", f"events[{i}]", f"cannot complete event: {exc}"[:500])
-            bad.append(beacons.bad_row(rejection, event, stage="load", failed_at=now, site_id=ctx.site_id,
-                                       request_id=message.get("request_id")))
+            bad.append(
+                beacons.bad_row(
+                    rejection,
+                    event,
+                    stage="load",
+                    failed_at=now,
+                    site_id=ctx.site_id,
+                    request_id=message.get("request_id"),
+                )
+            )
             continue
         entries.append({"table": table, "row": row})
     return entries

@@ -157,8 +157,20 @@ def settings_defaults() -> dict[str, Any]:
     pytest.fail("shared/config.py has no Settings class")
 
 
+# Modules that read settings from the environment: Settings, and ScheduleConfig (sync_schedules).
+SETTINGS_MODULES = ("shared/config.py", "shared/scheduling.py")
+
+
 def settings_env_names() -> set[str]:
-    return set(re.findall(r'"(CDP_[A-Z0-9_]+)"', (ROOT / "shared" / "config.py").read_text()))
+    return {name for path in SETTINGS_MODULES for name in re.findall(r'"(CDP_[A-Z0-9_]+)"', (ROOT / path).read_text())}
+
+
+def module_constant(path: str, name: str) -> Any:
+    """A module-level literal assignment `NAME = <literal>` of a file under the repository."""
+    for node in ast.parse((ROOT / path).read_text()).body:
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == name for t in node.targets):
+            return ast.literal_eval(node.value)
+    pytest.fail(f"{path} defines no constant {name}")
 
 
 def tables_index() -> list[dict[str, Any]]:
@@ -295,10 +307,182 @@ def test_function_settings_are_settings_the_code_reads(locals_: dict[str, Any]) 
     names = set(locals_["common_env"])
     for f in locals_["functions"].values():
         names |= set(f.get("env", {})) | set(f.get("secrets", {}))
-    assert names - known == set(), "infra sets variables shared/config.py never reads"
+    assert names - known == set(), f"infra sets variables {', '.join(SETTINGS_MODULES)} never read"
     assert {"CDP_PROJECT", "CDP_WAREHOUSE", "CDP_DATASET_PREFIX", "CDP_BEACON_TOPIC"} <= names
     assert locals_["common_env"]["CDP_WAREHOUSE"] == "bigquery"
     assert locals_["common_env"]["CDP_DATASET_PREFIX"] == "${local.dataset_prefix}"
+
+
+# The scheduled jobs and the functions that run them (same name): one run at a time each.
+JOB_FUNCTIONS = {"refine", "build_segments", "sync_schedules"}
+# Service account IDs are at most 30 characters; variables.tf allows prefixes of up to 8.
+LONGEST_PREFIX = 8
+
+
+def test_job_functions_take_only_their_jobs_one_run_at_a_time(locals_: dict[str, Any]) -> None:
+    functions = locals_["functions"]
+    for name in JOB_FUNCTIONS:
+        f = functions[name]
+        assert f["trigger"] == {"type": "pubsub", "topic": "jobs", "filter": f'attributes.job = "{name}"'}
+        assert f["max_instances"] == 1 and f["concurrency"] == 1, f"{name} runs must not overlap"
+        # A push waits at most 600 s (the longest ack deadline) for the function's answer.
+        assert f["timeout"] <= 600
+    assert functions["refine"]["timeout"] >= 300 and functions["build_segments"]["timeout"] >= 300
+    assert functions["refine"]["memory"] in {"1Gi", "2Gi"}
+    # Each job is taken by exactly one function.
+    filters = [f["trigger"].get("filter") for f in functions.values() if f["trigger"].get("topic") == "jobs"]
+    assert len(filters) == len(set(filters)) and None not in filters
+
+
+def test_sync_schedules_gets_the_schedule_settings_of_this_deployment(
+    locals_: dict[str, Any], tf: dict[str, dict[str, Any]]
+) -> None:
+    env = locals_["functions"]["sync_schedules"]["env"]
+    assert env == {
+        "CDP_SCHEDULER_LOCATION": "${var.region}",
+        "CDP_SCHEDULE_JOB_PREFIX": "${local.schedule_job_prefix}",
+        "CDP_SCHEDULE_TIME_ZONE": "${var.time_zone}",
+        "CDP_JOBS_TOPIC": "jobs",
+    }
+    assert locals_["schedule_job_prefix"] == "${var.prefix}-seg-"
+    # The code's defaults are what this deployment sets for prefix "cdp".
+    source = (ROOT / "shared" / "scheduling.py").read_text()
+    assert 'job_prefix: str = "cdp-seg-"' in source and 'topic: str = "jobs"' in source
+    # Topics are named by their key (pubsub.tf); the adapter publishes only to this one.
+    assert "jobs" in topic_names(locals_)
+    assert resource(tf, "google_pubsub_topic", "topic")["name"] == "${each.key}"
+
+
+def test_validate_config_is_a_firestore_trigger_on_segments(
+    locals_: dict[str, Any], tf: dict[str, dict[str, Any]]
+) -> None:
+    trigger = locals_["functions"]["validate_config"]["trigger"]
+    segments = module_constant("shared/services/segments.py", "SEGMENTS")
+    assert trigger == {
+        "type": "firestore",
+        "event_type": "google.cloud.firestore.document.v1.written",
+        "database": "(default)",
+        "document": f"{segments}/{{id}}",
+        "region": "${local.firestore_location}",
+        "retry": False,  # a failed validation must not loop
+    }
+    database = resource(tf, "google_firestore_database", "main")
+    assert database["name"] == "(default)" and database["location_id"] == "${local.firestore_location}"
+    firestore_fed = {n for n, f in locals_["functions"].items() if f["trigger"]["type"] == "firestore"}
+    assert firestore_fed == {"validate_config"}
+    # The trigger names the database by its fixed name, so the function waits for it explicitly.
+    [(_, _, call)] = [b for b in blocks(root_files(tf), "module") if b[1] == "function"]
+    assert "${google_firestore_database.main}" in call["depends_on"]
+
+    [fn] = [
+        b
+        for t, n, b in blocks({"m": tf["modules/function/main.tf"]}, "resource")
+        if t == "google_cloudfunctions2_function"
+    ]
+    [dynamic] = [d["event_trigger"] for d in fn["dynamic"] if "event_trigger" in d]
+    assert dynamic["for_each"] == '${var.trigger.type == "firestore" ? [var.trigger] : []}'
+    [content] = dynamic["content"]
+    assert content["event_type"] == "${event_trigger.value.event_type}"
+    assert content["trigger_region"] == "${coalesce(event_trigger.value.region, var.region)}"
+    assert (
+        content["retry_policy"] == '${event_trigger.value.retry ? "RETRY_POLICY_RETRY" : "RETRY_POLICY_DO_NOT_RETRY"}'
+    )
+    assert content["service_account_email"] == "${var.trigger_service_account}"
+    filters = {f["attribute"]: (f["value"], f.get("operator")) for f in content["event_filters"]}
+    assert filters == {
+        "database": ("${event_trigger.value.database}", None),
+        "document": ("${event_trigger.value.document}", "match-path-pattern"),
+    }
+
+
+def test_firestore_triggers_run_as_their_own_account(locals_: dict[str, Any], tf: dict[str, dict[str, Any]]) -> None:
+    assert "local.functions" in locals_["firestore_fed"] and 'f.trigger.type == "firestore"' in locals_["firestore_fed"]
+    account = resource(tf, "google_service_account", "trigger")
+    assert account["for_each"] == "${local.firestore_fed}"
+    assert account["account_id"] == "${local.function_names[each.key]}-trg"
+    receiver = resource(tf, "google_project_iam_member", "trigger_event_receiver")
+    assert receiver["for_each"] == "${local.firestore_fed}"
+    assert receiver["role"] == "roles/eventarc.eventReceiver"
+    assert receiver["member"] == "${google_service_account.trigger[each.key].member}"
+    token = resource(tf, "google_service_account_iam_member", "pubsub_agent_trigger_token")
+    assert token["role"] == "roles/iam.serviceAccountTokenCreator"
+    assert token["service_account_id"] == "${google_service_account.trigger[each.key].name}"
+    # run.invoker on the function itself, through the module's invokers; Pub/Sub pushes keep theirs.
+    [(_, _, call)] = [b for b in blocks(root_files(tf), "module") if b[1] == "function"]
+    assert "google_service_account.trigger[each.key].member" in call["invokers"]
+    assert '"pubsub" ? {events = google_service_account.invoker.member}' in call["invokers"]
+    assert call["trigger_service_account"] == (
+        '${each.value.trigger.type == "firestore" ? google_service_account.trigger[each.key].email : null}'
+    )
+    # The invoker of the Pub/Sub pushes is no Eventarc identity any more.
+    grants = [b for t, n, b in blocks(tf, "resource") if t.endswith("_iam_member")]
+    assert not [g for g in grants if "google_service_account.invoker.member" in json.dumps(g)]
+
+
+def test_service_account_ids_fit_for_every_allowed_prefix(locals_: dict[str, Any]) -> None:
+    for name, f in locals_["functions"].items():
+        account = f"{'p' * LONGEST_PREFIX}-{name.replace('_', '-')}"
+        if f["trigger"]["type"] == "firestore":
+            account += "-trg"
+        assert len(account) <= 30, f"{account} is longer than a service account ID may be"
+
+
+# A reference in an expression: local.x, module.x, data.t.x, ephemeral.t.x, or a resource t.x.
+REFERENCE = re.compile(
+    r"\b(?:(local|module)\.(\w+)|(data|ephemeral)\.(\w+)\.(\w+)|((?:google|random|terraform)_\w+)\.(\w+))"
+)
+
+
+def reference_graph(tf: dict[str, dict[str, Any]]) -> dict[str, set[str]]:
+    """Root-module nodes (locals one by one, resources, data, modules) -> the nodes they reference."""
+    nodes: dict[str, Any] = {}
+    for body in root_files(tf).values():
+        for block in body.get("locals", []):
+            nodes |= {f"local.{k}": v for k, v in block.items() if not k.startswith("__")}
+        for kind in ("resource", "data", "ephemeral"):
+            prefix = "" if kind == "resource" else f"{kind}."
+            nodes |= {f"{prefix}{t}.{n}": b for t, n, b in blocks({"f": body}, kind)}
+        nodes |= {f"module.{n}": b for _, n, b in blocks({"f": body}, "module")}
+    graph: dict[str, set[str]] = {}
+    for node, body in nodes.items():
+        found = set()
+        for text in strings(body):
+            for m in REFERENCE.finditer(text):
+                ref = ".".join(g for g in m.groups() if g)
+                if ref in nodes and ref != node:
+                    found.add(ref)
+        graph[node] = found
+    return graph
+
+
+def test_no_reference_cycle_between_locals_and_resources(tf: dict[str, dict[str, Any]]) -> None:
+    # The sandbox stubs resources, so only this sees a cycle such as local.functions -> a resource ->
+    # google_project_service.enabled -> local.services -> local.functions, which Terraform refuses.
+    graph = reference_graph(tf)
+    assert "google_project_service.enabled" in graph["google_pubsub_topic.topic"]
+    assert "local.functions" in graph["local.uses_eventarc"]
+    state: dict[str, int] = {}  # 1 on the path, 2 done
+
+    def visit(node: str, path: list[str]) -> None:
+        state[node] = 1
+        for ref in sorted(graph[node]):
+            if state.get(ref) == 1:
+                cycle = [*path[path.index(ref) :], ref] if ref in path else [node, ref]
+                pytest.fail("reference cycle: " + " -> ".join(cycle))
+            if ref not in state:
+                visit(ref, [*path, ref])
+        state[node] = 2
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node, [node])
+    # The map may use variables and locals made of variables only (see the comment above it).
+    reached, todo = set(), ["local.functions"]
+    while todo:
+        for ref in graph[todo.pop()] - reached:
+            reached.add(ref)
+            todo.append(ref)
+    assert {n for n in reached if not n.startswith("local.")} == set(), "local.functions references resources"
 
 
 # --- Pub/Sub -----------------------------------------------------------------------------------
@@ -451,6 +635,7 @@ VAR_CASES: dict[str, dict[str, Any]] = {
         "sites": {"Shop Site": {"origins": ["https://shop.example.com/", "http://shop.example.com"]}},
         "max_delivery_attempts": 3,
         "schedules": {"refine": "every hour"},
+        "time_zone": "KST",
         "alert_email": "oncall",
         "notification_channels": ["1234"],
     },
@@ -464,6 +649,7 @@ EXPECTED_ERRORS = [
     ("bad", "no path or trailing slash (http:// only for localhost"),
     ("bad", "Pub/Sub accepts 5 to 100 delivery attempts"),
     ("bad", "five-field cron expression"),
+    ("bad", "time_zone must be an IANA time zone name"),
     ("bad", "alert_email must be an e-mail address"),
     ("bad", "Each notification channel must be a full ID"),
     ("bad-empty", "Declare at least one site"),
@@ -515,9 +701,16 @@ def test_terraform_evaluates_functions_subscriptions_and_grants(
     assert "collect" not in outputs["push_subscriptions"]
     assert all(10 <= d <= 600 for d in outputs["ack_deadlines"].values())
     assert outputs["ack_deadlines"]["load_events"] == 120
+    for job in JOB_FUNCTIONS:
+        assert outputs["push_subscriptions"][job]["topic"] == "jobs"
+        assert outputs["push_subscriptions"][job]["filter"] == f'attributes.job = "{job}"'
+    assert outputs["ack_deadlines"]["refine"] == 540
+    assert "validate_config" not in outputs["push_subscriptions"]
     grants = {(g["function"], g["role"], g["kind"], g["target"]) for g in outputs["function_grants"].values()}
     assert ("load_events", "roles/bigquery.jobUser", "project", None) in grants
     assert ("collect", "roles/pubsub.publisher", "topic", "beacons") in grants
+    assert ("sync_schedules", "custom:schedule_jobs", "project", None) in grants
+    assert ("refine", "roles/bigquery.dataEditor", "dataset", "refined") in grants
 
 
 def test_valid_variables_pass(plans: dict[str, subprocess.CompletedProcess[str]]) -> None:
@@ -571,6 +764,83 @@ def test_roles_are_least_privilege_for_todays_functions(locals_: dict[str, Any])
         ("roles/secretmanager.secretAccessor", "secret:ip-salt"),
     }
     assert roles["load_events"] == {("roles/bigquery.dataEditor", "dataset:raw"), ("roles/bigquery.jobUser", "project")}
+    assert roles["load_dead_letters"] == {("roles/bigquery.dataEditor", "table:raw.bad_rows")}
+    assert roles["refine"] == {
+        ("roles/bigquery.jobUser", "project"),
+        ("roles/bigquery.dataViewer", "dataset:raw"),
+        ("roles/bigquery.dataEditor", "dataset:refined"),
+        ("roles/datastore.user", "project"),
+    }
+    assert roles["build_segments"] == {
+        ("roles/bigquery.jobUser", "project"),
+        ("roles/bigquery.dataViewer", "dataset:refined"),
+        ("roles/bigquery.dataEditor", "dataset:audiences"),
+        ("roles/datastore.user", "project"),
+    }
+    assert roles["validate_config"] == {
+        ("roles/bigquery.jobUser", "project"),
+        ("roles/bigquery.dataViewer", "dataset:refined"),
+        ("roles/datastore.user", "project"),
+    }
+    assert roles["sync_schedules"] == {("roles/datastore.user", "project"), ("custom:schedule_jobs", "project")}
+
+
+# What sync_schedules may do to Cloud Scheduler: exactly what CloudSchedulerJobs calls, plus get.
+SCHEDULE_JOBS_PERMISSIONS = {
+    "cloudscheduler.jobs.list",
+    "cloudscheduler.jobs.get",
+    "cloudscheduler.jobs.create",
+    "cloudscheduler.jobs.update",
+    "cloudscheduler.jobs.delete",
+}
+
+
+def custom_roles_doc_table() -> dict[str, set[str]]:
+    """The `| custom role | deployed as | permissions |` table of docs/deploy.md: role -> permissions."""
+    roles: dict[str, set[str]] = {}
+    in_table = False
+    for line in (ROOT / "docs" / "deploy.md").read_text().splitlines():
+        cells = [c.strip().replace("`", "") for c in line.strip().strip("|").split("|")]
+        if cells[:3] == ["custom role", "deployed as", "permissions"]:
+            in_table = True
+            continue
+        if in_table:
+            if not line.startswith("|"):
+                break
+            if set(cells[0]) <= {"-", ":"}:
+                continue
+            roles[cells[0]] = {p.strip() for p in cells[2].split(",")}
+    assert roles, "docs/deploy.md has no `| custom role | deployed as | permissions |` table"
+    return roles
+
+
+def test_custom_roles_hold_exactly_their_permissions(locals_: dict[str, Any], tf: dict[str, dict[str, Any]]) -> None:
+    custom = {key: set(role["permissions"]) for key, role in locals_["custom_roles"].items()}
+    assert custom == {"schedule_jobs": SCHEDULE_JOBS_PERMISSIONS}
+    assert len(locals_["custom_roles"]["schedule_jobs"]["permissions"]) == len(SCHEDULE_JOBS_PERMISSIONS)
+    assert custom_roles_doc_table() == custom
+    # The adapter calls list, create, update and delete, and nothing the role lacks.
+    adapter = (ROOT / "shared" / "adapters" / "cloud_scheduler.py").read_text()
+    called = set(re.findall(r"self\._client\.(\w+)_job", adapter))
+    assert {f"cloudscheduler.jobs.{verb}" for verb in called} <= SCHEDULE_JOBS_PERMISSIONS
+
+    role = resource(tf, "google_project_iam_custom_role", "custom")
+    assert role["for_each"] == "${local.custom_roles}"
+    assert role["permissions"] == "${each.value.permissions}"
+    assert role["role_id"] == "${var.prefix}_${each.key}"
+    # Granted through the generated project bindings, resolved to the deployed role's name.
+    binding = resource(tf, "google_project_iam_member", "function")
+    assert "google_project_iam_custom_role.custom[trimprefix(each.value.role" in binding["role"]
+    for fn, grants in locals_["function_roles"].items():
+        for g in grants:
+            if g["role"].startswith("custom:"):
+                assert g["role"].removeprefix("custom:") in custom, f"{fn}: {g['role']} is not in local.custom_roles"
+                assert g["on"] == "project", f"{fn}: a project custom role is granted on the project"
+            else:
+                assert g["role"].startswith("roles/"), f"{fn}: {g['role']} is neither predefined nor custom:"
+    # Nothing grants the broad predefined role instead.
+    admin = "roles/cloudscheduler.admin"
+    assert not [s for body in tf.values() for s in strings(body) if s == admin or f'"{admin}"' in s]
 
 
 def test_every_function_has_roles_on_declared_resources(locals_: dict[str, Any]) -> None:
@@ -677,6 +947,21 @@ def test_scheduled_jobs_reach_a_function(locals_: dict[str, Any], tf: dict[str, 
     filters = {f["trigger"].get("filter") for f in locals_["functions"].values() if f["trigger"].get("topic") == "jobs"}
     for name in locals_["scheduled_jobs"]:
         assert f'attributes.job = "{name}"' in filters, f"no function subscribes to job {name}"
+
+
+def test_the_fixed_jobs_are_the_scheduled_functions(locals_: dict[str, Any], tf: dict[str, dict[str, Any]]) -> None:
+    jobs = locals_["scheduled_jobs"]
+    assert set(jobs) == JOB_FUNCTIONS
+    for name, job in jobs.items():
+        assert len(job["schedule"].split()) == 5 and job["description"]
+        # Named as shared/scheduling.py fixed_job_spec names them; never under the segment-job prefix,
+        # whose unclaimed jobs sync_schedules deletes (also a precondition in scheduler.tf).
+        assert not f"cdp-{name.replace('_', '-')}".startswith("cdp-seg-")
+    assert jobs["refine"]["schedule"] == "15 * * * *"
+    assert jobs["sync_schedules"]["schedule"] == "*/10 * * * *"
+    check = resource(tf, "terraform_data", "schedules_check")
+    conditions = [p["condition"] for p in check["lifecycle"][0]["precondition"]]
+    assert any("local.schedule_job_prefix" in c for c in conditions)
 
 
 def test_monitoring_watches_dead_letters_errors_and_rejections(tf: dict[str, dict[str, Any]]) -> None:

@@ -55,7 +55,15 @@ def test_every_entry_point_resolves_to_the_signature_its_trigger_needs() -> None
     # An alias or a renamed export silently turns a CloudEvent function into an HTTP one.
     import main
 
-    expected = {"collect": "http", "load_events": "cloudevent", "load_dead_letters": "cloudevent"}
+    expected = {
+        "build_segments": "cloudevent",
+        "collect": "http",
+        "load_dead_letters": "cloudevent",
+        "load_events": "cloudevent",
+        "refine": "cloudevent",
+        "sync_schedules": "cloudevent",
+        "validate_config": "cloudevent",
+    }
     assert set(main.__all__) == set(expected)
     for name, signature in expected.items():
         assert getattr(main, name).__name__ == name

@@ -35,8 +35,9 @@ def test_a_server_that_dies_reports_its_log(tmp_path: Path) -> None:
 
 
 def test_log_records_are_one_json_object_with_severity_and_fields() -> None:
-    record = logging.makeLogRecord({"name": "cdp", "levelname": "WARNING", "msg": "beacon rejected %s",
-                                    "args": ("x",), "reason": "wrong_type"})
+    record = logging.makeLogRecord(
+        {"name": "cdp", "levelname": "WARNING", "msg": "beacon rejected %s", "args": ("x",), "reason": "wrong_type"}
+    )
     entry = json.loads(JsonFormatter().format(record))
     assert entry["severity"] == "WARNING" and entry["message"] == "beacon rejected x"
     assert entry["reason"] == "wrong_type" and entry["logger"] == "cdp" and "T" in entry["time"]

@@ -31,7 +31,7 @@ SEOUL_MOBILE_NO_BUY: dict[str, Any] = {
     "period": {"last_days": 3650},
     "rules": {
         "all": [
-            {"segmentlet": "region", "op": "eq", "value": "서울"},
+            {"segmentlet": "region", "op": "eq", "value": "Seoul"},
             {"segmentlet": "device", "op": "eq", "value": "mobile"},
             {"not": {"segmentlet": "odr_ltv", "op": "gt", "value": 0}},
         ]

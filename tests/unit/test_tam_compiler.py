@@ -80,7 +80,7 @@ CASES: list[tuple[str, str, Any, set[str]]] = [
     ("sex", "not_in", ["M", "U"], {"c01", "c03", "c05", "c07", "c09"}),
     ("sex", "exists", None, IN_SCOPE - {"c05"}),
     ("sex", "not_exists", None, {"c05"}),
-    ("region", "eq", "서울", {"c01", "c03", "c06", "c07", "c09"}),
+    ("region", "eq", "Seoul", {"c01", "c03", "c06", "c07", "c09"}),
     ("device", "in", ["tablet", "desktop"], {"c02", "c04", "c07"}),
     ("ref_media_lst", "eq", "paid", {"c01", "c07"}),
     # number
@@ -152,7 +152,7 @@ def test_groups_and_not(warehouse: DuckDBWarehouse) -> None:
     # NOT of a condition is its negative operator: unknown values are included.
     assert members(warehouse, segment_doc({"not": leaf("sex", "eq", "F")})) == {"c02", "c04", "c05", "c06"}
     seoul_mobile_no_buy = {
-        "all": [leaf("region", "eq", "서울"), leaf("device", "eq", "mobile"), {"not": leaf("odr_ltv", "gt", 0)}]
+        "all": [leaf("region", "eq", "Seoul"), leaf("device", "eq", "mobile"), {"not": leaf("odr_ltv", "gt", 0)}]
     }
     assert members(warehouse, segment_doc(seoul_mobile_no_buy)) == {"c03", "c09"}
     nested = {"all": [{"any": [leaf("sex", "eq", "F"), leaf("sex", "eq", "M")]}, {"not": {"any": [either]}}]}
@@ -180,19 +180,19 @@ def test_window_is_local_midnight_to_midnight() -> None:
 
 def test_params_are_deterministic_and_values_never_in_the_sql() -> None:
     doc = segment_doc(
-        {"all": [leaf("region", "eq", "서울"), leaf("age", "between", [20, 30]), leaf("ad", "contains_any", ["x"])]}
+        {"all": [leaf("region", "eq", "Seoul"), leaf("age", "between", [20, 30]), leaf("ad", "contains_any", ["x"])]}
     )
     first = compile_segment(parse_segment("t", doc), TODAY)
     assert first == compile_segment(parse_segment("t", doc), TODAY)
     assert first.params == {
         "window_start": datetime(2016, 3, 12, 15, tzinfo=UTC),
         "window_end": datetime(2026, 3, 10, 15, tzinfo=UTC),
-        "p0": "서울",
+        "p0": "Seoul",
         "p1": 20,
         "p2": 30,
         "p3": ["x"],
     }
-    assert "서울" not in first.where and "20" not in first.where and "30" not in first.where
+    assert "Seoul" not in first.where and "20" not in first.where and "30" not in first.where
     assert parameter_names(first.members_sql()) == set(first.params)
     assert first.columns == ("region", "age", "ad")
 

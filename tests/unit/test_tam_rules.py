@@ -26,7 +26,7 @@ def doc(**fields: Any) -> dict[str, Any]:
     base: dict[str, Any] = {
         "name": "Seoul women",
         "template": "behaviour",
-        "rules": {"all": [{"segmentlet": "region", "op": "eq", "value": "서울"}]},
+        "rules": {"all": [{"segmentlet": "region", "op": "eq", "value": "Seoul"}]},
     }
     base.update(fields)
     return {k: v for k, v in base.items() if v is not None}
@@ -52,7 +52,7 @@ def test_a_valid_document_gets_template_defaults() -> None:
 
 def test_value_type_errors_name_the_path() -> None:
     bad = rules(
-        {"segmentlet": "region", "op": "eq", "value": "서울"},
+        {"segmentlet": "region", "op": "eq", "value": "Seoul"},
         {"segmentlet": "sex", "op": "eq", "value": "F"},
         {"segmentlet": "age", "op": "gte", "value": "abc"},
     )
@@ -255,7 +255,7 @@ def test_sql_in_values_is_only_ever_a_parameter(value: str) -> None:
             "rules.value: expected a number for age, got an object",
         ),
         ({"segmentlet": "age", "op": "eq", "value": [1]}, "rules.value: expected a number for age, got a list"),
-        ({"segmentlet": "region", "op": "eq", "value": ["서울"]}, "rules.value: expected a non-empty text for region"),
+        ({"segmentlet": "region", "op": "eq", "value": ["Seoul"]}, "rules.value: expected a non-empty text for region"),
         ({"segmentlet": "region", "op": "in", "value": [["서울"]]}, "rules.value[0]: expected a non-empty text"),
         ({"segmentlet": "ad", "op": "contains", "value": {"sql": "1"}}, "rules.value: expected a non-empty text"),
         ({"segmentlet": "age", "op": "between", "value": [{"x": 1}, 2]}, "rules.value[0]: expected a number for age"),
@@ -280,7 +280,7 @@ def test_definition_hash_ignores_results_and_cosmetics() -> None:
     base = parse_segment("s1", doc())
     with_results = parse_segment("s1", {**doc(), "status": {"state": "ok"}, "size": 3})
     forgiving_case = parse_segment(
-        "s1", doc(rules={"all": [{"segmentlet": "region", "op": "eq", "value": "서울"}]}, period={"last_days": 90})
+        "s1", doc(rules={"all": [{"segmentlet": "region", "op": "eq", "value": "Seoul"}]}, period={"last_days": 90})
     )
     assert base.definition_hash == with_results.definition_hash == forgiving_case.definition_hash
     assert parse_segment("s1", doc(enabled=False)).definition_hash != base.definition_hash

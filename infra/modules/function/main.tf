@@ -52,12 +52,14 @@ resource "google_cloudfunctions2_function" "this" {
 
   # Only Firestore document events go through Eventarc. Pub/Sub-fed functions have no event_trigger:
   # their push subscription is declared by the caller, where its dead-letter policy can be set.
+  # Eventarc delivers Firestore events as application/protobuf (DocumentEventData); the
+  # Cloud Functions API has no content-type setting for the triggers it manages.
   dynamic "event_trigger" {
     for_each = var.trigger.type == "firestore" ? [var.trigger] : []
     content {
-      trigger_region        = var.region
+      trigger_region        = coalesce(event_trigger.value.region, var.region)
       event_type            = event_trigger.value.event_type
-      retry_policy          = "RETRY_POLICY_RETRY"
+      retry_policy          = event_trigger.value.retry ? "RETRY_POLICY_RETRY" : "RETRY_POLICY_DO_NOT_RETRY"
       service_account_email = var.trigger_service_account
 
       event_filters {

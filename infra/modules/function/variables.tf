@@ -85,7 +85,7 @@ variable "secrets" {
 }
 
 variable "trigger" {
-  description = "How the function is invoked: http (public or not), pubsub (a push subscription declared by the caller) or firestore (an Eventarc document trigger)."
+  description = "How the function is invoked: http (public or not), pubsub (a push subscription declared by the caller) or firestore (an Eventarc document trigger: event_type, document path pattern, database, region = the database's location, retry)."
   type = object({
     type        = string
     public      = optional(bool, false)
@@ -95,6 +95,12 @@ variable "trigger" {
     event_type  = optional(string)
     document    = optional(string)
     database    = optional(string, "(default)")
+    # Eventarc takes Firestore events in the database's location (a region, or nam5/eur3); null
+    # means the function's region.
+    region = optional(string)
+    # Off by default: Eventarc retries a failing event for up to 24 hours, so retrying suits only
+    # handlers whose failures are transient. Either way the handler must be idempotent.
+    retry = optional(bool, false)
   })
 
   validation {
@@ -113,15 +119,26 @@ variable "trigger" {
   }
 
   validation {
+    condition     = var.trigger.type != "firestore" || startswith(coalesce(var.trigger.event_type, "-"), "google.cloud.firestore.document.v1.")
+    error_message = "A firestore trigger's event_type is a Firestore document event, e.g. google.cloud.firestore.document.v1.written."
+  }
+
+  validation {
     condition     = !var.trigger.public || var.trigger.type == "http"
     error_message = "Only an http function can be public."
   }
 }
 
 variable "trigger_service_account" {
-  description = "Identity Eventarc invokes a firestore-triggered function with (needs run.invoker on it). Ignored for other triggers."
+  description = "Identity Eventarc invokes a firestore-triggered function with (needs run.invoker on it, via invokers, and eventarc.eventReceiver). Ignored for other triggers."
   type        = string
   default     = null
+
+  # Without one, Eventarc would use the Compute Engine default account.
+  validation {
+    condition     = var.trigger.type != "firestore" || var.trigger_service_account != null
+    error_message = "A firestore trigger needs trigger_service_account."
+  }
 }
 
 variable "invokers" {

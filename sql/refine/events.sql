@@ -1,0 +1,262 @@
+-- refined.events for event_date in [date_from, date_to]: one row per event across the five raw
+-- tables, ids cleaned of blocked values, the identity node, and the visitor's session.
+--
+-- Dedupe: copies share an event_id (an order also its order_id); the first collected copy wins.
+-- Raw is read one day beyond each end so that a copy on a neighbouring day picks the same winner
+-- whichever range is run.
+-- Sessions: a new session after session_gap_seconds of inactivity, or at a non-direct arrival
+-- whose inflow differs from the session's. The visitor's last event within the gap before
+-- date_from (already refined) continues into this range, so day-by-day runs and one run over
+-- the whole range assign the same sessions.
+insert into refined.events (
+    event_id, site_id, event_date, event_ts, collected_at, event_type, event_name, source, visitor_id, member_id,
+    node, is_bot, session_id, session_date, page_path, page_title, device_type, os, browser, region, is_entry,
+    medium, source_name, campaign, click_id_type, search_keyword, product_id, product_name, order_id, revenue,
+    item_names, sex, birth_year, email, phone
+)
+with
+
+raw_rows as (
+    select
+        event_id, site_id, event_date, event_ts, collected_at, 'page' as event_type, 'page_view' as event_name,
+        source, visitor_id, member_id, is_bot, page_path, page_title, device_type, os, browser, region,
+        cast(null as bool) as is_entry, cast(null as string) as medium, cast(null as string) as source_name,
+        cast(null as string) as campaign, cast(null as string) as click_id_type,
+        cast(null as string) as search_keyword, cast(null as string) as product_id,
+        cast(null as string) as product_name, cast(null as string) as order_id,
+        cast(null as numeric) as revenue, cast([] as array<string>) as item_names,
+        cast(null as string) as sex, cast(null as int64) as birth_year,
+        cast(null as string) as email, cast(null as string) as phone
+    from raw.page
+    where event_date between @day_before and @day_after
+
+    union all
+
+    select
+        event_id, site_id, event_date, event_ts, collected_at, 'land', if(is_entry, 'entry', 'move'),
+        source, visitor_id, member_id, is_bot, page_path, page_title, device_type, os, browser, region,
+        is_entry, medium, source_name, utm_campaign, click_id_type,
+        search_keyword, null, null, null, null, cast([] as array<string>), null, null, null, null
+    from raw.land
+    where event_date between @day_before and @day_after
+
+    union all
+
+    select
+        event_id, site_id, event_date, event_ts, collected_at, 'identify', 'identify',
+        source, visitor_id, member_id, is_bot, page_path, page_title, device_type, os, browser, region,
+        null, null, null, null, null, null, null, null, null, null, cast([] as array<string>),
+        sex, birth_year, email, phone
+    from raw.user
+    where event_date between @day_before and @day_after
+
+    union all
+
+    select
+        event_id, site_id, event_date, event_ts, collected_at, 'conv', conv_type,
+        source, visitor_id, member_id, is_bot, page_path, page_title, device_type, os, browser, region,
+        null, null, null, null, null, null, null, null, order_id, revenue,
+        array(select item.product_name from unnest(items) as item where item.product_name is not null),
+        null, null,
+        -- imported orders carry their contact keys in properties (shared/offline_import.py)
+        json_value(properties, '$.email'), json_value(properties, '$.phone')
+    from raw.conv
+    where event_date between @day_before and @day_after
+
+    union all
+
+    select
+        event_id, site_id, event_date, event_ts, collected_at, 'event', event_name,
+        source, visitor_id, member_id, is_bot, page_path, page_title, device_type, os, browser, region,
+        null, null, null, null, null, search_keyword, product_id, product_name, null, null,
+        cast([] as array<string>), null, null, null, null
+    from raw.event
+    where event_date between @day_before and @day_after
+),
+
+deduplicated as (
+    select *
+    from raw_rows
+    where true
+    qualify row_number() over (
+        partition by
+            site_id,
+            if(event_name = 'order' and order_id is not null, concat('order|', order_id), event_id)
+        order by collected_at, event_ts, event_id
+    ) = 1
+),
+
+cleaned as (
+    select
+        * except (is_bot, visitor_id, member_id, email, phone),
+        coalesce(is_bot, false) as is_bot,
+        case
+            when lower(trim(visitor_id)) in unnest(@blocked_ids) or regexp_contains(visitor_id, @blocked_pattern)
+                then null
+            else visitor_id
+        end as visitor_id,
+        case
+            when lower(trim(member_id)) in unnest(@blocked_ids) or regexp_contains(member_id, @blocked_pattern)
+                then null
+            else member_id
+        end as member_id,
+        case
+            when lower(trim(email)) in unnest(@blocked_ids) or regexp_contains(email, @blocked_pattern) then null
+            else email
+        end as email,
+        case
+            when lower(trim(phone)) in unnest(@blocked_ids) or regexp_contains(phone, @blocked_pattern) then null
+            else phone
+        end as phone
+    from deduplicated
+    where event_date between @date_from and @date_to
+),
+
+in_range as (
+    select
+        *,
+        case
+            when is_bot then null
+            when member_id is not null then concat('member:', member_id)
+            when visitor_id is not null then concat('visitor:', visitor_id)
+            when email is not null then concat('email:', email)
+            when phone is not null then concat('phone:', phone)
+        end as node,
+        -- land sorts first among events at the same instant: an arrival opens the page it lands on
+        case event_type when 'land' then 0 when 'page' then 1 else 2 end as type_rank,
+        if(
+            event_type = 'land' and is_entry and medium != 'direct',
+            concat(
+                medium, '|', coalesce(source_name, ''), '|', coalesce(campaign, ''), '|',
+                coalesce(search_keyword, '')
+            ),
+            null
+        ) as inflow_key
+    from cleaned
+),
+
+-- the last refined event of each visitor less than the inactivity gap before the range
+lookback as (
+    select
+        e.site_id,
+        e.visitor_id,
+        e.event_date,
+        e.event_ts,
+        case e.event_type when 'land' then 0 when 'page' then 1 else 2 end as type_rank,
+        e.event_id,
+        e.session_id,
+        e.session_date,
+        if(
+            s.inflow_medium != 'direct',
+            concat(
+                s.inflow_medium, '|', coalesce(s.inflow_source, ''), '|', coalesce(s.inflow_campaign, ''), '|',
+                coalesce(s.inflow_keyword, '')
+            ),
+            null
+        ) as inflow_key
+    from refined.events as e
+    left join refined.sessions as s
+        on s.session_id = e.session_id and s.session_date = e.session_date
+    where
+        e.event_date = @day_before
+        and e.event_ts >= @carry_from_ts
+        and e.session_id is not null
+),
+
+carried as (
+    select *
+    from lookback
+    where true
+    qualify row_number() over (
+        partition by site_id, visitor_id order by event_ts desc, type_rank desc, event_id desc
+    ) = 1
+),
+
+timeline as (
+    select
+        site_id, visitor_id, event_ts, type_rank, event_id, inflow_key,
+        false as is_carried, cast(null as string) as carried_session_id, cast(null as date) as carried_date,
+        event_date
+    from in_range
+    where visitor_id is not null and not is_bot
+
+    union all
+
+    select
+        site_id, visitor_id, event_ts, type_rank, event_id, inflow_key,
+        true, session_id, session_date, event_date
+    from carried
+),
+
+gaps as (
+    select
+        *,
+        coalesce(
+            timestamp_diff(
+                event_ts,
+                lag(event_ts) over (partition by site_id, visitor_id order by event_ts, type_rank, event_id),
+                second
+            ) > @session_gap_seconds,
+            true
+        ) as after_gap
+    from timeline
+),
+
+runs as (
+    select
+        *,
+        sum(if(after_gap, 1, 0)) over (
+            partition by site_id, visitor_id order by event_ts, type_rank, event_id
+            rows between unbounded preceding and current row
+        ) as run_number
+    from gaps
+),
+
+starts as (
+    select
+        *,
+        not is_carried and (
+            after_gap
+            or (
+                inflow_key is not null
+                and inflow_key is distinct from last_value(inflow_key ignore nulls) over (
+                    partition by site_id, visitor_id, run_number order by event_ts, type_rank, event_id
+                    rows between unbounded preceding and 1 preceding
+                )
+            )
+        ) as opens_session
+    from runs
+),
+
+sessionized as (
+    select
+        event_id,
+        last_value(
+            case when is_carried then carried_session_id when opens_session then event_id end ignore nulls
+        ) over (
+            partition by site_id, visitor_id order by event_ts, type_rank, event_id
+            rows between unbounded preceding and current row
+        ) as session_id,
+        last_value(
+            case when is_carried then carried_date when opens_session then event_date end ignore nulls
+        ) over (
+            partition by site_id, visitor_id order by event_ts, type_rank, event_id
+            rows between unbounded preceding and current row
+        ) as session_date,
+        is_carried
+    from starts
+),
+
+final as (
+    select
+        e.event_id, e.site_id, e.event_date, e.event_ts, e.collected_at, e.event_type, e.event_name, e.source,
+        e.visitor_id, e.member_id, e.node, coalesce(e.is_bot, false) as is_bot, s.session_id, s.session_date,
+        e.page_path, e.page_title, e.device_type, e.os, e.browser, e.region, e.is_entry, e.medium,
+        e.source_name, e.campaign, e.click_id_type, e.search_keyword, e.product_id, e.product_name,
+        e.order_id, e.revenue, e.item_names, e.sex, e.birth_year, e.email, e.phone
+    from in_range as e
+    left join sessionized as s
+        on s.event_id = e.event_id and not s.is_carried
+)
+
+select * from final

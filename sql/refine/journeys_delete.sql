@@ -1,0 +1,5 @@
+-- refined.journeys: clear session_date in [day_before, date_to]; journeys.sql then inserts it anew.
+-- Two statements, not one MERGE: DuckDB refuses a MERGE that deletes and re-inserts a primary key,
+-- and a MERGE matched on the key scans (and bills) the whole table on BigQuery.
+delete from refined.journeys
+where session_date between @day_before and @date_to

@@ -346,7 +346,15 @@ def context_message(ctx: Context) -> dict[str, Any]:
         "collected_at": ctx.collected_at.isoformat(),
         "source": ctx.source,
         "request_id": ctx.request_id,
-        "user_agent": ctx.user_agent,
+        **_device_and_place(ctx.user_agent, client, geo),
+        "ip_hash": ctx.ip_hash,
+    }
+
+
+def _device_and_place(user_agent: str | None, client: enrich.ClientInfo, geo: enrich.Geo) -> dict[str, Any]:
+    """The enrichment columns every row and every bus message carry."""
+    return {
+        "user_agent": user_agent,
         "device_type": client.device_type,
         "os": client.os,
         "browser": client.browser,
@@ -354,7 +362,6 @@ def context_message(ctx: Context) -> dict[str, Any]:
         "country": geo.country,
         "region": geo.region,
         "city": geo.city,
-        "ip_hash": ctx.ip_hash,
     }
 
 
@@ -421,14 +428,7 @@ def _envelope(event: ValidEvent, ctx: Context) -> dict[str, Any]:
         "page_path": page_path,
         "page_title": event.title,
         "referrer": event.referrer,
-        "user_agent": ctx.user_agent,
-        "device_type": client.device_type,
-        "os": client.os,
-        "browser": client.browser,
-        "is_bot": client.is_bot,
-        "country": geo.country,
-        "region": geo.region,
-        "city": geo.city,
+        **_device_and_place(ctx.user_agent, client, geo),
         "ip_hash": None if anonymous else ctx.ip_hash,
         "source": ctx.source,
         "request_id": ctx.request_id,

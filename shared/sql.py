@@ -26,7 +26,7 @@ def load_sql(name: str) -> str:
 
 def parameter_names(sql: str) -> set[str]:
     """The named @parameters a BigQuery statement uses."""
-    return {p.name for p in _parse(sql).find_all(exp.Parameter)}
+    return {p.name for p in parse_statement(sql).find_all(exp.Parameter)}
 
 
 @lru_cache(maxsize=512)
@@ -39,12 +39,14 @@ def to_duckdb(sql: str) -> str:
         return node
 
     try:
-        return _parse(sql).transform(placeholders).sql(dialect="duckdb")
+        return parse_statement(sql).transform(placeholders).sql(dialect="duckdb")
     except sqlglot.errors.SqlglotError as exc:
         raise SqlError(f"cannot transpile to DuckDB: {exc}\n{sql[:500]}") from exc
 
 
-def _parse(sql: str) -> exp.Expr:
+@lru_cache(maxsize=512)
+def parse_statement(sql: str) -> exp.Expr:
+    """One BigQuery statement's syntax tree, cached: callers must copy it before changing it."""
     try:
         statements = [s for s in sqlglot.parse(sql, read="bigquery") if s is not None]
     except sqlglot.errors.SqlglotError as exc:

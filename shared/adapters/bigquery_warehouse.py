@@ -23,7 +23,6 @@ from functools import lru_cache
 from typing import Any
 
 import requests.exceptions
-import sqlglot
 from google.api_core import exceptions as api_exceptions
 from google.api_core.retry import Retry
 from google.auth import exceptions as auth_exceptions
@@ -34,7 +33,7 @@ from sqlglot import exp
 
 from shared.ports import InsertResult, RowError, TransientError
 from shared.schema import Field, TableSpec
-from shared.sql import SqlError
+from shared.sql import parse_statement
 
 # insertAll limits are 50,000 rows and 10 MB per request; Google recommends about 500 rows, and the
 # 1 MB margin covers the request envelope the estimate below does not count exactly.
@@ -202,17 +201,6 @@ def row_errors(
 
 
 @lru_cache(maxsize=512)
-def _parse(sql: str) -> exp.Expr:
-    try:
-        statements = [s for s in sqlglot.parse(sql, read="bigquery") if s is not None]
-    except sqlglot.errors.SqlglotError as exc:
-        raise SqlError(f"not valid BigQuery SQL: {exc}\n{sql[:500]}") from exc
-    if len(statements) != 1:
-        raise SqlError(f"expected one statement, found {len(statements)}")
-    return statements[0]
-
-
-@lru_cache(maxsize=512)
 def qualify_tables(sql: str, project: str, dataset_prefix: str = "") -> str:
     """Rewrite logical `dataset.table` references to `project.{prefix}dataset.table`.
 
@@ -220,7 +208,7 @@ def qualify_tables(sql: str, project: str, dataset_prefix: str = "") -> str:
     CTE (a correlated path such as `JOIN c.items`) or a `region-*` qualifier; three-part names
     already name their project and are left alone.
     """
-    tree = _parse(sql).copy()
+    tree = parse_statement(sql).copy()
     aliases = {n.alias for n in tree.find_all(exp.Table, exp.Subquery, exp.CTE, exp.Unnest)}
     for table in tree.find_all(exp.Table):
         dataset = table.db
@@ -239,7 +227,7 @@ def declared_parameter_types(sql: str) -> dict[str, str]:
     gives it one, and keeps the statement portable to DuckDB.
     """
     found: dict[str, set[str]] = {}
-    for cast in _parse(sql).find_all(exp.Cast):
+    for cast in parse_statement(sql).find_all(exp.Cast):
         if isinstance(cast.this, exp.Parameter):
             found.setdefault(cast.this.name, set()).add(cast.to.sql(dialect="bigquery").upper())
     return {name: types.pop() for name, types in found.items() if len(types) == 1}

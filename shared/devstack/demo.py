@@ -151,6 +151,49 @@ def report(tally: Tally, counts: dict[str, int], visitors: int, days: int, secon
     return ok
 
 
+def refine_and_segment(pipeline: LocalPipeline, days: int) -> bool:
+    """Refine the history, apply the example segments, build them; print sizes and RFM groups."""
+    from datetime import UTC, datetime, timedelta
+
+    from shared.adapters.firestore_store import FirestoreStore
+    from shared.services import refine, segments
+    from shared.tam.cli import load_file
+
+    now = datetime.now(UTC)
+    warehouse = DuckDBWarehouse(pipeline.duckdb_path)
+    documents = FirestoreStore(pipeline.emulators.project)
+    try:
+        print("\ndemo: refining the history into sessions, identities, profiles and RFM")
+        started = time.monotonic()
+        run = refine.backfill(
+            warehouse, documents, (now - timedelta(days=days + 1)).date(), now.date(), now, chunk_days=31
+        )
+        refined = time.monotonic() - started
+        segments.publish_catalogue(documents)
+        for path in sorted((REPO / "examples" / "segments").glob("*.yaml")):
+            segment_id, definition = load_file(path)
+            segments.apply_segment(documents, segment_id, definition)
+        built = segments.build_segments(warehouse, documents, now)
+        rfm = warehouse.query(
+            "SELECT rfm, COUNT(*) AS n FROM refined.profiles WHERE rfm IS NOT NULL GROUP BY rfm ORDER BY n DESC, rfm"
+        )
+        profiles = warehouse.query("SELECT COUNT(*) AS n, COUNTIF(is_member) AS members FROM refined.profiles")[0]
+    finally:
+        warehouse.close()
+    print(f"Refinement: {run.status} in {refined:.1f}s; rows {run.rows}")
+    print(f"  profiles {profiles['n']:,} (members {profiles['members']:,})")
+    print("  RFM groups (customers with an order in the period)")
+    for row in rfm:
+        print(f"    {row['rfm']:<24}{row['n']:>7,}")
+    print("Segments (examples/segments)")
+    for segment_id, evaluation in sorted(built.built.items()):
+        doc = documents.get("segments", segment_id) or {}
+        print(f"    {doc.get('name', segment_id):<40}{evaluation.size:>7,} members")
+    for segment_id, error in sorted(built.failed.items()):
+        print(f"    {segment_id:<40} FAILED: {error}")
+    return run.status == "succeeded" and not built.failed and not built.invalid
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="scripts/demo", description=__doc__)
     parser.add_argument("--visitors", type=int, default=2000)
@@ -173,7 +216,8 @@ def main(argv: list[str] | None = None) -> int:
         sent = time.monotonic()
         counts = wait_until_loaded(pipeline, tally, timeout=900)
         loaded = time.monotonic()
-    ok = report(tally, counts, args.visitors, args.days, {"send": sent - started, "load": loaded - sent})
+        ok = report(tally, counts, args.visitors, args.days, {"send": sent - started, "load": loaded - sent})
+        ok = refine_and_segment(pipeline, args.days) and ok
     (args.out / "report.json").write_text(
         json.dumps(
             {

@@ -180,3 +180,77 @@ resource "google_monitoring_alert_policy" "scheduler_failures" {
 
   depends_on = [google_project_service.enabled]
 }
+
+# --- Stale segments --------------------------------------------------------------------------------
+# build_segments logs {"message": "segment built"} per segment it evaluates and
+# {"message": "segment build failed"} when one fails; the job itself still succeeds, so neither the
+# dead-letter nor the error-rate alert would see a segment that quietly stops refreshing.
+resource "google_logging_metric" "segment_builds" {
+  name        = "${var.prefix}/segment_builds"
+  description = "Segments build_segments evaluated successfully."
+  filter      = "resource.type = \"cloud_run_revision\" AND resource.labels.service_name = \"${local.function_names["build_segments"]}\" AND jsonPayload.message = \"segment built\""
+
+  metric_descriptor {
+    metric_kind = "DELTA"
+    value_type  = "INT64"
+    unit        = "1"
+  }
+
+  depends_on = [google_project_service.enabled]
+}
+
+resource "google_monitoring_alert_policy" "stale_segments" {
+  display_name = "CDP ${var.prefix}: segments are going stale"
+  combiner     = "OR"
+
+  conditions {
+    display_name = "No segment built for ${var.segment_staleness_hours} hours"
+    condition_absent {
+      filter   = "resource.type = \"cloud_run_revision\" AND metric.type = \"logging.googleapis.com/user/${google_logging_metric.segment_builds.name}\""
+      duration = "${var.segment_staleness_hours * 3600}s"
+      aggregations {
+        alignment_period     = "3600s"
+        per_series_aligner   = "ALIGN_SUM"
+        cross_series_reducer = "REDUCE_SUM"
+      }
+    }
+  }
+
+  documentation {
+    mime_type = "text/markdown"
+    content   = "No segment has been built recently. Check the build_segments function's logs, the jobs dead-letter subscription and the Cloud Scheduler job; each segment's Firestore document shows its own status and computed_at."
+  }
+
+  notification_channels = local.notification_channels
+  alert_strategy {
+    auto_close = "86400s"
+  }
+}
+
+resource "google_monitoring_alert_policy" "segment_build_failures" {
+  display_name = "CDP ${var.prefix}: a segment failed to build"
+  combiner     = "OR"
+
+  conditions {
+    display_name = "build_segments logged a failed segment"
+    condition_matched_log {
+      filter = "resource.type = \"cloud_run_revision\" AND resource.labels.service_name = \"${local.function_names["build_segments"]}\" AND jsonPayload.message = \"segment build failed\""
+      label_extractors = {
+        segment_id = "EXTRACT(jsonPayload.segment_id)"
+      }
+    }
+  }
+
+  documentation {
+    mime_type = "text/markdown"
+    content   = "A segment failed to build; the other segments were built. The segment's Firestore document has the error in status.message."
+  }
+
+  notification_channels = local.notification_channels
+  alert_strategy {
+    notification_rate_limit {
+      period = "3600s"
+    }
+    auto_close = "86400s"
+  }
+}

@@ -171,6 +171,17 @@ variable "rejected_beacons_threshold" {
   }
 }
 
+variable "segment_staleness_hours" {
+  description = "Hours without any segment built that open an incident: audiences marketers target are going stale (build_segments failing, or its schedule stopped)."
+  type        = number
+  default     = 6
+
+  validation {
+    condition     = var.segment_staleness_hours >= 1 && var.segment_staleness_hours <= 168
+    error_message = "segment_staleness_hours must be between 1 and 168."
+  }
+}
+
 variable "ip_salt_version" {
   description = "Generation of the IP-hash salt. Increase it to rotate the salt (visitor IP hashes then change from the next cold start on)."
   type        = number

@@ -984,6 +984,23 @@ def test_monitoring_watches_dead_letters_errors_and_rejections(tf: dict[str, dic
     assert resource(tf, "google_monitoring_alert_policy", "rejected_beacons")
 
 
+def test_monitoring_watches_stale_and_failing_segments(tf: dict[str, dict[str, Any]]) -> None:
+    builds = resource(tf, "google_logging_metric", "segment_builds")
+    assert 'jsonPayload.message = "segment built"' in builds["filter"]
+    assert 'local.function_names["build_segments"]' in builds["filter"]
+    stale = resource(tf, "google_monitoring_alert_policy", "stale_segments")["conditions"][0]["condition_absent"][0]
+    assert "google_logging_metric.segment_builds.name" in stale["filter"]
+    assert stale["duration"] == "${var.segment_staleness_hours * 3600}s"
+    failed = resource(tf, "google_monitoring_alert_policy", "segment_build_failures")["conditions"][0]
+    assert 'jsonPayload.message = \\"segment build failed\\"' in json.dumps(failed) or (
+        'jsonPayload.message = "segment build failed"' in failed["condition_matched_log"][0]["filter"]
+    )
+    # The service logs exactly these messages, so the metric and the alert see real events.
+    service = (ROOT / "shared" / "services" / "segments.py").read_text()
+    assert re.search(r'log\.info\(\s*"segment built"', service)
+    assert re.search(r'log\.exception\("segment build failed"', service)
+
+
 # Resource type prefix -> the API it needs enabled.
 API_FOR_TYPE = {
     "google_pubsub_": "pubsub.googleapis.com",

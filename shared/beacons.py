@@ -144,11 +144,16 @@ def batch_envelope(data: Any, sites: Mapping[str, Any], limits: Limits) -> tuple
     return site_id, (int(sent_at) if sent_at is not None else None), events
 
 
+SKEW_TOLERANCE = timedelta(seconds=60)
+
+
 def clock_skew(collected_at: datetime, sent_at_ms: int | None) -> timedelta:
     """How far the device clock is behind the collector's (positive when the device is slow).
 
-    The network delay is counted as skew, which moves events by milliseconds: harmless, and far
-    better than trusting a device clock that can be off by days.
+    The difference also holds the request's transit and queueing time, which reaches seconds on a
+    busy server and differs between two batches of one visit; applying it would reorder a
+    visitor's page views. Device clocks that matter are off by minutes to days, so differences
+    within SKEW_TOLERANCE are taken as transit and the device's own times are kept.
     """
     if sent_at_ms is None:
         return timedelta(0)
@@ -156,7 +161,8 @@ def clock_skew(collected_at: datetime, sent_at_ms: int | None) -> timedelta:
         sent = datetime.fromtimestamp(sent_at_ms / 1000, UTC)
     except (OverflowError, OSError, ValueError):
         return timedelta(0)
-    return collected_at - sent
+    skew = collected_at - sent
+    return skew if abs(skew) > SKEW_TOLERANCE else timedelta(0)
 
 
 # ---------------------------------------------------------------- event level

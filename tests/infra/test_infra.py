@@ -180,13 +180,13 @@ def tables_index() -> list[dict[str, Any]]:
     return tables
 
 
-def iam_doc_table() -> set[tuple[str, str, str]]:
-    """The function -> role table of docs/deploy.md, as (function, role, on) rows."""
-    rows: set[tuple[str, str, str]] = set()
+def doc_table_rows(header: list[str]) -> list[list[str]]:
+    """The body rows (as cells) of the docs/deploy.md table whose first cells are `header`."""
+    rows: list[list[str]] = []
     in_table = False
     for line in (ROOT / "docs" / "deploy.md").read_text().splitlines():
         cells = [c.strip().replace("`", "") for c in line.strip().strip("|").split("|")]
-        if cells[:3] == ["function", "role", "on"]:
+        if cells[: len(header)] == header:
             in_table = True
             continue
         if in_table:
@@ -194,10 +194,17 @@ def iam_doc_table() -> set[tuple[str, str, str]]:
                 break
             if set(cells[0]) <= {"-", ":"}:
                 continue
-            on = cells[2].replace(" ", ":", 1) if cells[2] != "project" else "project"
-            rows.add((cells[0], cells[1], on))
-    assert rows, "docs/deploy.md has no `| function | role | on |` table"
+            rows.append(cells)
+    assert rows, f"docs/deploy.md has no `| {' | '.join(header)} |` table"
     return rows
+
+
+def iam_doc_table() -> set[tuple[str, str, str]]:
+    """The function -> role table of docs/deploy.md, as (function, role, on) rows."""
+    return {
+        (cells[0], cells[1], cells[2].replace(" ", ":", 1) if cells[2] != "project" else "project")
+        for cells in doc_table_rows(["function", "role", "on"])
+    }
 
 
 def doublestar_regex(pattern: str) -> re.Pattern[str]:
@@ -797,21 +804,8 @@ SCHEDULE_JOBS_PERMISSIONS = {
 
 def custom_roles_doc_table() -> dict[str, set[str]]:
     """The `| custom role | deployed as | permissions |` table of docs/deploy.md: role -> permissions."""
-    roles: dict[str, set[str]] = {}
-    in_table = False
-    for line in (ROOT / "docs" / "deploy.md").read_text().splitlines():
-        cells = [c.strip().replace("`", "") for c in line.strip().strip("|").split("|")]
-        if cells[:3] == ["custom role", "deployed as", "permissions"]:
-            in_table = True
-            continue
-        if in_table:
-            if not line.startswith("|"):
-                break
-            if set(cells[0]) <= {"-", ":"}:
-                continue
-            roles[cells[0]] = {p.strip() for p in cells[2].split(",")}
-    assert roles, "docs/deploy.md has no `| custom role | deployed as | permissions |` table"
-    return roles
+    rows = doc_table_rows(["custom role", "deployed as", "permissions"])
+    return {cells[0]: {p.strip() for p in cells[2].split(",")} for cells in rows}
 
 
 def test_custom_roles_hold_exactly_their_permissions(locals_: dict[str, Any], tf: dict[str, dict[str, Any]]) -> None:

@@ -121,6 +121,7 @@ class Options:
     loader_threads: int
     bulk_rows: int  # per table
     bulk_chunk: int
+    threads: int | None = None  # gunicorn threads for both servers; None keeps the framework's default
 
 
 def parse_args(argv: Sequence[str]) -> Options:
@@ -130,6 +131,9 @@ def parse_args(argv: Sequence[str]) -> Options:
     parser.add_argument("--rounds", type=int, default=2, help="alternating rounds the duration is split into")
     parser.add_argument("--warmup", type=int, help="unmeasured seconds per server first (default 3; quick 1)")
     parser.add_argument("--connections", type=int, default=16, help="concurrent keep-alive connections")
+    parser.add_argument(
+        "--threads", type=int, help="gunicorn threads per worker for BOTH servers (default: the framework's cores x 4)"
+    )
     parser.add_argument("--wrk-threads", type=int, default=1, help="load generator threads (default 1)")
     parser.add_argument(
         "--visitors", type=int, help="storefront visitors to draw beacons from (default 2000; quick 300)"
@@ -165,6 +169,7 @@ def parse_args(argv: Sequence[str]) -> Options:
         loader_threads=args.loader_threads,
         bulk_rows=pick(args.bulk_rows, 25_000, 2_000),
         bulk_chunk=args.bulk_chunk,
+        threads=args.threads,
     )
     if options.rounds < 1 or options.duration < options.rounds or options.connections < options.wrk_threads:
         parser.error("need rounds >= 1, duration >= rounds (whole seconds per round) and connections >= wrk threads")
@@ -582,8 +587,10 @@ def machine_facts(options: Options, beacons: Sequence[Beacon]) -> list[str]:
     return [
         f"machine: {cores} cores ({model}), load average at start {load} (1/5/15 min), "
         f"Python {platform.python_version()}",
-        f"servers: functions-framework {ff} on gunicorn {gunicorn} gthread, 1 worker x {cores * 4} threads "
-        "(its defaults WORKERS=1, THREADS=cores x 4); Pub/Sub emulator on the same machine",
+        f"servers: functions-framework {ff} on gunicorn {gunicorn} gthread, 1 worker x "
+        f"{options.threads or cores * 4} threads "
+        f"({'--threads for both' if options.threads else 'its defaults WORKERS=1, THREADS=cores x 4'}); "
+        "Pub/Sub emulator on the same machine",
         f"load: {wrk or 'wrk'}, {options.wrk_threads} thread(s), {options.connections} keep-alive connections, "
         f"replaying {len(beacons):,} storefront requests in a cycle (seed {options.seed}, {batching}: "
         f"{events:.1f} events, {size:.1f} KiB each)",
@@ -637,6 +644,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _interrupt)
     for name in ("WORKERS", "THREADS"):  # measure functions-framework's defaults, whatever the shell says
         os.environ.pop(name, None)
+    if options.threads:  # the same for both servers, so the ratio stays a like-for-like comparison
+        os.environ["THREADS"] = str(options.threads)
     beacons = list(Storefront(seed=options.seed, visitors=options.visitors, days=1, bad_share=0).beacons())
     if options.batching == "page":
         beacons = per_page(beacons)

@@ -1050,3 +1050,13 @@ def test_tracker_snippet_uses_the_trackers_api() -> None:
     assert "init(siteId, opts)" in tracker and "opts.endpoint" in tracker
     # The snippet queues calls in cdp.q until the script loads; the tracker replays that queue.
     assert "window.cdp.q" in snippet and "stub.q" in tracker
+
+
+def test_gunicorn_threads_follow_the_request_concurrency() -> None:
+    # Without THREADS the framework runs cores x 4 threads, and Cloud Run's `concurrency` requests
+    # would queue inside the instance instead of being served.
+    module = (ROOT / "infra" / "modules" / "function" / "main.tf").read_text()
+    assert re.search(
+        r"environment_variables\s*=\s*merge\(var\.environment,\s*\{\s*THREADS\s*=\s*tostring\(var\.concurrency\)",
+        module,
+    )

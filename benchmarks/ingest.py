@@ -446,17 +446,7 @@ class RecordingBus:
 
     def rows(self, table: str) -> list[dict[str, Any]]:
         """The rows the messages stand for, completed as the loader completes them."""
-        out: list[dict[str, Any]] = []
-        for data in self.messages:
-            message = json.loads(data)
-            out += [e["row"] for e in message["rows"] if e["table"] == table]
-            if message.get("events"):
-                ctx = beacons.context_from_message(message["context"])
-                for event in message["events"]:
-                    name, row = beacons.row_from_message(event, ctx)
-                    if name == table:
-                        out.append(row)
-        return out
+        return [row for data in self.messages for t, row in beacons.message_rows(json.loads(data)) if t == table]
 
 
 def bus_messages(beacons: Sequence[Beacon], count: int, now: datetime) -> RecordingBus:

@@ -392,6 +392,16 @@ def event_message(event: ValidEvent, columns: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def message_rows(message: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """Every (table, row) a collect message stands for, as the loader stores them (strict: raises on
+    a malformed event; the loader itself turns those into bad rows)."""
+    rows = [(entry["table"], entry["row"]) for entry in message["rows"]]
+    if message.get("events"):
+        ctx = context_from_message(message["context"])
+        rows += [row_from_message(event, ctx) for event in message["events"]]
+    return rows
+
+
 def row_from_message(data: dict[str, Any], ctx: Context) -> tuple[str, dict[str, Any]]:
     """The stored row for one event of a collect message (raises KeyError/ValueError if malformed)."""
     if data["type"] not in EVENT_TYPES or not isinstance(data["columns"], dict):

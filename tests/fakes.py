@@ -26,19 +26,14 @@ class FakeBus:
 
     def rows(self, table: str | None = None) -> list[dict[str, Any]]:
         """Rows every published message stands for (as the loader completes them), optionally of one table."""
-        from shared import beacons
+        from shared.beacons import message_rows
 
-        out = []
-        for _, data, _ in self.published:
-            message = json.loads(data)
-            entries = list(message["rows"])
-            if message.get("events"):
-                ctx = beacons.context_from_message(message["context"])
-                for event in message["events"]:
-                    t, row = beacons.row_from_message(event, ctx)
-                    entries.append({"table": t, "row": row})
-            out += [e["row"] for e in entries if table is None or e["table"] == table]
-        return out
+        return [
+            row
+            for _, data, _ in self.published
+            for t, row in message_rows(json.loads(data))
+            if table is None or t == table
+        ]
 
 
 @dataclass

@@ -6,6 +6,7 @@ entry_point are the same string: functions-framework resolves the signature type
 
 from functions.build_segments.main import build_segments
 from functions.collect.main import collect
+from functions.discover.main import discover
 from functions.load_dead_letters.main import load_dead_letters
 from functions.load_events.main import load_events
 from functions.refine.main import refine
@@ -15,6 +16,7 @@ from functions.validate_config.main import validate_config
 __all__ = [
     "build_segments",
     "collect",
+    "discover",
     "load_dead_letters",
     "load_events",
     "refine",

@@ -68,6 +68,18 @@ locals {
       timeout       = 540
     }
 
+    discover = {
+      description = "Finds K-Means discovery segments over the profiles and explains them (jobs message {\"job\": \"discover\"})."
+      trigger     = { type = "pubsub", topic = "jobs", filter = "attributes.job = \"discover\"" }
+      # Up to bigquery_ml_threshold customers are clustered in process (1M profiles with 20
+      # features peak under 2 GB); above it the work runs in BigQuery ML and the function waits.
+      memory        = "4Gi"
+      cpu           = "2"
+      concurrency   = 1
+      max_instances = 1 # one run at a time: runs replace refined.clusters and the cluster segments
+      timeout       = 540
+    }
+
     build_segments = {
       description = "Builds every due segment (or the segment_id(s) a message names) into the audiences tables (jobs message {\"job\": \"build_segments\"})."
       # Also fed by the per-segment jobs sync_schedules manages: same topic, same attribute.

@@ -30,6 +30,14 @@ locals {
       # Records each run in Firestore `runs`. Firestore access is granted per project (one database).
       { role = "roles/datastore.user", on = "project" },
     ]
+    discover = [
+      { role = "roles/bigquery.jobUser", on = "project" },
+      # Reads refined.profiles; writes refined.clusters, cluster_staging, profiles.cluster_id and,
+      # above the BigQuery ML threshold, the discovery_features table and discovery_kmeans model.
+      { role = "roles/bigquery.dataEditor", on = "dataset:refined" },
+      # Reads discoveries/config; writes discoveries/{run}, its status, the discovery segments and `runs`.
+      { role = "roles/datastore.user", on = "project" },
+    ]
     build_segments = [
       { role = "roles/bigquery.jobUser", on = "project" },
       # Reads refined.profiles, MERGEs audiences.segment_members and segment_member_history.

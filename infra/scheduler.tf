@@ -19,6 +19,12 @@ locals {
       schedule    = "5,35 * * * *"
       description = "Build the segments that are due."
     }
+    # Daily at 06:20, after the 06:15 refine and before the segment builds at 06:35 and 07:00,
+    # so the day's discovery segments are built from the day's clusters.
+    discover = {
+      schedule    = "20 6 * * *"
+      description = "Find and explain the K-Means discovery segments."
+    }
     # Segment schedules edited in Firestore reach Cloud Scheduler within 10 minutes.
     sync_schedules = {
       schedule    = "*/10 * * * *"

@@ -10,6 +10,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import pyarrow as pa
+
 from shared.schema import TableSpec
 
 
@@ -58,6 +60,17 @@ class Warehouse(Protocol):
 
     def query(self, sql: str, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
         """Run one BigQuery Standard SQL statement with named parameters; return the rows."""
+        ...
+
+    def query_arrow(self, sql: str, params: Mapping[str, Any] | None = None) -> pa.Table:
+        """query, with the result as one Arrow table: columnar reads of many rows, no dict per row."""
+        ...
+
+    def append_arrow(self, table: str, data: pa.Table) -> int:
+        """Append an Arrow table's rows (columns by name, a subset of the table's) in one load; no dedup.
+
+        For bulk results a job computed (e.g. a clustering of every customer); return the row count.
+        """
         ...
 
 

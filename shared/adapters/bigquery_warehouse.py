@@ -11,6 +11,7 @@ jobs), longer than a Cloud Function lives.
 from __future__ import annotations
 
 import base64
+import io
 import json
 import math
 import os
@@ -22,6 +23,8 @@ from decimal import Decimal
 from functools import lru_cache
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import requests.exceptions
 from google.api_core import exceptions as api_exceptions
 from google.api_core.retry import Retry
@@ -460,6 +463,50 @@ class BigQueryWarehouse:
 
     def query(self, sql: str, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
         """Run one statement; rows come back as dicts (JSON columns as text, like DuckDB)."""
+        result: list[dict[str, Any]] = self.query_arrow(sql, params).to_pylist()
+        return result
+
+    def append_arrow(self, table: str, data: pa.Table) -> int:
+        """One Parquet load job (append): a million rows is one request, not thousands of inserts."""
+        self._spec(table)  # a known table, or a clear error
+        buffer = io.BytesIO()
+        pq.write_table(data, buffer)
+        buffer.seek(0)
+        config = bigquery.LoadJobConfig(
+            source_format=bigquery.SourceFormat.PARQUET,
+            write_disposition=bigquery.WriteDisposition.WRITE_APPEND,
+        )
+        with self._errors(f"loading {table}"):
+            # No size: bqemulator refuses multipart uploads; the resumable one works on both.
+            job = self.client.load_table_from_file(
+                buffer, self.table_id(table), job_config=config, location=self.location, timeout=self._timeout
+            )
+            job.result(timeout=max(self._timeout, 300.0))
+        return int(data.num_rows)
+
+    supports_ml = True  # discovery may train BigQuery ML models here
+
+    def run_qualified(self, sql: str, params: Mapping[str, Any] | None = None) -> pa.Table:
+        """Run a statement whose table and model names the caller qualified with table_id().
+
+        For BigQuery ML statements (ML.CENTROIDS, CREATE MODEL) that the SQL parser behind
+        qualify_tables cannot rewrite; parameters are typed from their values only.
+        """
+        try:
+            declared = declared_parameter_types(sql)  # CAST(@name AS type) types a None value
+        except ValueError:  # a statement the parser does not know (ML.CENTROIDS): values only
+            declared = {}
+        parameters = [query_parameter(k, v, declared.get(k)) for k, v in (params or {}).items()]
+        config = bigquery.QueryJobConfig(query_parameters=parameters)
+        with self._errors("running a BigQuery ML statement"):
+            rows = self.client.query_and_wait(
+                sql, job_config=config, location=self.location, api_timeout=self._timeout, retry=self._retry
+            )
+            table: pa.Table = rows.to_arrow(create_bqstorage_client=False)
+        return table
+
+    def query_arrow(self, sql: str, params: Mapping[str, Any] | None = None) -> pa.Table:
+        """Run one statement; the rows as one Arrow table (JSON columns as text, like DuckDB)."""
         declared = declared_parameter_types(sql)
         parameters = [query_parameter(k, v, declared.get(k)) for k, v in (params or {}).items()]
         config = bigquery.QueryJobConfig(query_parameters=parameters)
@@ -475,6 +522,5 @@ class BigQueryWarehouse:
             )
             # REST only: the Storage Read API needs an extra package, and bqemulator cannot serve
             # query results through it.
-            table = rows.to_arrow(create_bqstorage_client=False)
-        result: list[dict[str, Any]] = table.to_pylist()
-        return result
+            table: pa.Table = rows.to_arrow(create_bqstorage_client=False)
+        return table

@@ -336,3 +336,22 @@ class DuckDBWarehouse:
                 return []
             names = [d[0] for d in cursor.description]
             return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+    def query_arrow(self, sql: str, params: Mapping[str, Any] | None = None) -> pa.Table:
+        statement = to_duckdb(sql)
+        with self.connection() as conn:
+            table: pa.Table = conn.execute(statement, dict(params or {})).to_arrow_table()
+            return table
+
+    def append_arrow(self, table: str, data: pa.Table) -> int:
+        spec = self._spec(table)
+        names = ", ".join(f'"{name}"' for name in data.column_names)
+        with self.connection() as conn:
+            conn.register("_appended_rows", data)
+            try:
+                conn.execute(
+                    f'INSERT INTO "{spec.dataset}"."{spec.table}" ({names}) SELECT {names} FROM _appended_rows'
+                )
+            finally:
+                conn.unregister("_appended_rows")
+        return int(data.num_rows)

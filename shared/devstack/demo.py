@@ -151,12 +151,12 @@ def report(tally: Tally, counts: dict[str, int], visitors: int, days: int, secon
     return ok
 
 
-def refine_and_segment(pipeline: LocalPipeline, days: int) -> bool:
-    """Refine the history, apply the example segments, build them; print sizes and RFM groups."""
+def refine_and_segment(pipeline: LocalPipeline, days: int, out: Path) -> bool:
+    """Refine the history, discover clusters, apply the example segments, build them; print it all."""
     from datetime import UTC, datetime, timedelta
 
     from shared.adapters.firestore_store import FirestoreStore
-    from shared.services import refine, segments
+    from shared.services import discover, refine, segments
     from shared.tam.cli import load_file
 
     now = datetime.now(UTC)
@@ -169,6 +169,8 @@ def refine_and_segment(pipeline: LocalPipeline, days: int) -> bool:
             warehouse, documents, (now - timedelta(days=days + 1)).date(), now.date(), now, chunk_days=31
         )
         refined = time.monotonic() - started
+        print("demo: discovering K-Means segments (charts in the report folder)")
+        discovered = discover.discover(warehouse, documents, now, charts_dir=out / "discovery")
         segments.publish_catalogue(documents)
         for path in sorted((REPO / "examples" / "segments").glob("*.yaml")):
             segment_id, definition = load_file(path)
@@ -185,7 +187,11 @@ def refine_and_segment(pipeline: LocalPipeline, days: int) -> bool:
     print("  RFM groups (customers with an order in the period)")
     for row in rfm:
         print(f"    {row['rfm']:<24}{row['n']:>7,}")
-    print("Segments (examples/segments)")
+    print("Discovery (K-Means over the profiles)")
+    print("  " + discover.format_results(discovered).replace("\n", "\n  "))
+    for chart in discovered["charts"]:
+        print(f"  chart {chart}")
+    print("Segments (examples/segments, and the discovery segments of clusters and RFM groups)")
     for segment_id, evaluation in sorted(built.built.items()):
         doc = documents.get("segments", segment_id) or {}
         print(f"    {doc.get('name', segment_id):<40}{evaluation.size:>7,} members")
@@ -217,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
         counts = wait_until_loaded(pipeline, tally, timeout=900)
         loaded = time.monotonic()
         ok = report(tally, counts, args.visitors, args.days, {"send": sent - started, "load": loaded - sent})
-        ok = refine_and_segment(pipeline, args.days) and ok
+        ok = refine_and_segment(pipeline, args.days, args.out) and ok
     (args.out / "report.json").write_text(
         json.dumps(
             {

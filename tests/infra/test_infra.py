@@ -321,7 +321,7 @@ def test_function_settings_are_settings_the_code_reads(locals_: dict[str, Any]) 
 
 
 # The scheduled jobs and the functions that run them (same name): one run at a time each.
-JOB_FUNCTIONS = {"refine", "build_segments", "sync_schedules"}
+JOB_FUNCTIONS = {"refine", "discover", "build_segments", "sync_schedules"}
 # Service account IDs are at most 30 characters; variables.tf allows prefixes of up to 8.
 LONGEST_PREFIX = 8
 

@@ -311,3 +311,33 @@ def test_the_load_service_writes_a_beacon_message_through_bigquery(warehouse: Bi
     assert [(r["order_id"], int(r["revenue"]), r["coupon"]) for r in stored] == [("o1", 39000, "X")]
     bad = warehouse.query("SELECT reason_code FROM raw.bad_rows")
     assert bad == [{"reason_code": "invalid_row"}]
+
+
+def test_append_arrow_loads_parquet_and_query_arrow_reads_columns(warehouse: BigQueryWarehouse) -> None:
+    """The discovery job's bulk path: one Parquet load job in, one Arrow table out."""
+    from datetime import UTC, datetime
+
+    import pyarrow as pa
+
+    warehouse.ensure_tables([table_specs()["refined.cluster_staging"]])
+    now = datetime(2026, 11, 2, 6, 20, tzinfo=UTC)
+    data = pa.table(
+        {
+            "customer_id": pa.array([f"c{i}" for i in range(300)], pa.string()),
+            "site_id": pa.array(["shop"] * 300, pa.string()),
+            "cluster_id": pa.array([i % 4 + 1 for i in range(300)], pa.int64()),
+            "distance": pa.array([i / 10 for i in range(300)], pa.float64()),
+            "run_id": pa.array(["run-1"] * 300, pa.string()),
+            "computed_at": pa.array([now] * 300, pa.timestamp("us", tz="UTC")),
+        }
+    )
+    assert warehouse.append_arrow("refined.cluster_staging", data) == 300
+    read = warehouse.query_arrow(
+        "select cluster_id, count(*) as n, sum(distance) as d from refined.cluster_staging "
+        "where run_id = @run group by cluster_id order by cluster_id",
+        {"run": "run-1"},
+    )
+    assert isinstance(read, pa.Table)
+    assert read.column("cluster_id").to_pylist() == [1, 2, 3, 4]
+    assert read.column("n").to_pylist() == [75, 75, 75, 75]
+    assert sum(read.column("d").to_pylist()) == pytest.approx(sum(i / 10 for i in range(300)))

@@ -1,0 +1,1 @@
+"""Discovery: K-Means segments that explain themselves."""

@@ -1,0 +1,464 @@
+"""Discovery: K-Means segments over customer profiles that explain themselves (the `discover` job).
+
+One run: read the config (Firestore `discoveries/config`), read the features of every customer in
+scope as Arrow (sql/discovery/features.sql), build the matrix, choose k, fit, assign in chunks,
+match ids to the previous run, explain each cluster, stage the assignment, count who moved, then
+publish: `refined.clusters`, `refined.profiles.cluster_id`, `discoveries/{run}`, the config's
+status, and one TAM segment per cluster (plus one per RFM group). Above `bigquery_ml_threshold`
+customers on BigQuery the fit and assignment run in BigQuery ML (shared/discovery/bigquery_ml.py).
+
+Nothing is published until everything before it succeeded: a bad config, too few customers or a
+useless feature leave the previous results in place and put the error on the run document and on
+the config document. docs/discovery.md is the marketer's and operator's guide.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from shared.discovery import model
+from shared.discovery.features import (
+    BY_CODE,
+    ConfigError,
+    DiscoveryConfig,
+    DiscoveryError,
+    Transform,
+    build_matrix,
+    parse_config,
+)
+from shared.ports import DocumentStore, Warehouse
+from shared.services.segments import apply_segment
+from shared.sql import load_sql, parameter_names
+from shared.tam.rules import RFM_GROUPS, user_fields
+
+log = logging.getLogger(__name__)
+
+JOB = "discover"
+DISCOVERIES = "discoveries"
+CONFIG = "config"
+RUNS = "runs"
+SEGMENTS = "segments"
+CLUSTER_SEGMENT = "discovery-cluster-{id}"
+RFM_SEGMENT = "discovery-rfm-{slug}"
+
+
+def _run(warehouse: Warehouse, name: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
+    sql = load_sql(f"discovery/{name}")
+    return warehouse.query(sql, {key: params[key] for key in parameter_names(sql)})
+
+
+def scope_params(config: DiscoveryConfig) -> dict[str, Any]:
+    return {"site_id": config.site_id, "active_days": config.active_days}
+
+
+def read_features(warehouse: Warehouse, config: DiscoveryConfig) -> pa.Table:
+    """Every catalogue feature of the customers in scope, as one Arrow table (columnar, no row dicts)."""
+    sql = load_sql("discovery/features")
+    params = scope_params(config)
+    return warehouse.query_arrow(sql, {key: params[key] for key in parameter_names(sql)})
+
+
+@dataclass
+class Outcome:
+    """What a fit produced, whichever engine ran it: the input of explain and publish."""
+
+    engine: str  # sklearn | bigquery_ml
+    algorithm: str
+    customers: int
+    k: int
+    silhouette: float
+    candidates: list[model.Candidate]
+    transform: Transform
+    centers: np.ndarray  # (k, d) scaled space, in fit order
+    sizes: list[int]  # per centre, in fit order
+    stage: Any  # engine-specific: writes the staged assignment once ids are known
+    sample_points: np.ndarray | None = None  # scaled rows of the silhouette sample (for charts)
+    sample_labels: np.ndarray | None = None  # fit-order centre index of each sample row
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def fit_locally(warehouse: Warehouse, config: DiscoveryConfig, run_id: str, now: datetime) -> Outcome:
+    """The scikit-learn path: features → matrix → k → fit → chunked assignment, in this process."""
+    clock = time.perf_counter()
+    seconds: dict[str, float] = {}
+    table = read_features(warehouse, config)
+    seconds["read"] = time.perf_counter() - clock
+    if table.num_rows == 0:
+        scope = f"site {config.site_id}" if config.site_id else "any site"
+        raise DiscoveryError(f"no customers in scope ({scope}, active_days {config.active_days}): nothing to cluster")
+    clock = time.perf_counter()
+    matrix, transform = build_matrix(table, config)
+    seconds["features"] = time.perf_counter() - clock
+    clock = time.perf_counter()
+    fitted = model.fit(matrix, config)
+    seconds["fit"] = time.perf_counter() - clock
+    clock = time.perf_counter()
+    labels, distances = model.assign(matrix, fitted.centers)
+    seconds["assign"] = time.perf_counter() - clock
+    sizes = np.bincount(labels, minlength=fitted.k).tolist()
+    keys = table.select(["customer_id", "site_id"])
+    sample_points = matrix[fitted.sample]
+    sample_labels = labels[fitted.sample]
+    del matrix, table
+
+    def stage(ids: Sequence[int]) -> None:
+        stable = np.asarray(ids, dtype=np.int64)[labels]
+        staged = keys.append_column("cluster_id", pa.array(stable, pa.int64()))
+        staged = staged.append_column("distance", pa.array(distances.astype(np.float64), pa.float64()))
+        staged = staged.append_column("run_id", pa.array([run_id] * len(stable), pa.string()))
+        staged = staged.append_column("computed_at", pa.array([now] * len(stable), pa.timestamp("us", tz="UTC")))
+        _run(warehouse, "staging_delete", {})
+        warehouse.append_arrow("refined.cluster_staging", staged)
+
+    return Outcome(
+        engine="sklearn",
+        algorithm=fitted.algorithm,
+        customers=int(labels.shape[0]),
+        k=fitted.k,
+        silhouette=fitted.silhouette,
+        candidates=fitted.candidates,
+        transform=transform,
+        centers=fitted.centers,
+        sizes=[int(s) for s in sizes],
+        stage=stage,
+        sample_points=sample_points,
+        sample_labels=sample_labels,
+        seconds=seconds,
+    )
+
+
+def count_in_scope(warehouse: Warehouse, config: DiscoveryConfig) -> int:
+    [row] = _run(warehouse, "count", scope_params(config))
+    return int(row["customers"])
+
+
+def _latest(documents: DocumentStore, config_doc: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The previous successful run's results document, whose centroids today's ids are matched to."""
+    run_id = (config_doc or {}).get("latest_run")
+    if not isinstance(run_id, str) or not run_id:
+        return None
+    return documents.get(DISCOVERIES, run_id)
+
+
+def _match_basis(doc: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    if not doc:
+        return None
+    return {
+        "columns": (doc.get("transform") or {}).get("columns") or [],
+        "clusters": [
+            {"id": c["id"], "centroid": c["centroid_transformed"]}
+            for c in doc.get("clusters") or []
+            if "centroid_transformed" in c
+        ],
+    }
+
+
+def cluster_segment(cluster: Mapping[str, Any], config: DiscoveryConfig, run_id: str) -> dict[str, Any]:
+    """The TAM segment of one cluster: template kmeans, one condition on cluster_id."""
+    definition: dict[str, Any] = {
+        "name": f"K-Means {cluster['id']}: {cluster['label_ko']} ({cluster['label']})"[:200],
+        "description": (
+            f"Discovery cluster {cluster['id']}: {cluster['share']:.1%} of the customers clustered by run {run_id}. "
+            "Written by the discover job; edit discoveries/config, not this document."
+        )[:200],
+        "template": "kmeans",
+        "period": {"last_days": config.active_days or 3650},
+        "rules": {"all": [{"segmentlet": "cluster_id", "op": "eq", "value": int(cluster["id"])}]},
+        "enabled": True,
+    }
+    if config.site_id:
+        definition["site_id"] = config.site_id
+    return definition
+
+
+def rfm_segment(group: str, config: DiscoveryConfig) -> dict[str, Any]:
+    definition: dict[str, Any] = {
+        "name": f"RFM: {group}",
+        "description": "Discovery segment of an RFM group from refinement; written by the discover job.",
+        "template": "rfm",
+        "period": {"last_days": 365},
+        "rules": {"all": [{"segmentlet": "rfm", "op": "eq", "value": group}]},
+        "enabled": True,
+    }
+    if config.site_id:
+        definition["site_id"] = config.site_id
+    return definition
+
+
+def publish_segments(
+    documents: DocumentStore, clusters: Sequence[Mapping[str, Any]], config: DiscoveryConfig, run_id: str
+) -> dict[str, int]:
+    """One segment per cluster and per RFM group; a cluster id no longer found is disabled, not deleted."""
+    counts = {"created": 0, "updated": 0, "unchanged": 0, "retired": 0}
+    live = set()
+    for cluster in clusters:
+        segment_id = CLUSTER_SEGMENT.format(id=cluster["id"])
+        live.add(segment_id)
+        counts[apply_segment(documents, segment_id, cluster_segment(cluster, config, run_id))] += 1
+    for group in RFM_GROUPS:
+        slug = group.lower().replace(" ", "-")
+        counts[apply_segment(documents, RFM_SEGMENT.format(slug=slug), rfm_segment(group, config))] += 1
+    prefix = CLUSTER_SEGMENT.split("{")[0]
+    for segment_id, doc in documents.list(SEGMENTS):
+        if segment_id.startswith(prefix) and segment_id not in live and doc.get("enabled", True):
+            retired = user_fields(doc) | {"enabled": False}
+            retired["description"] = f"Retired: discovery run {run_id} found no such cluster."[:200]
+            apply_segment(documents, segment_id, retired)
+            counts["retired"] += 1
+    return counts
+
+
+def _status(state: str, message: str, now: datetime, **extra: Any) -> dict[str, Any]:
+    return {"state": state, "message": message[:2000], "at": now, **extra}
+
+
+def _record(documents: DocumentStore, run_id: str, doc: Mapping[str, Any]) -> None:
+    try:
+        documents.set(RUNS, run_id, doc)
+    except Exception:  # noqa: BLE001 - a lost run record must not hide the outcome of the run
+        log.exception("could not record the run", extra={"run_id": run_id})
+
+
+def discover(
+    warehouse: Warehouse,
+    documents: DocumentStore,
+    now: datetime,
+    run_id: str | None = None,
+    *,
+    engine: str = "auto",
+    charts_dir: Path | None = None,
+    config_override: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """One discovery run; returns its results document (also stored as discoveries/{run_id}).
+
+    engine: "auto" (BigQuery ML above the threshold on a warehouse that has it), "sklearn", or
+    "bigquery_ml". Raises ConfigError or DiscoveryError for input a retry cannot fix, after
+    recording it on the run and config documents; the previous results stay in place.
+    """
+    run_id = run_id or f"{JOB}-{now:%Y%m%dT%H%M%S%f}"
+    started = time.monotonic()
+    run_doc: dict[str, Any] = {"job": JOB, "status": "running", "started_at": now, "finished_at": None}
+    _record(documents, run_id, run_doc)
+    config_doc = documents.get(DISCOVERIES, CONFIG)
+    try:
+        config = parse_config(config_override if config_override is not None else config_doc)
+        if not config.enabled:
+            run_doc |= {"status": "skipped", "reason": "discoveries/config has enabled: false"}
+            return run_doc
+        results = _discover(warehouse, documents, config, config_doc, now, run_id, engine, charts_dir)
+    except BaseException as exc:
+        message = "; ".join(exc.errors) if isinstance(exc, ConfigError) else str(exc)
+        kind = "config" if isinstance(exc, ConfigError) else "data" if isinstance(exc, DiscoveryError) else "error"
+        run_doc |= {"status": "failed", "error": f"{type(exc).__name__}: {message}"[:2000], "error_kind": kind}
+        errors = exc.errors if isinstance(exc, ConfigError) else [message]
+        status = _status("error", message, now, run_id=run_id, errors=errors[:50])
+        try:
+            documents.set(DISCOVERIES, CONFIG, {"status": status}, merge=True)
+        except Exception:  # noqa: BLE001 - the run document still carries the error
+            log.exception("could not write the config status", extra={"run_id": run_id})
+        raise
+    finally:
+        run_doc["duration_ms"] = round((time.monotonic() - started) * 1000)
+        run_doc["finished_at"] = datetime.now(UTC)
+        if run_doc["status"] == "running":
+            run_doc["status"] = "succeeded"
+        _record(documents, run_id, run_doc)
+        level = logging.INFO if run_doc["status"] in ("succeeded", "skipped") else logging.ERROR
+        log.log(level, f"{JOB} {run_doc['status']}", extra={"run_id": run_id, "run": run_doc})
+    run_doc |= {
+        "k": results["k"],
+        "customers": results["customers"],
+        "silhouette": results["silhouette"],
+        "moved": results["moved"],
+        "engine": results["engine"],
+    }
+    _record(documents, run_id, run_doc)
+    return results
+
+
+def _discover(
+    warehouse: Warehouse,
+    documents: DocumentStore,
+    config: DiscoveryConfig,
+    config_doc: Mapping[str, Any] | None,
+    now: datetime,
+    run_id: str,
+    engine: str,
+    charts_dir: Path | None,
+) -> dict[str, Any]:
+    started = time.perf_counter()
+    if engine == "auto":
+        engine = "sklearn"
+        if (
+            getattr(warehouse, "supports_ml", False)
+            and count_in_scope(warehouse, config) > config.bigquery_ml_threshold
+        ):
+            engine = "bigquery_ml"
+    if engine == "bigquery_ml":
+        from shared.discovery.bigquery_ml import fit_in_bigquery
+
+        outcome = fit_in_bigquery(warehouse, config, run_id, now)
+    elif engine == "sklearn":
+        outcome = fit_locally(warehouse, config, run_id, now)
+    else:
+        raise ValueError(f"engine must be auto, sklearn or bigquery_ml, not {engine!r}")
+
+    previous = _latest(documents, config_doc)
+    match = model.match_ids(outcome.centers, outcome.sizes, outcome.transform, _match_basis(previous))
+    clusters = model.explain(outcome.centers, outcome.sizes, match.ids, outcome.transform)
+    for cluster, previous_id, distance in zip(clusters, match.previous, match.distances, strict=True):
+        cluster["previous_id"] = previous_id
+        cluster["match_distance"] = None if distance is None else round(distance, 4)
+    clock = time.perf_counter()
+    outcome.stage(match.ids)
+    [moves] = _run(warehouse, "moved", {})
+    # Publish: the assignment, the segmentlet, then the documents that point at them.
+    for name in ("clusters_delete", "clusters", "profiles_clear", "profiles_set"):
+        _run(warehouse, name, {})
+    outcome.seconds["write"] = time.perf_counter() - clock
+    clusters.sort(key=lambda c: c["id"])
+    charts: list[str] = []
+    if charts_dir is not None and outcome.sample_points is not None and outcome.sample_labels is not None:
+        from shared.discovery.charts import write_charts
+
+        by_index = np.asarray(match.ids)[outcome.sample_labels]
+        order = np.argsort(match.ids)
+        paths = write_charts(
+            charts_dir,
+            outcome.sample_points,
+            by_index,
+            outcome.centers[order],
+            [match.ids[i] for i in order],
+            [f"{c['label']}" for c in clusters],
+            outcome.transform.columns,
+        )
+        charts = [str(p) for p in paths]
+    results: dict[str, Any] = {
+        "run_id": run_id,
+        "computed_at": now,
+        "engine": outcome.engine,
+        "algorithm": outcome.algorithm,
+        "customers": outcome.customers,
+        "k": outcome.k,
+        "k_chosen_by": "config" if config.k is not None else "silhouette",
+        "silhouette": round(outcome.silhouette, 4),
+        "candidates": [
+            {
+                "k": c.k,
+                "silhouette": round(c.silhouette, 4),
+                "inertia": round(c.inertia, 2),
+                "seconds": round(c.seconds, 3),
+            }
+            for c in outcome.candidates
+        ],
+        "features": [code for code in config.features if code not in {d["feature"] for d in outcome.transform.dropped}],
+        "dropped_features": outcome.transform.dropped,
+        "transform": outcome.transform.document(),
+        "clusters": clusters,
+        "moved": int(moves["moved"] or 0),
+        "stayed": int(moves["stayed"] or 0),
+        "entered": int(moves["entered"] or 0),
+        "left_scope": int(moves["left_scope"] or 0),
+        "previous_run": (previous or {}).get("run_id"),
+        "scope": {"site_id": config.site_id, "active_days": config.active_days},
+        "seconds": {k: round(v, 3) for k, v in outcome.seconds.items()},
+        "charts": charts,
+    }
+    results["segments"] = publish_segments(documents, clusters, config, run_id)
+    results["run_seconds"] = round(time.perf_counter() - started, 3)
+    documents.set(DISCOVERIES, run_id, results)
+    summary = (
+        f"{outcome.customers} customers in {outcome.k} clusters (silhouette {outcome.silhouette:.2f}); "
+        f"{results['moved']} moved since the previous run"
+    )
+    documents.set(
+        DISCOVERIES,
+        CONFIG,
+        {"status": _status("ok", summary, now, run_id=run_id, errors=[]), "latest_run": run_id},
+        merge=True,
+    )
+    return results
+
+
+def parse_job(data: bytes) -> dict[str, Any]:
+    """A `jobs` message {"job": "discover", "engine": "auto"|"sklearn"|"bigquery_ml"}; ValueError if malformed."""
+    try:
+        body = json.loads(data or b"{}")
+    except ValueError as exc:
+        raise ValueError(f"message is not JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise ValueError("message must be a JSON object")
+    engine = body.get("engine", "auto")
+    if engine not in ("auto", "sklearn", "bigquery_ml"):
+        raise ValueError(f"engine: {engine!r} is not auto, sklearn or bigquery_ml")
+    return {"engine": engine}
+
+
+def feature_help() -> str:
+    return "\n".join(f"  {f.code:<16} {f.kind:<9} {f.name_en}" for f in BY_CODE.values())
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="scripts/discover",
+        description="Run one discovery (K-Means) over the profiles, as the scheduled job does.",
+        epilog="features:\n" + feature_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--engine", choices=("auto", "sklearn", "bigquery_ml"), default="auto")
+    parser.add_argument("--charts", type=Path, help="also write cluster charts (PNG) into this folder")
+    parser.add_argument("--k", type=int, help="this k instead of the config's (auto) choice")
+    args = parser.parse_args(argv)
+
+    from shared import bootstrap
+
+    documents = bootstrap.documents()
+    override = None
+    if args.k is not None:
+        override = {**parse_config_doc(documents.get(DISCOVERIES, CONFIG)), "k": args.k}
+    now = datetime.now(UTC)
+    try:
+        results = discover(
+            bootstrap.warehouse(), documents, now, engine=args.engine, charts_dir=args.charts, config_override=override
+        )
+    except (ConfigError, DiscoveryError) as exc:
+        print(f"discover: {exc}", file=sys.stderr)
+        return 2
+    print(format_results(results))
+    return 0
+
+
+def parse_config_doc(doc: Mapping[str, Any] | None) -> dict[str, Any]:
+    from shared.discovery.features import WRITTEN_BACK
+
+    return {k: v for k, v in (doc or {}).items() if k not in WRITTEN_BACK}
+
+
+def format_results(results: Mapping[str, Any]) -> str:
+    """A plain-text summary for people: k, silhouette, and one line per cluster."""
+    lines = [
+        f"discovery {results['run_id']}: {results['customers']} customers, k={results['k']} "
+        f"({results['k_chosen_by']}), silhouette {results['silhouette']:.3f}, {results['moved']} moved",
+        "  candidates: " + ", ".join(f"k={c['k']} {c['silhouette']:.3f}" for c in results["candidates"]),
+    ]
+    for cluster in results["clusters"]:
+        lines.append(f"  cluster {cluster['id']:>2}  {cluster['share']:6.1%}  {cluster['size']:>8}  {cluster['label']}")
+    for dropped in results["dropped_features"]:
+        lines.append(f"  dropped feature {dropped['feature']}: {dropped['reason']}")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -89,7 +89,7 @@ TEMPLATES: dict[str, Template] = {
             required=("cluster_id",),
             rules_required=True,
             default_period={"last_days": 365},
-            default_rules={"all": [{"segmentlet": "cluster_id", "op": "eq", "value": 0}]},
+            default_rules={"all": [{"segmentlet": "cluster_id", "op": "eq", "value": 1}]},
         ),
         Template(
             id="rfm",

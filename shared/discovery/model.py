@@ -231,8 +231,9 @@ def explain(
         centroid: dict[str, Any] = {}
         for j, (column, code) in enumerate(zip(transform.columns, transform.sources, strict=True)):
             kind = BY_CODE[code].kind
-            if kind == "category":
-                centroid.setdefault(code, {})[column.split("=", 1)[1]] = round(float(raw[j]), 4)
+            if kind == "category":  # a list, not a map: a category value may be no valid Firestore key
+                level = column.split("=", 1)[1]
+                centroid.setdefault(code, []).append({"value": level, "share": round(float(raw[j]), 4)})
             elif column.endswith(":missing"):
                 centroid[f"{code}_missing_share"] = round(float(raw[j]), 4)
             else:

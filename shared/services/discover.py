@@ -324,10 +324,7 @@ def _discover(
     clock = time.perf_counter()
     outcome.stage(match.ids)
     [moves] = _run(warehouse, "moved", {})
-    # Publish: the assignment, the segmentlet, then the documents that point at them.
-    for name in ("clusters_delete", "clusters", "profiles_clear", "profiles_set"):
-        _run(warehouse, name, {})
-    outcome.seconds["write"] = time.perf_counter() - clock
+    outcome.seconds["stage"] = time.perf_counter() - clock
     clusters.sort(key=lambda c: c["id"])
     charts: list[str] = []
     if charts_dir is not None and outcome.sample_points is not None and outcome.sample_labels is not None:
@@ -376,9 +373,23 @@ def _discover(
         "seconds": {k: round(v, 3) for k, v in outcome.seconds.items()},
         "charts": charts,
     }
+    # Publish, each step only after the one before it succeeded: the results document (a failure
+    # here changes nothing else), the assignment and the segmentlet, the segments, then the pointer
+    # that makes this run the latest.
+    documents.set(DISCOVERIES, run_id, results)
+    clock = time.perf_counter()
+    for name in ("clusters_delete", "clusters", "profiles_clear", "profiles_set"):
+        _run(warehouse, name, {})
+    outcome.seconds["publish"] = time.perf_counter() - clock
+    results["seconds"] = {k: round(v, 3) for k, v in outcome.seconds.items()}
     results["segments"] = publish_segments(documents, clusters, config, run_id)
     results["run_seconds"] = round(time.perf_counter() - started, 3)
-    documents.set(DISCOVERIES, run_id, results)
+    documents.set(
+        DISCOVERIES,
+        run_id,
+        {"seconds": results["seconds"], "segments": results["segments"], "run_seconds": results["run_seconds"]},
+        merge=True,
+    )
     summary = (
         f"{outcome.customers} customers in {outcome.k} clusters (silhouette {outcome.silhouette:.2f}); "
         f"{results['moved']} moved since the previous run"

@@ -58,6 +58,7 @@ def test_every_entry_point_resolves_to_the_signature_its_trigger_needs() -> None
     expected = {
         "build_segments": "cloudevent",
         "collect": "http",
+        "discover": "cloudevent",
         "load_dead_letters": "cloudevent",
         "load_events": "cloudevent",
         "refine": "cloudevent",

@@ -74,7 +74,8 @@ def _arrow_type(field: Field) -> pa.DataType:
 
 def create_table_sql(spec: TableSpec) -> str:
     columns = [f'"{f.name}" {duckdb_type(f)}{" NOT NULL" if f.required else ""}' for f in spec.fields]
-    columns.append(f'PRIMARY KEY ("{spec.row_id}")')
+    if spec.enforce_row_id:
+        columns.append(f'PRIMARY KEY ("{spec.row_id}")')
     return f'CREATE TABLE IF NOT EXISTS "{spec.dataset}"."{spec.table}" ({", ".join(columns)})'
 
 

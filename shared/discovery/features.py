@@ -197,7 +197,7 @@ class DiscoveryConfig:
     site_id: str | None = None
     active_days: int | None = 365  # customers seen in the last N days of their profile; None: all
     sample_size: int = 5_000  # silhouette sample: its distance matrix is sample² floats
-    train_size: int = 200_000  # candidates of automatic k are fitted on a sample of this size
+    train_size: int = 100_000  # candidates of automatic k are fitted (KMeans) on a sample of this size
     seed: int = 42
     max_categories: int = 8
     minibatch_threshold: int = 50_000  # above: MiniBatchKMeans

@@ -116,7 +116,8 @@ def fit(matrix: np.ndarray, config: DiscoveryConfig) -> Fit:
         warnings.simplefilter("ignore", ConvergenceWarning)  # duplicates: fewer distinct centres, scored low
         for k in ks:
             started = time.perf_counter()
-            model = _estimator(k, large, config.seed).fit(train)
+            # Full KMeans on the bounded sample: MiniBatchKMeans candidates score k unevenly.
+            model = _estimator(k, False, config.seed).fit(train)
             labels = model.predict(evaluation)
             score = (
                 float(silhouette_score(distances, labels, metric="precomputed")) if len(np.unique(labels)) > 1 else -1.0

@@ -496,22 +496,19 @@ class BigQueryWarehouse:
             declared = declared_parameter_types(sql)  # CAST(@name AS type) types a None value
         except ValueError:  # a statement the parser does not know (ML.CENTROIDS): values only
             declared = {}
-        parameters = [query_parameter(k, v, declared.get(k)) for k, v in (params or {}).items()]
-        config = bigquery.QueryJobConfig(query_parameters=parameters)
-        with self._errors("running a BigQuery ML statement"):
-            rows = self.client.query_and_wait(
-                sql, job_config=config, location=self.location, api_timeout=self._timeout, retry=self._retry
-            )
-            table: pa.Table = rows.to_arrow(create_bqstorage_client=False)
-        return table
+        return self._arrow(sql, declared, params, "running a BigQuery ML statement")
 
     def query_arrow(self, sql: str, params: Mapping[str, Any] | None = None) -> pa.Table:
         """Run one statement; the rows as one Arrow table (JSON columns as text, like DuckDB)."""
-        declared = declared_parameter_types(sql)
+        statement = qualify_tables(sql, self.project, self.dataset_prefix)
+        return self._arrow(statement, declared_parameter_types(sql), params, "running a query")
+
+    def _arrow(
+        self, statement: str, declared: Mapping[str, str], params: Mapping[str, Any] | None, action: str
+    ) -> pa.Table:
         parameters = [query_parameter(k, v, declared.get(k)) for k, v in (params or {}).items()]
         config = bigquery.QueryJobConfig(query_parameters=parameters)
-        statement = qualify_tables(sql, self.project, self.dataset_prefix)
-        with self._errors("running a query"):
+        with self._errors(action):
             rows = self.client.query_and_wait(
                 statement,
                 job_config=config,

@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import pyarrow as pa
@@ -26,6 +26,9 @@ import pyarrow as pa
 from shared.discovery import model
 from shared.discovery.features import BY_CODE, MISSING, OTHER, DiscoveryConfig, DiscoveryError, Transform, build_matrix
 from shared.sql import load_sql
+
+if TYPE_CHECKING:
+    from shared.services.discover import Outcome
 
 MODEL = "refined.discovery_kmeans"
 FEATURES_TABLE = "refined.discovery_features"
@@ -124,9 +127,9 @@ def centroid_matrix(rows: Sequence[Mapping[str, Any]], transform: Transform, k: 
     return raw
 
 
-def fit_in_bigquery(warehouse: Any, config: DiscoveryConfig, run_id: str, now: datetime) -> Any:
+def fit_in_bigquery(warehouse: Any, config: DiscoveryConfig, run_id: str, now: datetime) -> Outcome:
     """The BigQuery ML path; returns the same Outcome as the local path (see shared/services/discover.py)."""
-    from shared.services.discover import Outcome, scope_params
+    from shared.services.discover import Outcome, scope_params  # here: the service imports this module
 
     ml: MLWarehouse = warehouse
     scope = scope_params(config)

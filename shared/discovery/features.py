@@ -206,7 +206,7 @@ class DiscoveryConfig:
     enabled: bool = True
 
 
-# name: (type, low, high); None bounds are open.
+# Whole-number fields: name → (lowest, highest) allowed.
 _INTS: dict[str, tuple[int, int]] = {
     "k": (2, 50),
     "k_min": (2, 50),

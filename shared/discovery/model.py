@@ -190,7 +190,7 @@ def match_ids(
         for r, c in zip(rows, cols, strict=True):
             ids[r] = int(old_clusters[c]["id"])
             distances[r] = float(cost[r, c])
-    previous_ids = [i for i in ids]
+    previous_ids = list(ids)  # before fresh ids fill the gaps
     used = {int(c["id"]) for c in old_clusters} | {i for i in ids if i is not None}
     fresh = (i for i in range(1, 10_000) if i not in used)
     for r in sorted(range(k), key=lambda r: (-sizes[r], r)):

@@ -54,9 +54,14 @@ CLUSTER_SEGMENT = "discovery-cluster-{id}"
 RFM_SEGMENT = "discovery-rfm-{slug}"
 
 
+def _used(sql: str, params: Mapping[str, Any]) -> dict[str, Any]:
+    """The parameters a statement uses (engines refuse unused ones)."""
+    return {key: params[key] for key in parameter_names(sql)}
+
+
 def _run(warehouse: Warehouse, name: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
     sql = load_sql(f"discovery/{name}")
-    return warehouse.query(sql, {key: params[key] for key in parameter_names(sql)})
+    return warehouse.query(sql, _used(sql, params))
 
 
 def scope_params(config: DiscoveryConfig) -> dict[str, Any]:
@@ -66,8 +71,7 @@ def scope_params(config: DiscoveryConfig) -> dict[str, Any]:
 def read_features(warehouse: Warehouse, config: DiscoveryConfig) -> pa.Table:
     """Every catalogue feature of the customers in scope, as one Arrow table (columnar, no row dicts)."""
     sql = load_sql("discovery/features")
-    params = scope_params(config)
-    return warehouse.query_arrow(sql, {key: params[key] for key in parameter_names(sql)})
+    return warehouse.query_arrow(sql, _used(sql, scope_params(config)))
 
 
 @dataclass
@@ -258,6 +262,7 @@ def discover(
             run_doc |= {"status": "skipped", "reason": "discoveries/config has enabled: false"}
             return run_doc
         results = _discover(warehouse, documents, config, config_doc, now, run_id, engine, charts_dir)
+        run_doc |= {key: results[key] for key in ("k", "customers", "silhouette", "moved", "engine")}
     except BaseException as exc:
         message = "; ".join(exc.errors) if isinstance(exc, ConfigError) else str(exc)
         kind = "config" if isinstance(exc, ConfigError) else "data" if isinstance(exc, DiscoveryError) else "error"
@@ -277,14 +282,6 @@ def discover(
         _record(documents, run_id, run_doc)
         level = logging.INFO if run_doc["status"] in ("succeeded", "skipped") else logging.ERROR
         log.log(level, f"{JOB} {run_doc['status']}", extra={"run_id": run_id, "run": run_doc})
-    run_doc |= {
-        "k": results["k"],
-        "customers": results["customers"],
-        "silhouette": results["silhouette"],
-        "moved": results["moved"],
-        "engine": results["engine"],
-    }
-    _record(documents, run_id, run_doc)
     return results
 
 
@@ -437,8 +434,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     documents = bootstrap.documents()
     override = None
-    if args.k is not None:
-        override = {**parse_config_doc(documents.get(DISCOVERIES, CONFIG)), "k": args.k}
+    if args.k is not None:  # parse_config ignores the fields the job writes back
+        override = {**(documents.get(DISCOVERIES, CONFIG) or {}), "k": args.k}
     now = datetime.now(UTC)
     try:
         results = discover(
@@ -449,12 +446,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     print(format_results(results))
     return 0
-
-
-def parse_config_doc(doc: Mapping[str, Any] | None) -> dict[str, Any]:
-    from shared.discovery.features import WRITTEN_BACK
-
-    return {k: v for k, v in (doc or {}).items() if k not in WRITTEN_BACK}
 
 
 def format_results(results: Mapping[str, Any]) -> str:

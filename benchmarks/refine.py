@@ -149,9 +149,11 @@ def generate(warehouse: DuckDBWarehouse, first: int, count: int, visitors: int, 
 
 
 def checkpoint(warehouse: DuckDBWarehouse) -> None:
-    """Write what a run changed to the file: part of each timed run, so neither pays for the other's."""
+    """Write what a run changed to the file and close it: part of each timed run, so neither pays for
+    the other's, and each run opens the file afresh, as a scheduled run in its own process does."""
     with warehouse.connection() as conn:
         conn.execute("checkpoint")
+    warehouse.close()
 
 
 def segments_seconds() -> Callable[[Warehouse], float] | None:

@@ -320,11 +320,16 @@ class DuckDBWarehouse:
         schema = pa.schema([(f.name, _arrow_type(f)) for f in spec.fields])
         staged = [{f.name: _stage(f, row.get(f.name)) for f in spec.fields} for row in rows]
         conn.register("_staged_rows", pa.Table.from_pylist(staged, schema=schema))
+        table, key = f'"{spec.dataset}"."{spec.table}"', f'"{spec.row_id}"'
+        if spec.enforce_row_id:
+            statement = f"INSERT OR IGNORE INTO {table} BY NAME SELECT * FROM _staged_rows RETURNING {key}"
+        else:  # no key to conflict on: skip the ids already stored ourselves
+            statement = (
+                f"INSERT INTO {table} BY NAME SELECT * FROM _staged_rows AS s "
+                f"WHERE NOT EXISTS (SELECT 1 FROM {table} AS t WHERE t.{key} = s.{key}) RETURNING {key}"
+            )
         try:
-            inserted = conn.execute(
-                f'INSERT OR IGNORE INTO "{spec.dataset}"."{spec.table}" BY NAME SELECT * FROM _staged_rows '
-                f'RETURNING "{spec.row_id}"'
-            ).fetchall()
+            inserted = conn.execute(statement).fetchall()
         finally:
             conn.unregister("_staged_rows")
         return {row[0] for row in inserted}

@@ -72,6 +72,7 @@ class RunReport:
     status: str = "running"
     rows: dict[str, int] = field(default_factory=dict)
     identity_rounds: int = 0
+    profiles_rebuilt: int = 0
     duration_ms: int = 0
     error: str | None = None
 
@@ -88,6 +89,7 @@ class RunReport:
             "duration_ms": self.duration_ms,
             "rows": dict(self.rows),
             "identity_rounds": self.identity_rounds,
+            "profiles_rebuilt": self.profiles_rebuilt,
             "error": self.error,
         }
 
@@ -122,11 +124,17 @@ def range_params(date_from: date, date_to: date) -> dict[str, Any]:
 
 
 def refine_range(warehouse: Warehouse, date_from: date, date_to: date) -> None:
-    """Rewrite the event-level tables for the dates of the range and add its identity links."""
+    """Rewrite the event-level tables for the dates of the range and add its identity links.
+
+    The nodes active in the range are queued for the next profile build twice: before the rewrite
+    (with the customer that counted them) and after it (nodes new to the range).
+    """
     params = range_params(date_from, date_to)
+    _run(warehouse, "profile_queue_range", params)
     for table in PARTITIONED:
         _run(warehouse, f"{table}_delete", params)
         _run(warehouse, table, params)
+    _run(warehouse, "profile_queue_range", params)
     _run(warehouse, "identity_edges", params)
 
 
@@ -146,12 +154,20 @@ def resolve_identities(warehouse: Warehouse, settings: RefineSettings) -> int:
             break
     else:
         raise RefineError(f"identity resolution did not converge in {settings.max_rounds} rounds")
+    _run(warehouse, "profile_queue_identities", {})
     _run(warehouse, "identities", {})
     return round_number
 
 
-def build_profiles(warehouse: Warehouse, run_date: date, now: datetime, settings: RefineSettings) -> None:
-    """RFM, then profiles (which carry the RFM group): lists of changed customers, then the rest."""
+def build_profiles(warehouse: Warehouse, run_date: date, now: datetime, settings: RefineSettings) -> int:
+    """RFM, then the profiles (which carry the RFM group) of the customers anything touched.
+
+    profile_scope queues the customers whose inputs changed since the last build: activity of the
+    refined dates, a change of identity, days entering or leaving the period, a new RFM score.
+    Those are rebuilt from all their history (lists first, then the rest); every other profile only
+    has its date-relative columns moved to run_date. The queue is emptied last, so a failed build
+    is redone by the next run. Returns how many customers were rebuilt (or deleted).
+    """
     params = {
         "run_date": run_date,
         "period_start": run_date - timedelta(days=settings.period_days - 1),
@@ -159,8 +175,22 @@ def build_profiles(warehouse: Warehouse, run_date: date, now: datetime, settings
         "list_limit": settings.list_limit,
     }
     _run(warehouse, "rfm", params)
-    _run(warehouse, "profile_lists", params)
-    _run(warehouse, "profiles", params)
+    _run(warehouse, "profile_scope", params)
+    [queued] = _run(warehouse, "profile_queue_size", params)
+    for name in (
+        "profile_refresh",
+        "profile_gone",
+        "profile_lists_clear",
+        "profile_lists",
+        "profile_new",
+        "profile_lists_apply",
+        "profiles",
+        "profile_lists_clear",
+        "profile_done",
+        "profile_queue_clear",
+    ):
+        _run(warehouse, name, params)
+    return int(queued["customers"])
 
 
 def row_counts(warehouse: Warehouse) -> dict[str, int]:
@@ -235,7 +265,7 @@ def refine(
     with _recorded(documents, JOB, date_from, date_to, now, run_id) as report:
         refine_range(warehouse, date_from, date_to)
         report.identity_rounds = resolve_identities(warehouse, settings)
-        build_profiles(warehouse, report.as_of, now, settings)
+        report.profiles_rebuilt = build_profiles(warehouse, report.as_of, now, settings)
         report.rows = row_counts(warehouse)
     return report
 
@@ -279,7 +309,7 @@ def backfill(
                 bar.update()
             bar.set_postfix_str("identities, RFM, profiles")
             report.identity_rounds = resolve_identities(warehouse, settings)
-            build_profiles(warehouse, report.as_of, now, settings)
+            report.profiles_rebuilt = build_profiles(warehouse, report.as_of, now, settings)
             bar.update()
         report.rows = row_counts(warehouse)
     return report

@@ -1,14 +1,26 @@
--- refined.profiles, step 2 of 2: every column but the lists (profile_lists.sql) for every customer
--- with activity up to run_date; a customer without any (merged into another) is deleted. Period
--- values cover [period_start, run_date], lifetime values every day up to run_date; definitions are
--- in docs/segmentlets.md. cluster_id belongs to the discovery job and is never written here.
-merge refined.profiles as t
-using (
+-- refined.profiles, step 3 of 3: every column but the lists (profile_lists.sql) of each queued
+-- customer (profile_scope.sql) from all of its history up to run_date (profile_gone.sql deletes the
+-- queued customers left without any). Period values cover [period_start, run_date], lifetime
+-- values every day up to run_date; definitions are in docs/segmentlets.md. cluster_id belongs to
+-- the discovery job and is never written here.
+update refined.profiles as t
+set
+    site_id = s.site_id, member_id = s.member_id, email = s.email, phone = s.phone, birth_year = s.birth_year,
+    sex = s.sex, age = s.age, device = s.device, os = s.os, br = s.br, region = s.region,
+    ref_media_fst = s.ref_media_fst, ref_media_lst = s.ref_media_lst, rvn = s.rvn, odr = s.odr, avg_rvn = s.avg_rvn,
+    rvn_ltv = s.rvn_ltv, odr_ltv = s.odr_ltv, avg_rvn_ltv = s.avg_rvn_ltv, rfm = s.rfm,
+    recency_days = s.recency_days, sessions = s.sessions, page_views = s.page_views, is_member = s.is_member,
+    has_email = s.has_email, has_phone = s.has_phone, rfm_cell = s.rfm_cell, r_score = s.r_score,
+    f_score = s.f_score, m_score = s.m_score, first_seen = s.first_seen, last_seen = s.last_seen,
+    period_start = s.period_start, period_end = s.period_end, computed_at = s.computed_at
+from (
     with
 
+    -- the nodes of the queued customers
     identities as (
         select site_id, node, id_type, id_value, customer_id
         from refined.identities
+        where customer_id in (select q.customer_id from refined.profile_queue as q)
     ),
 
     days as (
@@ -158,14 +170,4 @@ using (
 
     select * from final
 ) as s
-on t.customer_id = s.customer_id
-when matched then update set
-    site_id = s.site_id, member_id = s.member_id, email = s.email, phone = s.phone, birth_year = s.birth_year,
-    sex = s.sex, age = s.age, device = s.device, os = s.os, br = s.br, region = s.region,
-    ref_media_fst = s.ref_media_fst, ref_media_lst = s.ref_media_lst, rvn = s.rvn, odr = s.odr, avg_rvn = s.avg_rvn,
-    rvn_ltv = s.rvn_ltv, odr_ltv = s.odr_ltv, avg_rvn_ltv = s.avg_rvn_ltv, rfm = s.rfm,
-    recency_days = s.recency_days, sessions = s.sessions, page_views = s.page_views, is_member = s.is_member,
-    has_email = s.has_email, has_phone = s.has_phone, rfm_cell = s.rfm_cell, r_score = s.r_score,
-    f_score = s.f_score, m_score = s.m_score, first_seen = s.first_seen, last_seen = s.last_seen,
-    period_start = s.period_start, period_end = s.period_end, computed_at = s.computed_at
-when not matched by source then delete
+where t.customer_id = s.customer_id

@@ -39,7 +39,18 @@ def tree(name: str) -> exp.Expr:
 def test_the_service_runs_every_file() -> None:
     named = set(refinement.PARTITIONED) | {f"{table}_delete" for table in refinement.PARTITIONED}
     named |= {"identity_edges", "identity_guard", "identity_seed", "identity_propagate", "identity_changes"}
-    named |= {"identities", "rfm", "profile_lists", "profiles", "row_counts"}
+    named |= {"identities", "rfm", "profile_lists", "profiles", "row_counts", "profile_queue_range"}
+    named |= {
+        "profile_queue_identities",
+        "profile_scope",
+        "profile_refresh",
+        "profile_done",
+        "profile_queue_clear",
+        "profile_queue_size",
+        "profile_gone",
+        "profile_new",
+    }
+    named |= {"profile_lists_clear", "profile_lists_apply"}
     assert named == set(FILES)
 
 

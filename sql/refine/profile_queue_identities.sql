@@ -1,0 +1,31 @@
+-- refined.profile_queue: the nodes identities.sql is about to drop (no activity and no edge left,
+-- e.g. after an edge was deleted), with the customer whose profile last counted them: that
+-- profile still lists them. Changes of customer are found later from profiled_customer_id.
+insert into refined.profile_queue (entry_id, site_id, node, customer_id, reason, queued_at)
+with
+
+active as (
+    select distinct site_id, node from refined.node_days
+),
+
+linked as (
+    select site_id, node_a as node from refined.identity_edges
+    union distinct
+    select site_id, node_b from refined.identity_edges
+),
+
+final as (
+    select
+        concat('identity|', i.site_id, '|', i.node, '|', i.profiled_customer_id) as entry_id,
+        i.site_id,
+        i.node,
+        i.profiled_customer_id as customer_id,
+        'identity' as reason,
+        current_timestamp() as queued_at
+    from refined.identities as i
+    left join active as a on a.site_id = i.site_id and a.node = i.node
+    left join linked as l on l.site_id = i.site_id and l.node = i.node
+    where a.node is null and l.node is null and i.profiled_customer_id is not null
+)
+
+select * from final

@@ -1,0 +1,140 @@
+"""Incremental profiles: a run rebuilds only the customers its changes touched, and the result must
+equal rebuilding every profile from the same refined tables. The oracle below empties profiles and
+forgets which customer each node was counted in, so build_profiles rebuilds everyone; every test
+compares the incremental table with that, column by column."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+import pytest
+
+from shared.adapters.duckdb_warehouse import DuckDBWarehouse
+from shared.ports import Warehouse
+from shared.services import refine as refinement
+from tests.unit.test_refine import FIRST_DAY, LAST_DAY, NOW, SITE, History, customer_id, dump, new_warehouse, planted
+
+SETTINGS = refinement.RefineSettings(period_days=4)  # short, so the period slides over the planted days
+
+
+def noon(day: date) -> datetime:
+    """12:00 UTC, 21:00 in Seoul: profiles as of `day`."""
+    return datetime.combine(day, time(12), UTC)
+
+
+def history() -> History:
+    """The planted history, plus a fourth member on the family PC two days after the other three:
+    the PC becomes a shared key then, and the family customer splits in a later run."""
+    h = planted()
+    h.add("raw.page", "05-08 10:00", "vF", "f4", page_path="/my")
+    return h
+
+
+def rebuilt(warehouse: DuckDBWarehouse, run_date: date, now: datetime) -> list[Any]:
+    """The profiles a rebuild of everyone gives from the same refined tables (the warehouse is left
+    as that rebuild leaves it, which is what the incremental run should have left)."""
+    warehouse.query("delete from refined.profiles where true")
+    warehouse.query("update refined.identities set profiled_customer_id = null where true")
+    refinement.build_profiles(warehouse, run_date, now, SETTINGS)
+    return dump(warehouse, "refined.profiles")
+
+
+def assert_equals_rebuild(warehouse: DuckDBWarehouse, run_date: date, now: datetime) -> list[Any]:
+    incremental = dump(warehouse, "refined.profiles")
+    expected = rebuilt(warehouse, run_date, now)
+    assert len(incremental) == len(expected)
+    for got, want in zip(incremental, expected, strict=True):
+        assert dict(got) == dict(want)
+    return incremental
+
+
+def column(warehouse: Warehouse, name: str, cid: str) -> Any:
+    [row] = warehouse.query(f"select {name} from refined.profiles where customer_id = @c", {"c": cid})
+    return row[name]
+
+
+def test_daily_runs_with_a_sliding_period_equal_a_rebuild_every_day() -> None:
+    warehouse = new_warehouse(history())
+    refinement.refine(warehouse, None, FIRST_DAY, date(2026, 4, 30), noon(date(2026, 4, 30)), SETTINGS)
+    rebuilt_counts = []
+    day = date(2026, 5, 1)
+    while day <= LAST_DAY:
+        report = refinement.refine(warehouse, None, day, day, noon(day), SETTINGS)
+        rebuilt_counts.append(report.profiles_rebuilt)
+        assert_equals_rebuild(warehouse, day, noon(day))
+        day += timedelta(days=1)
+    # The period (05-07..05-10) moved every day: Alice's first order (05-01) has left it.
+    alice = customer_id(SITE, "member:m-alice")
+    assert (column(warehouse, "odr_ltv", alice), column(warehouse, "odr", alice)) == (3, 2)
+    assert column(warehouse, "rvn", alice) == 100000  # 120000 + 30000 - 50000 refunded on 05-09
+    # Bob, untouched since February, only aged: one day of recency per run.
+    assert column(warehouse, "recency_days", customer_id(SITE, "visitor:vB")) == (LAST_DAY - date(2026, 2, 1)).days
+    # The fourth member made the family PC a shared key: f2 and f3 are their own customers now.
+    for member in ("f1", "f2", "f3", "f4"):
+        assert column(warehouse, "member_id", customer_id(SITE, f"member:{member}")) == member
+    # 05-02 had no events and the day leaving the period then (04-28) had none: nobody was rebuilt,
+    # everyone only aged. 05-01 rebuilt Alice alone; 05-05, the shared tablet's day, eight customers.
+    assert rebuilt_counts[:5] == [1, 0, 1, 2, 8], rebuilt_counts
+
+
+def test_a_one_day_run_rebuilds_only_the_customers_it_touched() -> None:
+    warehouse = new_warehouse(history())
+    refinement.refine(warehouse, None, FIRST_DAY, LAST_DAY, NOW, SETTINGS)
+    late = History()
+    late.count = 9000  # event ids apart from the planted ones
+    late.visit("05-10 11:00", "vNew", "/", medium="direct")
+    late.add("raw.page", "05-10 11:05", "vA2", "m-alice", page_path="/products/p9")
+    late.load(warehouse)
+    report = refinement.refine(warehouse, None, LAST_DAY, LAST_DAY, NOW, SETTINGS)
+    # The customers active on the refined day: the new visitor and Alice, nobody else.
+    active = warehouse.query(
+        "select count(distinct i.customer_id) as n from refined.node_days as d "
+        "join refined.identities as i using (site_id, node) where d.event_date = @d",
+        {"d": LAST_DAY},
+    )
+    assert report.profiles_rebuilt == active[0]["n"] == 2
+    assert column(warehouse, "page_views", customer_id(SITE, "visitor:vNew")) == 1
+    assert_equals_rebuild(warehouse, LAST_DAY, NOW)
+
+
+def test_deleting_an_edge_rebuilds_both_customers_and_drops_a_node_left_alone() -> None:
+    warehouse = new_warehouse(history())
+    refinement.refine(warehouse, None, FIRST_DAY, LAST_DAY, NOW, SETTINGS)
+    alice = customer_id(SITE, "member:m-alice")
+    assert column(warehouse, "visitor_ids", alice) == ["vA1", "vA2"]
+    # The phone node has no activity, so it leaves identities with its only edge.
+    warehouse.query("delete from refined.identity_edges where node_b = 'phone:+821011112222'")
+    warehouse.query("delete from refined.identity_edges where node_b = 'visitor:vA1'")
+    report = refinement.refine(warehouse, None, LAST_DAY, LAST_DAY, NOW, SETTINGS)
+    assert report.profiles_rebuilt >= 2
+    nodes = {r["node"] for r in warehouse.query("select node from refined.identities where site_id = @s", {"s": SITE})}
+    assert "phone:+821011112222" not in nodes and {"visitor:vA1", "email:alice@example.com"} <= nodes
+    assert column(warehouse, "visitor_ids", alice) == ["vA2"]
+    assert column(warehouse, "visitor_ids", customer_id(SITE, "visitor:vA1")) == ["vA1"]
+    assert_equals_rebuild(warehouse, LAST_DAY, NOW)
+
+
+def test_a_failed_profile_build_is_redone_by_the_next_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    warehouse = new_warehouse(history())
+    refinement.refine(warehouse, None, FIRST_DAY, date(2026, 5, 7), noon(date(2026, 5, 7)), SETTINGS)
+    real_run = refinement._run
+
+    def failing(w: Warehouse, name: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
+        if name == "profiles":
+            raise RuntimeError("warehouse went away")
+        return real_run(w, name, params)
+
+    monkeypatch.setattr(refinement, "_run", failing)
+    with pytest.raises(RuntimeError, match="went away"):
+        refinement.refine(warehouse, None, date(2026, 5, 8), date(2026, 5, 8), noon(date(2026, 5, 8)), SETTINGS)
+    monkeypatch.setattr(refinement, "_run", real_run)
+    [queued] = warehouse.query("select count(*) as n from refined.profile_queue")
+    assert queued["n"] > 0  # kept for the next run
+    # The next day's run also rebuilds the customers of 05-08, which the failed run had queued.
+    refinement.refine(warehouse, None, date(2026, 5, 9), date(2026, 5, 9), noon(date(2026, 5, 9)), SETTINGS)
+    assert column(warehouse, "odr_ltv", customer_id(SITE, "member:m-alice")) == 3
+    assert_equals_rebuild(warehouse, date(2026, 5, 9), noon(date(2026, 5, 9)))
+    [queued] = warehouse.query("select count(*) as n from refined.profile_queue")
+    assert queued["n"] == 0

@@ -53,8 +53,9 @@ class TableSpec:
     clustering: tuple[str, ...] = ()
     require_partition_filter: bool = False
     partition_expiration_days: int | None = None
-    # Whether an embedded warehouse enforces row_id as a primary key. Off for tables a job replaces
-    # whole: DuckDB deletes a million keyed rows in ~90 s and unkeyed ones in milliseconds.
+    # Whether an embedded warehouse enforces row_id as a primary key. Off for tables only our SQL
+    # writes: DuckDB deletes a million keyed rows in ~90 s and unkeyed ones in milliseconds, and
+    # builds and checkpoints the keys of large tables slowly.
     enforce_row_id: bool = True
 
     @property

@@ -21,6 +21,9 @@ locals {
       env = {
         CDP_SITES         = jsonencode(var.sites)
         CDP_REGION_HEADER = var.region_header
+        # functions-framework serves with cores x 4 gunicorn threads unless told: as many threads as
+        # the instance takes concurrent requests, or requests queue behind a publish acknowledgement.
+        THREADS = "80"
       }
       secrets = { CDP_IP_SALT = "ip-salt" }
       # A beacon request is short and I/O bound: one instance serves many at once, and scaling to

@@ -25,6 +25,7 @@ ORDER_TYPES = ("order", "refund")
 
 MAX_URL = 2048
 MAX_TITLE = 512
+CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 MAX_VISITOR_ID = 64
 MAX_MEMBER_ID = 128
 MAX_PROP_KEYS = 50
@@ -173,11 +174,7 @@ def validate_event(raw: Any, index: int, ctx: Context, limits: Limits) -> ValidE
     path = f"events[{index}]"
     if not isinstance(raw, dict):
         raise Invalid("not_an_object", path, f"{path} must be an object, got {_kind(raw)}")
-    event_id = _required_str(raw, "event_id", path, 64)
-    try:
-        event_id = str(uuid.UUID(event_id))
-    except ValueError as exc:
-        raise Invalid("invalid_event_id", f"{path}.event_id", f"{path}.event_id is not a UUID") from exc
+    event_id = _event_id(_required_str(raw, "event_id", path, 64), path)
     event_type = _required_str(raw, "type", path, 32)
     if event_type not in EVENT_TYPES:
         raise Invalid(
@@ -215,6 +212,17 @@ def validate_event(raw: Any, index: int, ctx: Context, limits: Limits) -> ValidE
     if event_type == "identify" and not event.member_id:
         raise Invalid("missing_field", f"{path}.member_id", f"{path}.member_id is required for identify")
     return event
+
+
+def _event_id(value: str, path: str) -> str:
+    """The UUID in canonical form. The tracker's ids are canonical already: one regex match (a tenth
+    of parsing with uuid.UUID, which is on every event of every request) accepts them."""
+    if CANONICAL_UUID.fullmatch(value):
+        return value
+    try:
+        return str(uuid.UUID(value))
+    except ValueError as exc:
+        raise Invalid("invalid_event_id", f"{path}.event_id", f"{path}.event_id is not a UUID") from exc
 
 
 def _timestamps(raw: dict[str, Any], path: str, ctx: Context, limits: Limits) -> tuple[datetime, datetime]:

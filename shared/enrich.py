@@ -80,7 +80,8 @@ def parse_user_agent(user_agent: str | None) -> ClientInfo:
     """Device type, OS and browser families of a user agent, and whether it is a bot.
 
     Memoised on the (cut) string because a site sees the same few hundred user agents over and
-    over while a cold parse runs hundreds of regular expressions.
+    over. A cold parse runs hundreds of regular expressions: ua-parser-rs (in requirements.txt)
+    does it natively in about 0.05 ms, where the pure-Python resolver takes about 1.5 ms.
     """
     ua = (user_agent or "").strip()[:_MAX_UA_LEN]
     return _parse_user_agent_cached(ua)

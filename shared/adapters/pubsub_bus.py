@@ -25,6 +25,8 @@ from shared.ports import TransientError
 
 MAX_BATCH_MESSAGES = 500
 MAX_BATCH_BYTES = 8_000_000  # under Pub/Sub's 10 MB per Publish request
+_RAW_REQUEST = pubsub_types.PublishRequest.pb()
+_RAW_MESSAGE = pubsub_types.PubsubMessage.pb()
 
 
 @dataclass
@@ -96,9 +98,14 @@ class PubSubBus:
             by_topic[item.topic].append(item)
         for topic, items in by_topic.items():
             try:
-                messages = [pubsub_types.PubsubMessage(data=i.data, attributes=i.attributes) for i in items]
+                # Raw protobuf messages, wrapped once: proto-plus messages built one by one made a
+                # publish cost about 215 us of CPU instead of 165 (16 threads against the emulator).
                 # The plain Publish RPC of the generated client the batching wrapper extends.
-                response = GapicPublisher.publish(self._client, topic=topic, messages=messages, timeout=self.timeout)
+                raw = _RAW_REQUEST(
+                    topic=topic, messages=[_RAW_MESSAGE(data=i.data, attributes=i.attributes) for i in items]
+                )
+                request = pubsub_types.PublishRequest.wrap(raw)
+                response = GapicPublisher.publish(self._client, request=request, timeout=self.timeout)
                 for item, message_id in zip(items, response.message_ids, strict=True):
                     item.message_id = message_id
             except Exception as exc:  # noqa: BLE001 - every waiting caller learns of it

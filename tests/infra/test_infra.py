@@ -304,6 +304,8 @@ def test_collect_is_public_and_the_rest_private(locals_: dict[str, Any], tf: dic
     assert public == {"collect"}
     collect = functions["collect"]
     assert collect["min_instances"] == 0 and collect["concurrency"] == 80
+    # functions-framework's gunicorn threads: one per request the instance is given at once
+    assert collect["env"]["THREADS"] == str(collect["concurrency"])
     module_main = tf["modules/function/main.tf"]["locals"][0]
     assert module_main["invokers"] == '${merge(var.trigger.public ? {public = "allUsers"} : {}, var.invokers)}'
     assert "ALLOW_INTERNAL_ONLY" in module_main["ingress"]
@@ -314,7 +316,8 @@ def test_function_settings_are_settings_the_code_reads(locals_: dict[str, Any]) 
     names = set(locals_["common_env"])
     for f in locals_["functions"].values():
         names |= set(f.get("env", {})) | set(f.get("secrets", {}))
-    assert names - known == set(), f"infra sets variables {', '.join(SETTINGS_MODULES)} never read"
+    framework = {"THREADS"}  # read by functions-framework, not by our settings
+    assert names - known - framework == set(), f"infra sets variables {', '.join(SETTINGS_MODULES)} never read"
     assert {"CDP_PROJECT", "CDP_WAREHOUSE", "CDP_DATASET_PREFIX", "CDP_BEACON_TOPIC"} <= names
     assert locals_["common_env"]["CDP_WAREHOUSE"] == "bigquery"
     assert locals_["common_env"]["CDP_DATASET_PREFIX"] == "${local.dataset_prefix}"

@@ -266,6 +266,14 @@ def test_a_repeated_event_id_in_one_batch_is_rejected_once() -> None:
     assert len(bus.rows("raw.page")) == 1
 
 
+@pytest.mark.parametrize("spelling", [str.upper, lambda u: "{" + u + "}", lambda u: u.replace("-", "")])
+def test_event_ids_in_other_uuid_spellings_are_stored_canonical(spelling: Any) -> None:
+    canonical = str(uuid.uuid4())
+    response, bus = post(batch(event(event_id=spelling(canonical))))
+    assert response.status == 200
+    assert [r["event_id"] for r in bus.rows("raw.page")] == [canonical]
+
+
 def test_bus_outage_answers_503_and_accepts_nothing() -> None:
     response, bus = post(batch(event()), bus=FakeBus(fail=True))
     assert response.status == 503

@@ -252,6 +252,14 @@ def test_parse_user_agent(
     assert parse_user_agent(ua) == ClientInfo(device_type, os, browser, is_bot)
 
 
+def test_user_agents_are_parsed_by_the_native_resolver() -> None:
+    """ua-parser picks the best resolver installed; without ua-parser-rs every unseen user agent
+    costs collect about 1.5 ms of CPU instead of 0.05 ms."""
+    import ua_parser
+
+    assert ua_parser.BestAvailableResolver is ua_parser.RegexResolver
+
+
 def test_parse_user_agent_is_memoised_and_cuts_long_input() -> None:
     ua = UA_CASES[0][1]
     assert parse_user_agent(ua) is parse_user_agent(ua)

@@ -203,10 +203,32 @@ class DuckDBWarehouse:
                 self._release()
 
     def ensure_tables(self, specs: Sequence[TableSpec]) -> None:
+        """Create missing tables, and add the columns a newer schema gives a table that exists.
+
+        A warehouse file outlives upgrades (the demo's, a developer's): a NULLABLE or REPEATED column
+        new in sql/schema is added, as Terraform adds it on BigQuery; a new REQUIRED column cannot
+        be filled for the rows already there, so it stops with the table and column named.
+        """
         with self.connection() as conn:
             for spec in specs:
                 conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{spec.dataset}"')
                 conn.execute(create_table_sql(spec))
+                present = {
+                    row[0]
+                    for row in conn.execute(
+                        "SELECT column_name FROM information_schema.columns WHERE table_schema = ? AND table_name = ?",
+                        [spec.dataset, spec.table],
+                    ).fetchall()
+                }
+                for f in spec.fields:
+                    if f.name in present:
+                        continue
+                    if f.required:
+                        raise ValueError(
+                            f"{spec.name} exists without the REQUIRED column {f.name!r} of sql/schema: "
+                            "add it with a value for the stored rows, or recreate the table"
+                        )
+                    conn.execute(f'ALTER TABLE "{spec.dataset}"."{spec.table}" ADD COLUMN "{f.name}" {duckdb_type(f)}')
                 self._specs[spec.name] = spec
 
     def _spec(self, table: str) -> TableSpec:

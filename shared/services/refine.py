@@ -141,9 +141,11 @@ def refine_range(warehouse: Warehouse, date_from: date, date_to: date) -> None:
 def resolve_identities(warehouse: Warehouse, settings: RefineSettings) -> int:
     """Connected components of the used edges by label propagation; return the rounds it took.
 
-    Each round is one MERGE; the loop ends when a round lowers no label. Pointer jumping keeps the
-    rounds logarithmic in a component's diameter, and identity graphs are shallow (a member with
-    its visitors and contact keys), so a handful of rounds is normal; max_rounds guards a bug.
+    Only the components whose edges changed since the last run are resolved again (identity_seed);
+    the rest keep their labels. Each round is one MERGE over those; the loop ends when a round
+    lowers no label. Pointer jumping keeps the rounds logarithmic in a component's diameter, and
+    identity graphs are shallow (a member with its visitors and contact keys), so a handful of
+    rounds is normal; max_rounds guards a bug.
     """
     _run(warehouse, "identity_guard", {"max_members_per_key": settings.max_members_per_key})
     _run(warehouse, "identity_seed", {})
@@ -154,6 +156,7 @@ def resolve_identities(warehouse: Warehouse, settings: RefineSettings) -> int:
             break
     else:
         raise RefineError(f"identity resolution did not converge in {settings.max_rounds} rounds")
+    _run(warehouse, "identity_settle", {})
     _run(warehouse, "profile_queue_identities", {})
     _run(warehouse, "identities", {})
     return round_number

@@ -1,7 +1,8 @@
-"""Incremental profiles: a run rebuilds only the customers its changes touched, and the result must
-equal rebuilding every profile from the same refined tables. The oracle below empties profiles and
-forgets which customer each node was counted in, so build_profiles rebuilds everyone; every test
-compares the incremental table with that, column by column."""
+"""Incremental identity and profiles: a run resolves again only the components whose edges changed
+and rebuilds only the customers its changes touched, and the result must equal a resolution and a
+rebuild from scratch over the same refined tables. The oracles below empty the labels (so every
+component is resolved anew) and the profiles (and forget which customer each node was counted in,
+so build_profiles rebuilds everyone); the tests compare the incremental tables with theirs."""
 
 from __future__ import annotations
 
@@ -14,7 +15,18 @@ import pytest
 from shared.adapters.duckdb_warehouse import DuckDBWarehouse
 from shared.ports import Warehouse
 from shared.services import refine as refinement
-from tests.unit.test_refine import FIRST_DAY, LAST_DAY, NOW, SITE, History, customer_id, dump, new_warehouse, planted
+from tests.unit.test_refine import (
+    FIRST_DAY,
+    LAST_DAY,
+    NOW,
+    SITE,
+    History,
+    customer_id,
+    customers_of,
+    dump,
+    new_warehouse,
+    planted,
+)
 
 SETTINGS = refinement.RefineSettings(period_days=4)  # short, so the period slides over the planted days
 
@@ -50,6 +62,13 @@ def assert_equals_rebuild(warehouse: DuckDBWarehouse, run_date: date, now: datet
     return incremental
 
 
+def assert_identities_equal_fresh(warehouse: DuckDBWarehouse) -> None:
+    incremental = dump(warehouse, "refined.identities")
+    warehouse.query("delete from refined.identity_labels where true")
+    refinement.resolve_identities(warehouse, SETTINGS)
+    assert dump(warehouse, "refined.identities") == incremental
+
+
 def column(warehouse: Warehouse, name: str, cid: str) -> Any:
     [row] = warehouse.query(f"select {name} from refined.profiles where customer_id = @c", {"c": cid})
     return row[name]
@@ -63,6 +82,7 @@ def test_daily_runs_with_a_sliding_period_equal_a_rebuild_every_day() -> None:
     while day <= LAST_DAY:
         report = refinement.refine(warehouse, None, day, day, noon(day), SETTINGS)
         rebuilt_counts.append(report.profiles_rebuilt)
+        assert_identities_equal_fresh(warehouse)
         assert_equals_rebuild(warehouse, day, noon(day))
         day += timedelta(days=1)
     # The period (05-07..05-10) moved every day: Alice's first order (05-01) has left it.
@@ -100,19 +120,38 @@ def test_a_one_day_run_rebuilds_only_the_customers_it_touched() -> None:
 
 
 def test_deleting_an_edge_rebuilds_both_customers_and_drops_a_node_left_alone() -> None:
-    warehouse = new_warehouse(history())
+    h = history()
+    # k1 and k2 both log in on vK1 (two members: under the cap, merged), and k2 also on vK2.
+    for when, visitor, member in [
+        ("05-09 10:00", "vK1", "k1"),
+        ("05-09 11:00", "vK1", "k2"),
+        ("05-09 12:00", "vK2", "k2"),
+    ]:
+        h.add("raw.page", when, visitor, member, page_path="/my")
+    warehouse = new_warehouse(h)
     refinement.refine(warehouse, None, FIRST_DAY, LAST_DAY, NOW, SETTINGS)
+    k1, k2 = customer_id(SITE, "member:k1"), customer_id(SITE, "member:k2")
+    assert set(customers_of(warehouse, "member:k2", "visitor:vK2").values()) == {k1}
     alice = customer_id(SITE, "member:m-alice")
     assert column(warehouse, "visitor_ids", alice) == ["vA1", "vA2"]
     # The phone node has no activity, so it leaves identities with its only edge.
     warehouse.query("delete from refined.identity_edges where node_b = 'phone:+821011112222'")
     warehouse.query("delete from refined.identity_edges where node_b = 'visitor:vA1'")
+    # Both ends of this one keep another edge: only their neighbours changed, and the family splits.
+    warehouse.query("delete from refined.identity_edges where node_a = 'member:k2' and node_b = 'visitor:vK1'")
     report = refinement.refine(warehouse, None, LAST_DAY, LAST_DAY, NOW, SETTINGS)
+    assert customers_of(warehouse, "member:k1", "visitor:vK1", "member:k2", "visitor:vK2") == {
+        "member:k1": k1,
+        "visitor:vK1": k1,
+        "member:k2": k2,
+        "visitor:vK2": k2,
+    }
     assert report.profiles_rebuilt >= 2
     nodes = {r["node"] for r in warehouse.query("select node from refined.identities where site_id = @s", {"s": SITE})}
     assert "phone:+821011112222" not in nodes and {"visitor:vA1", "email:alice@example.com"} <= nodes
     assert column(warehouse, "visitor_ids", alice) == ["vA2"]
     assert column(warehouse, "visitor_ids", customer_id(SITE, "visitor:vA1")) == ["vA1"]
+    assert_identities_equal_fresh(warehouse)
     assert_equals_rebuild(warehouse, LAST_DAY, NOW)
 
 
@@ -138,3 +177,50 @@ def test_a_failed_profile_build_is_redone_by_the_next_run(monkeypatch: pytest.Mo
     assert_equals_rebuild(warehouse, date(2026, 5, 9), noon(date(2026, 5, 9)))
     [queued] = warehouse.query("select count(*) as n from refined.profile_queue")
     assert queued["n"] == 0
+
+
+def test_a_run_resolves_again_only_the_components_whose_edges_changed(monkeypatch: pytest.MonkeyPatch) -> None:
+    warehouse = new_warehouse(history())
+    refinement.refine(warehouse, None, FIRST_DAY, LAST_DAY, NOW, SETTINGS)
+    labels = {r["node"]: r["label"] for r in warehouse.query("select node, label from refined.identity_labels")}
+    late = History()
+    late.count = 9000
+    late.add("raw.page", "05-10 11:00", "vA3", "m-alice", page_path="/")  # Alice logs in on a third device
+    late.load(warehouse)
+    real_run = refinement._run
+    reset: list[str] = []
+
+    def watching(w: Warehouse, name: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
+        out = real_run(w, name, params)
+        if name == "identity_seed":
+            reset.extend(r["node"] for r in w.query("select node from refined.identity_labels where active"))
+        return out
+
+    monkeypatch.setattr(refinement, "_run", watching)
+    refinement.refine(warehouse, None, LAST_DAY, LAST_DAY, NOW, SETTINGS)
+    monkeypatch.setattr(refinement, "_run", real_run)
+    alice = ["member:m-alice", "visitor:vA1", "visitor:vA2", "email:alice@example.com", "phone:+821011112222"]
+    assert sorted(reset) == sorted([*alice, "visitor:vA3"])  # Alice's component and the new device only
+    after = {r["node"]: r["label"] for r in warehouse.query("select node, label from refined.identity_labels")}
+    assert after == labels | {"visitor:vA3": "1member:m-alice"}
+    [active] = warehouse.query("select count(*) as n from refined.identity_labels where active or changed_round != 0")
+    assert active["n"] == 0  # settled
+    assert_identities_equal_fresh(warehouse)
+
+
+def test_a_resolution_that_failed_half_way_is_finished_by_the_next_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    warehouse = new_warehouse(history())
+    real_run = refinement._run
+
+    def failing(w: Warehouse, name: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
+        if name == "identity_propagate" and params.get("round_number") == 2:
+            raise RuntimeError("connection lost")
+        return real_run(w, name, params)
+
+    monkeypatch.setattr(refinement, "_run", failing)
+    with pytest.raises(RuntimeError, match="connection lost"):
+        refinement.refine(warehouse, None, FIRST_DAY, LAST_DAY, NOW, SETTINGS)
+    monkeypatch.setattr(refinement, "_run", real_run)
+    refinement.refine(warehouse, None, LAST_DAY, LAST_DAY, NOW, SETTINGS)
+    assert_identities_equal_fresh(warehouse)
+    assert_equals_rebuild(warehouse, LAST_DAY, NOW)

@@ -50,7 +50,7 @@ def test_the_service_runs_every_file() -> None:
         "profile_gone",
         "profile_new",
     }
-    named |= {"profile_lists_clear", "profile_lists_apply"}
+    named |= {"profile_lists_clear", "profile_lists_apply", "identity_settle"}
     assert named == set(FILES)
 
 

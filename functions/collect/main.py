@@ -8,7 +8,7 @@ from functools import cache
 import flask
 import functions_framework
 
-from shared import bootstrap
+from shared import bootstrap, enrich, serving
 from shared.beacons import Limits
 from shared.services.collect import CollectorConfig, HttpRequest, handle_request
 from shared.tracker import tracker_asset
@@ -25,8 +25,19 @@ def _config() -> CollectorConfig:
     return CollectorConfig(s.sites, s.beacon_topic, s.require_ip_salt(), limits, s.max_body_bytes, s.region_header)
 
 
+@cache
+def _ready() -> None:
+    """Once per process, before the first request is served: build what every request uses (the
+    user-agent parser, the Pub/Sub client), then settle the heap (shared.serving)."""
+    _config()
+    enrich.parse_user_agent("Mozilla/5.0")
+    bootstrap.bus()
+    serving.settle_heap()
+
+
 @functions_framework.http
 def collect(request: flask.Request) -> flask.Response:
+    _ready()
     req = HttpRequest(
         method=request.method,
         path=request.path,

@@ -142,6 +142,17 @@ def job_of(data: bytes, attributes: Mapping[str, str]) -> str | None:
     return job if isinstance(job, str) else None
 
 
+def job_body(data: bytes) -> dict[str, Any]:
+    """The JSON object of a `jobs` message ({} when empty); ValueError saying what is wrong."""
+    try:
+        body = json.loads(data or b"{}")
+    except ValueError as exc:
+        raise ValueError(f"message is not JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise ValueError("message must be a JSON object")
+    return body
+
+
 def fixed_job_spec(
     job: str, cron: str, time_zone: str = "Asia/Seoul", description: str = "", prefix: str = "cdp", topic: str = "jobs"
 ) -> JobSpec:

@@ -213,15 +213,12 @@ class DuckDBWarehouse:
             for spec in specs:
                 conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{spec.dataset}"')
                 conn.execute(create_table_sql(spec))
-                present = {
-                    row[0]
-                    for row in conn.execute(
-                        "SELECT column_name FROM information_schema.columns WHERE table_schema = ? AND table_name = ?",
-                        [spec.dataset, spec.table],
-                    ).fetchall()
-                }
+            present = set(
+                conn.execute("SELECT table_schema, table_name, column_name FROM information_schema.columns").fetchall()
+            )
+            for spec in specs:
                 for f in spec.fields:
-                    if f.name in present:
+                    if (spec.dataset, spec.table, f.name) in present:
                         continue
                     if f.required:
                         raise ValueError(

@@ -15,7 +15,6 @@ the config document. docs/discovery.md is the marketer's and operator's guide.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 import time
@@ -39,6 +38,7 @@ from shared.discovery.features import (
     parse_config,
 )
 from shared.ports import DocumentStore, Warehouse
+from shared.scheduling import job_body
 from shared.services.segments import apply_segment
 from shared.sql import load_sql, parameter_names
 from shared.tam.rules import RFM_GROUPS, user_fields
@@ -402,12 +402,7 @@ def _discover(
 
 def parse_job(data: bytes) -> dict[str, Any]:
     """A `jobs` message {"job": "discover", "engine": "auto"|"sklearn"|"bigquery_ml"}; ValueError if malformed."""
-    try:
-        body = json.loads(data or b"{}")
-    except ValueError as exc:
-        raise ValueError(f"message is not JSON: {exc}") from None
-    if not isinstance(body, dict):
-        raise ValueError("message must be a JSON object")
+    body = job_body(data)
     engine = body.get("engine", "auto")
     if engine not in ("auto", "sklearn", "bigquery_ml"):
         raise ValueError(f"engine: {engine!r} is not auto, sklearn or bigquery_ml")

@@ -29,6 +29,7 @@ from zoneinfo import ZoneInfo
 from tqdm import tqdm
 
 from shared.ports import DocumentStore, Warehouse
+from shared.scheduling import job_body
 from shared.sql import load_sql, parameter_names
 
 log = logging.getLogger(__name__)
@@ -336,12 +337,7 @@ def parse_job(data: bytes, now: datetime) -> JobRequest:
     Missing dates default to default_range(now); a message that names an impossible range raises
     ValueError naming the field.
     """
-    try:
-        body = json.loads(data or b"{}")
-    except ValueError as exc:
-        raise ValueError(f"message is not JSON: {exc}") from None
-    if not isinstance(body, dict):
-        raise ValueError("message must be a JSON object")
+    body = job_body(data)
     defaults = default_range(now)
     dates = []
     for name, default in zip(("from", "to"), defaults, strict=True):

@@ -259,4 +259,6 @@ final as (
         on s.event_id = e.event_id and not s.is_carried
 )
 
+-- date order keeps DuckDB's row groups whole and each day's rows together (docs/segmentlets.md)
 select * from final
+order by event_date

@@ -42,4 +42,6 @@ final as (
     from steps
 )
 
+-- date order keeps DuckDB's row groups whole and each day's rows together (docs/segmentlets.md)
 select * from final
+order by session_date

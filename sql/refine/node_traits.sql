@@ -75,4 +75,6 @@ final as (
     group by site_id, node, event_date, trait, value
 )
 
+-- date order keeps DuckDB's row groups whole and each day's rows together (docs/segmentlets.md)
 select * from final
+order by event_date

@@ -102,4 +102,6 @@ final as (
     left join members as m on m.session_id = t.session_id
 )
 
+-- date order keeps DuckDB's row groups whole and each day's rows together (docs/segmentlets.md)
 select * from final
+order by session_date

@@ -139,14 +139,15 @@ def refine_range(warehouse: Warehouse, date_from: date, date_to: date) -> None:
     _run(warehouse, "identity_edges", params)
 
 
-def resolve_identities(warehouse: Warehouse, settings: RefineSettings) -> int:
+def resolve_identities(warehouse: Warehouse, settings: RefineSettings, every_node: bool = False) -> int:
     """Connected components of the used edges by label propagation; return the rounds it took.
 
     Only the components whose edges changed since the last run are resolved again (identity_seed);
     the rest keep their labels. Each round is one MERGE over those; the loop ends when a round
     lowers no label. Pointer jumping keeps the rounds logarithmic in a component's diameter, and
     identity graphs are shallow (a member with its visitors and contact keys), so a handful of
-    rounds is normal; max_rounds guards a bug.
+    rounds is normal; max_rounds guards a bug. identities.sql then resolves the nodes whose customer
+    may have changed (every node with every_node: a repair after editing identity_edges by hand).
     """
     _run(warehouse, "identity_guard", {"max_members_per_key": settings.max_members_per_key})
     _run(warehouse, "identity_seed", {})
@@ -157,9 +158,10 @@ def resolve_identities(warehouse: Warehouse, settings: RefineSettings) -> int:
             break
     else:
         raise RefineError(f"identity resolution did not converge in {settings.max_rounds} rounds")
-    _run(warehouse, "identity_settle", {})
     _run(warehouse, "profile_queue_identities", {})
-    _run(warehouse, "identities", {})
+    _run(warehouse, "identities_gone", {})
+    _run(warehouse, "identities", {"every_node": every_node})
+    _run(warehouse, "identity_settle", {})
     return round_number
 
 

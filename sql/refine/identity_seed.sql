@@ -5,6 +5,8 @@
 -- nodes. identity_propagate.sql then works on the active nodes only; every other component kept
 -- its converged label. Any used edge touching an active node joins two active nodes: an old edge
 -- lies inside one old component, and a new or changed edge changes both ends' digests.
+-- A node left without used edges keeps its row, reset to its own key and active, so identities.sql
+-- sees its change of customer; identity_settle.sql then deletes the row.
 -- The rank makes a member the smallest key of any component that has one, so a customer_id stays
 -- the same while visitors, emails and phones join or leave its component.
 merge refined.identity_labels as t
@@ -75,4 +77,4 @@ when matched and s.reset then
     update set label = s.node_key, neighbours_key = s.neighbours_key, changed_round = 0, active = true
 when not matched then insert (label_id, site_id, node, node_key, label, neighbours_key, changed_round, active)
 values (s.label_id, s.site_id, s.node, s.node_key, s.node_key, s.neighbours_key, 0, true)
-when not matched by source then delete
+when not matched by source then update set label = t.node_key, neighbours_key = null, changed_round = 0, active = true

@@ -64,8 +64,10 @@ def assert_equals_rebuild(warehouse: DuckDBWarehouse, run_date: date, now: datet
 
 def assert_identities_equal_fresh(warehouse: DuckDBWarehouse) -> None:
     incremental = dump(warehouse, "refined.identities")
+    # From scratch: no labels, and every stored customer_id wrong until identities.sql rewrites it.
     warehouse.query("delete from refined.identity_labels where true")
-    refinement.resolve_identities(warehouse, SETTINGS)
+    warehouse.query("update refined.identities set customer_id = 'stale' where true")
+    refinement.resolve_identities(warehouse, SETTINGS, every_node=True)
     assert dump(warehouse, "refined.identities") == incremental
 
 

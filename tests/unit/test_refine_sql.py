@@ -27,6 +27,7 @@ PARAMS: dict[str, Any] = refinement.range_params(DAY, DAY) | {
     "period_start": DAY,
     "now": NOW,
     "list_limit": 20,
+    "every_node": False,
 }
 
 
@@ -50,7 +51,7 @@ def test_the_service_runs_every_file() -> None:
         "profile_gone",
         "profile_new",
     }
-    named |= {"profile_lists_clear", "profile_lists_apply", "identity_settle"}
+    named |= {"profile_lists_clear", "profile_lists_apply", "identity_settle", "identities_gone"}
     assert named == set(FILES)
 
 

@@ -128,7 +128,8 @@ def refine_range(warehouse: Warehouse, date_from: date, date_to: date) -> None:
     """Rewrite the event-level tables for the dates of the range and add its identity links.
 
     The nodes active in the range are queued for the next profile build twice: before the rewrite
-    (with the customer that counted them) and after it (nodes new to the range).
+    (with the customer that counted them) and after it (nodes new to the range). Nodes never seen
+    before get an identities row, resolved by resolve_identities.
     """
     params = range_params(date_from, date_to)
     _run(warehouse, "profile_queue_range", params)
@@ -137,6 +138,7 @@ def refine_range(warehouse: Warehouse, date_from: date, date_to: date) -> None:
         _run(warehouse, table, params)
     _run(warehouse, "profile_queue_range", params)
     _run(warehouse, "identity_edges", params)
+    _run(warehouse, "identities_new", params)
 
 
 def resolve_identities(warehouse: Warehouse, settings: RefineSettings, every_node: bool = False) -> int:
@@ -170,9 +172,10 @@ def build_profiles(warehouse: Warehouse, run_date: date, now: datetime, settings
 
     profile_scope queues the customers whose inputs changed since the last build: activity of the
     refined dates, a change of identity, days entering or leaving the period, a new RFM score.
-    Those are rebuilt from all their history (lists first, then the rest); every other profile only
-    has its date-relative columns moved to run_date. The queue is emptied last, so a failed build
-    is redone by the next run. Returns how many customers were rebuilt (or deleted).
+    Those are rebuilt from all their history into profile_staging and swapped in for their old
+    rows; every other profile only has its date-relative columns moved to run_date. The queue is
+    emptied last, so a failed build is redone by the next run. Returns how many customers were
+    rebuilt (or deleted).
     """
     params = {
         "run_date": run_date,
@@ -185,13 +188,11 @@ def build_profiles(warehouse: Warehouse, run_date: date, now: datetime, settings
     [queued] = _run(warehouse, "profile_queue_size", params)
     for name in (
         "profile_refresh",
-        "profile_gone",
-        "profile_lists_clear",
-        "profile_lists",
-        "profile_new",
-        "profile_lists_apply",
+        "profile_staging_clear",
         "profiles",
-        "profile_lists_clear",
+        "profile_swap_out",
+        "profile_swap_in",
+        "profile_staging_clear",
         "profile_done",
         "profile_queue_clear",
     ):

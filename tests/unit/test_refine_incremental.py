@@ -157,13 +157,15 @@ def test_deleting_an_edge_rebuilds_both_customers_and_drops_a_node_left_alone() 
     assert_equals_rebuild(warehouse, LAST_DAY, NOW)
 
 
-def test_a_failed_profile_build_is_redone_by_the_next_run(monkeypatch: pytest.MonkeyPatch) -> None:
+# "profile_swap_in": the queued customers' old rows are deleted and the new ones not yet inserted.
+@pytest.mark.parametrize("step", ["profiles", "profile_swap_in"])
+def test_a_failed_profile_build_is_redone_by_the_next_run(monkeypatch: pytest.MonkeyPatch, step: str) -> None:
     warehouse = new_warehouse(history())
     refinement.refine(warehouse, None, FIRST_DAY, date(2026, 5, 7), noon(date(2026, 5, 7)), SETTINGS)
     real_run = refinement._run
 
     def failing(w: Warehouse, name: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
-        if name == "profiles":
+        if name == step:
             raise RuntimeError("warehouse went away")
         return real_run(w, name, params)
 
@@ -210,12 +212,17 @@ def test_a_run_resolves_again_only_the_components_whose_edges_changed(monkeypatc
     assert_identities_equal_fresh(warehouse)
 
 
-def test_a_resolution_that_failed_half_way_is_finished_by_the_next_run(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(
+    ("step", "round_number"), [("identity_propagate", 2), ("identities", None), ("identity_settle", None)]
+)
+def test_a_resolution_that_failed_half_way_is_finished_by_the_next_run(
+    monkeypatch: pytest.MonkeyPatch, step: str, round_number: int | None
+) -> None:
     warehouse = new_warehouse(history())
     real_run = refinement._run
 
     def failing(w: Warehouse, name: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
-        if name == "identity_propagate" and params.get("round_number") == 2:
+        if name == step and params.get("round_number") == round_number:
             raise RuntimeError("connection lost")
         return real_run(w, name, params)
 

@@ -104,7 +104,7 @@ def test_a_run_is_recorded_running_then_succeeded() -> None:
         "error": None,
     }
     discovery = {"clusters", "cluster_staging"}  # the discover job's tables, counted by its own runs
-    working = {"identity_labels", "profile_queue", "profile_lists_staging"}  # emptied or rebuilt by every run
+    working = {"identity_labels", "profile_queue", "profile_staging"}  # emptied or rebuilt by every run
     assert set(report.rows) == {name.split(".")[1] for name in refined_tables()} - working - discovery
     assert report.rows["events"] == sum(len(v) for v in planted().rows.values()) - 2
     assert 2 <= report.identity_rounds <= 4
@@ -112,7 +112,7 @@ def test_a_run_is_recorded_running_then_succeeded() -> None:
 
 class FailingWarehouse(DuckDBWarehouse):
     def query(self, sql: str, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
-        if "update refined.profiles as t" in sql:
+        if "insert into refined.profile_staging" in sql:
             raise RuntimeError("profiles exploded")
         return super().query(sql, params)
 

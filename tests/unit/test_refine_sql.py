@@ -40,7 +40,7 @@ def tree(name: str) -> exp.Expr:
 def test_the_service_runs_every_file() -> None:
     named = set(refinement.PARTITIONED) | {f"{table}_delete" for table in refinement.PARTITIONED}
     named |= {"identity_edges", "identity_guard", "identity_seed", "identity_propagate", "identity_changes"}
-    named |= {"identities", "rfm", "profile_lists", "profiles", "row_counts", "profile_queue_range"}
+    named |= {"identities", "rfm", "profiles", "row_counts", "profile_queue_range"}
     named |= {
         "profile_queue_identities",
         "profile_scope",
@@ -48,10 +48,10 @@ def test_the_service_runs_every_file() -> None:
         "profile_done",
         "profile_queue_clear",
         "profile_queue_size",
-        "profile_gone",
-        "profile_new",
+        "profile_swap_out",
+        "profile_swap_in",
     }
-    named |= {"profile_lists_clear", "profile_lists_apply", "identity_settle", "identities_gone"}
+    named |= {"profile_staging_clear", "identity_settle", "identities_gone", "identities_new"}
     assert named == set(FILES)
 
 

@@ -144,15 +144,16 @@ def refine_range(warehouse: Warehouse, date_from: date, date_to: date) -> None:
 def resolve_identities(warehouse: Warehouse, settings: RefineSettings, every_node: bool = False) -> int:
     """Connected components of the used edges by label propagation; return the rounds it took.
 
-    Only the components whose edges changed since the last run are resolved again (identity_seed);
-    the rest keep their labels. Each round is one MERGE over those; the loop ends when a round
+    Only the components with an end of a pending edge (new, or used flag changed) are resolved
+    again (identity_seed); the rest keep their labels. Each round is one MERGE over those; the loop ends when a round
     lowers no label. Pointer jumping keeps the rounds logarithmic in a component's diameter, and
     identity graphs are shallow (a member with its visitors and contact keys), so a handful of
     rounds is normal; max_rounds guards a bug. identities.sql then resolves the nodes whose customer
-    may have changed (every node with every_node: a repair after editing identity_edges by hand).
+    may have changed. every_node resolves every component and node again: a repair after deleting
+    or editing identity_edges by hand, which marks nothing pending.
     """
     _run(warehouse, "identity_guard", {"max_members_per_key": settings.max_members_per_key})
-    _run(warehouse, "identity_seed", {})
+    _run(warehouse, "identity_seed", {"every_node": every_node})
     for round_number in range(1, settings.max_rounds + 1):
         _run(warehouse, "identity_propagate", {"round_number": round_number})
         [changes] = _run(warehouse, "identity_changes", {"round_number": round_number})
@@ -164,6 +165,7 @@ def resolve_identities(warehouse: Warehouse, settings: RefineSettings, every_nod
     _run(warehouse, "identities_gone", {})
     _run(warehouse, "identities", {"every_node": every_node})
     _run(warehouse, "identity_settle", {})
+    _run(warehouse, "identity_edges_settle", {})
     return round_number
 
 
@@ -262,16 +264,18 @@ def refine(
     now: datetime,
     settings: RefineSettings | None = None,
     run_id: str | None = None,
+    every_node: bool = False,
 ) -> RunReport:
     """One run over the event dates [date_from, date_to]; profiles and RFM as of as_of(date_to, now).
 
     run_id names the `runs` document (default: job, start time and range); a handler passes one
     derived from the Pub/Sub message id so that a redelivery rewrites the same document.
+    every_node resolves every identity again (resolve_identities).
     """
     settings = settings or RefineSettings()
     with _recorded(documents, JOB, date_from, date_to, now, run_id) as report:
         refine_range(warehouse, date_from, date_to)
-        report.identity_rounds = resolve_identities(warehouse, settings)
+        report.identity_rounds = resolve_identities(warehouse, settings, every_node)
         report.profiles_rebuilt = build_profiles(warehouse, report.as_of, now, settings)
         report.rows = row_counts(warehouse)
     return report
@@ -299,11 +303,13 @@ def backfill(
     chunk_days: int = 7,
     settings: RefineSettings | None = None,
     progress: bool = True,
+    every_node: bool = False,
 ) -> RunReport:
     """Refine a range chunk by chunk (event-level tables), then identities and profiles once.
 
     Chunks keep each statement's size bounded on a long history; the result is the same for any
     chunk size, and the same as day-by-day runs, because each chunk reads the day before it.
+    every_node resolves every identity again (resolve_identities).
     """
     settings = settings or RefineSettings()
     parts = chunks(date_from, date_to, chunk_days)
@@ -315,7 +321,7 @@ def backfill(
                 refine_range(warehouse, start, end)
                 bar.update()
             bar.set_postfix_str("identities, RFM, profiles")
-            report.identity_rounds = resolve_identities(warehouse, settings)
+            report.identity_rounds = resolve_identities(warehouse, settings, every_node)
             report.profiles_rebuilt = build_profiles(warehouse, report.as_of, now, settings)
             bar.update()
         report.rows = row_counts(warehouse)
@@ -364,6 +370,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("date_to", type=date.fromisoformat, metavar="TO", help="last event date, YYYY-MM-DD")
     parser.add_argument("--chunk-days", type=int, default=7, help="days per chunk of a backfill (default 7)")
     parser.add_argument("--no-record", action="store_true", help="do not record the run in Firestore `runs`")
+    parser.add_argument(
+        "--every-node",
+        action="store_true",
+        help="resolve every identity again, not only where edges changed: after deleting or editing edges by hand",
+    )
     args = parser.parse_args(argv)
     if args.date_from > args.date_to:
         parser.error(f"FROM {args.date_from} is after TO {args.date_to}")
@@ -374,9 +385,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     documents = None if args.no_record else bootstrap.documents()
     now = datetime.now(UTC)
     if args.command == "run":
-        report = refine(warehouse, documents, args.date_from, args.date_to, now)
+        report = refine(warehouse, documents, args.date_from, args.date_to, now, every_node=args.every_node)
     else:
-        report = backfill(warehouse, documents, args.date_from, args.date_to, now, chunk_days=args.chunk_days)
+        report = backfill(
+            warehouse,
+            documents,
+            args.date_from,
+            args.date_to,
+            now,
+            chunk_days=args.chunk_days,
+            every_node=args.every_node,
+        )
     print(json.dumps(report.document(now) | {"run_id": report.run_id}, default=str, ensure_ascii=False))
     return 0
 

@@ -1,5 +1,6 @@
 -- refined.identity_edges: add the links the events of [date_from, date_to] show, widening first/last
 -- seen of links already known. Minimum and maximum make a repeated or overlapping run harmless.
+-- A new link is pending: identity_seed.sql resolves its ends' components again.
 -- Links: a visitor and the member logged in on the same event; the node an event counts for and
 -- each contact key on it (identify, CRM record, imported order).
 merge refined.identity_edges as t
@@ -74,5 +75,7 @@ using (
 on t.edge_id = s.edge_id
 when matched then update set
     first_seen = least(t.first_seen, s.first_seen), last_seen = greatest(t.last_seen, s.last_seen)
-when not matched then insert (edge_id, site_id, node_a, node_b, source, first_seen, last_seen, used, ignored_reason)
-values (s.edge_id, s.site_id, s.node_a, s.node_b, s.source, s.first_seen, s.last_seen, true, null)
+when not matched then insert (
+    edge_id, site_id, node_a, node_b, source, first_seen, last_seen, used, ignored_reason, pending
+)
+values (s.edge_id, s.site_id, s.node_a, s.node_b, s.source, s.first_seen, s.last_seen, true, null, true)

@@ -1,7 +1,8 @@
 -- refined.identity_edges: decide which edges identity resolution may merge along.
 -- A visitor, email or phone linked to more than max_members_per_key members is a shared key (a
 -- family PC, a shop's counter email): none of its edges merges, so it cannot join strangers into
--- one customer. Recomputed over every edge on each run, so deleting edges takes effect at once.
+-- one customer. Recomputed over every edge on each run (so a new cap applies at once); an edge whose
+-- used flag changes is pending, and identity_seed.sql resolves its ends' components again.
 merge refined.identity_edges as t
 using (
     with
@@ -43,4 +44,4 @@ using (
 ) as s
 on t.edge_id = s.edge_id
 when matched and (t.used is distinct from s.used or t.ignored_reason is distinct from s.ignored_reason) then
-    update set used = s.used, ignored_reason = s.ignored_reason
+    update set used = s.used, ignored_reason = s.ignored_reason, pending = true

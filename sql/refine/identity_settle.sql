@@ -3,10 +3,10 @@
 -- belongs to a run that failed), and drop the rows of nodes left without used edges.
 merge refined.identity_labels as t
 using (
-    select label_id, neighbours_key is null as unlinked
+    select label_id, linked
     from refined.identity_labels
     where active or changed_round != 0
 ) as s
 on t.label_id = s.label_id
-when matched and s.unlinked then delete
+when matched and not s.linked then delete
 when matched then update set active = false, changed_round = 0

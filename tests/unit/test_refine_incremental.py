@@ -6,6 +6,7 @@ so build_profiles rebuilds everyone); the tests compare the incremental tables w
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -44,30 +45,34 @@ def history() -> History:
     return h
 
 
-def rebuilt(warehouse: DuckDBWarehouse, run_date: date, now: datetime) -> list[Any]:
+def rebuilt(
+    warehouse: DuckDBWarehouse, run_date: date, now: datetime, settings: refinement.RefineSettings = SETTINGS
+) -> list[Any]:
     """The profiles a rebuild of everyone gives from the same refined tables (the warehouse is left
     as that rebuild leaves it, which is what the incremental run should have left)."""
     warehouse.query("delete from refined.profiles where true")
     warehouse.query("update refined.identities set profiled_customer_id = null where true")
-    refinement.build_profiles(warehouse, run_date, now, SETTINGS)
+    refinement.build_profiles(warehouse, run_date, now, settings)
     return dump(warehouse, "refined.profiles")
 
 
-def assert_equals_rebuild(warehouse: DuckDBWarehouse, run_date: date, now: datetime) -> list[Any]:
+def assert_equals_rebuild(
+    warehouse: DuckDBWarehouse, run_date: date, now: datetime, settings: refinement.RefineSettings = SETTINGS
+) -> list[Any]:
     incremental = dump(warehouse, "refined.profiles")
-    expected = rebuilt(warehouse, run_date, now)
+    expected = rebuilt(warehouse, run_date, now, settings)
     assert len(incremental) == len(expected)
     for got, want in zip(incremental, expected, strict=True):
         assert dict(got) == dict(want)
     return incremental
 
 
-def assert_identities_equal_fresh(warehouse: DuckDBWarehouse) -> None:
+def assert_identities_equal_fresh(warehouse: DuckDBWarehouse, settings: refinement.RefineSettings = SETTINGS) -> None:
     incremental = dump(warehouse, "refined.identities")
     # From scratch: no labels, and every stored customer_id wrong until identities.sql rewrites it.
     warehouse.query("delete from refined.identity_labels where true")
     warehouse.query("update refined.identities set customer_id = 'stale' where true")
-    refinement.resolve_identities(warehouse, SETTINGS, every_node=True)
+    refinement.resolve_identities(warehouse, settings, every_node=True)
     assert dump(warehouse, "refined.identities") == incremental
 
 
@@ -141,7 +146,7 @@ def test_deleting_an_edge_rebuilds_both_customers_and_drops_a_node_left_alone() 
     warehouse.query("delete from refined.identity_edges where node_b = 'visitor:vA1'")
     # Both ends of this one keep another edge: only their neighbours changed, and the family splits.
     warehouse.query("delete from refined.identity_edges where node_a = 'member:k2' and node_b = 'visitor:vK1'")
-    report = refinement.refine(warehouse, None, LAST_DAY, LAST_DAY, NOW, SETTINGS)
+    report = refinement.refine(warehouse, None, LAST_DAY, LAST_DAY, NOW, SETTINGS, every_node=True)  # a repair
     assert customers_of(warehouse, "member:k1", "visitor:vK1", "member:k2", "visitor:vK2") == {
         "member:k1": k1,
         "visitor:vK1": k1,
@@ -233,3 +238,17 @@ def test_a_resolution_that_failed_half_way_is_finished_by_the_next_run(
     refinement.refine(warehouse, None, LAST_DAY, LAST_DAY, NOW, SETTINGS)
     assert_identities_equal_fresh(warehouse)
     assert_equals_rebuild(warehouse, LAST_DAY, NOW)
+
+
+def test_a_lower_cap_splits_a_family_on_the_next_run_without_new_edges() -> None:
+    warehouse = new_warehouse(planted())
+    refinement.refine(warehouse, None, FIRST_DAY, LAST_DAY, NOW, SETTINGS)
+    family = ["visitor:vF", "member:f1", "member:f2", "member:f3"]
+    assert set(customers_of(warehouse, *family).values()) == {customer_id(SITE, "member:f1")}  # 3: at the cap
+    # The same history under a cap of 2: no edge is new, but the guard turns the PC's edges off.
+    strict = dataclasses.replace(SETTINGS, max_members_per_key=2)
+    refinement.refine(warehouse, None, LAST_DAY, LAST_DAY, NOW, strict)
+    assert customers_of(warehouse, *family) == {node: customer_id(SITE, node) for node in family}
+    assert column(warehouse, "member_id", customer_id(SITE, "member:f2")) == "f2"
+    assert_identities_equal_fresh(warehouse, strict)
+    assert_equals_rebuild(warehouse, LAST_DAY, NOW, strict)

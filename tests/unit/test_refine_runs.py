@@ -205,6 +205,13 @@ def test_the_backfill_command(monkeypatch: pytest.MonkeyPatch, capsys: pytest.Ca
     printed = json.loads(capsys.readouterr().out.splitlines()[-1])
     assert (printed["job"], printed["status"], printed["from"]) == ("backfill", "succeeded", "2026-05-08")
     assert printed["rows"]["identities"] == 3  # visitor, member, email
+    # An edge deleted by hand leaves nothing pending: only a repair run (--every-node) splits the customer.
+    warehouse.query("delete from refined.identity_edges where starts_with(node_b, 'visitor:')")
+    customers = "select count(distinct customer_id) as n from refined.identities"
+    assert refinement.main(["run", "2026-05-10", "2026-05-10", "--no-record"]) == 0
+    assert warehouse.query(customers) == [{"n": 1}]
+    assert refinement.main(["run", "2026-05-10", "2026-05-10", "--no-record", "--every-node"]) == 0
+    assert warehouse.query(customers) == [{"n": 2}]
     with pytest.raises(SystemExit) as exit_info:
         refinement.main(["backfill", "2026-05-10", "2026-05-01"])
     assert exit_info.value.code == 2

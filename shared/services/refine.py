@@ -161,7 +161,7 @@ def resolve_identities(warehouse: Warehouse, settings: RefineSettings, every_nod
             break
     else:
         raise RefineError(f"identity resolution did not converge in {settings.max_rounds} rounds")
-    _run(warehouse, "profile_queue_identities", {})
+    _run(warehouse, "profile_queue_identities", {"every_node": every_node})
     _run(warehouse, "identities_gone", {})
     _run(warehouse, "identities", {"every_node": every_node})
     _run(warehouse, "identity_settle", {})

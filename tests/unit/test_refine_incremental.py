@@ -252,3 +252,21 @@ def test_a_lower_cap_splits_a_family_on_the_next_run_without_new_edges() -> None
     assert column(warehouse, "member_id", customer_id(SITE, "member:f2")) == "f2"
     assert_identities_equal_fresh(warehouse, strict)
     assert_equals_rebuild(warehouse, LAST_DAY, NOW, strict)
+
+
+def test_a_node_whose_only_day_is_refined_away_leaves_identities_and_profiles() -> None:
+    h = history()
+    h.visit("05-09 15:00", "vGone", "/", medium="direct")
+    warehouse = new_warehouse(h)
+    refinement.refine(warehouse, None, FIRST_DAY, LAST_DAY, NOW, SETTINGS)
+    gone = customer_id(SITE, "visitor:vGone")
+    assert customers_of(warehouse, "visitor:vGone") == {"visitor:vGone": gone}
+    # Its raw events are deleted (e.g. an erasure request) and the day is refined again.
+    for table in ("raw.land", "raw.page"):
+        warehouse.query(f"delete from {table} where visitor_id = 'vGone'")
+    report = refinement.refine(warehouse, None, date(2026, 5, 9), date(2026, 5, 9), NOW, SETTINGS)
+    assert customers_of(warehouse, "visitor:vGone") == {}
+    assert warehouse.query("select customer_id from refined.profiles where customer_id = @c", {"c": gone}) == []
+    assert report.profiles_rebuilt >= 1
+    assert_identities_equal_fresh(warehouse)
+    assert_equals_rebuild(warehouse, LAST_DAY, NOW)

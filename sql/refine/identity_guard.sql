@@ -38,6 +38,8 @@ using (
         from refined.identity_edges as e
         left join shared_keys as a on a.site_id = e.site_id and a.key_node = e.node_a
         left join shared_keys as b on b.site_id = e.site_id and b.key_node = e.node_b
+        -- the edges of shared keys, and those not used so far (which may be used now)
+        where a.key_node is not null or b.key_node is not null or not coalesce(e.used, false)
     )
 
     select * from final

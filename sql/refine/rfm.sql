@@ -15,7 +15,8 @@ using (
             max(if(d.orders > 0, d.event_date, null)) as last_order_date
         from refined.node_days as d
         inner join refined.identities as i on i.site_id = d.site_id and i.node = d.node
-        where d.event_date between @period_start and @run_date
+        -- days without an order or refund add nothing to any sum here
+        where d.event_date between @period_start and @run_date and (d.orders > 0 or d.refunds > 0)
         group by i.customer_id, i.site_id
         having sum(d.orders) > 0
     ),

@@ -44,6 +44,9 @@ from shared.services.load import load_message
 REPO = Path(__file__).resolve().parents[1]
 LOG_DIR = REPO / ".local" / "bench" / "ingest"
 TARGET_RATIO = 0.6
+# How collect is deployed (infra/functions.tf): THREADS gunicorn threads, one per request Cloud Run's
+# `concurrency` gives an instance at once; tests/infra checks the two agree. The default load matches.
+PRODUCTION_THREADS = 80
 RAW_TABLES = ("raw.page", "raw.land", "raw.event", "raw.user", "raw.conv")
 IMPORTER_TABLES = tuple(offline_import.TABLES.values())  # what the CRM/POS importer writes: raw.user, raw.conv
 
@@ -130,9 +133,18 @@ def parse_args(argv: Sequence[str]) -> Options:
     parser.add_argument("--duration", type=int, help="measured seconds per server (default 20; quick 4)")
     parser.add_argument("--rounds", type=int, default=2, help="alternating rounds the duration is split into")
     parser.add_argument("--warmup", type=int, help="unmeasured seconds per server first (default 3; quick 1)")
-    parser.add_argument("--connections", type=int, default=16, help="concurrent keep-alive connections")
     parser.add_argument(
-        "--threads", type=int, help="gunicorn threads per worker for BOTH servers (default: the framework's cores x 4)"
+        "--connections",
+        type=int,
+        default=PRODUCTION_THREADS,
+        help=f"concurrent keep-alive connections (default {PRODUCTION_THREADS}: collect's concurrency)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=PRODUCTION_THREADS,
+        help=f"gunicorn threads per worker for BOTH servers (default {PRODUCTION_THREADS}, collect's THREADS in "
+        "infra/functions.tf; 0: the framework's own default, cores x 4)",
     )
     parser.add_argument("--wrk-threads", type=int, default=1, help="load generator threads (default 1)")
     parser.add_argument(
@@ -142,9 +154,9 @@ def parse_args(argv: Sequence[str]) -> Options:
     parser.add_argument(
         "--batching",
         choices=("session", "page"),
-        default="session",
-        help="session: the storefront's beacons, a whole visit per request (default); "
-        "page: re-batched per page view, as the live tracker sends them",
+        default="page",
+        help="page: re-batched per page view, as the live tracker sends them (default); "
+        "session: the storefront's beacons, a whole visit per request, as a history replay sends them",
     )
     parser.add_argument("--loader-messages", type=int, help="bus messages for the loader (default 120; quick 20)")
     parser.add_argument("--loader-threads", type=int, default=8, help="the loader's gunicorn threads")
@@ -169,7 +181,7 @@ def parse_args(argv: Sequence[str]) -> Options:
         loader_threads=args.loader_threads,
         bulk_rows=pick(args.bulk_rows, 25_000, 2_000),
         bulk_chunk=args.bulk_chunk,
-        threads=args.threads,
+        threads=args.threads or None,
     )
     if options.rounds < 1 or options.duration < options.rounds or options.connections < options.wrk_threads:
         parser.error("need rounds >= 1, duration >= rounds (whole seconds per round) and connections >= wrk threads")
@@ -579,7 +591,7 @@ def machine_facts(options: Options, beacons: Sequence[Beacon]) -> list[str]:
         f"Python {platform.python_version()}",
         f"servers: functions-framework {ff} on gunicorn {gunicorn} gthread, 1 worker x "
         f"{options.threads or cores * 4} threads "
-        f"({'--threads for both' if options.threads else 'its defaults WORKERS=1, THREADS=cores x 4'}); "
+        f"({'THREADS for both' if options.threads else 'its defaults WORKERS=1, THREADS=cores x 4'}); "
         "Pub/Sub emulator on the same machine",
         f"load: {wrk or 'wrk'}, {options.wrk_threads} thread(s), {options.connections} keep-alive connections, "
         f"replaying {len(beacons):,} storefront requests in a cycle (seed {options.seed}, {batching}: "
@@ -632,7 +644,7 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     options = parse_args(sys.argv[1:] if argv is None else argv)
     signal.signal(signal.SIGTERM, _interrupt)
-    for name in ("WORKERS", "THREADS"):  # measure functions-framework's defaults, whatever the shell says
+    for name in ("WORKERS", "THREADS"):  # the bench sets these, whatever the shell says
         os.environ.pop(name, None)
     if options.threads:  # the same for both servers, so the ratio stays a like-for-like comparison
         os.environ["THREADS"] = str(options.threads)

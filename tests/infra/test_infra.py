@@ -306,6 +306,10 @@ def test_collect_is_public_and_the_rest_private(locals_: dict[str, Any], tf: dic
     assert collect["min_instances"] == 0 and collect["concurrency"] == 80
     # functions-framework's gunicorn threads: one per request the instance is given at once
     assert collect["env"]["THREADS"] == str(collect["concurrency"])
+    # scripts/bench ingest measures collect as deployed
+    from benchmarks.ingest import PRODUCTION_THREADS
+
+    assert collect["env"]["THREADS"] == str(PRODUCTION_THREADS)
     module_main = tf["modules/function/main.tf"]["locals"][0]
     assert module_main["invokers"] == '${merge(var.trigger.public ? {public = "allUsers"} : {}, var.invokers)}'
     assert "ALLOW_INTERNAL_ONLY" in module_main["ingress"]

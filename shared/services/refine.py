@@ -145,10 +145,10 @@ def resolve_identities(warehouse: Warehouse, settings: RefineSettings, every_nod
     """Connected components of the used edges by label propagation; return the rounds it took.
 
     Only the components with an end of a pending edge (new, or used flag changed) are resolved
-    again (identity_seed); the rest keep their labels. Each round is one MERGE over those; the loop ends when a round
-    lowers no label. Pointer jumping keeps the rounds logarithmic in a component's diameter, and
-    identity graphs are shallow (a member with its visitors and contact keys), so a handful of
-    rounds is normal; max_rounds guards a bug. identities.sql then resolves the nodes whose customer
+    again (identity_seed); the rest keep their labels. Each round is one MERGE over those; the loop
+    ends when a round lowers no label. Pointer jumping keeps the rounds logarithmic in a component's
+    diameter, and identity graphs are shallow (a member with its visitors and contact keys), so a
+    handful of rounds is normal; max_rounds guards a bug. identities.sql then resolves the nodes whose customer
     may have changed. every_node resolves every component and node again: a repair after deleting
     or editing identity_edges by hand, which marks nothing pending.
     """

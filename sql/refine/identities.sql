@@ -14,22 +14,24 @@ using (
         select distinct site_id, node from refined.profile_queue where node is not null
     ),
 
+    -- each edge seen from both of its ends
+    ends as (
+        select site_id, node_a as node, node_b as other from refined.identity_edges
+        union all
+        select site_id, node_b, node_a from refined.identity_edges
+    ),
+
     candidates as (
         select site_id, node from refined.identity_labels where active
         union distinct
         select site_id, node from queued
         union distinct
-        select e.site_id, e.node_b from refined.identity_edges as e
-        inner join queued as q on q.site_id = e.site_id and q.node = e.node_a
-        union distinct
-        select e.site_id, e.node_a from refined.identity_edges as e
-        inner join queued as q on q.site_id = e.site_id and q.node = e.node_b
+        select e.site_id, e.other from ends as e
+        inner join queued as q on q.site_id = e.site_id and q.node = e.node
         union distinct
         select site_id, node from refined.node_days where @every_node
         union distinct
-        select site_id, node_a from refined.identity_edges where @every_node
-        union distinct
-        select site_id, node_b from refined.identity_edges where @every_node
+        select site_id, node from ends where @every_node
     ),
 
     resolved as (

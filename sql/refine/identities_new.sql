@@ -12,16 +12,19 @@ active as (
     where event_date between @date_from and @date_to
 ),
 
+-- each edge seen from both of its ends
+ends as (
+    select site_id, node_a as node, node_b as other from refined.identity_edges
+    union all
+    select site_id, node_b, node_a from refined.identity_edges
+),
+
 nodes as (
     select site_id, node from active
     union distinct
-    select e.site_id, e.node_b
-    from refined.identity_edges as e
-    inner join active as a on a.site_id = e.site_id and a.node = e.node_a
-    union distinct
-    select e.site_id, e.node_a
-    from refined.identity_edges as e
-    inner join active as a on a.site_id = e.site_id and a.node = e.node_b
+    select e.site_id, e.other
+    from ends as e
+    inner join active as a on a.site_id = e.site_id and a.node = e.node
 ),
 
 final as (

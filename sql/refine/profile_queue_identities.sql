@@ -12,9 +12,7 @@ candidates as (
     from refined.identities as i
     where
         @every_node
-        or concat(i.site_id, '|', i.node) in (
-            select concat(q.site_id, '|', q.node) from refined.profile_queue as q where q.node is not null
-        )
+        or i.identity_id in (select concat(q.site_id, '|', q.node) from refined.profile_queue as q where q.node is not null)
 ),
 
 active as (
@@ -24,13 +22,13 @@ active as (
 ),
 
 linked as (
-    select e.site_id, e.node_a as node
-    from refined.identity_edges as e
-    inner join candidates as c on c.site_id = e.site_id and c.node = e.node_a
-    union distinct
-    select e.site_id, e.node_b
-    from refined.identity_edges as e
-    inner join candidates as c on c.site_id = e.site_id and c.node = e.node_b
+    select distinct e.site_id, e.node
+    from (
+        select site_id, node_a as node from refined.identity_edges
+        union all
+        select site_id, node_b from refined.identity_edges
+    ) as e
+    inner join candidates as c on c.site_id = e.site_id and c.node = e.node
 ),
 
 final as (

@@ -17,6 +17,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
+import orjson
+
 from shared import enrich
 
 EVENT_TYPES = ("page", "land", "identify", "conv", "event")
@@ -104,19 +106,23 @@ class ValidEvent:
 
 
 def parse_body(body: bytes) -> Any:
-    """Decode a request body as UTF-8 JSON, or raise Invalid with the request-level reason."""
+    """Decode a request body as UTF-8 JSON, or raise Invalid with the request-level reason.
+
+    orjson parses strictly (RFC 8259): NaN and Infinity literals, lone surrogate escapes and more
+    than 1024 levels of nesting are malformed JSON here, so nothing that cannot be stored or
+    re-encoded gets past the door. It is also several times faster than the standard library, on
+    every request.
+    """
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise Invalid("invalid_utf8", "body", f"body is not valid UTF-8 at byte {exc.start}") from exc
     try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
         raise Invalid(
             "malformed_json", "body", f"body is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
         ) from exc
-    except RecursionError as exc:
-        raise Invalid("malformed_json", "body", "body is nested too deeply") from exc
 
 
 def batch_envelope(data: Any, sites: Mapping[str, Any], limits: Limits) -> tuple[str, int | None, list[Any]]:

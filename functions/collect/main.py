@@ -41,7 +41,7 @@ def collect(request: flask.Request) -> flask.Response:
     req = HttpRequest(
         method=request.method,
         path=request.path,
-        headers={k.lower(): v for k, v in request.headers.items()},
+        headers=request.headers,  # case-insensitive lookups, no copy
         body=request.get_data(cache=False),
         query=request.args.to_dict(),
         remote_addr=request.remote_addr,

@@ -7,13 +7,14 @@ become bad rows; nothing is dropped.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+
+import orjson
 
 from shared import beacons
 from shared.beacons import Rejection
@@ -107,7 +108,7 @@ def _load(data: bytes, warehouse: Warehouse, now: datetime) -> LoadReport:
     by_table: dict[str, list[dict[str, Any]]] = defaultdict(list)
     bad: list[dict[str, Any]] = []
     try:
-        message = json.loads(data)
+        message = orjson.loads(data)
         entries = message["rows"]
         request_id = message.get("request_id")
         if not isinstance(entries, list):

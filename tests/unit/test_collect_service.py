@@ -167,6 +167,10 @@ def test_order_conversion_and_product_events_become_typed_columns() -> None:
     ("body", "headers", "status", "reason"),
     [
         (b"{not json", {}, 400, "malformed_json"),
+        # Strict JSON: what the standard library would accept but no store can keep is refused at the door.
+        (b'{"site_id": "demo-shop", "events": [{"ts": NaN}]}', {}, 400, "malformed_json"),
+        (b'{"site_id": "demo-shop", "events": [{"title": "\\ud800"}]}', {}, 400, "malformed_json"),
+        (b"[" * 1100 + b"]" * 1100, {}, 400, "malformed_json"),
         (b'{"site_id": "demo-shop", "events": [\xff]}', {}, 400, "invalid_utf8"),
         (b"x" * 5000, {}, 413, "body_too_large"),
         ([1, 2], {}, 400, "not_an_object"),

@@ -53,12 +53,22 @@ RETRYABLE = frozenset(
 FIRST_BACKOFF = 0.05  # seconds; doubled per retry, with jitter, while the deadline allows
 
 
-@dataclass
+def _taken_lock() -> threading.Lock:
+    lock = threading.Lock()
+    lock.acquire()
+    return lock
+
+
+@dataclass(slots=True)
 class _Pending:
+    """One publish waiting for its acknowledgement. `done` is a lock taken at creation and released
+    by the sender: the cheapest one-shot signal between two threads (an Event builds a Condition
+    and a second lock per wait)."""
+
     topic: str
     data: bytes
     attributes: dict[str, str]
-    done: threading.Event = field(default_factory=threading.Event)
+    done: threading.Lock = field(default_factory=_taken_lock)
     message_id: str | None = None
     error: BaseException | None = None
 
@@ -77,18 +87,23 @@ class PubSubBus:
             response_deserializer=_RAW_RESPONSE.FromString,
         )
         self._routing: dict[str, tuple[tuple[str, str], ...]] = {}
+        self._paths: dict[str, str] = {}
         self._queue: queue.SimpleQueue[_Pending] = queue.SimpleQueue()
         self._sender: threading.Thread | None = None
         self._start_lock = threading.Lock()
 
     def topic_path(self, topic: str) -> str:
-        return topic if topic.startswith("projects/") else str(self._client.topic_path(self.project, topic))
+        path = self._paths.get(topic)
+        if path is None:
+            full = topic.startswith("projects/")
+            path = self._paths[topic] = topic if full else str(self._client.topic_path(self.project, topic))
+        return path
 
     def publish(self, topic: str, data: bytes, attributes: Mapping[str, str]) -> str:
         self._ensure_sender()
         pending = _Pending(self.topic_path(topic), data, dict(attributes))
         self._queue.put(pending)
-        if not pending.done.wait(self.timeout + 1):
+        if not pending.done.acquire(timeout=self.timeout + 1):
             raise TransientError(f"publish to {topic} was not acknowledged within {self.timeout:.0f}s")
         if pending.error is not None:
             raise TransientError(f"publish to {topic} failed: {pending.error}") from pending.error
@@ -109,14 +124,23 @@ class PubSubBus:
                     self._sender.start()
 
     def _send_forever(self) -> None:
+        carry: _Pending | None = None
         while True:
-            batch = [self._queue.get()]
-            size = len(batch[0].data)
-            deadline = time.monotonic() + self.max_latency
-            while len(batch) < MAX_BATCH_MESSAGES and size < MAX_BATCH_BYTES:
+            first = carry or self._queue.get()
+            carry = None
+            if self.max_latency and self._queue.empty():
+                # A publish arrived alone: give concurrent requests a moment to join its RPC. One
+                # sleep, not a wait per arrival, so joining publishes do not each wake this thread.
+                # Publishes that queued during the previous RPC go out at once.
+                time.sleep(self.max_latency)
+            batch, size = [first], len(first.data)
+            while len(batch) < MAX_BATCH_MESSAGES:
                 try:
-                    item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+                    item = self._queue.get_nowait()
                 except queue.Empty:
+                    break
+                if size + len(item.data) > MAX_BATCH_BYTES:
+                    carry = item  # the next batch's first
                     break
                 batch.append(item)
                 size += len(item.data)
@@ -139,7 +163,7 @@ class PubSubBus:
                     item.error = exc
             finally:
                 for item in items:
-                    item.done.set()
+                    item.done.release()
 
     def _publish(self, topic: str, request: Any) -> list[str]:
         """One Publish RPC, retried on transient codes until `timeout` has passed since the first try."""

@@ -130,8 +130,8 @@ class Options:
 def parse_args(argv: Sequence[str]) -> Options:
     parser = argparse.ArgumentParser(prog="scripts/bench ingest", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="a smoke run of about 20 s (shorter, smaller)")
-    parser.add_argument("--duration", type=int, help="measured seconds per server (default 20; quick 4)")
-    parser.add_argument("--rounds", type=int, default=2, help="alternating rounds the duration is split into")
+    parser.add_argument("--duration", type=int, help="measured seconds per server (default 24; quick 4)")
+    parser.add_argument("--rounds", type=int, help="alternating rounds the duration is split into (default 6; quick 2)")
     parser.add_argument("--warmup", type=int, help="unmeasured seconds per server first (default 3; quick 1)")
     parser.add_argument(
         "--connections",
@@ -169,8 +169,8 @@ def parse_args(argv: Sequence[str]) -> Options:
         return value if value is not None else (quick_default if quick else default)
 
     options = Options(
-        duration=pick(args.duration, 20, 4),
-        rounds=args.rounds,
+        duration=pick(args.duration, 24, 4),
+        rounds=pick(args.rounds, 6, 2),
         warmup=pick(args.warmup, 3, 1),
         connections=args.connections,
         wrk_threads=args.wrk_threads,

@@ -216,6 +216,7 @@ def test_request_level_rejections(body: Any, headers: dict[str, str], status: in
         (event(props={f"k{i}": i for i in range(51)}), "too_many_properties", "events[1].props"),
         (event(props={"a": {"b": {"c": {"d": 1}}}}), "nesting_too_deep", "events[1].props.a.b.c"),
         (event(props={"note": "x" * 2000}), "string_too_long", "events[1].props.note"),
+        (event(props={"a": {"b": "x" * 2000}}), "string_too_long", "events[1].props.a.b"),
         (event(type="identify"), "missing_field", "events[1].member_id"),
         (
             event(type="identify", member_id="m", props={"birth_year": 1800}),
@@ -260,6 +261,27 @@ def test_event_level_rejections_keep_the_good_events(bad_event: Any, reason: str
     (bad,) = bus.rows("raw.bad_rows")
     assert (bad["reason_code"], bad["field"], bad["site_id"]) == (reason, field, "demo-shop")
     assert json.loads(bad["payload"]) == bad_event
+
+
+@pytest.mark.parametrize(
+    ("props", "field"),
+    [
+        ({"k" * 70: 1}, "events[0].props." + "k" * 20),
+        ({"a": [1, {"k" * 70: 1}]}, "events[0].props.a[1]." + "k" * 20),
+    ],
+)
+def test_overlong_property_names_are_rejected_at_any_depth(props: dict[str, Any], field: str) -> None:
+    response, _ = post(batch(event(props=props)))
+    (rejected,) = answer(response)["rejected"]
+    assert (rejected["reason"], rejected["field"]) == ("string_too_long", field)
+    assert rejected["detail"] == "property name longer than 64 characters"
+
+
+def test_nested_properties_within_the_limits_are_kept() -> None:
+    props = {"sizes": [1.5, {"eu": 42, "label": "큰"}], "flags": {"gift": True, "note": None}}
+    response, bus = post(batch(event(type="event", props={"name": "custom", **props})))
+    assert response.status == 200
+    assert bus.rows("raw.event")[0]["properties"] == props
 
 
 def test_a_repeated_event_id_in_one_batch_is_rejected_once() -> None:

@@ -51,6 +51,7 @@ RETRYABLE = frozenset(
     }
 )
 FIRST_BACKOFF = 0.05  # seconds; doubled per retry, with jitter, while the deadline allows
+MIN_ATTEMPT = 0.05  # seconds: no new attempt with less time than this before the deadline
 
 
 def _taken_lock() -> threading.Lock:
@@ -180,10 +181,11 @@ class PubSubBus:
                 return list(response.message_ids)
             except grpc.RpcError as exc:
                 code = exc.code() if isinstance(exc, grpc.Call) else None
-                pause = backoff * (0.5 + random.random())  # noqa: S311 - jitter, not a secret
-                if code not in RETRYABLE or time.monotonic() + pause >= deadline:
+                left = deadline - time.monotonic()
+                if code not in RETRYABLE or left < MIN_ATTEMPT:
                     raise _describe(exc, code) from exc
-                time.sleep(pause)
+                # Jittered exponential backoff, cut short so that a last attempt still fits.
+                time.sleep(min(backoff * (0.5 + random.random()), left - MIN_ATTEMPT))  # noqa: S311 - jitter
                 backoff *= 2
 
 

@@ -145,4 +145,4 @@ def test_an_unreachable_pubsub_is_retried_until_the_timeout_then_fails(
         bus.publish("beacons", b"x", {})
     elapsed = time.monotonic() - started
     assert counting.calls >= 2  # retried, with backoff
-    assert 1.0 <= elapsed < 5  # within the timeout (publish waits timeout + 1 at most)
+    assert 1.3 <= elapsed < 3  # retried for about the whole timeout (1.5 s), and not much longer

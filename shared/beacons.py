@@ -258,33 +258,36 @@ def _timestamps(raw: dict[str, Any], path: str, ctx: Context, limits: Limits) ->
 def _check_props(props: dict[str, Any], path: str) -> None:
     if len(props) > MAX_PROP_KEYS:
         raise Invalid("too_many_properties", path, f"{path} has {len(props)} keys; at most {MAX_PROP_KEYS}")
-    for key, value in props.items():
-        if len(key) > MAX_NAME:
-            raise Invalid("string_too_long", f"{path}.{key[:20]}", f"property name longer than {MAX_NAME} characters")
-        # Most properties are short strings and numbers: checked here, the path built only to name a problem.
-        if isinstance(value, str):
-            if len(value) > MAX_PROP_STRING:
-                _check_value(value, f"{path}.{key}", 1)
-        elif isinstance(value, dict | list) or (isinstance(value, float) and not math.isfinite(value)):
-            _check_value(value, f"{path}.{key}", 1)
+    _check_children(props, path, 1)
 
 
-def _check_value(value: Any, where: str, depth: int) -> None:
-    if isinstance(value, str):
-        if len(value) > MAX_PROP_STRING:
-            raise Invalid("string_too_long", where, f"{where} is {len(value)} characters; at most {MAX_PROP_STRING}")
-    elif isinstance(value, float) and not math.isfinite(value):
-        raise Invalid("invalid_value", where, f"{where} is not a finite number")
-    elif isinstance(value, dict | list):
-        if depth >= MAX_PROP_DEPTH:
-            raise Invalid("nesting_too_deep", where, f"{where} nests deeper than {MAX_PROP_DEPTH} levels")
-        items = value.items() if isinstance(value, dict) else enumerate(value)
-        for key, child in items:
-            if isinstance(key, str) and len(key) > MAX_NAME:
-                raise Invalid(
-                    "string_too_long", f"{where}.{key[:20]}", f"property name longer than {MAX_NAME} characters"
-                )
-            _check_value(child, f"{where}.{key}" if isinstance(value, dict) else f"{where}[{key}]", depth + 1)
+def _check_children(container: dict[str, Any] | list[Any], where: str, depth: int) -> None:
+    """Names, strings, numbers and nesting of a container's values; `depth` is the children's.
+
+    Most values are short strings and numbers, so a child's path is built only to name a problem
+    or to descend into it.
+    """
+    items = container.items() if isinstance(container, dict) else enumerate(container)
+    for key, child in items:
+        if isinstance(key, str) and len(key) > MAX_NAME:
+            raise Invalid("string_too_long", f"{where}.{key[:20]}", f"property name longer than {MAX_NAME} characters")
+        if isinstance(child, str):
+            if len(child) > MAX_PROP_STRING:
+                at = _child_path(container, where, key)
+                raise Invalid("string_too_long", at, f"{at} is {len(child)} characters; at most {MAX_PROP_STRING}")
+        elif isinstance(child, float):
+            if not math.isfinite(child):
+                at = _child_path(container, where, key)
+                raise Invalid("invalid_value", at, f"{at} is not a finite number")
+        elif isinstance(child, dict | list):
+            at = _child_path(container, where, key)
+            if depth >= MAX_PROP_DEPTH:
+                raise Invalid("nesting_too_deep", at, f"{at} nests deeper than {MAX_PROP_DEPTH} levels")
+            _check_children(child, at, depth + 1)
+
+
+def _child_path(container: dict[str, Any] | list[Any], where: str, key: Any) -> str:
+    return f"{where}.{key}" if isinstance(container, dict) else f"{where}[{key}]"
 
 
 # ---------------------------------------------------------------- rows

@@ -1,0 +1,1 @@
+"""Command-line tools: argparse, printing and progress bars, kept out of the runtime modules under shared/."""

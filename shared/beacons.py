@@ -19,7 +19,10 @@ from urllib.parse import urlsplit
 
 import orjson
 
-from shared import enrich
+from shared.contacts import normalize_email, normalize_phone
+from shared.enrich.geo import Geo
+from shared.enrich.inflow import classify_inflow
+from shared.enrich.user_agent import ClientInfo, parse_user_agent
 
 EVENT_TYPES = ("page", "land", "identify", "conv", "event")
 TABLE_BY_TYPE = {t: f"raw.{t}" for t in ("page", "land", "conv", "event")} | {"identify": "raw.user"}
@@ -77,8 +80,8 @@ class Context:
     request_id: str | None = None
     skew: timedelta = timedelta(0)
     user_agent: str | None = None
-    client: enrich.ClientInfo | None = None
-    geo: enrich.Geo | None = None
+    client: ClientInfo | None = None
+    geo: Geo | None = None
     ip_hash: str | None = None
 
 
@@ -325,7 +328,7 @@ def complete_row(event: ValidEvent, columns: dict[str, Any], ctx: Context) -> tu
     """Envelope + enrichment + the event's columns: the row as stored. Pure, and cannot fail."""
     row = _envelope(event, ctx)
     if event.type == "land":
-        inflow = enrich.classify_inflow(event.url, event.referrer)
+        inflow = classify_inflow(event.url, event.referrer)
         row.update(
             is_entry=inflow.is_entry,
             from_url=event.referrer,
@@ -356,8 +359,8 @@ def context_message(ctx: Context) -> dict[str, Any]:
     """The request's part of a bus message. Times stay datetimes: orjson writes them as ISO 8601,
     the same text as isoformat() (and several times faster), and the loader reads them back with
     fromisoformat."""
-    client = ctx.client or enrich.parse_user_agent(ctx.user_agent)
-    geo = ctx.geo or enrich.Geo(None, None, None)
+    client = ctx.client or parse_user_agent(ctx.user_agent)
+    geo = ctx.geo or Geo(None, None, None)
     return {
         "site_id": ctx.site_id,
         "collected_at": ctx.collected_at,
@@ -368,7 +371,7 @@ def context_message(ctx: Context) -> dict[str, Any]:
     }
 
 
-def _device_and_place(user_agent: str | None, client: enrich.ClientInfo, geo: enrich.Geo) -> dict[str, Any]:
+def _device_and_place(user_agent: str | None, client: ClientInfo, geo: Geo) -> dict[str, Any]:
     """The enrichment columns every row and every bus message carry."""
     return {
         "user_agent": user_agent,
@@ -389,8 +392,8 @@ def context_from_message(data: dict[str, Any]) -> Context:
         source=data["source"],
         request_id=data.get("request_id"),
         user_agent=data.get("user_agent"),
-        client=enrich.ClientInfo(data["device_type"], data.get("os"), data.get("browser"), bool(data["is_bot"])),
-        geo=enrich.Geo(data.get("country"), data.get("region"), data.get("city")),
+        client=ClientInfo(data["device_type"], data.get("os"), data.get("browser"), bool(data["is_bot"])),
+        geo=Geo(data.get("country"), data.get("region"), data.get("city")),
         ip_hash=data.get("ip_hash"),
     )
 
@@ -445,8 +448,8 @@ def row_from_message(data: dict[str, Any], ctx: Context) -> tuple[str, dict[str,
 
 def _envelope(event: ValidEvent, ctx: Context) -> dict[str, Any]:
     host, page_path = _host_path(event.url)
-    client = ctx.client or enrich.parse_user_agent(ctx.user_agent)
-    geo = ctx.geo or enrich.Geo(None, None, None)
+    client = ctx.client or parse_user_agent(ctx.user_agent)
+    geo = ctx.geo or Geo(None, None, None)
     anonymous = event.anonymous
     return {
         "event_id": event.event_id,
@@ -704,16 +707,8 @@ def _birth_year(value: Any, path: str, this_year: int) -> int | None:
     return value
 
 
-_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
-
-
-def normalize_email(value: str) -> str | None:
-    """Trimmed and lower-cased, or None when it is not an email address."""
-    value = value.strip()
-    return value.lower() if len(value) <= 254 and _EMAIL.fullmatch(value) else None
-
-
 def parse_email(value: Any, path: str) -> str | None:
+    """A protocol field holding an email: absent is None, anything but an address is invalid_value."""
     if value is None or value == "":
         return None
     email = normalize_email(value) if isinstance(value, str) else None
@@ -722,27 +717,8 @@ def parse_email(value: Any, path: str) -> str | None:
     return email
 
 
-def normalize_phone(value: str, default_country: str = "82") -> str | None:
-    """E.164 from common Korean and international spellings; None when it is not a phone number."""
-    digits = re.sub(r"[\s\-().]", "", value.strip())
-    if digits.startswith("+"):
-        body = digits[1:]
-    elif digits.startswith("00"):
-        body = digits[2:]
-    elif digits.startswith("0"):
-        body = default_country + digits[1:]
-    elif default_country == "82" and len(digits) == 10 and digits.startswith("10"):
-        # A Korean mobile (010-...) whose leading 0 a spreadsheet dropped; no valid number
-        # written with its country code looks like this (+1 numbers have 11 digits).
-        body = default_country + digits
-    else:
-        body = digits
-    if not body.isdigit() or not 8 <= len(body) <= 15:
-        return None
-    return "+" + body
-
-
 def parse_phone(value: Any, path: str) -> str | None:
+    """A protocol field holding a phone (a number counts: exports drop the quotes), as E.164."""
     if value is None or value == "":
         return None
     if isinstance(value, int) and not isinstance(value, bool):

@@ -19,9 +19,12 @@ from typing import Any, Protocol
 
 import orjson
 
-from shared import beacons, enrich
+from shared import beacons
 from shared.beacons import Context, Invalid, Limits, Rejection
 from shared.config import Site
+from shared.enrich.geo import Geo, parse_geo_header
+from shared.enrich.ip import client_ip, hash_ip
+from shared.enrich.user_agent import ClientInfo, parse_user_agent
 from shared.ports import EventBus, TransientError
 from shared.tracker import TrackerAsset
 
@@ -330,10 +333,10 @@ def _context(
 @lru_cache(maxsize=8192)
 def _request_facts(
     user_agent: str | None, forwarded_for: str | None, remote_addr: str | None, geo_header: str | None, salt: str
-) -> tuple[enrich.ClientInfo, enrich.Geo, str | None]:
+) -> tuple[ClientInfo, Geo, str | None]:
     """Device, place and IP hash of a request: a visitor's requests repeat them, so they are memoised."""
-    ip = enrich.client_ip(forwarded_for, remote_addr)
-    return enrich.parse_user_agent(user_agent), enrich.parse_geo_header(geo_header), enrich.hash_ip(ip, salt)
+    ip = client_ip(forwarded_for, remote_addr)
+    return parse_user_agent(user_agent), parse_geo_header(geo_header), hash_ip(ip, salt)
 
 
 def _pixel_event_id(query: Mapping[str, str], now: datetime) -> str:

@@ -34,7 +34,7 @@ USER_FIELDS = ("id", "name", "description", "template", "site_id", "period", "ru
 # Fields build_segments and validate_config write back. A change to only these is not an edit.
 OUTPUT_FIELDS = ("status", "size", "entered", "left", "computed_at", "freshness", "computed_hash")
 
-# Vocabularies known for sure (shared/beacons.py, shared/enrich.py, docs/segmentlets.md): a value
+# Vocabularies known for sure (shared/beacons.py, shared/enrich/, docs/segmentlets.md): a value
 # outside them is a typo that would silently match nobody, so it is rejected; case is forgiven.
 MEDIUMS = ("direct", "internal", "search", "social", "email", "paid", "referral")
 RFM_GROUPS = (

@@ -373,6 +373,6 @@ def test_unknown_paths_and_methods() -> None:
     ],
 )
 def test_phone_numbers_normalise_to_e164(raw: str, expected: str | None) -> None:
-    from shared.beacons import normalize_phone
+    from shared.contacts import normalize_phone
 
     assert normalize_phone(raw) == expected

@@ -1,143 +1,22 @@
-"""Per-beacon enrichment: device, traffic source, geography and a privacy-safe IP hash.
+"""Inflow: where a page view came from (medium, source, search keyword, campaign, ad click id).
 
-The collector calls these for every event, so they are pure (no I/O), cheap on repeated input and
-total: any input, however broken, gives a value instead of an exception, because a beacon with a
-strange referrer is still a beacon worth keeping. The known-host tables below are plain data so
-that adding a search engine, a community site or a payment gateway is a one-line change.
+The host tables below are plain data so that adding a search engine, a community site or a
+payment gateway is a one-line change.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import ipaddress
 import re
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Final
-from urllib.parse import unquote_to_bytes, urlsplit
+from urllib.parse import urlsplit
 
-import ua_parser
-from crawlerdetect import CrawlerDetect
+from shared.enrich.text import cap, decode_percent
 
-MAX_LEN: Final = 512
-"""Every string this module returns is cut to this many characters."""
-
-_MAX_UA_LEN: Final = 512  # cut before parsing: regex time grows with length (junk: ~20 ms at 512)
 _MAX_URL_LEN: Final = 8192
 _MAX_QUERY_PARAMS: Final = 256
-
-# ---------------------------------------------------------------------------------------------
-# User agents
-# ---------------------------------------------------------------------------------------------
-
-DESKTOP, MOBILE, TABLET, BOT, OTHER = "desktop", "mobile", "tablet", "bot", "other"
-
-
-@dataclass(frozen=True, slots=True)
-class ClientInfo:
-    device_type: str  # "desktop" | "mobile" | "tablet" | "bot" | "other"
-    os: str | None
-    browser: str | None
-    is_bot: bool
-
-
-# Korean in-app browsers that ua-parser reports only as a generic WebView. Checked in order as
-# case-sensitive substrings of the user agent; the first hit names the browser.
-IN_APP_BROWSERS: Final[tuple[tuple[str, str], ...]] = (
-    ("KAKAOTALK", "KAKAOTALK"),
-    ("NAVER(inapp", "NAVER(inapp)"),
-    ("DaumApps", "DaumApps"),
-    ("KAKAOSTORY", "KAKAOSTORY"),
-    ("BAND/", "BAND"),
-)
-
-# Distributions ua-parser names separately; reports want one "Linux".
-LINUX_DISTROS: Final = frozenset(
-    {
-        "Ubuntu", "Kubuntu", "Xubuntu", "Lubuntu", "Debian", "Fedora", "Red Hat", "CentOS",
-        "Gentoo", "Mint", "Linux Mint", "Arch Linux", "SUSE", "openSUSE", "Slackware",
-        "Mandriva", "Mageia", "PCLinuxOS",
-    }
-)  # fmt: skip
-DESKTOP_OS: Final = frozenset(
-    {"Windows", "Mac OS X", "Mac OS", "Linux", "Chrome OS", "FreeBSD", "OpenBSD", "NetBSD",
-     "Solaris"}
-)  # fmt: skip
-MOBILE_OS: Final = frozenset(
-    {"iOS", "Android", "Windows Phone", "Windows Mobile", "BlackBerry OS", "KaiOS", "Firefox OS",
-     "Symbian OS", "webOS"}
-)  # fmt: skip
-TABLET_DEVICES: Final = frozenset({"iPad", "Kindle", "Generic Tablet"})
-TABLET_TOKENS: Final = ("iPad", "Kindle", "Silk/", "PlayBook", "BlackBerry Tablet")
-
-_crawler_detect = CrawlerDetect()
-
-
-def parse_user_agent(user_agent: str | None) -> ClientInfo:
-    """Device type, OS and browser families of a user agent, and whether it is a bot.
-
-    Memoised on the (cut) string because a site sees the same few hundred user agents over and
-    over. A cold parse runs hundreds of regular expressions: ua-parser-rs (in requirements.txt)
-    does it natively in about 0.05 ms, where the pure-Python resolver takes about 1.5 ms.
-    """
-    ua = (user_agent or "").strip()[:_MAX_UA_LEN]
-    return _parse_user_agent_cached(ua)
-
-
-@lru_cache(maxsize=4096)
-def _parse_user_agent_cached(ua: str) -> ClientInfo:
-    if not ua:
-        return ClientInfo(OTHER, None, None, False)
-    result = ua_parser.parse(ua)
-    browser = _family(result.user_agent.family if result.user_agent else None)
-    os_family = _family(result.os.family if result.os else None)
-    device = _family(result.device.family if result.device else None)
-    if os_family in LINUX_DISTROS:
-        os_family = "Linux"
-    in_app = next((name for token, name in IN_APP_BROWSERS if token in ua), None)
-    browser = in_app or browser
-    is_bot = device == "Spider" or _crawler_detect.is_crawler(ua)
-    device_type = _device_type(ua, os_family, device, in_app, is_bot)
-    return ClientInfo(device_type, os_family, browser, is_bot)
-
-
-def _family(value: str | None) -> str | None:
-    return None if value in (None, "", "Other") else value
-
-
-def _device_type(
-    ua: str,
-    os_family: str | None,
-    device: str | None,
-    in_app: str | None,
-    is_bot: bool,
-) -> str:
-    """Bots first, then tablets (an Android without "Mobi" is a tablet: Android phones send it),
-    then phones, then desktops."""
-    if is_bot:
-        return BOT
-    if device in TABLET_DEVICES or any(token in ua for token in TABLET_TOKENS):
-        return TABLET
-    if os_family == "Android" and "Mobi" not in ua:
-        return TABLET
-    if "Mobi" in ua or device in ("iPhone", "iPod") or os_family in MOBILE_OS or in_app:
-        return MOBILE
-    if os_family in DESKTOP_OS:
-        return DESKTOP
-    return OTHER
-
-
-def warm_up() -> None:
-    """Build the parsers now (about a second) so that the first request does not pay for it."""
-    parse_user_agent("Mozilla/5.0 (Windows NT 10.0; Win64; x64) Chrome/124.0 Safari/537.36")
-
-
-# ---------------------------------------------------------------------------------------------
-# Inflow: where a page view came from
-# ---------------------------------------------------------------------------------------------
 
 DIRECT, INTERNAL, SEARCH, SOCIAL, EMAIL, PAID, REFERRAL = (
     "direct", "internal", "search", "social", "email", "paid", "referral"
@@ -463,8 +342,8 @@ def classify_inflow(page_url: str | None, referrer: str | None) -> Inflow:
     return Inflow(
         is_entry=is_entry,
         medium=medium,
-        source_name=_cap(source),
-        referrer_host=_cap(ref_host),
+        source_name=cap(source),
+        referrer_host=cap(ref_host),
         search_keyword=keyword,
         utm_source=utm["utm_source"],
         utm_medium=utm["utm_medium"],
@@ -508,35 +387,19 @@ def _parse_query(query: str) -> dict[str, str]:
     params: dict[str, str] = {}
     for pair in query.split("&", _MAX_QUERY_PARAMS)[:_MAX_QUERY_PARAMS]:
         name, _, value = pair.partition("=")
-        key = _decode(name).strip().lower()
+        key = decode_percent(name).strip().lower()
         if key and key not in params:
             params[key] = value
     return params
-
-
-def _decode(value: str) -> str:
-    """Percent-decode as UTF-8, else as CP949 (old EUC-KR links from Korean portals), else
-    UTF-8 with replacement characters: never fails."""
-    raw = unquote_to_bytes(value.replace("+", " "))
-    for encoding in ("utf-8", "cp949"):
-        try:
-            return raw.decode(encoding)
-        except UnicodeDecodeError:
-            continue
-    return raw.decode("utf-8", errors="replace")
 
 
 def _clean(value: str | None) -> str | None:
     """Decode a raw parameter value, drop control characters, collapse whitespace, cap."""
     if value is None:
         return None
-    text = _decode(value)
+    text = decode_percent(value)
     text = "".join(" " if unicodedata.category(ch) == "Cc" else ch for ch in text)
-    return _cap(" ".join(text.split()) or None)
-
-
-def _cap(value: str | None) -> str | None:
-    return value[:MAX_LEN] if value else None
+    return cap(" ".join(text.split()) or None)
 
 
 def _first(params: Mapping[str, str], names: tuple[str, ...]) -> str | None:
@@ -598,123 +461,3 @@ def _medium_from_utm(medium: str) -> str:
     if _EMAIL_LIKE_MEDIUM.search(medium):
         return EMAIL
     return REFERRAL
-
-
-# ---------------------------------------------------------------------------------------------
-# Geography from the load balancer's header
-# ---------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Geo:
-    country: str | None
-    region: str | None
-    city: str | None
-
-
-# ISO 3166-2:KR first-level divisions. Gangwon and Jeonbuk became special self-governing
-# provinces in 2023/2024 and got new codes; both the old and the new code are mapped.
-KR_REGIONS: Final[dict[str, str]] = {
-    "11": "Seoul",
-    "26": "Busan",
-    "27": "Daegu",
-    "28": "Incheon",
-    "29": "Gwangju",
-    "30": "Daejeon",
-    "31": "Ulsan",
-    "50": "Sejong",
-    "41": "Gyeonggi",
-    "42": "Gangwon",
-    "51": "Gangwon",
-    "43": "Chungbuk",
-    "44": "Chungnam",
-    "45": "Jeonbuk",
-    "52": "Jeonbuk",
-    "46": "Jeonnam",
-    "47": "Gyeongbuk",
-    "48": "Gyeongnam",
-    "49": "Jeju",
-}
-_UNKNOWN_COUNTRIES: Final = frozenset({"ZZ", "XX"})
-_COUNTRY = re.compile(r"[A-Z]{2}")
-_SUBDIVISION = re.compile(r"[A-Z0-9]{1,3}(?:-?[A-Z0-9]{1,4})?")
-
-
-def parse_geo_header(value: str | None) -> Geo:
-    """Read "{client_region},{client_region_subdivision},{client_city}" from the load balancer.
-
-    The city is the last part and may itself contain commas. Korean subdivisions become region
-    names; other subdivisions keep their code (e.g. "USCA"), because a wrong name is worse
-    than a code.
-    """
-    parts = [part.strip() for part in (value or "").split(",", 2)]
-    parts += [""] * (3 - len(parts))
-    country_raw, subdivision_raw, city_raw = parts
-    country = country_raw.upper()
-    if not _COUNTRY.fullmatch(country) or country in _UNKNOWN_COUNTRIES:
-        country = ""
-
-    region: str | None = None
-    code = subdivision_raw.upper()
-    if _SUBDIVISION.fullmatch(code):
-        local = code.replace("-", "")
-        if country and local.startswith(country):
-            local = local[len(country) :]
-        region = KR_REGIONS.get(local, code) if country == "KR" else code
-
-    city = city_raw
-    if "%" in city:
-        city = _decode(city)
-    city = " ".join("".join(ch for ch in city if unicodedata.category(ch) != "Cc").split())
-    return Geo(country or None, _cap(region), _cap(city or None))
-
-
-# ---------------------------------------------------------------------------------------------
-# Client IP
-# ---------------------------------------------------------------------------------------------
-
-_IP_MAX_LEN: Final = 64
-
-
-def client_ip(forwarded_for: str | None, remote_addr: str | None) -> str | None:
-    """The client address: the first X-Forwarded-For entry (Google's front end puts the client
-    there), else the socket peer. Normalised ("::ffff:1.2.3.4" becomes "1.2.3.4"); None if
-    neither is a valid address."""
-    first = (forwarded_for or "").split(",", 1)[0]
-    ip = _parse_ip(first)
-    if ip is None:
-        ip = _parse_ip(remote_addr)
-    return None if ip is None else str(ip)
-
-
-def hash_ip(ip: str | None, salt: str) -> str | None:
-    """Hex HMAC-SHA256 of the address's network (IPv4 /24, IPv6 /48), keyed by a secret salt.
-
-    Truncating first means one hash covers 256 (or 2**80) hosts, so even someone holding the
-    salt cannot map a hash back to one person's address by trying all 2**32 IPv4 addresses.
-    """
-    address = _parse_ip(ip)
-    if address is None:
-        return None
-    prefix = 24 if address.version == 4 else 48
-    network = ipaddress.ip_network(f"{address}/{prefix}", strict=False)
-    return hmac.new(salt.encode("utf-8"), str(network).encode("ascii"), hashlib.sha256).hexdigest()
-
-
-def _parse_ip(value: str | None) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    """Parse an address as proxies write it: optional quotes, "[v6]:port", "v4:port", "%zone"."""
-    text = (value or "").strip().strip('"')
-    if not text or len(text) > _IP_MAX_LEN:
-        return None
-    if text.startswith("["):
-        text = text[1:].partition("]")[0]
-    elif text.count(":") == 1:
-        text = text.partition(":")[0]
-    text = text.partition("%")[0]
-    try:
-        address = ipaddress.ip_address(text)
-    except ValueError:
-        return None
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
-        return address.ipv4_mapped
-    return address

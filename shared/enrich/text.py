@@ -1,0 +1,26 @@
+"""What every enrichment string goes through: percent-decoding that never fails, and one length cap."""
+
+from __future__ import annotations
+
+from typing import Final
+from urllib.parse import unquote_to_bytes
+
+MAX_LEN: Final = 512
+"""Every string the enrich modules return is cut to this many characters."""
+
+
+def decode_percent(value: str) -> str:
+    """Percent-decode as UTF-8, else as CP949 (old EUC-KR links from Korean portals), else
+    UTF-8 with replacement characters: never fails."""
+    raw = unquote_to_bytes(value.replace("+", " "))
+    for encoding in ("utf-8", "cp949"):
+        try:
+            return raw.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+    return raw.decode("utf-8", errors="replace")
+
+
+def cap(value: str | None) -> str | None:
+    """The value cut to MAX_LEN characters; None for None or empty, as columns store no blanks."""
+    return value[:MAX_LEN] if value else None

@@ -1,0 +1,117 @@
+"""Device type, OS, browser and bot flag of a user agent, for every beacon the collector takes.
+
+Parsing is the costliest enrichment (hundreds of regular expressions on a cold string), so the
+result is memoised and the parsers can be built before the first request (`warm_up`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Final
+
+import ua_parser
+from crawlerdetect import CrawlerDetect
+
+_MAX_UA_LEN: Final = 512  # cut before parsing: regex time grows with length (junk: ~20 ms at 512)
+
+DESKTOP, MOBILE, TABLET, BOT, OTHER = "desktop", "mobile", "tablet", "bot", "other"
+
+
+@dataclass(frozen=True, slots=True)
+class ClientInfo:
+    device_type: str  # "desktop" | "mobile" | "tablet" | "bot" | "other"
+    os: str | None
+    browser: str | None
+    is_bot: bool
+
+
+# Korean in-app browsers that ua-parser reports only as a generic WebView. Checked in order as
+# case-sensitive substrings of the user agent; the first hit names the browser.
+IN_APP_BROWSERS: Final[tuple[tuple[str, str], ...]] = (
+    ("KAKAOTALK", "KAKAOTALK"),
+    ("NAVER(inapp", "NAVER(inapp)"),
+    ("DaumApps", "DaumApps"),
+    ("KAKAOSTORY", "KAKAOSTORY"),
+    ("BAND/", "BAND"),
+)
+
+# Distributions ua-parser names separately; reports want one "Linux".
+LINUX_DISTROS: Final = frozenset(
+    {
+        "Ubuntu", "Kubuntu", "Xubuntu", "Lubuntu", "Debian", "Fedora", "Red Hat", "CentOS",
+        "Gentoo", "Mint", "Linux Mint", "Arch Linux", "SUSE", "openSUSE", "Slackware",
+        "Mandriva", "Mageia", "PCLinuxOS",
+    }
+)  # fmt: skip
+DESKTOP_OS: Final = frozenset(
+    {"Windows", "Mac OS X", "Mac OS", "Linux", "Chrome OS", "FreeBSD", "OpenBSD", "NetBSD",
+     "Solaris"}
+)  # fmt: skip
+MOBILE_OS: Final = frozenset(
+    {"iOS", "Android", "Windows Phone", "Windows Mobile", "BlackBerry OS", "KaiOS", "Firefox OS",
+     "Symbian OS", "webOS"}
+)  # fmt: skip
+TABLET_DEVICES: Final = frozenset({"iPad", "Kindle", "Generic Tablet"})
+TABLET_TOKENS: Final = ("iPad", "Kindle", "Silk/", "PlayBook", "BlackBerry Tablet")
+
+_crawler_detect = CrawlerDetect()
+
+
+def parse_user_agent(user_agent: str | None) -> ClientInfo:
+    """Device type, OS and browser families of a user agent, and whether it is a bot.
+
+    Memoised on the (cut) string because a site sees the same few hundred user agents over and
+    over. A cold parse runs hundreds of regular expressions: ua-parser-rs (in requirements.txt)
+    does it natively in about 0.05 ms, where the pure-Python resolver takes about 1.5 ms.
+    """
+    ua = (user_agent or "").strip()[:_MAX_UA_LEN]
+    return _parse_user_agent_cached(ua)
+
+
+@lru_cache(maxsize=4096)
+def _parse_user_agent_cached(ua: str) -> ClientInfo:
+    if not ua:
+        return ClientInfo(OTHER, None, None, False)
+    result = ua_parser.parse(ua)
+    browser = _family(result.user_agent.family if result.user_agent else None)
+    os_family = _family(result.os.family if result.os else None)
+    device = _family(result.device.family if result.device else None)
+    if os_family in LINUX_DISTROS:
+        os_family = "Linux"
+    in_app = next((name for token, name in IN_APP_BROWSERS if token in ua), None)
+    browser = in_app or browser
+    is_bot = device == "Spider" or _crawler_detect.is_crawler(ua)
+    device_type = _device_type(ua, os_family, device, in_app, is_bot)
+    return ClientInfo(device_type, os_family, browser, is_bot)
+
+
+def _family(value: str | None) -> str | None:
+    return None if value in (None, "", "Other") else value
+
+
+def _device_type(
+    ua: str,
+    os_family: str | None,
+    device: str | None,
+    in_app: str | None,
+    is_bot: bool,
+) -> str:
+    """Bots first, then tablets (an Android without "Mobi" is a tablet: Android phones send it),
+    then phones, then desktops."""
+    if is_bot:
+        return BOT
+    if device in TABLET_DEVICES or any(token in ua for token in TABLET_TOKENS):
+        return TABLET
+    if os_family == "Android" and "Mobi" not in ua:
+        return TABLET
+    if "Mobi" in ua or device in ("iPhone", "iPod") or os_family in MOBILE_OS or in_app:
+        return MOBILE
+    if os_family in DESKTOP_OS:
+        return DESKTOP
+    return OTHER
+
+
+def warm_up() -> None:
+    """Build the parsers now (about a second) so that the first request does not pay for it."""
+    parse_user_agent("Mozilla/5.0 (Windows NT 10.0; Win64; x64) Chrome/124.0 Safari/537.36")

@@ -14,19 +14,11 @@ import pytest
 from shared.adapters.duckdb_warehouse import DuckDBWarehouse
 from shared.beacons import Invalid
 from shared.config import Site
-from shared.offline_import import (
-    ImportJob,
-    ImportReport,
-    ImportState,
-    UnusableFile,
-    check_site,
-    format_summary,
-    parse_map_args,
-    parse_time,
-    plan_columns,
-    read_source,
-    run_import,
-)
+from shared.offline_import.mapping import parse_map_args, plan_columns
+from shared.offline_import.runner import ImportReport, check_site, format_summary, run_import
+from shared.offline_import.shaping import ImportJob, parse_time
+from shared.offline_import.sources import UnusableFile, read_source
+from shared.offline_import.state import ImportState
 from shared.ports import InsertResult, TransientError
 from shared.schema import TableSpec, table_specs
 

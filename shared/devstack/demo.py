@@ -157,7 +157,7 @@ def refine_and_segment(pipeline: LocalPipeline, days: int, out: Path) -> bool:
 
     from shared.adapters.firestore_store import FirestoreStore
     from shared.services import discover, refine, segments
-    from shared.tam.cli import load_file
+    from shared.tam.files import load_file
 
     now = datetime.now(UTC)
     warehouse = DuckDBWarehouse(pipeline.duckdb_path)

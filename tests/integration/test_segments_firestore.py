@@ -21,12 +21,12 @@ from typing import Any
 
 import pytest
 
+from cli.segments import Context, main
 from shared.adapters.duckdb_warehouse import DuckDBWarehouse
 from shared.devstack.emulators import Emulators, _firestore_jar, sdk_root
 from shared.devstack.processes import Server, free_port, start_server, wait_http
 from shared.schema import table_spec
 from shared.services import segments as service
-from shared.tam.cli import Context, main
 from shared.tam.events import DocumentChange
 from tests.conftest import wait_for
 from tests.unit.test_tam_compiler import NOW, planted_profiles, planted_warehouse

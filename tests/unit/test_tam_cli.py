@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.tam.cli import Context, main
+from cli.segments import Context, main
 from tests.fakes import FakeDocumentStore
 from tests.unit.test_tam_compiler import NOW, planted_warehouse
 

@@ -7,7 +7,8 @@
     scripts/segments publish          the segmentlet catalogue and templates to Firestore
 
 A file holds one segment document (docs/segments.md); its id is the file's `id:` key, or else
-the file name without extension.
+the file name without extension. Reading a file lives in shared/tam/files.py and the work in
+shared/services/segments.py; this module parses arguments and prints.
 """
 
 from __future__ import annotations
@@ -21,11 +22,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-import yaml
 from google.auth.exceptions import DefaultCredentialsError
 
 from shared.ports import DocumentStore, Warehouse
 from shared.services import segments as service
+from shared.tam.files import UnreadableSegmentFile, load_file
 from shared.tam.rules import InvalidSegment, Segment, parse_segment
 
 
@@ -42,20 +43,6 @@ class Context:
     cwd: Path
 
 
-def load_file(path: Path) -> tuple[str, dict[str, Any]]:
-    """(segment id, document) from a YAML file; raises CliError for unreadable files."""
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise CliError(f"{path}: cannot read: {exc.strerror}") from exc
-    except yaml.YAMLError as exc:
-        raise CliError(f"{path}: not valid YAML: {exc}") from exc
-    if not isinstance(data, dict):
-        raise CliError(f"{path}: expected a segment document (a mapping), got {type(data).__name__}")
-    segment_id = data.get("id", path.stem)
-    return str(segment_id), data
-
-
 def _check(ctx: Context, files: Sequence[str]) -> list[tuple[Path, str, dict[str, Any]]] | None:
     """Every file parsed and validated; prints each verdict; None when any failed."""
     loaded, failed = [], False
@@ -64,7 +51,7 @@ def _check(ctx: Context, files: Sequence[str]) -> list[tuple[Path, str, dict[str
         try:
             segment_id, doc = load_file(path)
             parse_segment(segment_id, doc)
-        except CliError as exc:
+        except UnreadableSegmentFile as exc:
             print(f"error {exc}", file=ctx.out)
             failed = True
             continue
@@ -213,7 +200,7 @@ def main(argv: Sequence[str] | None = None, ctx: Context | None = None) -> int:
         )
     try:
         return COMMANDS[args.command](ctx, args)
-    except CliError as exc:
+    except (CliError, UnreadableSegmentFile) as exc:
         print(f"error: {exc}", file=ctx.out)
         return 1
     except DefaultCredentialsError:

@@ -1,0 +1,29 @@
+"""Segment documents kept as YAML files (examples/segments/, ops repositories), read into documents.
+
+Shared by `scripts/segments` and the demo, so that a file means the same segment to both.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class UnreadableSegmentFile(Exception):
+    """The file cannot be read or is not a segment document; the message names the file."""
+
+
+def load_file(path: Path) -> tuple[str, dict[str, Any]]:
+    """(segment id, document) from a YAML file: the id is its `id:` key, else the file name's stem."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise UnreadableSegmentFile(f"{path}: cannot read: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        raise UnreadableSegmentFile(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise UnreadableSegmentFile(f"{path}: expected a segment document (a mapping), got {type(data).__name__}")
+    segment_id = data.get("id", path.stem)
+    return str(segment_id), data

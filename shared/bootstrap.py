@@ -1,14 +1,19 @@
-"""The composition root: the one place that turns settings into adapters for the services."""
+"""The composition root: the one place that turns settings into adapters and configs for the services.
+
+Each accessor is cached, so a function instance builds its clients once, at cold start or on first use.
+"""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from functools import cache
 
-from shared.config import Settings, get_settings
+from shared.beacons import Limits
+from shared.config import ScheduleSettings, Settings, get_settings
 from shared.logs import configure_logging
-from shared.ports import DocumentStore, EventBus, Warehouse
-from shared.scheduling import JobScheduler, ScheduleConfig
+from shared.ports import DocumentStore, EventBus, JobScheduler, Warehouse
 from shared.schema import table_specs
+from shared.services.collect import CollectorConfig
 
 
 def build_warehouse(settings: Settings) -> Warehouse:
@@ -36,6 +41,30 @@ def build_documents(settings: Settings) -> DocumentStore:
     return FirestoreStore(settings.project)
 
 
+def build_job_scheduler(settings: Settings) -> JobScheduler:
+    from shared.adapters.cloud_scheduler import CloudSchedulerJobs
+
+    return CloudSchedulerJobs(settings.project, settings.schedules.location, settings.schedules.topic)
+
+
+def build_collector_config(settings: Settings) -> CollectorConfig:
+    """collect's configuration; fails here, at cold start, when the IP salt is missing."""
+    collect = settings.collect
+    limits = Limits(
+        max_events=collect.max_events_per_batch,
+        max_age=timedelta(days=collect.max_event_age_days),
+        max_future=timedelta(minutes=collect.max_event_future_minutes),
+    )
+    return CollectorConfig(
+        settings.sites,
+        settings.beacon_topic,
+        collect.require_ip_salt(),
+        limits,
+        collect.max_body_bytes,
+        collect.region_header,
+    )
+
+
 @cache
 def settings() -> Settings:
     configure_logging()
@@ -57,18 +86,16 @@ def documents() -> DocumentStore:
     return build_documents(settings())
 
 
-def build_job_scheduler(settings: Settings, config: ScheduleConfig) -> JobScheduler:
-    from shared.adapters.cloud_scheduler import CloudSchedulerJobs
-
-    return CloudSchedulerJobs(settings.project, config.location, config.topic)
-
-
 @cache
-def schedule_config() -> ScheduleConfig:
-    settings()  # logging first
-    return ScheduleConfig.from_env()
+def schedule_config() -> ScheduleSettings:
+    return settings().schedules
 
 
 @cache
 def job_scheduler() -> JobScheduler:
-    return build_job_scheduler(settings(), schedule_config())
+    return build_job_scheduler(settings())
+
+
+@cache
+def collector_config() -> CollectorConfig:
+    return build_collector_config(settings())

@@ -1,9 +1,14 @@
-"""Settings: one frozen object read from the environment once, failing fast with the missing name."""
+"""Settings: one frozen object read from the environment once, failing fast with the missing name.
+
+Sections (CollectSettings, ScheduleSettings) group what one part of the system reads; the environment
+variable names are the ones infra/ sets.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
@@ -28,22 +33,84 @@ class Site:
 
 
 @dataclass(frozen=True)
-class Settings:
-    project: str
-    warehouse: WarehouseKind = "duckdb"
-    duckdb_path: str = ".local/warehouse.duckdb"
-    dataset_prefix: str = ""
-    bigquery_location: str = "asia-northeast3"
-    beacon_topic: str = "beacons"
-    sites: Mapping[str, Site] = field(default_factory=dict)
+class CollectSettings:
+    """The public beacon endpoint's limits and its IP salt (env CDP_MAX_*, CDP_REGION_HEADER, CDP_IP_SALT)."""
+
     region_header: str = "X-Client-Geo-Location"
     max_body_bytes: int = 256 * 1024
     max_events_per_batch: int = 100
     max_event_age_days: int = 30
     max_event_future_minutes: int = 24 * 60
-    max_delivery_attempts: int = 5
     # Secrets: bound from Secret Manager as env vars; kept out of repr so they never reach logs.
     ip_salt: str | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> CollectSettings:
+        return cls(
+            region_header=env.get("CDP_REGION_HEADER", cls.region_header),
+            max_body_bytes=_int(env, "CDP_MAX_BODY_BYTES", cls.max_body_bytes),
+            max_events_per_batch=_int(env, "CDP_MAX_EVENTS_PER_BATCH", cls.max_events_per_batch),
+            max_event_age_days=_int(env, "CDP_MAX_EVENT_AGE_DAYS", cls.max_event_age_days),
+            max_event_future_minutes=_int(env, "CDP_MAX_EVENT_FUTURE_MINUTES", cls.max_event_future_minutes),
+            ip_salt=env.get("CDP_IP_SALT") or None,
+        )
+
+    def require_ip_salt(self) -> str:
+        """The salt, asked for only where IPs are hashed: other functions run without the secret."""
+        if not self.ip_salt:
+            raise ConfigError("missing environment variable CDP_IP_SALT (Secret Manager secret ip-salt)")
+        return self.ip_salt
+
+
+@dataclass(frozen=True)
+class ScheduleSettings:
+    """What sync_schedules needs to know about the deployment (env CDP_SCHEDULE_* / CDP_JOBS_TOPIC)."""
+
+    job_prefix: str = "cdp-seg-"  # every job we manage, and only those, starts with this
+    topic: str = "jobs"
+    segment_job: str = "build_segments"  # the job a segment's schedule fires
+    default_time_zone: str = "Asia/Seoul"
+    # The schedule of a segment that names none (None: such a segment gets no job). Segment parsing
+    # (shared/tam) builds such segments daily at 07:00, so the job fires then too.
+    default_cron: str | None = "0 7 * * *"
+    min_interval_minutes: int = 60  # one BigQuery segment build per fire: bound the cost
+    location: str = "asia-northeast3"  # Cloud Scheduler region
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> ScheduleSettings:
+        env = os.environ if env is None else env
+        prefix = env.get("CDP_SCHEDULE_JOB_PREFIX", cls.job_prefix)
+        if not re.fullmatch(r"[A-Za-z0-9_-]{2,100}", prefix):
+            raise ConfigError(f"CDP_SCHEDULE_JOB_PREFIX must be 2-100 letters, digits, '-' or '_', got {prefix!r}")
+        minutes = env.get("CDP_SCHEDULE_MIN_INTERVAL_MINUTES", str(cls.min_interval_minutes))
+        if not minutes.isdigit():
+            raise ConfigError(f"CDP_SCHEDULE_MIN_INTERVAL_MINUTES must be a whole number, got {minutes!r}")
+        return cls(
+            job_prefix=prefix,
+            topic=env.get("CDP_JOBS_TOPIC", cls.topic),
+            segment_job=env.get("CDP_SCHEDULE_SEGMENT_JOB", cls.segment_job),
+            default_time_zone=env.get("CDP_SCHEDULE_TIME_ZONE", cls.default_time_zone),
+            default_cron=env.get("CDP_SCHEDULE_DEFAULT_CRON", cls.default_cron or "") or None,
+            min_interval_minutes=int(minutes),
+            location=env.get("CDP_SCHEDULER_LOCATION", cls.location),
+        )
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The deployment-wide settings, plus one section per part that needs its own (collect, schedules;
+    activation and messaging later). Each section reads its own variables in from_env."""
+
+    project: str
+    warehouse: WarehouseKind = "duckdb"
+    duckdb_path: str = ".local/warehouse.duckdb"
+    dataset_prefix: str = ""
+    bigquery_location: str = "asia-northeast3"
+    beacon_topic: str = "beacons"  # collect publishes to it, load_events reads it
+    max_delivery_attempts: int = 5  # of the beacons subscription, before the dead letter
+    sites: Mapping[str, Site] = field(default_factory=dict)  # collect and the offline importer check these
+    collect: CollectSettings = field(default_factory=CollectSettings)
+    schedules: ScheduleSettings = field(default_factory=ScheduleSettings)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -61,20 +128,19 @@ class Settings:
             dataset_prefix=env.get("CDP_DATASET_PREFIX", ""),
             bigquery_location=env.get("CDP_BIGQUERY_LOCATION", cls.bigquery_location),
             beacon_topic=env.get("CDP_BEACON_TOPIC", cls.beacon_topic),
-            sites=parse_sites(env.get("CDP_SITES", "{}")),
-            region_header=env.get("CDP_REGION_HEADER", cls.region_header),
-            max_body_bytes=_int(env, "CDP_MAX_BODY_BYTES", cls.max_body_bytes),
-            max_events_per_batch=_int(env, "CDP_MAX_EVENTS_PER_BATCH", cls.max_events_per_batch),
-            max_event_age_days=_int(env, "CDP_MAX_EVENT_AGE_DAYS", cls.max_event_age_days),
-            max_event_future_minutes=_int(env, "CDP_MAX_EVENT_FUTURE_MINUTES", cls.max_event_future_minutes),
             max_delivery_attempts=_int(env, "CDP_MAX_DELIVERY_ATTEMPTS", cls.max_delivery_attempts),
-            ip_salt=env.get("CDP_IP_SALT") or None,
+            sites=parse_sites(env.get("CDP_SITES", "{}")),
+            collect=CollectSettings.from_env(env),
+            schedules=ScheduleSettings.from_env(env),
         )
 
+    # Shortcuts into the collect section for callers written before the sections.
+    @property
+    def max_events_per_batch(self) -> int:
+        return self.collect.max_events_per_batch
+
     def require_ip_salt(self) -> str:
-        if not self.ip_salt:
-            raise ConfigError("missing environment variable CDP_IP_SALT (Secret Manager secret ip-salt)")
-        return self.ip_salt
+        return self.collect.require_ip_salt()
 
 
 def parse_sites(raw: str) -> dict[str, Site]:

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
 
 import functions_framework
 from cloudevents.http import CloudEvent
 
-from shared import bootstrap
+from shared import bootstrap, jobs
 from shared.ports import TransientError
-from shared.pubsub_events import decode_pubsub
 from shared.services import segments
 
 log = logging.getLogger(__name__)
@@ -18,15 +16,16 @@ log = logging.getLogger(__name__)
 
 @functions_framework.cloud_event
 def build_segments(cloud_event: CloudEvent) -> None:
-    published = segments.as_datetime(cloud_event.get("time")) or datetime.now(UTC)
-    job = segments.parse_build_job(decode_pubsub(cloud_event.data).data, fallback=published)
+    # Run at the publish time (or the message's run_at): a redelivery then finds built segments not due.
+    job = jobs.accept(cloud_event, segments.JOB, segments.build_job, run_time="published")
     if job is None:
-        return  # another job's message on the shared topic
-    report = segments.build_segments(bootstrap.warehouse(), bootstrap.documents(), job.run_at, only=job.only)
+        return
+    build = job.request
+    report = segments.build_segments(bootstrap.warehouse(), bootstrap.documents(), build.run_at, only=build.only)
     log.info(
         "segments built",
         extra={
-            "run_at": job.run_at.isoformat(),
+            "run_at": build.run_at.isoformat(),
             "built": len(report.built),
             "not_due": len(report.not_due),
             "invalid": report.invalid,

@@ -347,6 +347,11 @@ class BigQueryWarehouse:
             self._client = _default_client(self.project, self.location)
         return self._client
 
+    def close(self) -> None:
+        """Close the client's HTTP connections (a command line's last step); later calls reconnect."""
+        if self._client is not None:
+            self._client.close()  # type: ignore[no-untyped-call]
+
     def table_id(self, table: str) -> str:
         """`raw.page` -> `project.{prefix}raw.page`."""
         dataset, _, name = table.partition(".")
@@ -483,8 +488,6 @@ class BigQueryWarehouse:
             )
             job.result(timeout=max(self._timeout, 300.0))
         return int(data.num_rows)
-
-    supports_ml = True  # discovery may train BigQuery ML models here
 
     def run_qualified(self, sql: str, params: Mapping[str, Any] | None = None) -> pa.Table:
         """Run a statement whose table and model names the caller qualified with table_id().

@@ -12,8 +12,7 @@ from google.api_core import exceptions as gexc
 from google.api_core import retry as retries
 from google.cloud import scheduler_v1
 
-from shared.ports import TransientError
-from shared.scheduling import JobRejected, JobSpec
+from shared.ports import JobRejected, JobSpec, TransientError
 
 # Base classes throughout: the REST transport raises by HTTP status (409 Conflict, 400 BadRequest, 504
 # GatewayTimeout), gRPC by status code (AlreadyExists, InvalidArgument, DeadlineExceeded: subclasses).

@@ -20,8 +20,7 @@ from zoneinfo import ZoneInfo
 
 from croniter import croniter
 
-from shared.ports import EventBus
-from shared.scheduling import JobSpec
+from shared.ports import EventBus, JobSpec
 
 log = logging.getLogger(__name__)
 

@@ -18,32 +18,20 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any
 
 import numpy as np
-import pyarrow as pa
 
 from shared.discovery import model
 from shared.discovery.features import BY_CODE, MISSING, OTHER, DiscoveryConfig, DiscoveryError, Transform, build_matrix
+from shared.discovery.fit import Outcome, scope_params
+from shared.ports import MLWarehouse
 from shared.sql import load_sql
-
-if TYPE_CHECKING:
-    from shared.services.discover import Outcome
 
 MODEL = "refined.discovery_kmeans"
 FEATURES_TABLE = "refined.discovery_features"
 SAMPLE_ROWS = 200_000
 _IDENTIFIER = re.compile(r"[a-z][a-z0-9_]*")
-
-
-class MLWarehouse(Protocol):
-    """What the BigQuery adapter offers beyond the Warehouse port."""
-
-    def table_id(self, table: str) -> str: ...
-
-    def run_qualified(self, sql: str, params: Mapping[str, Any] | None = None) -> pa.Table: ...
-
-    def query(self, sql: str, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]: ...
 
 
 def model_column(column: str) -> str:
@@ -127,11 +115,8 @@ def centroid_matrix(rows: Sequence[Mapping[str, Any]], transform: Transform, k: 
     return raw
 
 
-def fit_in_bigquery(warehouse: Any, config: DiscoveryConfig, run_id: str, now: datetime) -> Outcome:
-    """The BigQuery ML path; returns the same Outcome as the local path (see shared/services/discover.py)."""
-    from shared.services.discover import Outcome, scope_params  # here: the service imports this module
-
-    ml: MLWarehouse = warehouse
+def fit_in_bigquery(ml: MLWarehouse, config: DiscoveryConfig, run_id: str, now: datetime) -> Outcome:
+    """The BigQuery ML path; returns the same Outcome as the local path (shared/discovery/fit.py)."""
     scope = scope_params(config)
     sample_rows = min(SAMPLE_ROWS, config.train_size)
     sample = ml.run_qualified(

@@ -14,33 +14,22 @@ the config document. docs/discovery.md is the marketer's and operator's guide.
 
 from __future__ import annotations
 
-import argparse
 import logging
-import sys
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
 
 from shared.discovery import model
-from shared.discovery.features import (
-    BY_CODE,
-    ConfigError,
-    DiscoveryConfig,
-    DiscoveryError,
-    Transform,
-    build_matrix,
-    parse_config,
-)
-from shared.ports import DocumentStore, Warehouse
-from shared.scheduling import job_body
+from shared.discovery.bigquery_ml import fit_in_bigquery
+from shared.discovery.features import ConfigError, DiscoveryConfig, DiscoveryError, parse_config
+from shared.discovery.fit import count_in_scope, fit_locally, run_sql
+from shared.ports import DocumentStore, MLWarehouse, Warehouse
+from shared.runs import Run, error_text, recorded
 from shared.services.segments import apply_segment
-from shared.sql import load_sql, parameter_names
 from shared.tam.rules import RFM_GROUPS, user_fields
 
 log = logging.getLogger(__name__)
@@ -48,104 +37,9 @@ log = logging.getLogger(__name__)
 JOB = "discover"
 DISCOVERIES = "discoveries"
 CONFIG = "config"
-RUNS = "runs"
 SEGMENTS = "segments"
 CLUSTER_SEGMENT = "discovery-cluster-{id}"
 RFM_SEGMENT = "discovery-rfm-{slug}"
-
-
-def _used(sql: str, params: Mapping[str, Any]) -> dict[str, Any]:
-    """The parameters a statement uses (engines refuse unused ones)."""
-    return {key: params[key] for key in parameter_names(sql)}
-
-
-def _run(warehouse: Warehouse, name: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
-    sql = load_sql(f"discovery/{name}")
-    return warehouse.query(sql, _used(sql, params))
-
-
-def scope_params(config: DiscoveryConfig) -> dict[str, Any]:
-    return {"site_id": config.site_id, "active_days": config.active_days}
-
-
-def read_features(warehouse: Warehouse, config: DiscoveryConfig) -> pa.Table:
-    """Every catalogue feature of the customers in scope, as one Arrow table (columnar, no row dicts)."""
-    sql = load_sql("discovery/features")
-    return warehouse.query_arrow(sql, _used(sql, scope_params(config)))
-
-
-@dataclass
-class Outcome:
-    """What a fit produced, whichever engine ran it: the input of explain and publish."""
-
-    engine: str  # sklearn | bigquery_ml
-    algorithm: str
-    customers: int
-    k: int
-    silhouette: float
-    candidates: list[model.Candidate]
-    transform: Transform
-    centers: np.ndarray  # (k, d) scaled space, in fit order
-    sizes: list[int]  # per centre, in fit order
-    stage: Any  # engine-specific: writes the staged assignment once ids are known
-    sample_points: np.ndarray | None = None  # scaled rows of the silhouette sample (for charts)
-    sample_labels: np.ndarray | None = None  # fit-order centre index of each sample row
-    seconds: dict[str, float] = field(default_factory=dict)
-
-
-def fit_locally(warehouse: Warehouse, config: DiscoveryConfig, run_id: str, now: datetime) -> Outcome:
-    """The scikit-learn path: features → matrix → k → fit → chunked assignment, in this process."""
-    clock = time.perf_counter()
-    seconds: dict[str, float] = {}
-    table = read_features(warehouse, config)
-    seconds["read"] = time.perf_counter() - clock
-    if table.num_rows == 0:
-        scope = f"site {config.site_id}" if config.site_id else "any site"
-        raise DiscoveryError(f"no customers in scope ({scope}, active_days {config.active_days}): nothing to cluster")
-    clock = time.perf_counter()
-    matrix, transform = build_matrix(table, config)
-    seconds["features"] = time.perf_counter() - clock
-    clock = time.perf_counter()
-    fitted = model.fit(matrix, config)
-    seconds["fit"] = time.perf_counter() - clock
-    clock = time.perf_counter()
-    labels, distances = model.assign(matrix, fitted.centers)
-    seconds["assign"] = time.perf_counter() - clock
-    sizes = np.bincount(labels, minlength=fitted.k).tolist()
-    keys = table.select(["customer_id", "site_id"])
-    sample_points = matrix[fitted.sample]
-    sample_labels = labels[fitted.sample]
-    del matrix, table
-
-    def stage(ids: Sequence[int]) -> None:
-        stable = np.asarray(ids, dtype=np.int64)[labels]
-        staged = keys.append_column("cluster_id", pa.array(stable, pa.int64()))
-        staged = staged.append_column("distance", pa.array(distances.astype(np.float64), pa.float64()))
-        staged = staged.append_column("run_id", pa.array([run_id] * len(stable), pa.string()))
-        staged = staged.append_column("computed_at", pa.array([now] * len(stable), pa.timestamp("us", tz="UTC")))
-        _run(warehouse, "staging_delete", {})
-        warehouse.append_arrow("refined.cluster_staging", staged)
-
-    return Outcome(
-        engine="sklearn",
-        algorithm=fitted.algorithm,
-        customers=int(labels.shape[0]),
-        k=fitted.k,
-        silhouette=fitted.silhouette,
-        candidates=fitted.candidates,
-        transform=transform,
-        centers=fitted.centers,
-        sizes=[int(s) for s in sizes],
-        stage=stage,
-        sample_points=sample_points,
-        sample_labels=sample_labels,
-        seconds=seconds,
-    )
-
-
-def count_in_scope(warehouse: Warehouse, config: DiscoveryConfig) -> int:
-    [row] = _run(warehouse, "count", scope_params(config))
-    return int(row["customers"])
 
 
 def _latest(documents: DocumentStore, config_doc: Mapping[str, Any] | None) -> dict[str, Any] | None:
@@ -228,13 +122,6 @@ def _status(state: str, message: str, now: datetime, **extra: Any) -> dict[str, 
     return {"state": state, "message": message[:2000], "at": now, **extra}
 
 
-def _record(documents: DocumentStore, run_id: str, doc: Mapping[str, Any]) -> None:
-    try:
-        documents.set(RUNS, run_id, doc)
-    except Exception:  # noqa: BLE001 - a lost run record must not hide the outcome of the run
-        log.exception("could not record the run", extra={"run_id": run_id})
-
-
 def discover(
     warehouse: Warehouse,
     documents: DocumentStore,
@@ -252,37 +139,30 @@ def discover(
     recording it on the run and config documents; the previous results stay in place.
     """
     run_id = run_id or f"{JOB}-{now:%Y%m%dT%H%M%S%f}"
-    started = time.monotonic()
-    run_doc: dict[str, Any] = {"job": JOB, "status": "running", "started_at": now, "finished_at": None}
-    _record(documents, run_id, run_doc)
-    config_doc = documents.get(DISCOVERIES, CONFIG)
-    try:
-        config = parse_config(config_override if config_override is not None else config_doc)
-        if not config.enabled:
-            run_doc |= {"status": "skipped", "reason": "discoveries/config has enabled: false"}
-            return run_doc
-        results = _discover(warehouse, documents, config, config_doc, now, run_id, engine, charts_dir)
-        run_doc |= {key: results[key] for key in ("k", "customers", "silhouette", "moved", "engine")}
-    except BaseException as exc:
-        message = "; ".join(exc.errors) if isinstance(exc, ConfigError) else str(exc)
-        kind = "config" if isinstance(exc, ConfigError) else "data" if isinstance(exc, DiscoveryError) else "error"
-        run_doc |= {"status": "failed", "error": f"{type(exc).__name__}: {message}"[:2000], "error_kind": kind}
-        errors = exc.errors if isinstance(exc, ConfigError) else [message]
-        status = _status("error", message, now, run_id=run_id, errors=errors[:50])
+    results: dict[str, Any] | None = None
+    with recorded(documents, Run(job=JOB, run_id=run_id, started_at=now)) as run:
+        config_doc = documents.get(DISCOVERIES, CONFIG)
         try:
-            documents.set(DISCOVERIES, CONFIG, {"status": status}, merge=True)
-        except Exception:  # noqa: BLE001 - the run document still carries the error
-            log.exception("could not write the config status", extra={"run_id": run_id})
-        raise
-    finally:
-        run_doc["duration_ms"] = round((time.monotonic() - started) * 1000)
-        run_doc["finished_at"] = datetime.now(UTC)
-        if run_doc["status"] == "running":
-            run_doc["status"] = "succeeded"
-        _record(documents, run_id, run_doc)
-        level = logging.INFO if run_doc["status"] in ("succeeded", "skipped") else logging.ERROR
-        log.log(level, f"{JOB} {run_doc['status']}", extra={"run_id": run_id, "run": run_doc})
-    return results
+            config = parse_config(config_override if config_override is not None else config_doc)
+            if not config.enabled:
+                run.status = "skipped"
+                run.details["reason"] = "discoveries/config has enabled: false"
+            else:
+                results = _discover(warehouse, documents, config, config_doc, now, run_id, engine, charts_dir)
+                run.details |= {key: results[key] for key in ("k", "customers", "silhouette", "moved", "engine")}
+        except BaseException as exc:
+            message = "; ".join(exc.errors) if isinstance(exc, ConfigError) else str(exc)
+            kind = "config" if isinstance(exc, ConfigError) else "data" if isinstance(exc, DiscoveryError) else "error"
+            run.error = error_text(exc, message)
+            run.details["error_kind"] = kind
+            errors = exc.errors if isinstance(exc, ConfigError) else [message]
+            status = _status("error", message, now, run_id=run_id, errors=errors[:50])
+            try:
+                documents.set(DISCOVERIES, CONFIG, {"status": status}, merge=True)
+            except Exception:  # noqa: BLE001 - the run document still carries the error
+                log.exception("could not write the config status", extra={"run_id": run_id})
+            raise
+    return run.document() if results is None else results
 
 
 def _discover(
@@ -296,17 +176,15 @@ def _discover(
     charts_dir: Path | None,
 ) -> dict[str, Any]:
     started = time.perf_counter()
+    ml = warehouse if isinstance(warehouse, MLWarehouse) else None
     if engine == "auto":
         engine = "sklearn"
-        if (
-            getattr(warehouse, "supports_ml", False)
-            and count_in_scope(warehouse, config) > config.bigquery_ml_threshold
-        ):
+        if ml is not None and count_in_scope(warehouse, config) > config.bigquery_ml_threshold:
             engine = "bigquery_ml"
     if engine == "bigquery_ml":
-        from shared.discovery.bigquery_ml import fit_in_bigquery
-
-        outcome = fit_in_bigquery(warehouse, config, run_id, now)
+        if ml is None:
+            raise ValueError("engine bigquery_ml needs a warehouse with BigQuery ML (CDP_WAREHOUSE=bigquery)")
+        outcome = fit_in_bigquery(ml, config, run_id, now)
     elif engine == "sklearn":
         outcome = fit_locally(warehouse, config, run_id, now)
     else:
@@ -320,7 +198,7 @@ def _discover(
         cluster["match_distance"] = None if distance is None else round(distance, 4)
     clock = time.perf_counter()
     outcome.stage(match.ids)
-    [moves] = _run(warehouse, "moved", {})
+    [moves] = run_sql(warehouse, "moved", {})
     outcome.seconds["stage"] = time.perf_counter() - clock
     clusters.sort(key=lambda c: c["id"])
     charts: list[str] = []
@@ -376,7 +254,7 @@ def _discover(
     documents.set(DISCOVERIES, run_id, results)
     clock = time.perf_counter()
     for name in ("clusters_delete", "clusters", "profiles_clear", "profiles_set"):
-        _run(warehouse, name, {})
+        run_sql(warehouse, name, {})
     outcome.seconds["publish"] = time.perf_counter() - clock
     results["seconds"] = {k: round(v, 3) for k, v in outcome.seconds.items()}
     results["segments"] = publish_segments(documents, clusters, config, run_id)
@@ -400,47 +278,12 @@ def _discover(
     return results
 
 
-def parse_job(data: bytes) -> dict[str, Any]:
-    """A `jobs` message {"job": "discover", "engine": "auto"|"sklearn"|"bigquery_ml"}; ValueError if malformed."""
-    body = job_body(data)
+def job_engine(body: Mapping[str, Any], _run_at: datetime | None = None) -> str:
+    """The engine a `jobs` message asks for: {"job": "discover", "engine": "auto"|"sklearn"|"bigquery_ml"}."""
     engine = body.get("engine", "auto")
     if engine not in ("auto", "sklearn", "bigquery_ml"):
         raise ValueError(f"engine: {engine!r} is not auto, sklearn or bigquery_ml")
-    return {"engine": engine}
-
-
-def feature_help() -> str:
-    return "\n".join(f"  {f.code:<16} {f.kind:<9} {f.name_en}" for f in BY_CODE.values())
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="scripts/discover",
-        description="Run one discovery (K-Means) over the profiles, as the scheduled job does.",
-        epilog="features:\n" + feature_help(),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--engine", choices=("auto", "sklearn", "bigquery_ml"), default="auto")
-    parser.add_argument("--charts", type=Path, help="also write cluster charts (PNG) into this folder")
-    parser.add_argument("--k", type=int, help="this k instead of the config's (auto) choice")
-    args = parser.parse_args(argv)
-
-    from shared import bootstrap
-
-    documents = bootstrap.documents()
-    override = None
-    if args.k is not None:  # parse_config ignores the fields the job writes back
-        override = {**(documents.get(DISCOVERIES, CONFIG) or {}), "k": args.k}
-    now = datetime.now(UTC)
-    try:
-        results = discover(
-            bootstrap.warehouse(), documents, now, engine=args.engine, charts_dir=args.charts, config_override=override
-        )
-    except (ConfigError, DiscoveryError) as exc:
-        print(f"discover: {exc}", file=sys.stderr)
-        return 2
-    print(format_results(results))
-    return 0
+    return str(engine)
 
 
 def format_results(results: Mapping[str, Any]) -> str:
@@ -455,7 +298,3 @@ def format_results(results: Mapping[str, Any]) -> str:
     for dropped in results["dropped_features"]:
         lines.append(f"  dropped feature {dropped['feature']}: {dropped['reason']}")
     return "\n".join(lines)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -8,35 +8,25 @@ events. Every statement rebuilds a state from its inputs, so a retried or repeat
 nothing but computed_at, and a backfill produces the tables day-by-day runs would.
 
 SQL: sql/refine/*.sql, one statement each, values only as @parameters. Definitions and guardrails:
-docs/segmentlets.md. Usage: `scripts/backfill FROM TO` or `python -m shared.services.refine`.
+docs/segmentlets.md. Usage: `scripts/backfill FROM TO` (cli/refine.py).
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import logging
-import sys
-import time
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as clock
-from typing import Any
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
-from tqdm import tqdm
-
+from shared.jobs import job_body
 from shared.ports import DocumentStore, Warehouse
-from shared.scheduling import job_body
+from shared.runs import Run, recorded
 from shared.sql import load_sql, parameter_names
-
-log = logging.getLogger(__name__)
 
 JOB = "refine"
 BACKFILL_JOB = "backfill"
-RUNS = "runs"
 TIMEZONE = ZoneInfo("Asia/Seoul")  # the default range is yesterday..today here
 SESSION_GAP = timedelta(minutes=30)  # under a day: events.sql carries sessions over from the day before only
 # Identifier values that mean "unknown": they never identify anyone and never link anyone.
@@ -61,38 +51,39 @@ class RefineSettings:
     max_rounds: int = 32  # label propagation rounds before giving up
 
 
-@dataclass
-class RunReport:
-    """What a run did; also the body of its Firestore `runs` document."""
+@dataclass(kw_only=True)
+class RunReport(Run):
+    """What a run did; also its `runs` document (shared/runs.py), which always carries `error`."""
 
-    run_id: str
-    job: str
     date_from: date
     date_to: date
     as_of: date
-    status: str = "running"
     rows: dict[str, int] = field(default_factory=dict)
     identity_rounds: int = 0
     profiles_rebuilt: int = 0
-    duration_ms: int = 0
-    error: str | None = None
 
-    def document(self, started_at: datetime) -> dict[str, Any]:
-        finished = None if self.status == "running" else started_at + timedelta(milliseconds=self.duration_ms)
-        return {
-            "job": self.job,
-            "status": self.status,
+    def document(self) -> dict[str, Any]:
+        return super().document() | {
             "from": self.date_from.isoformat(),
             "to": self.date_to.isoformat(),
             "as_of": self.as_of.isoformat(),
-            "started_at": started_at,
-            "finished_at": finished,
-            "duration_ms": self.duration_ms,
             "rows": dict(self.rows),
             "identity_rounds": self.identity_rounds,
             "profiles_rebuilt": self.profiles_rebuilt,
             "error": self.error,
         }
+
+
+class Progress(Protocol):
+    """Where a backfill reports its steps (the command line draws a bar): chunks, then one final step."""
+
+    def step(self, label: str) -> None:
+        """A step starts."""
+        ...
+
+    def done(self) -> None:
+        """The step finished."""
+        ...
 
 
 class RefineError(RuntimeError):
@@ -214,46 +205,15 @@ def as_of(date_to: date, now: datetime) -> date:
     return max(date_to, now.astimezone(TIMEZONE).date())
 
 
-def _record(documents: DocumentStore | None, report: RunReport, now: datetime) -> None:
-    if documents is None:
-        return
-    try:
-        documents.set(RUNS, report.run_id, report.document(now))
-    except Exception:  # noqa: BLE001 - a lost run record must not fail (or hide the outcome of) the run
-        log.exception("could not record the run", extra={"run_id": report.run_id})
-
-
-@contextmanager
-def _recorded(
-    documents: DocumentStore | None,
-    job: str,
-    date_from: date,
-    date_to: date,
-    now: datetime,
-    run_id: str | None,
-) -> Iterator[RunReport]:
-    """Record the run in Firestore `runs`: running first, then succeeded or failed with the error."""
-    report = RunReport(
-        run_id or f"{job}-{now:%Y%m%dT%H%M%S%f}-{date_from}-{date_to}",
-        job,
-        date_from,
-        date_to,
-        as_of(date_to, now),
+def _report(job: str, date_from: date, date_to: date, now: datetime, run_id: str | None) -> RunReport:
+    return RunReport(
+        job=job,
+        run_id=run_id or f"{job}-{now:%Y%m%dT%H%M%S%f}-{date_from}-{date_to}",
+        started_at=now,
+        date_from=date_from,
+        date_to=date_to,
+        as_of=as_of(date_to, now),
     )
-    started = time.monotonic()
-    _record(documents, report, now)
-    try:
-        yield report
-        report.status = "succeeded"
-    except BaseException as exc:
-        report.status = "failed"
-        report.error = f"{type(exc).__name__}: {exc}"[:2000]
-        raise
-    finally:
-        report.duration_ms = round((time.monotonic() - started) * 1000)
-        _record(documents, report, now)
-        level = logging.INFO if report.status == "succeeded" else logging.ERROR
-        log.log(level, f"{job} {report.status}", extra={"run_id": report.run_id, "run": report.document(now)})
 
 
 def refine(
@@ -273,7 +233,7 @@ def refine(
     every_node resolves every identity again (resolve_identities).
     """
     settings = settings or RefineSettings()
-    with _recorded(documents, JOB, date_from, date_to, now, run_id) as report:
+    with recorded(documents, _report(JOB, date_from, date_to, now, run_id)) as report:
         refine_range(warehouse, date_from, date_to)
         report.identity_rounds = resolve_identities(warehouse, settings, every_node)
         report.profiles_rebuilt = build_profiles(warehouse, report.as_of, now, settings)
@@ -302,28 +262,31 @@ def backfill(
     now: datetime,
     chunk_days: int = 7,
     settings: RefineSettings | None = None,
-    progress: bool = True,
+    progress: Progress | None = None,
     every_node: bool = False,
 ) -> RunReport:
     """Refine a range chunk by chunk (event-level tables), then identities and profiles once.
 
     Chunks keep each statement's size bounded on a long history; the result is the same for any
     chunk size, and the same as day-by-day runs, because each chunk reads the day before it.
-    every_node resolves every identity again (resolve_identities).
+    progress hears of len(chunks(...)) + 1 steps. every_node resolves every identity again
+    (resolve_identities).
     """
     settings = settings or RefineSettings()
     parts = chunks(date_from, date_to, chunk_days)
-    with _recorded(documents, BACKFILL_JOB, date_from, date_to, now, None) as report:
-        bar = tqdm(total=len(parts) + 1, desc="refine", unit="chunk", disable=not progress, file=sys.stderr)
-        with bar:
-            for start, end in parts:
-                bar.set_postfix_str(f"{start}..{end}")
-                refine_range(warehouse, start, end)
-                bar.update()
-            bar.set_postfix_str("identities, RFM, profiles")
-            report.identity_rounds = resolve_identities(warehouse, settings, every_node)
-            report.profiles_rebuilt = build_profiles(warehouse, report.as_of, now, settings)
-            bar.update()
+    with recorded(documents, _report(BACKFILL_JOB, date_from, date_to, now, None)) as report:
+        for start, end in parts:
+            if progress:
+                progress.step(f"{start}..{end}")
+            refine_range(warehouse, start, end)
+            if progress:
+                progress.done()
+        if progress:
+            progress.step("identities, RFM, profiles")
+        report.identity_rounds = resolve_identities(warehouse, settings, every_node)
+        report.profiles_rebuilt = build_profiles(warehouse, report.as_of, now, settings)
+        if progress:
+            progress.done()
         report.rows = row_counts(warehouse)
     return report
 
@@ -340,13 +303,12 @@ class JobRequest:
     date_to: date
 
 
-def parse_job(data: bytes, now: datetime) -> JobRequest:
+def job_request(body: Mapping[str, Any], now: datetime) -> JobRequest:
     """The range of a `jobs` message: {"job": "refine", "from": "YYYY-MM-DD", "to": "YYYY-MM-DD"}.
 
     Missing dates default to default_range(now); a message that names an impossible range raises
     ValueError naming the field.
     """
-    body = job_body(data)
     defaults = default_range(now)
     dates = []
     for name, default in zip(("from", "to"), defaults, strict=True):
@@ -363,42 +325,6 @@ def parse_job(data: bytes, now: datetime) -> JobRequest:
     return JobRequest(dates[0], dates[1])
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="scripts/backfill", description="Refine a range of event dates.")
-    parser.add_argument("command", choices=("backfill", "run"), help="backfill: chunked with progress; run: one run")
-    parser.add_argument("date_from", type=date.fromisoformat, metavar="FROM", help="first event date, YYYY-MM-DD")
-    parser.add_argument("date_to", type=date.fromisoformat, metavar="TO", help="last event date, YYYY-MM-DD")
-    parser.add_argument("--chunk-days", type=int, default=7, help="days per chunk of a backfill (default 7)")
-    parser.add_argument("--no-record", action="store_true", help="do not record the run in Firestore `runs`")
-    parser.add_argument(
-        "--every-node",
-        action="store_true",
-        help="resolve every identity again, not only where edges changed: after deleting or editing edges by hand",
-    )
-    args = parser.parse_args(argv)
-    if args.date_from > args.date_to:
-        parser.error(f"FROM {args.date_from} is after TO {args.date_to}")
-
-    from shared import bootstrap
-
-    warehouse = bootstrap.warehouse()
-    documents = None if args.no_record else bootstrap.documents()
-    now = datetime.now(UTC)
-    if args.command == "run":
-        report = refine(warehouse, documents, args.date_from, args.date_to, now, every_node=args.every_node)
-    else:
-        report = backfill(
-            warehouse,
-            documents,
-            args.date_from,
-            args.date_to,
-            now,
-            chunk_days=args.chunk_days,
-            every_node=args.every_node,
-        )
-    print(json.dumps(report.document(now) | {"run_id": report.run_id}, default=str, ensure_ascii=False))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+def parse_job(data: bytes, now: datetime) -> JobRequest:
+    """job_request from a raw message body; ValueError also when it is not a JSON object."""
+    return job_request(job_body(data), now)

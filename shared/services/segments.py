@@ -16,6 +16,7 @@ from typing import Any
 
 from croniter import croniter
 
+from shared.jobs import job_body
 from shared.ports import DocumentStore, TransientError, Warehouse
 from shared.segmentlets import CATALOGUE, PRODUCT_SEGMENTLETS, Segmentlet
 from shared.tam.compiler import compile_segment, segment_sql
@@ -30,6 +31,7 @@ from shared.tam.rules import (
     user_fields,
 )
 from shared.tam.templates import TEMPLATES
+from shared.timestamps import as_datetime as as_datetime  # re-exported: callers read segment timestamps
 
 log = logging.getLogger(__name__)
 
@@ -148,19 +150,6 @@ class BuildReport:
     invalid: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
     transient: list[str] = field(default_factory=list)
-
-
-def as_datetime(value: Any) -> datetime | None:
-    """A Firestore timestamp as the client returns it, or as text after a JSON round trip."""
-    if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
-    if isinstance(value, str):
-        try:
-            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            return None
-        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-    return None
 
 
 def is_due(segment: Segment, doc: Mapping[str, Any], now: datetime) -> bool:
@@ -290,23 +279,26 @@ class BuildJob:
     only: tuple[str, ...] | None
 
 
-def parse_build_job(data: bytes, fallback: datetime) -> BuildJob | None:
-    """A jobs-topic message for this job: `{"job": "build_segments"}`, optionally with
-    `"segment_id"` (or `"segment_ids"`) and `"run_at"`; None for another job's message.
+def build_job(body: Mapping[str, Any], fallback: datetime) -> BuildJob:
+    """The request of a jobs message for this job: `{"job": "build_segments"}`, optionally with
+    `"segment_id"` (or `"segment_ids"`) and `"run_at"`.
 
     Without run_at the run time is the fallback (the message's publish time), so a redelivered
     message runs at the same time as its first delivery.
     """
-    try:
-        message = json.loads(data or b"{}")
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return None
-    if not isinstance(message, dict) or message.get("job") != JOB:
-        return None
-    run_at = as_datetime(message.get("run_at")) or fallback
-    ids = message.get("segment_ids") or ([message["segment_id"]] if message.get("segment_id") else None)
+    run_at = as_datetime(body.get("run_at")) or fallback
+    ids = body.get("segment_ids") or ([body["segment_id"]] if body.get("segment_id") else None)
     only = tuple(str(i) for i in ids) if isinstance(ids, list) else None
     return BuildJob(run_at.astimezone(UTC), only)
+
+
+def parse_build_job(data: bytes, fallback: datetime) -> BuildJob | None:
+    """build_job from a raw message body; None when it is not a JSON object naming this job."""
+    try:
+        body = job_body(data)
+    except ValueError:
+        return None
+    return build_job(body, fallback) if body.get("job") == JOB else None
 
 
 # -- catalogue --------------------------------------------------------------------------------------

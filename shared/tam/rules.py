@@ -19,7 +19,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from shared.scheduling import cron_error
+from shared.cron import cron_error
 from shared.segmentlets import BY_CODE, OPERATORS, Segmentlet
 from shared.tam.templates import DEFAULT_SCHEDULE, DEFAULT_TIMEZONE, TEMPLATES, Template
 

@@ -157,8 +157,8 @@ def settings_defaults() -> dict[str, Any]:
     pytest.fail("shared/config.py has no Settings class")
 
 
-# Modules that read settings from the environment: Settings, and ScheduleConfig (sync_schedules).
-SETTINGS_MODULES = ("shared/config.py", "shared/scheduling.py")
+# Modules that read settings from the environment: Settings and its sections.
+SETTINGS_MODULES = ("shared/config.py",)
 
 
 def settings_env_names() -> set[str]:
@@ -360,7 +360,7 @@ def test_sync_schedules_gets_the_schedule_settings_of_this_deployment(
     }
     assert locals_["schedule_job_prefix"] == "${var.prefix}-seg-"
     # The code's defaults are what this deployment sets for prefix "cdp".
-    source = (ROOT / "shared" / "scheduling.py").read_text()
+    source = (ROOT / "shared" / "config.py").read_text()
     assert 'job_prefix: str = "cdp-seg-"' in source and 'topic: str = "jobs"' in source
     # Topics are named by their key (pubsub.tf); the adapter publishes only to this one.
     assert "jobs" in topic_names(locals_)
@@ -955,7 +955,7 @@ def test_the_fixed_jobs_are_the_scheduled_functions(locals_: dict[str, Any], tf:
     assert set(jobs) == JOB_FUNCTIONS
     for name, job in jobs.items():
         assert len(job["schedule"].split()) == 5 and job["description"]
-        # Named as shared/scheduling.py fixed_job_spec names them; never under the segment-job prefix,
+        # Named as shared/jobs.py fixed_job_spec names them; never under the segment-job prefix,
         # whose unclaimed jobs sync_schedules deletes (also a precondition in scheduler.tf).
         assert not f"cdp-{name.replace('_', '-')}".startswith("cdp-seg-")
     assert jobs["refine"]["schedule"] == "15 * * * *"

@@ -24,8 +24,10 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import scheduler_v1
 
 from shared.adapters.cloud_scheduler import CloudSchedulerJobs
-from shared.ports import TransientError
-from shared.scheduling import JobRejected, JobSpec, ScheduleConfig, fixed_job_spec, sync_schedules
+from shared.config import ScheduleSettings as ScheduleConfig
+from shared.jobs import fixed_job_spec
+from shared.ports import JobRejected, JobSpec, TransientError
+from shared.services.sync_schedules import sync_schedules
 from tests.fakes import FakeDocumentStore
 
 PROJECT, LOCATION = "cdp-test", "asia-northeast3"

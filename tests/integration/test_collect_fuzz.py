@@ -35,14 +35,14 @@ def client(emulators: Emulators) -> Iterator[FlaskClient]:
     mp.setenv("CDP_SITES", json.dumps({"fuzz-shop": {"origins": ["https://fuzz.example"]}}))
     mp.setenv("CDP_IP_SALT", "fuzz-salt")
     mp.setenv("CDP_BEACON_TOPIC", "fuzz-beacons")
-    for cached in (bootstrap.settings, bootstrap.bus, collect_main._config, collect_main._ready):
+    for cached in (bootstrap.settings, bootstrap.bus, bootstrap.collector_config, collect_main._ready):
         cached.cache_clear()
     mp.setattr(collect_main.serving, "settle_heap", lambda: None)  # not in the test runner's process
     PubSubBus(emulators.project).ensure_topic("fuzz-beacons")
     try:
         yield create_app("collect", "main.py").test_client()
     finally:
-        for cached in (bootstrap.settings, bootstrap.bus, collect_main._config, collect_main._ready):
+        for cached in (bootstrap.settings, bootstrap.bus, bootstrap.collector_config, collect_main._ready):
             cached.cache_clear()
         mp.undo()
 

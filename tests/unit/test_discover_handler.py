@@ -6,13 +6,13 @@ from typing import Any
 
 import pytest
 
+from cli import discover as discover_cli
 from shared import bootstrap
 from shared.adapters.duckdb_warehouse import DuckDBWarehouse
 from shared.devstack.synthetic_profiles import synthetic_profiles
 from shared.schema import table_specs
-from shared.services import discover as discovery
+from tests.builders import jobs_event
 from tests.fakes import FakeDocumentStore
-from tests.unit.test_refine_runs import jobs_event
 
 
 def wired(monkeypatch: pytest.MonkeyPatch, profiles: int = 600) -> tuple[DuckDBWarehouse, FakeDocumentStore]:
@@ -50,10 +50,10 @@ def test_the_command_prints_the_clusters_and_fails_clearly(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     _, documents = wired(monkeypatch)
-    assert discovery.main(["--k", "3"]) == 0
+    assert discover_cli.main(["--k", "3"]) == 0
     printed = capsys.readouterr().out
     assert "k=3 (config)" in printed and printed.count("  cluster ") == 3
     documents.set("discoveries", "config", {"k": 40, "min_cluster_size": 20}, merge=True)
-    assert discovery.main([]) == 2
+    assert discover_cli.main([]) == 2
     error: Any = capsys.readouterr().err
     assert "too few customers for k=40" in error

@@ -9,8 +9,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from shared.config import ScheduleSettings as ScheduleConfig
 from shared.devstack.local_scheduler import LocalScheduler, next_fire, publish_to
-from shared.scheduling import JobSpec, ScheduleConfig, fixed_job_spec, sync_schedules
+from shared.jobs import fixed_job_spec
+from shared.ports import JobSpec
+from shared.services.sync_schedules import sync_schedules
 from tests.fakes import FakeBus, FakeDocumentStore
 
 T0 = datetime(2025, 1, 1, 0, 0, tzinfo=UTC)  # 09:00 in Seoul

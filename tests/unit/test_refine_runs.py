@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from cloudevents.http import CloudEvent
 
+from cli import refine as refine_cli
 from shared.adapters.duckdb_warehouse import DuckDBWarehouse
 from shared.config import Site
 from shared.devstack.storefront import ORIGIN, SITE_ID, Storefront
@@ -54,7 +55,7 @@ def test_backfill_equals_day_by_day_runs_on_storefront_traffic(capsys: pytest.Ca
         refinement.refine(daily, None, day, day, SHOP_END)
     chunked = new_warehouse(history)
     documents = FakeDocumentStore()
-    report = refinement.backfill(chunked, documents, SHOP_DAYS[0], SHOP_DAYS[-1], SHOP_END, chunk_days=2)
+    report = refine_cli.backfill(chunked, documents, SHOP_DAYS[0], SHOP_DAYS[-1], SHOP_END, chunk_days=2)
     assert report.status == "succeeded" and report.rows["profiles"] > 50
     for name in refined_tables():
         assert dump(chunked, name) == dump(daily, name), name
@@ -200,7 +201,7 @@ def test_the_backfill_command(monkeypatch: pytest.MonkeyPatch, capsys: pytest.Ca
     warehouse = new_warehouse(small())
     monkeypatch.setattr(bootstrap, "warehouse", lambda: warehouse)
     monkeypatch.setattr(bootstrap, "documents", lambda: pytest.fail("--no-record must not reach Firestore"))
-    code = refinement.main(["backfill", "2026-05-08", "2026-05-10", "--chunk-days", "2", "--no-record"])
+    code = refine_cli.main(["backfill", "2026-05-08", "2026-05-10", "--chunk-days", "2", "--no-record"])
     assert code == 0
     printed = json.loads(capsys.readouterr().out.splitlines()[-1])
     assert (printed["job"], printed["status"], printed["from"]) == ("backfill", "succeeded", "2026-05-08")
@@ -208,10 +209,10 @@ def test_the_backfill_command(monkeypatch: pytest.MonkeyPatch, capsys: pytest.Ca
     # An edge deleted by hand leaves nothing pending: only a repair run (--every-node) splits the customer.
     warehouse.query("delete from refined.identity_edges where starts_with(node_b, 'visitor:')")
     customers = "select count(distinct customer_id) as n from refined.identities"
-    assert refinement.main(["run", "2026-05-10", "2026-05-10", "--no-record"]) == 0
+    assert refine_cli.main(["run", "2026-05-10", "2026-05-10", "--no-record"]) == 0
     assert warehouse.query(customers) == [{"n": 1}]
-    assert refinement.main(["run", "2026-05-10", "2026-05-10", "--no-record", "--every-node"]) == 0
+    assert refine_cli.main(["run", "2026-05-10", "2026-05-10", "--no-record", "--every-node"]) == 0
     assert warehouse.query(customers) == [{"n": 2}]
     with pytest.raises(SystemExit) as exit_info:
-        refinement.main(["backfill", "2026-05-10", "2026-05-01"])
+        refine_cli.main(["backfill", "2026-05-10", "2026-05-01"])
     assert exit_info.value.code == 2

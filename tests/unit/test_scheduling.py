@@ -14,17 +14,11 @@ from typing import Any
 import pytest
 from cloudevents.http import CloudEvent
 
-from shared.ports import TransientError
-from shared.scheduling import (
-    JobRejected,
-    JobSpec,
-    ScheduleConfig,
-    cron_error,
-    fixed_job_spec,
-    job_of,
-    segment_job_name,
-    sync_schedules,
-)
+from shared.config import ScheduleSettings as ScheduleConfig
+from shared.cron import cron_error
+from shared.jobs import fixed_job_spec, job_of
+from shared.ports import JobRejected, JobSpec, TransientError
+from shared.services.sync_schedules import segment_job_name, sync_schedules
 from tests.fakes import FakeDocumentStore
 
 NOW = datetime(2025, 3, 1, 0, 0, tzinfo=UTC)

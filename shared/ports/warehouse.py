@@ -1,22 +1,14 @@
-"""Ports: what the services need from the outside world, as Protocols.
-
-Services take these as parameters; adapters in shared/adapters implement them; the composition root
-(shared/bootstrap.py) picks the adapters from settings. Unit tests pass fakes from tests/fakes.py.
-"""
+"""The Warehouse port (BigQuery in production, DuckDB locally) and its BigQuery ML capability."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import pyarrow as pa
 
 from shared.schema import TableSpec
-
-
-class TransientError(RuntimeError):
-    """A dependency is unavailable for now; the caller should retry (HTTP 503, Pub/Sub redelivery)."""
 
 
 @dataclass(frozen=True)
@@ -73,38 +65,28 @@ class Warehouse(Protocol):
         """
         ...
 
-
-class EventBus(Protocol):
-    """Durable message transport: Pub/Sub (the emulator locally)."""
-
-    def publish(self, topic: str, data: bytes, attributes: Mapping[str, str]) -> str:
-        """Publish and wait for the broker's acknowledgement; return the message id.
-
-        Raises TransientError when the broker did not acknowledge in time.
-        """
+    def close(self) -> None:
+        """Release connections and files (a command line's last step); a later call may open them again."""
         ...
 
 
-class DocumentStore(Protocol):
-    """Marketer-facing configuration and results: Firestore (the emulator locally).
+@runtime_checkable
+class MLWarehouse(Protocol):
+    """A warehouse that can also train and apply BigQuery ML models (the BigQuery adapter).
 
-    Collections used: segments, templates, segmentlets, discoveries, runs, and later destinations,
-    publications, campaigns, consents. Documents are plain JSON-compatible dicts; timestamps are
-    timezone-aware datetimes.
+    A separate port because only BigQuery has it: discovery checks for it instead of asking a
+    warehouse whether it happens to carry the methods. Model statements name tables fully
+    (table_id), since the SQL rewriter behind query cannot parse them.
     """
 
-    def get(self, collection: str, doc_id: str) -> dict[str, Any] | None:
-        """The document, or None when it does not exist."""
+    def table_id(self, table: str) -> str:
+        """The fully qualified name of a logical table (`raw.page` -> `project.{prefix}raw.page`)."""
         ...
 
-    def set(self, collection: str, doc_id: str, data: Mapping[str, Any], merge: bool = False) -> None:
-        """Create or overwrite (merge=True: update only the given top-level fields)."""
+    def run_qualified(self, sql: str, params: Mapping[str, Any] | None = None) -> pa.Table:
+        """Run a statement whose table and model names are already qualified with table_id."""
         ...
 
-    def list(self, collection: str, where: Sequence[tuple[str, str, Any]] = ()) -> list[tuple[str, dict[str, Any]]]:
-        """(id, document) pairs, filtered by (field, op, value) with ops ==, !=, <, <=, >, >=, in."""
-        ...
-
-    def delete(self, collection: str, doc_id: str) -> None:
-        """Delete the document if it exists."""
+    def query(self, sql: str, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+        """As Warehouse.query."""
         ...

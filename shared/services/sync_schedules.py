@@ -1,0 +1,201 @@
+"""Segment schedules: Firestore `segments` documents become scheduler jobs, kept in step by sync_schedules.
+
+Marketers set `schedule` and `enabled` on a segment; nobody edits Cloud Scheduler by hand. The
+`JobScheduler` port (shared/ports/scheduler.py) has one adapter per place jobs can live: Cloud
+Scheduler in production (shared/adapters/cloud_scheduler.py) and an in-process cron runner locally
+(shared/devstack/local_scheduler.py), which has no emulator to stand in for it.
+
+A managed job publishes, like the fixed jobs of infra/scheduler.tf, a jobs message (shared/jobs.py)
+naming the segment: `{"job": "build_segments", "segment_id": "<id>"}`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from shared.config import ScheduleSettings
+from shared.cron import cron_error, time_zone_error
+from shared.ports.documents import DocumentStore
+from shared.ports.errors import JobRejected
+from shared.ports.scheduler import MAX_DESCRIPTION, JobScheduler, JobSpec
+from shared.runs import Run, recorded
+
+JOB = "sync_schedules"
+
+
+def segment_job_name(segment_id: str, prefix: str) -> str:
+    """The job id of a segment: readable when the id allows, else a slug plus a hash (job ids allow only
+    letters, digits, - and _; Firestore ids allow almost anything)."""
+    if re.fullmatch(r"[A-Za-z0-9_-]+", segment_id) and len(prefix) + len(segment_id) <= 500:
+        return prefix + segment_id
+    slug = re.sub(r"[^A-Za-z0-9_-]+", "-", segment_id).strip("-")[:40]
+    digest = hashlib.sha256(segment_id.encode()).hexdigest()[:12]
+    return f"{prefix}{slug}-{digest}" if slug else f"{prefix}{digest}"
+
+
+def segment_job(segment_id: str, segment: Mapping[str, Any], config: ScheduleSettings, now: datetime) -> JobSpec | str:
+    """The job a segment document asks for, or the reason it cannot have one (the message names the field)."""
+    schedule = segment.get("schedule", {"cron": config.default_cron})
+    if isinstance(schedule, str):
+        schedule = {"cron": schedule}
+    if not isinstance(schedule, Mapping):
+        return "schedule: must be a map {cron, timezone} or a cron string"
+    unknown = sorted(set(schedule) - {"cron", "timezone"})
+    if unknown:
+        return f"schedule.{unknown[0]}: unknown field; a schedule has cron and timezone"
+    error = cron_error(schedule.get("cron"), config.min_interval_minutes, now)
+    if error:
+        return f"schedule.cron: {error}"
+    time_zone = schedule.get("timezone") or config.default_time_zone
+    error = time_zone_error(time_zone)
+    if error:
+        return f"schedule.timezone: {error}"
+    name = segment.get("name")
+    label = f"{segment_id} ({name})" if isinstance(name, str) and name and name != segment_id else segment_id
+    description = f"Builds segment {label}. Managed by sync_schedules from Firestore segments/{segment_id}."
+    return JobSpec(
+        name=segment_job_name(segment_id, config.job_prefix),
+        cron=" ".join(str(schedule["cron"]).split()),
+        time_zone=str(time_zone),
+        topic=config.topic,
+        message={"job": config.segment_job, "segment_id": segment_id},
+        description=description[:MAX_DESCRIPTION],
+    )
+
+
+@dataclass(kw_only=True)
+class SyncReport(Run):
+    """What a sync did; also its `runs` document (status ok, partial when a segment failed, or failed)."""
+
+    job: str = JOB
+    created: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    errors: dict[str, str] = field(default_factory=dict)  # segment id -> message
+
+    def counts(self) -> dict[str, int]:
+        return {
+            "created": len(self.created),
+            "updated": len(self.updated),
+            "deleted": len(self.deleted),
+            "unchanged": len(self.unchanged),
+            "errors": len(self.errors),
+        }
+
+    def document(self) -> dict[str, Any]:
+        return super().document() | {
+            "counts": self.counts(),
+            "created": self.created,
+            "updated": self.updated,
+            "deleted": self.deleted,
+            "errors": self.errors,
+        }
+
+
+def sync_schedules(
+    documents: DocumentStore,
+    scheduler: JobScheduler,
+    config: ScheduleSettings,
+    now: datetime,
+    run_id: str | None = None,
+) -> SyncReport:
+    """Make the scheduler's jobs under config.job_prefix exactly the enabled, valid segment schedules.
+
+    Creates missing jobs, updates changed ones, deletes those whose segment is gone, disabled or has an
+    invalid schedule (a segment without one gets config.default_cron); jobs without the prefix are
+    never read or touched. Each segment's outcome goes to its `status.schedule`, written only when it
+    changes, so a repeated run writes nothing but its run record, `runs/<run_id>`, written once at the
+    end. One bad segment never stops the others.
+    """
+    report = SyncReport(run_id=run_id or f"{JOB}-{now.strftime('%Y%m%dT%H%M%S%fZ')}", started_at=now)
+    with recorded(documents, report, record_start=False):
+        segments = documents.list("segments")
+        wanted: dict[str, tuple[str, JobSpec]] = {}
+        outcomes: dict[str, dict[str, Any] | None] = {}
+        for segment_id, segment in segments:
+            outcomes[segment_id] = _plan(segment_id, segment, config, now, wanted, report)
+
+        existing = {job.name: job for job in scheduler.list_jobs(config.job_prefix)}
+        for name, (segment_id, spec) in sorted(wanted.items()):
+            current = existing.get(name)
+            if current == spec:
+                report.unchanged.append(name)
+                continue
+            try:
+                scheduler.upsert_job(spec)
+            except JobRejected as exc:
+                report.errors[segment_id] = f"schedule: the scheduler refused the job: {exc}"
+                outcomes[segment_id] = {"state": "error", "error": report.errors[segment_id]}
+                continue
+            (report.updated if current else report.created).append(name)
+        # A job refused on update goes too: it must not keep firing on the schedule the marketer replaced.
+        keep = {*report.created, *report.updated, *report.unchanged}
+        for name in sorted(set(existing) - keep):
+            scheduler.delete_job(name)
+            report.deleted.append(name)
+
+        for segment_id, segment in segments:
+            _record_outcome(documents, segment_id, segment, outcomes[segment_id], now)
+        report.status = "partial" if report.errors else "ok"
+    return report
+
+
+def _plan(
+    segment_id: str,
+    segment: Mapping[str, Any],
+    config: ScheduleSettings,
+    now: datetime,
+    wanted: dict[str, tuple[str, JobSpec]],
+    report: SyncReport,
+) -> dict[str, Any] | None:
+    """Add the segment's job to wanted; return the status.schedule entry it should carry.
+
+    Defaults as segment parsing has them: `enabled` missing is true, `schedule` missing is the default.
+    """
+    if segment.get("enabled", True) is not True:
+        return {"state": "off", "reason": "the segment is not enabled"}
+    if "schedule" not in segment and config.default_cron is None:
+        return None
+    planned = segment_job(segment_id, segment, config, now)
+    if isinstance(planned, str):
+        report.errors[segment_id] = planned
+        return {"state": "error", "error": planned}
+    if planned.name in wanted:  # two ids that sanitise to one job name
+        other = wanted[planned.name][0]
+        report.errors[segment_id] = f"schedule: job name {planned.name} is already used by segment {other}; rename it"
+        return {"state": "error", "error": report.errors[segment_id]}
+    wanted[planned.name] = (segment_id, planned)
+    return {"state": "scheduled", "job": planned.name, "cron": planned.cron, "timezone": planned.time_zone}
+
+
+def _schedule_entry(segment: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The segment's status.schedule without its timestamp, for comparison."""
+    status = segment.get("status")
+    entry = status.get("schedule") if isinstance(status, Mapping) else None
+    return {k: v for k, v in entry.items() if k != "updated_at"} if isinstance(entry, Mapping) else None
+
+
+def _record_outcome(
+    documents: DocumentStore, segment_id: str, listed: Mapping[str, Any], entry: dict[str, Any] | None, now: datetime
+) -> None:
+    """Write status.schedule if it differs (ignoring its timestamp), keeping the rest of status:
+    validate_config and build_segments own the other keys. Before a write the document is read again,
+    so a status they wrote during this run is not put back to what it was when the run listed it."""
+    if _schedule_entry(listed) == entry:
+        return
+    segment = documents.get("segments", segment_id)
+    if segment is None or _schedule_entry(segment) == entry:
+        return  # deleted meanwhile, or already right
+    status = segment.get("status")
+    status = dict(status) if isinstance(status, Mapping) else {}
+    if entry is None:
+        status.pop("schedule", None)
+    else:
+        status["schedule"] = {**entry, "updated_at": now}
+    documents.set("segments", segment_id, {"status": status}, merge=True)

@@ -172,7 +172,7 @@ def child_baseline(spec: Mapping[str, Any]) -> dict[str, Any]:
 
     from shared.adapters.duckdb_warehouse import DuckDBWarehouse
     from shared.discovery.features import build_matrix, parse_config
-    from shared.services.discover import read_features
+    from shared.discovery.fit import read_features
 
     config = parse_config(spec["config"])
     warehouse = DuckDBWarehouse(spec["db"])

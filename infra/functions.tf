@@ -96,7 +96,7 @@ locals {
     sync_schedules = {
       description = "Makes the Cloud Scheduler jobs <prefix>-seg-* match the schedules of the Firestore segments (jobs message {\"job\": \"sync_schedules\"})."
       trigger     = { type = "pubsub", topic = "jobs", filter = "attributes.job = \"sync_schedules\"" }
-      # shared/scheduling.py ScheduleConfig.from_env.
+      # shared/config.py ScheduleSettings.from_env.
       env = {
         CDP_SCHEDULER_LOCATION  = var.region # where scheduler.tf puts the fixed jobs too
         CDP_SCHEDULE_JOB_PREFIX = local.schedule_job_prefix

@@ -21,7 +21,8 @@ from shared.devstack.bqemu import bigquery_client, start_bqemulator
 from shared.devstack.processes import Server
 from shared.schema import table_specs
 from shared.services import refine as refinement
-from tests.unit.test_refine import ALICE, FIRST_DAY, LAST_DAY, NOW, new_warehouse, planted, refined_tables
+from tests.builders import ALICE, FIRST_DAY, LAST_DAY, new_warehouse, planted, refined_tables
+from tests.builders import REFINE_NOW as NOW
 
 PROJECT = "cdp-local"
 

@@ -20,7 +20,8 @@ from shared.schema import table_spec
 from shared.services.segments import Evaluation, evaluate_segment
 from shared.tam.compiler import compile_segment
 from shared.tam.rules import parse_segment
-from tests.unit.test_tam_compiler import CASES, NOW, SEGMENT_TABLES, TODAY, leaf, planted_profiles, segment_doc
+from tests.builders import CASES, SEGMENT_TABLES, TODAY, leaf, planted_profiles, segment_doc
+from tests.builders import SEGMENTS_NOW as NOW
 
 PROJECT = "cdp-local"
 

@@ -28,8 +28,9 @@ from shared.devstack.processes import Server, free_port, start_server, wait_http
 from shared.schema import table_spec
 from shared.services import segments as service
 from shared.tam.events import DocumentChange
+from tests.builders import SEGMENTS_NOW as NOW
+from tests.builders import planted_profiles, planted_warehouse
 from tests.conftest import wait_for
-from tests.unit.test_tam_compiler import NOW, planted_profiles, planted_warehouse
 
 firestore_store = pytest.importorskip("shared.adapters.firestore_store", reason="the Firestore adapter is not there")
 

@@ -16,18 +16,8 @@ import pytest
 from shared.adapters.duckdb_warehouse import DuckDBWarehouse
 from shared.ports import Warehouse
 from shared.services import refine as refinement
-from tests.unit.test_refine import (
-    FIRST_DAY,
-    LAST_DAY,
-    NOW,
-    SITE,
-    History,
-    customer_id,
-    customers_of,
-    dump,
-    new_warehouse,
-    planted,
-)
+from tests.builders import FIRST_DAY, LAST_DAY, SITE, History, customer_id, customers_of, dump, new_warehouse, planted
+from tests.builders import REFINE_NOW as NOW
 
 SETTINGS = refinement.RefineSettings(period_days=4)  # short, so the period slides over the planted days
 

@@ -7,7 +7,8 @@ from datetime import date, timedelta
 from decimal import Decimal
 
 from shared.services import refine as refinement
-from tests.unit.test_refine import NOW, SITE, History, customer_id, new_warehouse
+from tests.builders import REFINE_NOW as NOW
+from tests.builders import SITE, History, customer_id, new_warehouse
 
 RUN_DATE = NOW.date()
 # Rows: R score 1..5; columns: FM score 1..5 (the mapping table of docs/segmentlets.md).

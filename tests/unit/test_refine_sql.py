@@ -14,7 +14,7 @@ from sqlglot import exp
 from shared.adapters.duckdb_warehouse import DuckDBWarehouse
 from shared.services import refine as refinement
 from shared.sql import SQL_DIR, load_sql, parameter_names, to_duckdb
-from tests.unit.test_refine import new_warehouse
+from tests.builders import new_warehouse
 
 FILES = sorted(path.stem for path in (SQL_DIR / "refine").glob("*.sql"))
 DAY = date(2026, 5, 1)

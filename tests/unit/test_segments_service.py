@@ -21,9 +21,9 @@ from shared.services import segments as service
 from shared.tam.events import DocumentChange
 from shared.tam.rules import parse_segment
 from shared.tam.templates import TEMPLATES
+from tests.builders import SEGMENTS_NOW as NOW
+from tests.builders import planted_warehouse, proto_event
 from tests.fakes import FakeDocumentStore
-from tests.unit.test_tam_compiler import NOW, planted_warehouse
-from tests.unit.test_tam_events import proto_event
 
 SEOUL_MOBILE_NO_BUY: dict[str, Any] = {
     "name": "서울 모바일 미구매",

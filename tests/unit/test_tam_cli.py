@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from cli.segments import Context, main
+from tests.builders import SEGMENTS_NOW as NOW
+from tests.builders import planted_warehouse
 from tests.fakes import FakeDocumentStore
-from tests.unit.test_tam_compiler import NOW, planted_warehouse
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 EXAMPLES = sorted((ROOT / "examples" / "segments").glob("*.yaml"))

@@ -6,9 +6,7 @@ outside every period used here, c06 belongs to another site, c05 has NULL in mos
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, date, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,39 +14,19 @@ import sqlglot
 from sqlglot import exp
 
 from shared.adapters.duckdb_warehouse import DuckDBWarehouse
-from shared.schema import table_spec
 from shared.segmentlets import BY_CODE, OPERATORS
 from shared.sql import load_sql, parameter_names, to_duckdb
 from shared.tam.compiler import _POSITIVE, compile_segment, window
 from shared.tam.rules import VOCABULARIES, parse_segment
-
-DATA = Path(__file__).resolve().parent.parent / "data" / "segments"
-NOW = datetime(2026, 3, 10, 6, 0, tzinfo=UTC)  # 15:00 in Seoul
-TODAY = date(2026, 3, 10)
-IN_SCOPE = {"c01", "c02", "c03", "c04", "c05", "c06", "c07", "c09"}
-SEGMENT_TABLES = ("refined.profiles", "audiences.segment_members", "audiences.segment_member_history")
-
-
-def planted_profiles() -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = json.loads((DATA / "profiles.json").read_text())
-    return rows
-
-
-def planted_warehouse(rows: list[dict[str, Any]] | None = None) -> DuckDBWarehouse:
-    """An in-memory warehouse with the segment tables and the planted profiles."""
-    warehouse = DuckDBWarehouse(":memory:")
-    warehouse.ensure_tables([table_spec(name) for name in SEGMENT_TABLES])
-    rows = planted_profiles() if rows is None else rows
-    result = warehouse.insert_rows("refined.profiles", rows, [r["customer_id"] for r in rows])
-    assert result.inserted == len(rows) and not result.errors
-    return warehouse
-
-
-def segment_doc(rules: Any, template: str = "behaviour", **fields: Any) -> dict[str, Any]:
-    doc: dict[str, Any] = {"name": "t", "template": template, "period": {"last_days": 3650}, **fields}
-    if rules is not None:
-        doc["rules"] = rules
-    return doc
+from tests.builders import (
+    CASES,
+    IN_SCOPE,
+    TODAY,
+    leaf,
+    planted_warehouse,
+    segment_doc,
+)
+from tests.builders import SEGMENTS_NOW as NOW
 
 
 @pytest.fixture(scope="module")
@@ -62,67 +40,6 @@ def members(warehouse: DuckDBWarehouse, doc: dict[str, Any], today: date = TODAY
     count = warehouse.query(compiled.count_sql(), compiled.params)[0]["size"]
     assert count == len(rows)
     return {r["customer_id"] for r in rows}
-
-
-def leaf(segmentlet: str, op: str, value: Any = None) -> dict[str, Any]:
-    rule: dict[str, Any] = {"segmentlet": segmentlet, "op": op}
-    if value is not None:
-        rule["value"] = value
-    return rule
-
-
-CASES: list[tuple[str, str, Any, set[str]]] = [
-    # category
-    ("sex", "eq", "F", {"c01", "c03", "c07", "c09"}),
-    ("sex", "eq", "f", {"c01", "c03", "c07", "c09"}),  # known vocabularies forgive case
-    ("sex", "ne", "F", {"c02", "c04", "c05", "c06"}),  # c05's sex is NULL: not known to be F
-    ("sex", "in", ["M", "U"], {"c02", "c04", "c06"}),
-    ("sex", "not_in", ["M", "U"], {"c01", "c03", "c05", "c07", "c09"}),
-    ("sex", "exists", None, IN_SCOPE - {"c05"}),
-    ("sex", "not_exists", None, {"c05"}),
-    ("region", "eq", "Seoul", {"c01", "c03", "c06", "c07", "c09"}),
-    ("device", "in", ["tablet", "desktop"], {"c02", "c04", "c07"}),
-    ("ref_media_lst", "eq", "paid", {"c01", "c07"}),
-    # number
-    ("age", "eq", 34, {"c01"}),
-    ("age", "ne", 34, IN_SCOPE - {"c01"}),  # c04's age is NULL
-    ("age", "gt", 45, {"c05", "c07"}),
-    ("age", "gte", 45, {"c02", "c05", "c07"}),
-    ("age", "lt", 28, {"c06"}),
-    ("age", "lte", 28, {"c03", "c06"}),
-    ("age", "between", [28, 45], {"c01", "c02", "c03", "c09"}),
-    ("age", "exists", None, IN_SCOPE - {"c04"}),
-    ("age", "not_exists", None, {"c04"}),
-    ("rvn_ltv", "gte", 800000, {"c04", "c07"}),
-    ("avg_rvn_ltv", "between", [70000.5, 200000], {"c01", "c04", "c07"}),
-    ("recency_days", "gte", 60, {"c02", "c05", "c07"}),
-    # list (NULL and empty arrays behave alike)
-    ("ad", "contains", "facebook", {"c01", "c03"}),
-    ("ad", "not_contains", "facebook", IN_SCOPE - {"c01", "c03"}),
-    ("ad", "contains_any", ["naver", "google"], {"c01", "c07"}),
-    ("cc", "contains_all", ["spring_sale", "vip_event"], {"c07"}),
-    ("cc", "contains_all", ["spring_sale", "spring_sale"], {"c01", "c07"}),
-    ("ad", "exists", None, {"c01", "c03", "c07"}),
-    ("ad", "not_exists", None, IN_SCOPE - {"c01", "c03", "c07"}),
-    # text_list
-    ("kw_inner", "contains", "셔츠", {"c01"}),
-    ("kw_inner", "matches", "셔츠", {"c01"}),
-    ("kw_inner", "matches", "shirt", {"c06"}),
-    ("kw_outer", "matches", "shirts", {"c03"}),
-    ("pn", "matches", "SHIRT", {"c03", "c09"}),
-    ("pn", "matches", "%", {"c09"}),  # no LIKE: % and _ are plain characters
-    ("pn", "matches", "_", {"c09"}),
-    ("pn_odr", "contains_any", ["Coat", "셔츠"], {"c04", "c06", "c07"}),
-    ("pn_odr", "not_contains", "Coat", IN_SCOPE - {"c04", "c07"}),
-    ("kw_inner", "contains_all", ["셔츠", "린넨 셔츠"], {"c01"}),
-    ("kw_inner", "exists", None, {"c01", "c02", "c04", "c06", "c09"}),
-    ("kw_inner", "not_exists", None, {"c03", "c05", "c07"}),
-    # boolean
-    ("is_member", "eq", True, {"c01", "c02", "c04", "c05", "c07"}),
-    ("is_member", "eq", False, {"c03", "c06", "c09"}),
-    ("has_email", "exists", None, IN_SCOPE - {"c09"}),
-    ("has_phone", "not_exists", None, {"c05", "c09"}),
-]
 
 
 @pytest.mark.parametrize(("segmentlet", "op", "value", "expected"), CASES, ids=[f"{c[0]}-{c[1]}" for c in CASES])

@@ -8,11 +8,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from google.events.cloud.firestore import ArrayValue, Document, DocumentEventData, MapValue, Value
+from google.events.cloud.firestore import Value
 
 from shared.tam.events import DocumentChange, EventError, decode_document_event, firestore_value
+from tests.builders import SEGMENT_DOCUMENT, proto_event, proto_value
 
-NAME = "projects/p/databases/(default)/documents/segments/s1"
 FIELDS = {
     "name": "서울 여성",
     "enabled": False,
@@ -25,43 +25,12 @@ FIELDS = {
 }
 
 
-def proto_value(value: Any) -> Value:
-    """A Python value as the Firestore protobuf Value (what Eventarc sends)."""
-    if value is None:
-        return Value(null_value=0)
-    if isinstance(value, bool):
-        return Value(boolean_value=value)
-    if isinstance(value, int):
-        return Value(integer_value=value)
-    if isinstance(value, float):
-        return Value(double_value=value)
-    if isinstance(value, str):
-        return Value(string_value=value)
-    if isinstance(value, datetime):
-        return Value(timestamp_value=value)
-    if isinstance(value, dict):
-        return Value(map_value=MapValue(fields={k: proto_value(v) for k, v in value.items()}))
-    if isinstance(value, list):
-        return Value(array_value=ArrayValue(values=[proto_value(v) for v in value]))
-    raise TypeError(type(value))
-
-
-def proto_event(old: dict[str, Any] | None, new: dict[str, Any] | None, name: str = NAME) -> bytes:
-    """A serialized DocumentEventData for a write from `old` to `new` (None: absent)."""
-    data = DocumentEventData()
-    if old is not None:
-        data.old_value = Document(name=name, fields={k: proto_value(v) for k, v in old.items()})
-    if new is not None:
-        data.value = Document(name=name, fields={k: proto_value(v) for k, v in new.items()})
-    return bytes(DocumentEventData.serialize(data))
-
-
 def rest_value(value: Any) -> dict[str, Any]:
     """A Python value as a Firestore REST (JSON) Value."""
     return json.loads(Value.to_json(proto_value(value)))  # type: ignore[no-any-return]
 
 
-def json_event(old: dict[str, Any] | None, new: dict[str, Any] | None, name: str = NAME) -> dict[str, Any]:
+def json_event(old: dict[str, Any] | None, new: dict[str, Any] | None, name: str = SEGMENT_DOCUMENT) -> dict[str, Any]:
     event: dict[str, Any] = {}
     if old is not None:
         event["oldValue"] = {"name": name, "fields": {k: rest_value(v) for k, v in old.items()}}

@@ -19,7 +19,7 @@ from shared.tam.rules import (
     to_document,
     user_fields,
 )
-from tests.unit.test_tam_compiler import TODAY, planted_warehouse
+from tests.builders import TODAY, planted_warehouse
 
 
 def doc(**fields: Any) -> dict[str, Any]:

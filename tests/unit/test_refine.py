@@ -1,16 +1,15 @@
 """Refinement known answers on a small hand-built history (DuckDB): dedupe, sessions, journeys,
 identity with its guardrails, and every column of profiles.
 
-The `planted` history below is also what tests/integration/test_refine_bigquery.py runs through the
-BigQuery emulator; the builder (`History`) serves the other refine tests.
+The `planted` history (tests/builders.py) is also what tests/integration/test_refine_bigquery.py runs
+through the BigQuery emulator; its builder (`History`) serves the other refine tests.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections import defaultdict
 from collections.abc import Iterator
-from datetime import UTC, date, datetime, timedelta
+from datetime import date
 from decimal import Decimal
 from typing import Any
 
@@ -20,169 +19,20 @@ from shared.adapters.duckdb_warehouse import DuckDBWarehouse
 from shared.ports import Warehouse
 from shared.schema import table_specs
 from shared.services import refine as refinement
-
-SITE = "shop"
-NOW = datetime(2026, 5, 10, 12, 0, tzinfo=UTC)  # 21:00 in Seoul: profiles as of 2026-05-10
-FIRST_DAY = date(2026, 2, 1)
-LAST_DAY = date(2026, 5, 10)
-CLIENTS: dict[str, tuple[str, str, str, str]] = {  # visitor -> device_type, os, browser, region
-    "vA1": ("mobile", "iOS", "Mobile Safari", "Seoul"),
-    "vA2": ("desktop", "Windows", "Chrome", "Busan"),
-    "vB": ("desktop", "macOS", "Safari", "Daegu"),
-    "vT": ("mobile", "Android", "Chrome Mobile", "Seoul"),
-    "vS": ("tablet", "iPadOS", "Mobile Safari", "Incheon"),
-}
-
-
-def at(text: str) -> datetime:
-    """'05-03 10:00' (2026, UTC) or a full ISO timestamp."""
-    if len(text) == 11:
-        text = f"2026-{text}"
-    return datetime.fromisoformat(text).replace(tzinfo=UTC)
-
-
-class History:
-    """Raw rows as the collector or the importer writes them, with readable defaults."""
-
-    def __init__(self) -> None:
-        self.rows: dict[str, list[dict[str, Any]]] = defaultdict(list)
-        self.count = 0
-
-    def add(
-        self,
-        table: str,
-        when: str,
-        visitor: str | None = None,
-        member: str | None = None,
-        site: str = SITE,
-        source: str = "tracker",
-        collected: str | None = None,
-        event_id: str | None = None,
-        **fields: Any,
-    ) -> str:
-        self.count += 1
-        ts = at(when)
-        device, os, browser, region = CLIENTS.get(visitor or "", ("desktop", "Linux", "Firefox", "Seoul"))
-        row: dict[str, Any] = {
-            "event_id": event_id or f"{table.split('.')[1]}-{self.count:04d}",
-            "site_id": site,
-            "event_date": ts.date().isoformat(),
-            "event_ts": ts.isoformat(),
-            "collected_at": (at(collected) if collected else ts + timedelta(seconds=1)).isoformat(),
-            "visitor_id": visitor,
-            "member_id": member,
-            "source": source,
-            "is_bot": False,
-        }
-        if source != "import":
-            row |= {"device_type": device, "os": os, "browser": browser, "region": region}
-        self.rows[table].append(row | fields)
-        return str(row["event_id"])
-
-    def visit(self, when: str, visitor: str, path: str, member: str | None = None, **arrival: Any) -> None:
-        """A page view and its land event; `arrival` (medium=..., ...) makes the land an entry."""
-        land: dict[str, Any] = {"is_entry": False, "medium": "internal"}
-        if arrival:
-            land = {"is_entry": True, "medium": arrival.pop("medium")}
-            names = {"source": "source_name", "campaign": "utm_campaign", "keyword": "search_keyword"}
-            land |= {names.get(k, k): v for k, v in arrival.items()}
-        self.add("raw.land", when, visitor, member, page_path=path, **land)
-        self.add("raw.page", when, visitor, member, page_path=path)
-
-    def order(self, when: str, order_id: str, revenue: int, items: list[str], **kw: Any) -> str:
-        conv_type = "refund" if revenue < 0 else "order"
-        names = [{"product_name": name} for name in items]
-        return self.add("raw.conv", when, conv_type=conv_type, order_id=order_id, revenue=revenue, items=names, **kw)
-
-    def load(self, warehouse: Warehouse) -> None:
-        batches = {t: (rows, [r["event_id"] for r in rows]) for t, rows in self.rows.items()}
-        results = warehouse.insert_many(batches)
-        assert all(not r.errors for r in results.values()), results
-
-
-def new_warehouse(history: History | None = None) -> DuckDBWarehouse:
-    warehouse = DuckDBWarehouse(":memory:")
-    warehouse.ensure_tables(list(table_specs().values()))
-    if history is not None:
-        history.load(warehouse)
-    return warehouse
-
-
-def planted() -> History:
-    """Alice (two devices, CRM contact keys, a POS order), Bob (long ago), Carol (an order sent
-    twice across midnight), Tom (session rules), a shared tablet, a family PC, blocked values."""
-    h = History()
-    # Alice: mobile on 05-01, then desktop logged in on 05-08; three orders, one refund.
-    h.visit("05-01 10:00", "vA1", "/", medium="search", source="naver", keyword=" Linen Shirt ")
-    h.visit("05-01 10:05", "vA1", "/products/p1")
-    h.add("raw.event", "05-01 10:05", "vA1", event_name="product_view", product_name="린넨 셔츠")
-    h.add("raw.event", "05-01 10:06", "vA1", event_name="search", search_keyword="코트")
-    h.add("raw.user", "05-01 10:10", "vA1", "m-alice", email="alice@example.com", phone="+821011112222", sex="F",
-          birth_year=1990)  # fmt: skip
-    h.order("05-01 10:12", "o1", 50000, ["린넨 셔츠"], visitor_id="vA1", member_id="m-alice")
-    h.visit("05-01 10:20", "vA1", "/cart", member="m-alice")
-    h.visit("05-08 20:00", "vA2", "/", "m-alice", medium="paid", source="google", campaign="spring_sale",
-            click_id_type="gclid")  # fmt: skip
-    h.visit("05-08 20:02", "vA2", "/products/p3", "m-alice")
-    h.add("raw.event", "05-08 20:02", "vA2", "m-alice", event_name="product_view", product_name="울 코트")
-    h.visit("05-08 20:10", "vA2", "/", "m-alice", medium="social", source="instagram", campaign="insta_may")
-    h.order("05-08 20:15", "o2", 120000, ["울 코트", "에코백"], visitor_id="vA2", member_id="m-alice")
-    # The same order again from the POS import: dropped (an order counts once per order id).
-    h.order("05-08 20:15", "o2", 120000, ["울 코트", "에코백"], member_id="m-alice", source="import",
-            collected="05-09 01:00")  # fmt: skip
-    h.order("05-09 09:00", "o1", -50000, ["린넨 셔츠"], member_id="m-alice", source="import")
-    # A POS order known only by Alice's email: it reaches her through the CRM link.
-    h.order("05-09 12:00", "o3", 30000, ["양말"], source="import", properties={"email": "alice@example.com"})
-
-    # Bob: one visit in February, before the 90-day period.
-    h.visit("02-01 09:00", "vB", "/", medium="direct")
-    h.visit("02-01 09:01", "vB", "/about")
-
-    # Carol: an order whose retry crossed midnight (collected later, other day): counted once.
-    h.visit("05-05 23:59", "vC", "/checkout", medium="direct")
-    h.order("05-05 23:59", "o9", 40000, ["가디건"], visitor_id="vC", collected="05-06 00:00")
-    h.order("05-06 00:00", "o9", 40000, ["가디건"], visitor_id="vC", collected="05-06 00:01")
-
-    # Tom: the session rules (30 minutes, new campaign, direct does not split, midnight).
-    h.visit("05-03 10:00", "vT", "/", medium="search", source="naver", keyword="셔츠")
-    h.visit("05-03 10:10", "vT", "/products/p1")
-    h.visit("05-03 10:39", "vT", "/products/p2")  # 29 minutes: same session
-    h.visit("05-03 10:45", "vT", "/", medium="direct")  # a direct arrival never splits
-    h.visit("05-03 10:50", "vT", "/search", medium="search", source="naver", keyword="셔츠")  # same inflow
-    h.visit("05-03 11:21", "vT", "/products/p3")  # 31 minutes: new session
-    h.visit("05-03 11:25", "vT", "/", medium="email", source="newsletter", campaign="may_news")  # new inflow
-    h.visit("05-03 23:50", "vT", "/", medium="direct")  # a session across midnight
-    h.visit("05-04 00:10", "vT", "/cart")
-    # Across midnight, a campaign arrival continues its session; another campaign starts a new one.
-    h.visit("05-04 23:55", "vT2", "/", medium="paid", source="google", campaign="night_sale")
-    h.visit("05-05 00:05", "vT2", "/sale", medium="paid", source="google", campaign="night_sale")
-    h.visit("05-05 00:10", "vT2", "/", medium="social", source="instagram", campaign="insta_may")
-
-    # A shared tablet: four members log in on it; s1 also has a phone of her own.
-    h.add("raw.page", "05-05 09:00", "vS", page_path="/")
-    for n in range(1, 5):
-        h.add("raw.page", f"05-05 1{n}:00", "vS", f"s{n}", page_path="/my")
-    h.add("raw.page", "05-06 09:00", "vS1", "s1", page_path="/")
-    # A family PC: three members, at the cap, are merged.
-    for n in range(1, 4):
-        h.add("raw.page", f"05-06 1{n}:00", "vF", f"f{n}", page_path="/my")
-
-    # Blocked values never identify or link anyone.
-    h.add("raw.page", "05-06 10:00", "undefined", "m-dora", page_path="/")
-    h.add("raw.user", "05-06 10:05", "vN", "null", email="null", phone="000-0000-0000")
-    h.add("raw.page", "05-06 10:10", "0000", page_path="/")
-
-    # Another site with a member id equal to Alice's: another customer.
-    h.add("raw.page", "05-07 10:00", "vA1", "m-alice", site="other", page_path="/")
-    return h
-
-
-def customer_id(site: str, node: str) -> str:
-    rank = {"member": "1", "visitor": "2", "email": "3", "phone": "4"}[node.split(":")[0]]
-    return "c_" + hashlib.md5(f"{site}|{rank}{node}".encode()).hexdigest()[:20]
-
-
-ALICE = customer_id(SITE, "member:m-alice")
+from tests.builders import (
+    ALICE,
+    FIRST_DAY,
+    LAST_DAY,
+    SITE,
+    at,
+    customer_id,
+    customers_of,
+    dump,
+    new_warehouse,
+    planted,
+    refined_tables,
+)
+from tests.builders import REFINE_NOW as NOW
 
 
 def rows(warehouse: Warehouse, sql: str, **params: Any) -> list[dict[str, Any]]:
@@ -192,16 +42,6 @@ def rows(warehouse: Warehouse, sql: str, **params: Any) -> list[dict[str, Any]]:
 def profile(warehouse: Warehouse, cid: str) -> dict[str, Any]:
     [found] = rows(warehouse, "select * from refined.profiles where customer_id = @c", c=cid)
     return found
-
-
-def customers_of(warehouse: Warehouse, *nodes: str, site: str = SITE) -> dict[str, str]:
-    found = rows(
-        warehouse,
-        "select node, customer_id from refined.identities where site_id = @s and node in unnest(@n)",
-        s=site,
-        n=list(nodes),
-    )
-    return {r["node"]: r["customer_id"] for r in found}
 
 
 @pytest.fixture(scope="module")
@@ -311,15 +151,6 @@ def test_day_by_day_runs_build_the_same_tables_as_one_run(refined: DuckDBWarehou
         refinement.refine(daily, None, start, end, NOW)
     for name in refined_tables():
         assert dump(daily, name) == dump(refined, name), name
-
-
-def refined_tables() -> list[str]:
-    return sorted(name for name, spec in table_specs().items() if spec.dataset == "refined")
-
-
-def dump(warehouse: Warehouse, table: str) -> list[tuple[tuple[str, str], ...]]:
-    """A table's rows, comparable across runs and engines."""
-    return sorted(tuple(sorted((k, repr(v)) for k, v in r.items())) for r in warehouse.query(f"select * from {table}"))
 
 
 # -- identity --------------------------------------------------------------------------------------

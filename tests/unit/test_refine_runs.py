@@ -3,14 +3,12 @@ storefront traffic, the jobs message, the Cloud Function handler and the backfil
 
 from __future__ import annotations
 
-import base64
 import json
 from collections.abc import Mapping
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
-from cloudevents.http import CloudEvent
 
 from cli import refine as refine_cli
 from shared.adapters.duckdb_warehouse import DuckDBWarehouse
@@ -19,17 +17,9 @@ from shared.devstack.storefront import ORIGIN, SITE_ID, Storefront
 from shared.schema import table_specs
 from shared.services import refine as refinement
 from shared.services.collect import CollectorConfig, HttpRequest, handle_request
+from tests.builders import FIRST_DAY, LAST_DAY, History, dump, jobs_event, new_warehouse, planted, refined_tables
+from tests.builders import REFINE_NOW as NOW
 from tests.fakes import FakeBus, FakeDocumentStore
-from tests.unit.test_refine import (
-    FIRST_DAY,
-    LAST_DAY,
-    NOW,
-    History,
-    dump,
-    new_warehouse,
-    planted,
-    refined_tables,
-)
 
 SHOP_END = datetime(2026, 3, 10, 12, tzinfo=UTC)
 SHOP_DAYS = [date(2026, 3, 7) + timedelta(days=n) for n in range(4)]
@@ -166,16 +156,6 @@ def test_chunks_cover_the_range_once() -> None:
     ]
     with pytest.raises(ValueError):
         refinement.chunks(date(2026, 1, 1), date(2026, 1, 5), 0)
-
-
-def jobs_event(body: dict[str, Any], message_id: str = "7") -> CloudEvent:
-    message = {
-        "data": base64.b64encode(json.dumps(body).encode()).decode(),
-        "attributes": {"job": str(body.get("job"))},
-        "messageId": message_id,
-    }
-    attributes = {"type": "google.cloud.pubsub.topic.v1.messagePublished", "source": "//pubsub/test"}
-    return CloudEvent(attributes, {"message": message})
 
 
 def test_the_handler_runs_its_job_and_ignores_others(monkeypatch: pytest.MonkeyPatch) -> None:

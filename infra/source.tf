@@ -1,6 +1,7 @@
 locals {
   # The repository root is the deploy source of every function: main.py re-exports the entry
-  # points and shared/ and sql/ ship with each. Everything that is not runtime code stays out.
+  # points and shared/ and sql/ ship with each. Everything that is not runtime code stays out:
+  # command-line tools (cli/, scripts/), benchmarks, examples, the local devstack, tests and docs.
   # Patterns are doublestar globs relative to the root; a matching directory is skipped whole.
   source_excludes = [
     ".*", # hidden entries at the root: .git, .venv*, .local, .ci, tool caches, lock files
@@ -8,7 +9,10 @@ locals {
     "**/*.pyc",
     "**/node_modules",
     "*.duckdb*",
+    "benchmarks",
+    "cli",
     "docs",
+    "examples",
     "infra",
     "mission",
     "scripts",

@@ -897,7 +897,45 @@ def test_source_zip_holds_runtime_code_only(locals_: dict[str, Any], tf: dict[st
     assert {f"functions/{name}/main.py" for name in main_exports()} <= kept
     for excluded in ("tests/", "infra/", "scripts/", "docs/", ".venv", ".git/", ".local/", "shared/devstack/"):
         assert not [p for p in kept if p.startswith(excluded)], f"{excluded} would ship in the zip"
+    for excluded in ("cli/", "benchmarks/", "examples/"):  # command lines, benchmarks, sample segments
+        assert not [p for p in kept if p.startswith(excluded)], f"{excluded} would ship in the zip"
+    assert {"cli", "benchmarks", "examples"} <= set(locals_["source_excludes"])
     assert not [p for p in kept if "__pycache__" in p or p.endswith(".pyc") or p.startswith(".")]
+
+
+# Top-level folders of Python that never ship: deployed code importing one fails only in the cloud.
+NOT_DEPLOYED_PACKAGES = frozenset({"benchmarks", "cli", "scripts", "tests"})
+
+
+def imported_modules(path: Path) -> Iterator[str]:
+    """Every module an import statement anywhere in the file may load, function-level imports
+    included: `import a.b` gives a.b, `from a import b` gives a and a.b (b may be a module)."""
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            yield from (alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            yield node.module
+            yield from (f"{node.module}.{alias.name}" for alias in node.names)
+
+
+def test_deployed_code_imports_only_what_the_zip_holds(locals_: dict[str, Any]) -> None:
+    runtime = [ROOT / "main.py", *sorted((ROOT / "shared").rglob("*.py")), *sorted((ROOT / "functions").rglob("*.py"))]
+    wrong = {
+        f"{path.relative_to(ROOT)} imports {name}"
+        for path in runtime
+        for name in imported_modules(path)
+        if name.partition(".")[0] in NOT_DEPLOYED_PACKAGES
+    }
+    assert not wrong, "runtime code imports command-line, benchmark, script or test code"
+    # Self-sufficient: a module of this repository that a zipped file imports is in the zip too.
+    kept = zipped_files(ROOT, locals_["source_excludes"])
+    missing = set()
+    for rel in sorted(p for p in kept if p.endswith(".py")):
+        for name in imported_modules(ROOT / rel):
+            candidates = (name.replace(".", "/") + ".py", name.replace(".", "/") + "/__init__.py")
+            if any((ROOT / c).is_file() for c in candidates) and not any(c in kept for c in candidates):
+                missing.add(f"{rel} imports {name}")
+    assert not missing, "modules left out of the source zip"
 
 
 def test_doublestar_matching_as_the_archive_provider_does() -> None:

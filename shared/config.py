@@ -45,7 +45,8 @@ class CollectSettings:
     ip_salt: str | None = field(default=None, repr=False)
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> CollectSettings:
+    def from_env(cls, env: Mapping[str, str] | None = None) -> CollectSettings:
+        env = os.environ if env is None else env
         return cls(
             region_header=env.get("CDP_REGION_HEADER", cls.region_header),
             max_body_bytes=_int(env, "CDP_MAX_BODY_BYTES", cls.max_body_bytes),

@@ -1,0 +1,173 @@
+"""Each entry point as Cloud Functions serves it: the real app from functions-framework over main.py.
+
+Unit tests call the handlers directly; this is what they cannot see: that `main.py` exports the
+name, that the framework finds the decorator by that name (and so the signature type whatever the
+deployment's flag says), and that a request as the trigger delivers it (a Pub/Sub push body, an
+Eventarc CloudEvent, plain HTTP) gets through. Ports are fakes and an in-memory DuckDB.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from flask.testing import FlaskClient
+from functions_framework import create_app
+
+import main
+from shared import bootstrap, serving
+from shared.adapters.duckdb_warehouse import DuckDBWarehouse
+from shared.config import Settings
+from shared.schema import table_spec
+from tests.builders import proto_event
+from tests.fakes import FakeBus, FakeDocumentStore
+
+HTTP, CLOUD_EVENT = "http", "cloudevent"
+SIGNATURES = {
+    "build_segments": CLOUD_EVENT,
+    "collect": HTTP,
+    "discover": CLOUD_EVENT,
+    "load_dead_letters": CLOUD_EVENT,
+    "load_events": CLOUD_EVENT,
+    "refine": CLOUD_EVENT,
+    "sync_schedules": CLOUD_EVENT,
+    "validate_config": CLOUD_EVENT,
+}
+# A message for another job: the `jobs` topic reaches every job function (the emulator ignores filters).
+OTHER_JOB = {"refine": "discover", "discover": "refine", "build_segments": "sync_schedules", "sync_schedules": "refine"}
+ENV = {
+    "CDP_PROJECT": "cdp-test",
+    "CDP_SITES": json.dumps({"test-shop": {"origins": ["https://shop.example"]}}),
+    "CDP_IP_SALT": "entry-point-salt",
+}
+
+
+@dataclass
+class Ports:
+    """The fakes behind bootstrap, and which accessors a request asked for."""
+
+    warehouse: DuckDBWarehouse
+    bus: FakeBus = field(default_factory=FakeBus)
+    documents: FakeDocumentStore = field(default_factory=FakeDocumentStore)
+    asked: list[str] = field(default_factory=list)
+
+    def bad_rows(self) -> list[dict[str, Any]]:
+        return self.warehouse.query("select reason_code, site_id from raw.bad_rows")
+
+
+@pytest.fixture
+def ports(monkeypatch: pytest.MonkeyPatch) -> Ports:
+    warehouse = DuckDBWarehouse(":memory:")
+    warehouse.ensure_tables([table_spec("raw.bad_rows")])
+    ports = Ports(warehouse)
+    settings = Settings.from_env(ENV)
+    built = {
+        "settings": settings,
+        "collector_config": bootstrap.build_collector_config(settings),
+        "warehouse": ports.warehouse,
+        "bus": ports.bus,
+        "documents": ports.documents,
+    }
+
+    def accessor(name: str, value: object) -> Callable[[], object]:
+        def get() -> object:
+            ports.asked.append(name)
+            return value
+
+        return get
+
+    for name, value in built.items():
+        monkeypatch.setattr(bootstrap, name, accessor(name, value))
+    monkeypatch.setattr(bootstrap, "job_scheduler", lambda: pytest.fail("no request here reaches Cloud Scheduler"))
+    monkeypatch.setattr(serving, "settle_heap", lambda: None)  # would freeze the test runner's heap
+    # create_app writes the type it resolved here; monkeypatch puts the variable back afterwards.
+    monkeypatch.setenv("FUNCTION_SIGNATURE_TYPE", HTTP)
+    return ports
+
+
+def app_client(name: str) -> FlaskClient:
+    """The app of one entry point, given the framework's default flag: only the decorator can make it an event."""
+    app = create_app(target=name, source="main.py", signature_type=HTTP)
+    return app.test_client()
+
+
+def resolved_signature() -> str:
+    """The signature type create_app settled on (it writes it to the environment for the process)."""
+    return os.environ["FUNCTION_SIGNATURE_TYPE"]
+
+
+def push(data: bytes, **attributes: str) -> dict[str, Any]:
+    """A Pub/Sub push request body, as our push subscriptions (infra/pubsub.tf) deliver messages."""
+    message = {
+        "data": base64.b64encode(data).decode(),
+        "attributes": attributes,
+        "messageId": "4242",
+        "publishTime": "2026-05-10T12:00:00Z",
+    }
+    return {"message": message, "subscription": "projects/cdp-test/subscriptions/test"}
+
+
+def test_every_export_of_main_has_its_test() -> None:
+    assert sorted(main.__all__) == sorted(SIGNATURES)
+    assert {"collect", "load_events", "load_dead_letters", "validate_config", *OTHER_JOB} == set(SIGNATURES)
+
+
+def test_collect_is_http_and_serves_the_tracker(ports: Ports) -> None:
+    client = app_client("collect")
+    assert resolved_signature() == SIGNATURES["collect"]
+    tracker = client.get("/tracker.js")
+    assert tracker.status_code == 200 and "javascript" in tracker.content_type and tracker.data
+    preflight = client.options(
+        "/e", headers={"Origin": "https://shop.example", "Access-Control-Request-Method": "POST"}
+    )
+    assert 200 <= preflight.status_code < 300
+    assert ports.bus.published == []
+
+
+@pytest.mark.parametrize("name", sorted(OTHER_JOB))
+def test_a_job_function_acknowledges_another_jobs_message_and_does_nothing(ports: Ports, name: str) -> None:
+    client = app_client(name)
+    assert resolved_signature() == SIGNATURES[name]
+    assert client.get("/").status_code == 405  # a CloudEvent function takes POSTs only
+    other = OTHER_JOB[name]
+    answer = client.post("/", json=push(json.dumps({"job": other}).encode(), job=other))
+    assert answer.status_code == 200, answer.get_data(as_text=True)
+    assert ports.asked == [] and ports.documents.docs == {} and ports.bus.published == []
+
+
+def test_load_events_stores_a_message_that_is_no_beacon_message_as_a_bad_row(ports: Ports) -> None:
+    client = app_client("load_events")
+    assert resolved_signature() == SIGNATURES["load_events"]
+    answer = client.post("/", json=push(b"not a beacon message"))
+    assert answer.status_code == 200, answer.get_data(as_text=True)
+    assert ports.bad_rows() == [{"reason_code": "undecodable_message", "site_id": None}]
+
+
+def test_load_dead_letters_stores_the_message_as_a_bad_row(ports: Ports) -> None:
+    client = app_client("load_dead_letters")
+    assert resolved_signature() == SIGNATURES["load_dead_letters"]
+    answer = client.post("/", json=push(b'{"rows": []}', site_id="test-shop"))
+    assert answer.status_code == 200, answer.get_data(as_text=True)
+    assert ports.bad_rows() == [{"reason_code": "dead_lettered", "site_id": "test-shop"}]
+
+
+def test_validate_config_acknowledges_a_deleted_segment(ports: Ports) -> None:
+    client = app_client("validate_config")
+    assert resolved_signature() == SIGNATURES["validate_config"]
+    headers = {  # an Eventarc Firestore event in binary content mode: the document change as protobuf
+        "ce-id": "e1",
+        "ce-source": "//firestore.googleapis.com/projects/cdp-test/databases/(default)",
+        "ce-specversion": "1.0",
+        "ce-type": "google.cloud.firestore.document.v1.written",
+        "ce-subject": "documents/segments/s1",
+        "Content-Type": "application/protobuf",
+    }
+    answer = client.post("/", data=proto_event({"name": "gone"}, None), headers=headers)
+    assert answer.status_code == 200, answer.get_data(as_text=True)
+    assert ports.asked == ["warehouse", "documents"]  # decoded, and handed to the service
+    assert ports.documents.docs == {} and ports.bad_rows() == []

@@ -1,6 +1,6 @@
 """Discovery: automatic-k K-Means over 1M generated profiles, end to end, against plain scikit-learn.
 
-N generated profiles with planted clusters (`shared.devstack.synthetic_profiles`, default 1,000,000)
+N generated profiles with planted clusters (`devstack.synthetic_profiles`, default 1,000,000)
 go into `refined.profiles` of a fresh DuckDB file. Then, each in a child process of its own so that
 its peak memory is its own:
 - discover: `shared.services.discover.discover(engine="sklearn")` with 20 features and k in 2..8,
@@ -250,8 +250,8 @@ def run_child(role: str, spec: Mapping[str, Any], timeout: float | None) -> dict
 
 def generate(path: Path, profiles: int) -> np.ndarray:
     """Write the generated profiles into refined.profiles of a fresh DuckDB file; their planted archetypes."""
+    from devstack.synthetic_profiles import synthetic_profiles
     from shared.adapters.duckdb_warehouse import DuckDBWarehouse
-    from shared.devstack.synthetic_profiles import synthetic_profiles
     from shared.schema import table_specs
 
     table, truth = synthetic_profiles(profiles, seed=SEED, as_of=AS_OF)

@@ -11,12 +11,12 @@ locals {
     "*.duckdb*",
     "benchmarks",
     "cli",
+    "devstack",
     "docs",
     "examples",
     "infra",
     "mission",
     "scripts",
-    "shared/devstack",
     "tests",
   ]
 }

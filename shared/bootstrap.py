@@ -23,7 +23,7 @@ def build_warehouse(settings: Settings) -> Warehouse:
         return BigQueryWarehouse(settings.project, settings.dataset_prefix, settings.bigquery_location)
     from shared.adapters.duckdb_warehouse import DuckDBWarehouse
 
-    warehouse = DuckDBWarehouse(settings.duckdb_path)
+    warehouse = DuckDBWarehouse(settings.duckdb_path, threads=settings.duckdb_threads)
     # Locally nothing else creates tables; in production Terraform does, from the same schema files.
     warehouse.ensure_tables(list(table_specs().values()))
     return warehouse

@@ -105,6 +105,9 @@ class Settings:
     project: str
     warehouse: WarehouseKind = "duckdb"
     duckdb_path: str = ".local/warehouse.duckdb"
+    # DuckDB worker threads (None: one per core). A process that only appends small batches, as
+    # the local loader does, spends less CPU waking workers with 1.
+    duckdb_threads: int | None = None
     dataset_prefix: str = ""
     bigquery_location: str = "asia-northeast3"
     beacon_topic: str = "beacons"  # collect publishes to it, load_events reads it
@@ -126,6 +129,7 @@ class Settings:
             project=project,
             warehouse=warehouse,  # type: ignore[arg-type]
             duckdb_path=env.get("CDP_DUCKDB_PATH", cls.duckdb_path),
+            duckdb_threads=_int(env, "CDP_DUCKDB_THREADS", 0) or None,
             dataset_prefix=env.get("CDP_DATASET_PREFIX", ""),
             bigquery_location=env.get("CDP_BIGQUERY_LOCATION", cls.bigquery_location),
             beacon_topic=env.get("CDP_BEACON_TOPIC", cls.beacon_topic),

@@ -57,6 +57,10 @@ class TableSpec:
     # writes: DuckDB deletes a million keyed rows in ~90 s and unkeyed ones in milliseconds, and
     # builds and checkpoints the keys of large tables slowly.
     enforce_row_id: bool = True
+    # Rows arrive only by streaming inserts (the raw tables): row ids deduplicate best effort, as
+    # BigQuery's insert ids do, and readers deduplicate exactly. An embedded warehouse appends them
+    # unkeyed, skipping only the ids it wrote recently.
+    append_only: bool = False
 
     @property
     def name(self) -> str:
@@ -93,7 +97,8 @@ def table_specs() -> dict[str, TableSpec]:
             clustering=tuple(entry.get("clustering", ())),
             require_partition_filter=bool(entry.get("require_partition_filter", False)),
             partition_expiration_days=entry.get("partition_expiration_days"),
-            enforce_row_id=bool(entry.get("enforce_row_id", True)),
+            enforce_row_id=bool(entry.get("enforce_row_id", not entry.get("append_only", False))),
+            append_only=bool(entry.get("append_only", False)),
         )
         specs[spec.name] = spec
     return specs

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
+from devstack.emulators import Emulators, running_emulators
+from devstack.pipeline import LocalPipeline, running_pipeline
 from shared.adapters.duckdb_warehouse import DuckDBWarehouse
-from shared.devstack.emulators import Emulators, running_emulators
-from shared.devstack.pipeline import LocalPipeline, running_pipeline
 
 TEST_SITES = {"test-shop": ["https://shop.example"], "open-shop": ["*"], "demo-shop": ["*"]}
 

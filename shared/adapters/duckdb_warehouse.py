@@ -1,8 +1,13 @@
 """Warehouse on an embedded DuckDB file: the local default for the demo, tests and scripts.
 
 DuckDB lets one process hold a database file for writing. Functions, the demo and scripts run in
-separate processes over the same file, so each call opens the file under an exclusive lock and
-closes it when done; an in-memory database keeps one connection instead.
+separate processes over the same file, so a process holds the file under an exclusive lock while its
+calls keep coming and hands it over when idle or when another process announces that it waits (see
+`DuckDBWarehouse.connection`); an in-memory database keeps one connection instead.
+
+Raw tables are append-only here as on BigQuery streaming: their row ids deduplicate best effort (ids
+this process wrote recently are skipped) and refinement deduplicates on them exactly. A keyed
+`INSERT OR IGNORE … RETURNING` costs DuckDB a hash join per statement, about twice a plain append.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ import fcntl
 import json
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -74,7 +80,7 @@ def _arrow_type(field: Field) -> pa.DataType:
 
 def create_table_sql(spec: TableSpec) -> str:
     columns = [f'"{f.name}" {duckdb_type(f)}{" NOT NULL" if f.required else ""}' for f in spec.fields]
-    if spec.enforce_row_id:
+    if spec.enforce_row_id:  # schema.py: never for append-only tables
         columns.append(f'PRIMARY KEY ("{spec.row_id}")')
     return f'CREATE TABLE IF NOT EXISTS "{spec.dataset}"."{spec.table}" ({", ".join(columns)})'
 
@@ -113,6 +119,26 @@ class _Pending:
     error: BaseException | None = None
 
 
+class _RecentIds:
+    """The row ids this process committed lately, per append-only table: BigQuery-like best-effort
+    deduplication of redelivered messages without a keyed insert. Bounded, oldest forgotten first."""
+
+    def __init__(self, capacity: int) -> None:
+        self._capacity = capacity
+        self._ids: dict[str, OrderedDict[str, None]] = {}
+
+    def seen(self, table: str, row_id: str) -> bool:
+        ids = self._ids.get(table)
+        return ids is not None and row_id in ids
+
+    def add(self, table: str, row_ids: set[str]) -> None:
+        ids = self._ids.setdefault(table, OrderedDict())
+        for row_id in row_ids:
+            ids[row_id] = None
+        while len(ids) > self._capacity:
+            ids.popitem(last=False)
+
+
 class DuckDBWarehouse:
     """Warehouse port over DuckDB; SQL arrives in BigQuery dialect and is transpiled."""
 
@@ -120,25 +146,36 @@ class DuckDBWarehouse:
         self,
         path: str | Path = ":memory:",
         specs: Mapping[str, TableSpec] | None = None,
-        idle_release: float = 0.2,
-        max_hold: float = 1.0,
+        idle_release: float = 1.0,
+        max_hold: float | None = None,
         linger: float | None = None,
+        threads: int | None = None,
+        recent_ids: int = 100_000,
     ):
         self.path = str(path)
         self._specs: dict[str, TableSpec] = dict(specs or {})
         self._memory = self.path == ":memory:"
         self._conn: duckdb.DuckDBPyConnection | None = None
         self._lock_file: IO[str] | None = None
+        self._want_file: IO[str] | None = None
         self._acquired_at = 0.0
         self._idle_release = idle_release
         self._max_hold = max_hold
-        self._timer: threading.Timer | None = None
+        self._threads = threads
+        self._last_call = 0.0
+        self._reaper: threading.Thread | None = None
         self._thread_lock = threading.RLock()
         self._writer = threading.Lock()
         self._queue_lock = threading.Lock()
+        self._arrived = threading.Condition(self._queue_lock)
+        self._queued_callers = 0  # callers with rows in the queue
+        self._expect = 1  # callers a writer waits for: how many were lately inside insert_many at once
         self._queue: list[_Pending] = []
+        self._recent = _RecentIds(recent_ids)
+        self._shapes: dict[str, tuple[bool, bool]] = {}  # see _stored_shape
+        self._optimizer_off = False
         # Only a file shared by a multi-threaded loader gains from waiting for company.
-        self._linger = (0.0 if self._memory else 0.02) if linger is None else linger
+        self._linger = (0.0 if self._memory else 0.01) if linger is None else linger
         self._linger_target = 8
         self._callers = 0
         if not self._memory:
@@ -148,43 +185,83 @@ class DuckDBWarehouse:
     def connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """A connection held exclusively for the block (thread- and process-safe).
 
-        Opening the file costs ~80 ms, so a file connection is kept between calls and released
-        after `idle_release` seconds without calls, or at the first call after `max_hold`
-        seconds, so another process waiting for the file gets its turn.
+        Opening the file costs ~80 ms and closing it a checkpoint, so a process keeps the file
+        between calls: it hands it over at its next call once another process announces that it
+        waits (a shared lock on `<file>.want`, taken before queueing for the file), after
+        `max_hold` seconds if set, or after `idle_release` seconds without calls.
         """
         with self._thread_lock:
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
-            if self._conn is not None and not self._memory and time.monotonic() - self._acquired_at > self._max_hold:
+            if self._conn is not None and not self._memory and self._should_hand_over():
                 self._release()
+                self._let_waiters_in()
             if self._conn is None:
                 self._acquire()
             assert self._conn is not None
             try:
                 yield self._conn
             finally:
-                if not self._memory and self._conn is not None:
-                    self._timer = threading.Timer(self._idle_release, self.close)
-                    self._timer.daemon = True
-                    self._timer.start()
+                self._last_call = time.monotonic()
+
+    def _reap(self) -> None:
+        """Release the file once no call came for `idle_release` seconds (one thread per holding)."""
+        while True:
+            time.sleep(self._idle_release / 4)
+            with self._thread_lock:  # held by any call in progress: it waits for the call to end
+                if self._conn is not None and time.monotonic() - self._last_call < self._idle_release:
+                    continue
+                self._release()
+                self._reaper = None
+                return
+
+    def _want(self) -> IO[str]:
+        if self._want_file is None:
+            self._want_file = open(self.path + ".want", "a+")  # noqa: SIM115 - kept for the object's life
+        return self._want_file
+
+    def _should_hand_over(self) -> bool:
+        if self._max_hold is not None and time.monotonic() - self._acquired_at > self._max_hold:
+            return True
+        try:  # an exclusive probe fails while any other process waits with its shared lock
+            fcntl.flock(self._want(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(self._want(), fcntl.LOCK_UN)
+        return False
+
+    def _let_waiters_in(self) -> None:
+        """Block until every process that waited has taken the file, so the one that just handed it
+        over does not take it straight back."""
+        fcntl.flock(self._want(), fcntl.LOCK_EX)
+        fcntl.flock(self._want(), fcntl.LOCK_UN)
 
     def _acquire(self) -> None:
+        config: dict[str, str | bool | int | float | list[str]] = {}
+        if self._threads is not None:
+            config["threads"] = self._threads
         if self._memory:
-            self._conn = duckdb.connect(":memory:")
+            self._conn = duckdb.connect(":memory:", config=config)
             return
         lock_file = open(self.path + ".lock", "a+")  # noqa: SIM115 - held across calls, closed in _release
-        fcntl.flock(lock_file, fcntl.LOCK_EX)
+        want = self._want()
+        fcntl.flock(want, fcntl.LOCK_SH)  # announce ourselves: the holder hands over at its next call
         try:
-            self._conn = duckdb.connect(self.path)
+            fcntl.flock(lock_file, fcntl.LOCK_EX)
+        finally:
+            fcntl.flock(want, fcntl.LOCK_UN)
+        try:
+            self._conn = duckdb.connect(self.path, config=config)
         except duckdb.IOException as exc:
             fcntl.flock(lock_file, fcntl.LOCK_UN)
             lock_file.close()
             raise TransientError(f"cannot open {self.path}: {exc}") from exc
         self._lock_file = lock_file
-        self._acquired_at = time.monotonic()
+        self._acquired_at = self._last_call = time.monotonic()
+        if self._reaper is None:
+            self._reaper = threading.Thread(target=self._reap, name="duckdb-idle-release", daemon=True)
+            self._reaper.start()
 
     def _release(self) -> None:
+        self._optimizer_off = False  # a new connection starts with it on
         if self._conn is not None:
             self._conn.close()
             self._conn = None
@@ -196,9 +273,6 @@ class DuckDBWarehouse:
     def close(self) -> None:
         """Release the file (and its lock) now; the next call opens it again."""
         with self._thread_lock:
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
             if not self._memory:
                 self._release()
 
@@ -209,6 +283,7 @@ class DuckDBWarehouse:
         new in sql/schema is added, as Terraform adds it on BigQuery; a new REQUIRED column cannot
         be filled for the rows already there, so it stops with the table and column named.
         """
+        self._shapes.clear()
         with self.connection() as conn:
             for spec in specs:
                 conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{spec.dataset}"')
@@ -252,17 +327,16 @@ class DuckDBWarehouse:
             if len(rows) != len(row_ids):
                 raise ValueError(f"{table}: rows and row_ids differ in length")
             pendings[table] = _Pending(self._spec(table), rows, row_ids)
-        with self._queue_lock:
+        with self._arrived:
             self._queue.extend(pendings.values())
+            self._queued_callers += 1
             self._callers += 1
+            self._expect = min(max(self._expect, self._callers), self._linger_target)
+            self._arrived.notify_all()
         try:
             with self._writer:
                 if not all(p.done for p in pendings.values()):
-                    if self._linger and self._company():
-                        time.sleep(self._linger)  # callers in flight queue behind us and share the statements
-                    with self._queue_lock:
-                        batch, self._queue = self._queue, []
-                    self._write(batch)
+                    self._write(self._gather())
         finally:
             with self._queue_lock:
                 self._callers -= 1
@@ -274,11 +348,21 @@ class DuckDBWarehouse:
             results[table] = pending.result
         return results
 
-    def _company(self) -> bool:
-        """Other callers are inside insert_rows but not yet queued: waiting briefly lets them join."""
-        with self._queue_lock:
-            waiting = len({id(p.rows) for p in self._queue})
-            return waiting < self._callers and waiting < self._linger_target
+    def _gather(self) -> list[_Pending]:
+        """Take the queue, first waiting up to `linger` for as many callers as were lately seen at once.
+
+        Pub/Sub pushes a few messages at a time (the emulator two per subscription): the writer that
+        waits a few milliseconds for the next push shares one transaction and one statement per table
+        with it, and their acknowledgements go out together, so the next pushes arrive together too.
+        A wait that ends short lowers the expectation, so a single stream pays it once.
+        """
+        deadline = time.monotonic() + self._linger
+        with self._arrived:
+            while self._queued_callers < self._expect and (remaining := deadline - time.monotonic()) > 0:
+                self._arrived.wait(remaining)
+            self._expect = max(1, self._queued_callers)
+            batch, self._queue, self._queued_callers = self._queue, [], 0
+        return batch
 
     def _write(self, batch: list[_Pending]) -> None:
         groups: dict[str, list[_Pending]] = {}
@@ -286,19 +370,23 @@ class DuckDBWarehouse:
             groups.setdefault(item.spec.name, []).append(item)
         try:
             with self.connection() as conn:
-                try:  # the fast path: every table in one transaction, one statement each
-                    conn.execute("BEGIN TRANSACTION")
-                    for group in groups.values():
-                        self._write_group(conn, group)
-                    conn.execute("COMMIT")
-                except (duckdb.Error, pa.ArrowException, TypeError, ValueError):
-                    conn.execute("ROLLBACK")
-                    for group in groups.values():  # find the culprits, one table and row at a time
-                        try:
-                            self._write_group(conn, group, row_by_row=True)
-                        except Exception as exc:  # noqa: BLE001 - handed to each waiting caller
-                            for item in group:
-                                item.error = exc
+                try:
+                    try:  # the fast path: every table in one transaction, one statement each
+                        conn.execute("BEGIN TRANSACTION")
+                        written = [(group[0].spec, self._write_group(conn, group)) for group in groups.values()]
+                        conn.execute("COMMIT")
+                        for spec, row_ids in written:  # remembered once durable: a rollback forgets nothing
+                            self._remember(spec, row_ids)
+                    except (duckdb.Error, pa.ArrowException, TypeError, ValueError):
+                        conn.execute("ROLLBACK")
+                        for group in groups.values():  # find the culprits, one table and row at a time
+                            try:
+                                self._write_group(conn, group, row_by_row=True)
+                            except Exception as exc:  # noqa: BLE001 - handed to each waiting caller
+                                for item in group:
+                                    item.error = exc
+                finally:
+                    self._set_optimizer(conn, enabled=True)  # queries on this connection need it
         except Exception as exc:  # noqa: BLE001 - the file could not be opened: every caller fails
             for item in batch:
                 item.error = item.error or exc
@@ -306,16 +394,23 @@ class DuckDBWarehouse:
             for item in batch:
                 item.done = True
 
-    def _write_group(self, conn: duckdb.DuckDBPyConnection, group: list[_Pending], row_by_row: bool = False) -> None:
+    def _write_group(
+        self, conn: duckdb.DuckDBPyConnection, group: list[_Pending], row_by_row: bool = False
+    ) -> set[str]:
+        """Insert a table's queued rows, each id once; return the ids inserted (row by row: each
+        statement commits on its own, so its ids are remembered at once)."""
         spec = group[0].spec
         first_seen: dict[str, tuple[int, int]] = {}  # row id -> (caller, row index): the first copy wins
         for caller, item in enumerate(group):
             item.result = InsertResult()
             for index, row_id in enumerate(item.row_ids):
-                first_seen.setdefault(row_id, (caller, index))
+                if not (spec.append_only and self._recent.seen(spec.name, row_id)):
+                    first_seen.setdefault(row_id, (caller, index))
         owners = list(first_seen.values())
+        inserted: set[str] = set()
         if not row_by_row:
-            for row_id in self._insert(conn, spec, [group[c].rows[i] for c, i in owners]):
+            inserted = self._insert(conn, spec, [group[c].rows[i] for c, i in owners])
+            for row_id in inserted:
                 result = group[first_seen[row_id][0]].result
                 assert result is not None
                 result.inserted += 1
@@ -324,34 +419,77 @@ class DuckDBWarehouse:
                 result = group[caller].result
                 assert result is not None
                 try:
-                    result.inserted += len(self._insert(conn, spec, [group[caller].rows[index]]))
+                    ids = self._insert(conn, spec, [group[caller].rows[index]])
                 except (duckdb.Error, pa.ArrowException, TypeError, ValueError) as exc:
                     result.errors.append(RowError(index, f"{type(exc).__name__}: {exc}"[:500]))
+                    continue
+                result.inserted += len(ids)
+                self._remember(spec, ids)
         for item in group:
             assert item.result is not None
             item.result.skipped_duplicates = len(item.rows) - item.result.inserted - len(item.result.errors)
+        return inserted
 
-    @staticmethod
-    def _insert(conn: duckdb.DuckDBPyConnection, spec: TableSpec, rows: Sequence[Mapping[str, Any]]) -> set[str]:
-        """Insert the rows whose id is new; return the ids actually inserted."""
+    def _remember(self, spec: TableSpec, row_ids: set[str]) -> None:
+        if spec.append_only and row_ids:
+            self._recent.add(spec.name, row_ids)
+
+    def _set_optimizer(self, conn: duckdb.DuckDBPyConnection, enabled: bool) -> None:
+        """Switch the connection's optimizer for plain appends; _write switches it back on."""
+        if enabled == self._optimizer_off:
+            conn.execute("PRAGMA enable_optimizer" if enabled else "PRAGMA disable_optimizer")
+            self._optimizer_off = not enabled
+
+    def _stored_shape(self, conn: duckdb.DuckDBPyConnection, spec: TableSpec) -> tuple[bool, bool]:
+        """(columns in the spec's order, has a primary key) of the stored table. A file made before a
+        table became append-only still has its key; one upgraded by ensure_tables may differ in order."""
+        if spec.name not in self._shapes:
+            params = {"schema": spec.dataset, "table": spec.table}
+            columns = conn.execute(
+                "SELECT column_name FROM information_schema.columns "
+                "WHERE table_schema = $schema AND table_name = $table ORDER BY ordinal_position",
+                params,
+            ).fetchall()
+            keys = conn.execute(
+                "SELECT count(*) FROM duckdb_constraints() "
+                "WHERE schema_name = $schema AND table_name = $table AND constraint_type = 'PRIMARY KEY'",
+                params,
+            ).fetchall()
+            self._shapes[spec.name] = (tuple(name for (name,) in columns) == spec.column_names, bool(keys[0][0]))
+        return self._shapes[spec.name]
+
+    def _insert(self, conn: duckdb.DuckDBPyConnection, spec: TableSpec, rows: Sequence[Mapping[str, Any]]) -> set[str]:
+        """Insert the rows whose id is new (append-only tables: every row given); return their ids."""
         if not rows:
             return set()
         schema = pa.schema([(f.name, _arrow_type(f)) for f in spec.fields])
-        staged = [{f.name: _stage(f, row.get(f.name)) for f in spec.fields} for row in rows]
-        conn.register("_staged_rows", pa.Table.from_pylist(staged, schema=schema))
+        staged = pa.Table.from_pylist(
+            [{f.name: _stage(f, row.get(f.name)) for f in spec.fields} for row in rows], schema=schema
+        )
         table, key = f'"{spec.dataset}"."{spec.table}"', f'"{spec.row_id}"'
-        if spec.enforce_row_id:
-            statement = f"INSERT OR IGNORE INTO {table} BY NAME SELECT * FROM _staged_rows RETURNING {key}"
-        else:  # no key to conflict on: skip the ids already stored ourselves
-            statement = (
-                f"INSERT INTO {table} BY NAME SELECT * FROM _staged_rows AS s "
-                f"WHERE NOT EXISTS (SELECT 1 FROM {table} AS t WHERE t.{key} = s.{key}) RETURNING {key}"
-            )
+        in_order, keyed = self._stored_shape(conn, spec) if spec.append_only else (False, spec.enforce_row_id)
+        if spec.append_only and not keyed and in_order:
+            # A relation append binds no statement by name, and the optimizer has nothing to do for
+            # it: about 2 ms instead of 4-5 ms for a keyed insert by name on this machine.
+            self._set_optimizer(conn, enabled=False)
+            conn.from_arrow(staged).insert_into(f"{spec.dataset}.{spec.table}")
+            return {str(row[spec.row_id]) for row in rows}
+        self._set_optimizer(conn, enabled=True)
+        conn.register("_staged_rows", staged)
         try:
-            inserted = conn.execute(statement).fetchall()
+            if spec.append_only and not keyed:
+                conn.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _staged_rows")
+                return {str(row[spec.row_id]) for row in rows}
+            if keyed:
+                statement = f"INSERT OR IGNORE INTO {table} BY NAME SELECT * FROM _staged_rows RETURNING {key}"
+            else:  # no key to conflict on: skip the ids already stored ourselves
+                statement = (
+                    f"INSERT INTO {table} BY NAME SELECT * FROM _staged_rows AS s "
+                    f"WHERE NOT EXISTS (SELECT 1 FROM {table} AS t WHERE t.{key} = s.{key}) RETURNING {key}"
+                )
+            return {row[0] for row in conn.execute(statement).fetchall()}
         finally:
             conn.unregister("_staged_rows")
-        return {row[0] for row in inserted}
 
     def query(self, sql: str, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
         statement = to_duckdb(sql)

@@ -3,7 +3,7 @@
 Marketers set `schedule` and `enabled` on a segment; nobody edits Cloud Scheduler by hand. The
 `JobScheduler` port (shared/ports/scheduler.py) has one adapter per place jobs can live: Cloud
 Scheduler in production (shared/adapters/cloud_scheduler.py) and an in-process cron runner locally
-(shared/devstack/local_scheduler.py), which has no emulator to stand in for it.
+(devstack/local_scheduler.py), which has no emulator to stand in for it.
 
 A managed job publishes, like the fixed jobs of infra/scheduler.tf, a jobs message (shared/jobs.py)
 naming the segment: `{"job": "build_segments", "segment_id": "<id>"}`.

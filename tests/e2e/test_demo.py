@@ -9,7 +9,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from shared.devstack import demo
+from devstack import demo
 
 pytestmark = pytest.mark.emulator
 

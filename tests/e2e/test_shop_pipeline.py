@@ -14,7 +14,7 @@ from urllib.parse import urlencode
 import pytest
 from playwright.sync_api import Browser, Page
 
-from shared.devstack.pipeline import LocalPipeline
+from devstack.pipeline import LocalPipeline
 from tests.conftest import wait_for, warehouse_rows
 from tests.e2e.browser import chromium
 

@@ -895,7 +895,7 @@ def test_source_zip_holds_runtime_code_only(locals_: dict[str, Any], tf: dict[st
     kept = zipped_files(ROOT, locals_["source_excludes"])
     assert {"main.py", "requirements.txt", "shared/config.py", "sql/schema/raw/tables.json"} <= kept
     assert {f"functions/{name}/main.py" for name in main_exports()} <= kept
-    for excluded in ("tests/", "infra/", "scripts/", "docs/", ".venv", ".git/", ".local/", "shared/devstack/"):
+    for excluded in ("tests/", "infra/", "scripts/", "docs/", ".venv", ".git/", ".local/", "devstack/"):
         assert not [p for p in kept if p.startswith(excluded)], f"{excluded} would ship in the zip"
     for excluded in ("cli/", "benchmarks/", "examples/"):  # command lines, benchmarks, sample segments
         assert not [p for p in kept if p.startswith(excluded)], f"{excluded} would ship in the zip"

@@ -33,9 +33,9 @@ from google.api_core.exceptions import NotFound
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import bigquery
 
+from devstack.bqemu import bigquery_client, start_bqemulator
+from devstack.processes import Server, free_port
 from shared.adapters.bigquery_warehouse import BigQueryWarehouse, TableNotFoundError
-from shared.devstack.bqemu import bigquery_client, start_bqemulator
-from shared.devstack.processes import Server, free_port
 from shared.ports import RowError, TransientError
 from shared.schema import Field, TableSpec, table_spec, table_specs
 

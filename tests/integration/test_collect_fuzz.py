@@ -18,7 +18,7 @@ from functions_framework import create_app
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from shared.devstack.emulators import Emulators
+from devstack.emulators import Emulators
 
 pytestmark = pytest.mark.emulator
 

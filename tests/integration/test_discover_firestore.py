@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
+from devstack.emulators import Emulators
+from devstack.synthetic_profiles import synthetic_profiles
 from shared.adapters.duckdb_warehouse import DuckDBWarehouse
-from shared.devstack.emulators import Emulators
-from shared.devstack.synthetic_profiles import synthetic_profiles
 from shared.discovery.features import DEFAULT_FEATURES, ConfigError
 from shared.schema import table_specs
 from shared.services import discover as service

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from google.api_core import exceptions as gexc
 
+from devstack.emulators import Emulators
 from shared.adapters.firestore_store import FirestoreStore
-from shared.devstack.emulators import Emulators
 from shared.ports import DocumentStore, TransientError
 from tests.fakes import FakeDocumentStore
 

@@ -12,7 +12,7 @@ import pytest
 import requests
 from functions_framework import create_app
 
-from shared.devstack.pipeline import LocalPipeline
+from devstack.pipeline import LocalPipeline
 from tests.conftest import wait_for, warehouse_rows
 
 pytestmark = pytest.mark.emulator

@@ -17,9 +17,9 @@ import grpc
 import pytest
 from google.cloud import pubsub_v1  # type: ignore[attr-defined]
 
+from devstack.emulators import Emulators
+from devstack.processes import free_port
 from shared.adapters.pubsub_bus import PubSubBus
-from shared.devstack.emulators import Emulators
-from shared.devstack.processes import free_port
 from shared.ports import TransientError
 
 

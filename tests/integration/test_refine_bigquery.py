@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
+from devstack.bqemu import bigquery_client, start_bqemulator
+from devstack.processes import Server
 from shared.adapters.bigquery_warehouse import BigQueryWarehouse
-from shared.devstack.bqemu import bigquery_client, start_bqemulator
-from shared.devstack.processes import Server
 from shared.schema import table_specs
 from shared.services import refine as refinement
 from tests.builders import ALICE, FIRST_DAY, LAST_DAY, new_warehouse, planted, refined_tables

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
+from devstack.bqemu import bigquery_client, start_bqemulator
 from shared.adapters.bigquery_warehouse import BigQueryWarehouse
-from shared.devstack.bqemu import bigquery_client, start_bqemulator
 from shared.schema import table_spec
 from shared.services.segments import Evaluation, evaluate_segment
 from shared.tam.compiler import compile_segment

@@ -22,9 +22,9 @@ from typing import Any
 import pytest
 
 from cli.segments import Context, main
+from devstack.emulators import Emulators, _firestore_jar, sdk_root
+from devstack.processes import Server, free_port, start_server, wait_http
 from shared.adapters.duckdb_warehouse import DuckDBWarehouse
-from shared.devstack.emulators import Emulators, _firestore_jar, sdk_root
-from shared.devstack.processes import Server, free_port, start_server, wait_http
 from shared.schema import table_spec
 from shared.services import segments as service
 from shared.tam.events import DocumentChange

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from shared.devstack import emulators
-from shared.devstack.processes import StackError, free_port, start_server, wait_http
+from devstack import emulators
+from devstack.processes import StackError, free_port, start_server, wait_http
 from shared.logs import JsonFormatter
 
 

@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 
 from cli import discover as discover_cli
+from devstack.synthetic_profiles import synthetic_profiles
 from shared import bootstrap
 from shared.adapters.duckdb_warehouse import DuckDBWarehouse
-from shared.devstack.synthetic_profiles import synthetic_profiles
 from shared.schema import table_specs
 from tests.builders import jobs_event
 from tests.fakes import FakeDocumentStore

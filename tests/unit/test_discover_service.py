@@ -12,8 +12,8 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from devstack.synthetic_profiles import synthetic_profiles
 from shared.adapters.duckdb_warehouse import DuckDBWarehouse
-from shared.devstack.synthetic_profiles import synthetic_profiles
 from shared.discovery.features import DEFAULT_FEATURES, ConfigError, DiscoveryError
 from shared.schema import table_specs
 from shared.services import discover as service

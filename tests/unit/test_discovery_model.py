@@ -14,8 +14,8 @@ import pyarrow as pa
 import pytest
 from sklearn.metrics import adjusted_rand_score
 
+from devstack.synthetic_profiles import ARCHETYPES, synthetic_profiles
 from shared.adapters.duckdb_warehouse import DuckDBWarehouse
-from shared.devstack.synthetic_profiles import ARCHETYPES, synthetic_profiles
 from shared.discovery import model
 from shared.discovery.features import DiscoveryConfig, DiscoveryError, Transform, build_matrix, parse_config
 from shared.schema import table_specs

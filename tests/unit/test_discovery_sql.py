@@ -15,8 +15,8 @@ import sqlglot
 from sklearn.cluster import KMeans
 from sklearn.metrics import adjusted_rand_score
 
+from devstack.synthetic_profiles import synthetic_profiles
 from shared.adapters.duckdb_warehouse import DuckDBWarehouse
-from shared.devstack.synthetic_profiles import synthetic_profiles
 from shared.discovery import bigquery_ml
 from shared.discovery.features import BY_CODE, FEATURES, MISSING, OTHER, Transform, parse_config
 from shared.schema import table_specs

@@ -9,8 +9,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from devstack.local_scheduler import LocalScheduler, next_fire, publish_to
 from shared.config import ScheduleSettings as ScheduleConfig
-from shared.devstack.local_scheduler import LocalScheduler, next_fire, publish_to
 from shared.jobs import fixed_job_spec
 from shared.ports import JobSpec
 from shared.services.sync_schedules import sync_schedules

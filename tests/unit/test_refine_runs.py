@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 from cli import refine as refine_cli
+from devstack.storefront import ORIGIN, SITE_ID, Storefront
 from shared.adapters.duckdb_warehouse import DuckDBWarehouse
 from shared.config import Site
-from shared.devstack.storefront import ORIGIN, SITE_ID, Storefront
 from shared.schema import table_specs
 from shared.services import refine as refinement
 from shared.services.collect import CollectorConfig, HttpRequest, handle_request

@@ -149,6 +149,7 @@ class Visitor:
     ip: str
     member: dict[str, Any] | None
     propensity: float
+    vip: bool = False  # a loyal high spender: visits often and usually buys
 
 
 def _weighted(rng: random.Random, options: list[tuple[Any, int]]) -> Any:
@@ -243,7 +244,9 @@ class Storefront:
                 "email": f"member{n}@example.com",
                 "phone": f"010-{rng.randint(1000, 9999)}-{rng.randint(1000, 9999)}",
             }
-        return Visitor(
+        # Every 25th member is a VIP, as a real shop's top few percent who bring much of its revenue;
+        # chosen by number rather than by a draw, so every run has one VIP per 25 members.
+        visitor = Visitor(
             visitor_id=str(uuid.UUID(int=rng.getrandbits(128), version=4)),
             user_agent=_weighted(rng, USER_AGENTS),
             region=_weighted(rng, [((code, name), w) for code, name, w in REGIONS]),
@@ -251,12 +254,15 @@ class Storefront:
             member=member,
             propensity=rng.betavariate(2, 5) * (1.6 if member else 0.8),
         )
+        if member is not None and self._members % 25 == 0:
+            visitor.vip, visitor.propensity = True, 0.9
+        return visitor
 
     def beacons(self) -> Iterator[Beacon]:
         """Every request in the order a fleet of browsers would send them (per visitor)."""
         for _ in range(self.visitors):
             visitor = self._new_visitor()
-            sessions = 1 + min(int(self.rng.expovariate(0.9)), 12)
+            sessions = 1 + min(int(self.rng.expovariate(0.9)), 12) + (8 if visitor.vip else 0)
             starts = sorted(
                 self.end - timedelta(seconds=self.rng.uniform(600, self.days * 86400)) for _ in range(sessions)
             )

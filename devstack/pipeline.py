@@ -15,12 +15,12 @@ from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
+from devstack.emulators import Emulators, running_emulators
+from devstack.processes import Server, free_port, start_server, wait_http
 from shared.adapters.duckdb_warehouse import DuckDBWarehouse
-from shared.devstack.emulators import Emulators, running_emulators
-from shared.devstack.processes import Server, free_port, start_server, wait_http
 from shared.schema import table_specs
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 BEACON_TOPIC = "beacons"
 DEAD_LETTER_TOPIC = "beacons-dead-letter"
 
@@ -127,7 +127,8 @@ def running_pipeline(
         env = {**pipeline_env(emulators, duckdb_path, sites), **(extra_env or {})}
         # What Terraform does in production: the tables exist before the first beacon.
         DuckDBWarehouse(duckdb_path).ensure_tables(list(table_specs().values()))
-        loader = serve_function("load_events", log_dir, env)
+        # The loader only appends small batches: one DuckDB thread costs it less CPU (docs/architecture.md).
+        loader = serve_function("load_events", log_dir, {**env, "CDP_DUCKDB_THREADS": "1"})
         stack.callback(loader.stop)
         emulators.export()
         subscription = f"load-events-{int(time.time() * 1000)}"

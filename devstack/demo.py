@@ -13,7 +13,9 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,12 +23,13 @@ from typing import Any
 import requests
 from tqdm import tqdm
 
+from devstack.pipeline import LocalPipeline, running_pipeline
+from devstack.storefront import ORIGIN, SITE_ID, Beacon, Storefront
 from shared.adapters.duckdb_warehouse import DuckDBWarehouse
 from shared.beacons import TABLE_BY_TYPE
-from shared.devstack.pipeline import LocalPipeline, running_pipeline
-from shared.devstack.storefront import ORIGIN, SITE_ID, Beacon, Storefront
+from shared.schema import table_specs
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 RAW_TABLES = ["raw.page", "raw.land", "raw.event", "raw.user", "raw.conv"]
 
 
@@ -97,7 +100,12 @@ def send_all(pipeline: LocalPipeline, beacons: list[Beacon], workers: int) -> Ta
 
 
 def loaded_counts(path: Path) -> dict[str, int]:
-    sql = " UNION ALL ".join(f"SELECT '{t}' AS t, COUNT(*) AS n FROM {t}" for t in [*RAW_TABLES, "raw.bad_rows"])
+    """Distinct row ids per raw table: raw tables are append-only, as on BigQuery, so a redelivered
+    message may repeat rows there; refinement keeps one of each."""
+    specs = table_specs()
+    sql = " UNION ALL ".join(
+        f"SELECT '{t}' AS t, COUNT(DISTINCT {specs[t].row_id}) AS n FROM {t}" for t in [*RAW_TABLES, "raw.bad_rows"]
+    )
     warehouse = DuckDBWarehouse(path)
     try:
         return {r["t"]: int(r["n"]) for r in warehouse.query(sql)}
@@ -105,8 +113,9 @@ def loaded_counts(path: Path) -> dict[str, int]:
         warehouse.close()
 
 
-def wait_until_loaded(pipeline: LocalPipeline, tally: Tally, timeout: float) -> dict[str, int]:
-    """Follow the loader's per-message log lines (as one would in Cloud Logging), then count rows.
+def wait_until_loaded(pipeline: LocalPipeline, tally: Tally, timeout: float) -> float:
+    """Follow the loader's per-message log lines (as one would in Cloud Logging) until every message
+    is loaded; return when the last one was (time.monotonic).
 
     Polling the warehouse instead would contend with the loader for the DuckDB file.
     """
@@ -118,13 +127,14 @@ def wait_until_loaded(pipeline: LocalPipeline, tally: Tally, timeout: float) -> 
             bar.n = min(done, tally.requests)
             bar.refresh()
             if done >= tally.requests:
-                break
-            time.sleep(0.5)
-    time.sleep(1.0)  # a redelivery still in flight would show up now
-    return loaded_counts(pipeline.duckdb_path)
+                return time.monotonic()
+            time.sleep(0.1)
+    raise RuntimeError(
+        f"{tally.requests - bar.n} of {tally.requests} messages were not loaded within {timeout:.0f} s; see {log}"
+    )
 
 
-def report(tally: Tally, counts: dict[str, int], visitors: int, days: int, seconds: dict[str, float]) -> bool:
+def report(tally: Tally, counts: dict[str, int], visitors: int, days: int) -> bool:
     ok = True
     print()
     print(f"Ingestion: {SITE_ID}, {visitors:,} visitors over {days} days")
@@ -145,18 +155,42 @@ def report(tally: Tally, counts: dict[str, int], visitors: int, days: int, secon
         print(
             f"  {len(tally.unexpected)} answers differed from what the generator intended, e.g. {tally.unexpected[0]}"
         )
-    rate = tally.events_sent / seconds["send"] if seconds["send"] else 0.0
-    print(f"  timings: send {seconds['send']:.1f}s ({rate:,.0f} events/s), load caught up {seconds['load']:.1f}s after")
     print("All stages agree." if ok else "Stages DISAGREE: see above and .local/demo/logs/.")
     return ok
 
 
-def refine_and_segment(pipeline: LocalPipeline, days: int, out: Path) -> bool:
+@dataclass
+class Timings:
+    """Seconds per stage, in the order they ran; loading overlaps sending (it starts with the first push)."""
+
+    stages: dict[str, float] = field(default_factory=dict)
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        started = time.monotonic()
+        try:
+            yield
+        finally:
+            self.stages[name] = time.monotonic() - started
+
+    def print(self, tally: Tally, load_seconds: float) -> None:
+        print("Timings")
+        for name, seconds in self.stages.items():
+            print(f"  {name:<28}{seconds:>7.1f} s")
+        print(
+            f"  load rate                   {tally.requests / load_seconds:>7.1f} messages/s, "
+            f"{sum(tally.accepted.values()) / load_seconds:,.0f} events/s "
+            "(from the first request sent to the last message loaded, through the push subscription)"
+        )
+
+
+def refine_and_segment(pipeline: LocalPipeline, days: int, out: Path, timings: Timings) -> bool:
     """Refine the history, discover clusters, apply the example segments, build them; print it all."""
     from datetime import UTC, datetime, timedelta
 
+    from cli.refine import backfill
     from shared.adapters.firestore_store import FirestoreStore
-    from shared.services import discover, refine, segments
+    from shared.services import discover, segments
     from shared.tam.files import load_file
 
     now = datetime.now(UTC)
@@ -164,25 +198,24 @@ def refine_and_segment(pipeline: LocalPipeline, days: int, out: Path) -> bool:
     documents = FirestoreStore(pipeline.emulators.project)
     try:
         print("\ndemo: refining the history into sessions, identities, profiles and RFM")
-        started = time.monotonic()
-        run = refine.backfill(
-            warehouse, documents, (now - timedelta(days=days + 1)).date(), now.date(), now, chunk_days=31
-        )
-        refined = time.monotonic() - started
+        with timings.stage("refine"):
+            run = backfill(warehouse, documents, (now - timedelta(days=days + 1)).date(), now.date(), now, 31)
         print("demo: discovering K-Means segments (charts in the report folder)")
-        discovered = discover.discover(warehouse, documents, now, charts_dir=out / "discovery")
-        segments.publish_catalogue(documents)
-        for path in sorted((REPO / "examples" / "segments").glob("*.yaml")):
-            segment_id, definition = load_file(path)
-            segments.apply_segment(documents, segment_id, definition)
-        built = segments.build_segments(warehouse, documents, now)
+        with timings.stage("discover"):
+            discovered = discover.discover(warehouse, documents, now, charts_dir=out / "discovery")
+        with timings.stage("segments"):
+            segments.publish_catalogue(documents)
+            for path in sorted((REPO / "examples" / "segments").glob("*.yaml")):
+                segment_id, definition = load_file(path)
+                segments.apply_segment(documents, segment_id, definition)
+            built = segments.build_segments(warehouse, documents, now)
         rfm = warehouse.query(
             "SELECT rfm, COUNT(*) AS n FROM refined.profiles WHERE rfm IS NOT NULL GROUP BY rfm ORDER BY n DESC, rfm"
         )
         profiles = warehouse.query("SELECT COUNT(*) AS n, COUNTIF(is_member) AS members FROM refined.profiles")[0]
     finally:
         warehouse.close()
-    print(f"Refinement: {run.status} in {refined:.1f}s; rows {run.rows}")
+    print(f"Refinement: {run.status} in {timings.stages['refine']:.1f}s; rows {run.rows}")
     print(f"  profiles {profiles['n']:,} (members {profiles['members']:,})")
     print("  RFM groups (customers with an order in the period)")
     for row in rfm:
@@ -209,21 +242,32 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=REPO / ".local" / "demo")
     args = parser.parse_args(argv)
 
+    begun = time.monotonic()
     shutil.rmtree(args.out, ignore_errors=True)  # a fresh warehouse, so the counts can be compared
     args.out.mkdir(parents=True)
+    timings = Timings()
     print(f"demo: generating a storefront (seed {args.seed})")
-    beacons = list(Storefront(seed=args.seed, visitors=args.visitors, days=args.days).beacons())
+    with timings.stage("generate"):
+        beacons = list(Storefront(seed=args.seed, visitors=args.visitors, days=args.days).beacons())
     print(f"demo: starting the emulators, collect and load_events (logs in {args.out / 'logs'})")
     env = {"CDP_MAX_EVENT_AGE_DAYS": str(args.days + 2)}  # the demo replays history through the live endpoint
-    with running_pipeline(args.out, {SITE_ID: [ORIGIN]}, extra_env=env) as pipeline:
+    with ExitStack() as stack:
+        with timings.stage("start the local stack"):
+            pipeline = stack.enter_context(running_pipeline(args.out, {SITE_ID: [ORIGIN]}, extra_env=env))
         print(f"demo: collect at {pipeline.collect_url}  (try {pipeline.collect_url}/tracker.js)")
         started = time.monotonic()
-        tally = send_all(pipeline, beacons, args.workers)
+        with timings.stage("send (HTTP to collect)"):
+            tally = send_all(pipeline, beacons, args.workers)
         sent = time.monotonic()
-        counts = wait_until_loaded(pipeline, tally, timeout=900)
-        loaded = time.monotonic()
-        ok = report(tally, counts, args.visitors, args.days, {"send": sent - started, "load": loaded - sent})
-        ok = refine_and_segment(pipeline, args.days, args.out) and ok
+        loaded = wait_until_loaded(pipeline, tally, timeout=900)
+        timings.stages["load (after the last send)"] = loaded - sent
+        time.sleep(1.0)  # a redelivery still in flight would show up now
+        counts = loaded_counts(pipeline.duckdb_path)
+        ok = report(tally, counts, args.visitors, args.days)
+        ok = refine_and_segment(pipeline, args.days, args.out, timings) and ok
+    load_seconds = loaded - started
+    print()
+    timings.print(tally, load_seconds)
     (args.out / "report.json").write_text(
         json.dumps(
             {
@@ -232,12 +276,18 @@ def main(argv: list[str] | None = None) -> int:
                 "loaded": counts,
                 "bad_rows_expected": tally.bad_rows,
                 "agree": ok,
+                "seconds": timings.stages,
+                "load_messages_per_s": tally.requests / load_seconds,
             },
             indent=2,
         )
     )
     print(f"demo: warehouse {pipeline.duckdb_path} (open it with duckdb), report {args.out / 'report.json'}")
-    return 0 if ok else 1
+    if not ok:
+        print("demo: FAILED, stages disagree or a build failed (see above)")
+        return 1
+    print(f"demo: done in {time.monotonic() - begun:.0f} s (load {tally.requests / load_seconds:.0f} msgs/s)")
+    return 0
 
 
 if __name__ == "__main__":

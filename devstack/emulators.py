@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from shared.devstack.processes import Server, StackError, free_port, start_server, wait_http
+from devstack.processes import Server, StackError, free_port, start_server, wait_http
 
 INSTALL_HINT = (
     "install Java 17 and the emulators: apt-get install openjdk-17-jre-headless "

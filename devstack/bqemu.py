@@ -14,9 +14,9 @@ from google.api_core.client_options import ClientOptions
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import bigquery
 
-from shared.devstack.processes import Server, StackError, free_port, start_server, wait_http
+from devstack.processes import Server, StackError, free_port, start_server, wait_http
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[1]
 EMU_VENV = REPO_ROOT / ".venv-emu"
 INSTALL_HINT = "run scripts/install-bqemu"
 

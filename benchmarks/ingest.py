@@ -34,7 +34,7 @@ from devstack.pipeline import BEACON_TOPIC, pipeline_env
 from devstack.processes import Server, StackError, free_port, start_server, wait_http
 from devstack.storefront import ORIGIN, SITE_ID, Beacon, Storefront
 from shared import beacons, offline_import
-from shared.adapters.duckdb_warehouse import DuckDBWarehouse
+from shared.adapters.duckdb_warehouse import DuckDBWarehouse, short_gil_turns
 from shared.adapters.pubsub_bus import PubSubBus
 from shared.config import Site
 from shared.schema import table_specs
@@ -44,6 +44,8 @@ from shared.services.load import load_message
 REPO = Path(__file__).resolve().parents[1]
 LOG_DIR = REPO / ".local" / "bench" / "ingest"
 TARGET_RATIO = 0.6
+# As devstack/pipeline.py runs the loader (CDP_DUCKDB_THREADS=1): it only appends small batches.
+LOADER_DUCKDB_THREADS = 1
 TARGET_LOADER_MSGS = 200  # load_message from the loader's threads, small (one page view) messages
 # How collect is deployed (infra/functions.tf): THREADS gunicorn threads, one per request Cloud Run's
 # `concurrency` gives an instance at once; tests/infra checks the two agree. The default load matches.
@@ -483,7 +485,7 @@ def fresh_warehouse(path: Path, keyed_raw: bool = False) -> Iterator[DuckDBWareh
     specs = list(table_specs().values())
     if keyed_raw:
         specs = [replace(s, append_only=False, enforce_row_id=True) if s.append_only else s for s in specs]
-    warehouse = DuckDBWarehouse(path, specs={s.name: s for s in specs})
+    warehouse = DuckDBWarehouse(path, specs={s.name: s for s in specs}, threads=LOADER_DUCKDB_THREADS)
     warehouse.ensure_tables(specs)
     try:
         yield warehouse
@@ -553,6 +555,8 @@ def bench_bulk(
 
 
 def bench_loader(options: Options, beacons: Sequence[Beacon], work: Path) -> list[LoaderResult]:
+    """The loader's DuckDB side in this process, set up as the local loader runs it (bootstrap)."""
+    short_gil_turns()
     now = datetime.now(UTC)
     bus = bus_messages(beacons, max(options.loader_messages, 300), now)  # 300: enough orders and logins to copy
     messages = bus.messages[: options.loader_messages]

@@ -1,12 +1,15 @@
 """The composition root: the one place that turns settings into adapters and configs for the services.
 
-Each accessor is cached, so a function instance builds its clients once, at cold start or on first use.
+Each accessor builds its value once per process, at cold start or on first use, even when several
+requests arrive at once.
 """
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from datetime import timedelta
-from functools import cache
+from typing import Generic, TypeVar
 
 from shared.beacons import Limits
 from shared.config import ScheduleSettings, Settings, get_settings
@@ -21,8 +24,9 @@ def build_warehouse(settings: Settings) -> Warehouse:
         from shared.adapters.bigquery_warehouse import BigQueryWarehouse
 
         return BigQueryWarehouse(settings.project, settings.dataset_prefix, settings.bigquery_location)
-    from shared.adapters.duckdb_warehouse import DuckDBWarehouse
+    from shared.adapters.duckdb_warehouse import DuckDBWarehouse, short_gil_turns
 
+    short_gil_turns()
     warehouse = DuckDBWarehouse(settings.duckdb_path, threads=settings.duckdb_threads)
     # Locally nothing else creates tables; in production Terraform does, from the same schema files.
     warehouse.ensure_tables(list(table_specs().values()))
@@ -65,37 +69,71 @@ def build_collector_config(settings: Settings) -> CollectorConfig:
     )
 
 
-@cache
+T = TypeVar("T")
+_building = threading.RLock()  # re-entrant: an accessor's build calls settings()
+
+
+class once(Generic[T]):  # noqa: N801 - used as a decorator, like functools.cache
+    """A process-wide value built by the first caller while the others wait.
+
+    functools.cache lets two threads that miss at once both build: the loader's first two pushes
+    then opened the DuckDB file twice, each holding its own lock and its own recent insert ids.
+    """
+
+    _unset = object()
+
+    def __init__(self, build: Callable[[], T]) -> None:
+        self._build = build
+        self._value: object = self._unset
+        self.__name__ = build.__name__
+        self.__doc__ = build.__doc__
+
+    def __call__(self) -> T:
+        value = self._value
+        if value is self._unset:
+            with _building:
+                if self._value is self._unset:
+                    self._value = self._build()
+                value = self._value
+        return value  # type: ignore[return-value]
+
+    def cache_clear(self) -> None:
+        """Forget the value (tests that change the environment)."""
+        with _building:
+            self._value = self._unset
+
+
+@once
 def settings() -> Settings:
     configure_logging()
     return get_settings()
 
 
-@cache
+@once
 def warehouse() -> Warehouse:
     return build_warehouse(settings())
 
 
-@cache
+@once
 def bus() -> EventBus:
     return build_bus(settings())
 
 
-@cache
+@once
 def documents() -> DocumentStore:
     return build_documents(settings())
 
 
-@cache
+@once
 def schedule_config() -> ScheduleSettings:
     return settings().schedules
 
 
-@cache
+@once
 def job_scheduler() -> JobScheduler:
     return build_job_scheduler(settings())
 
 
-@cache
+@once
 def collector_config() -> CollectorConfig:
     return build_collector_config(settings())

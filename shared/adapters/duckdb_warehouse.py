@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import sys
 import threading
 import time
 from collections import OrderedDict
@@ -117,6 +118,22 @@ class _Pending:
     done: bool = False
     result: InsertResult | None = None
     error: BaseException | None = None
+
+
+# Python's default is 5 ms. See short_gil_turns.
+GIL_SWITCH_INTERVAL = 0.0001
+
+
+def short_gil_turns() -> None:
+    """Make threads hand the GIL over every 0.1 ms, for a process whose threads share DuckDB.
+
+    An Arrow scan inside a DuckDB statement takes the GIL back many times; while another thread runs
+    Python, each take waits out that thread's switch interval. Measured on this project's 2-core
+    machine: a 27-column append ran 8.5 times a second beside one busy thread, 99 with 0.2 ms, and
+    the loader's 8-thread bench went from ~95 to ~190 messages/s with 0.1 ms. Process-wide, so the
+    composition root calls it for the embedded warehouse only; production (BigQuery) keeps the default.
+    """
+    sys.setswitchinterval(GIL_SWITCH_INTERVAL)
 
 
 class _RecentIds:

@@ -35,3 +35,23 @@ def test_the_demo_runs_the_whole_pipeline_and_discovers_clusters(
     assert 2 <= k <= 8
     # Each cluster is a built segment: its line shows the label and its member count.
     assert len(re.findall(r"^\s+K-Means \d+: .+\s\d+ members$", printed, re.MULTILINE)) == k
+
+
+def test_the_default_demo_agrees_and_every_example_segment_has_members(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The README's main job at its default size, as a newcomer runs it: an example segment that
+    shows nobody would look broken."""
+    out = tmp_path / "demo"
+    assert demo.main(["--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "All stages agree." in printed
+    names = {}
+    for path in sorted((demo.REPO / "examples" / "segments").glob("*.yaml")):
+        name = next(line.split(":", 1)[1].strip() for line in path.read_text().splitlines() if line.startswith("name:"))
+        names[name] = re.search(rf"^\s+{re.escape(name)}\s+([\d,]+) members$", printed, re.MULTILINE)
+    assert all(names.values()), f"not built: {[n for n, m in names.items() if not m]}"
+    sizes = {name: int(m.group(1).replace(",", "")) for name, m in names.items() if m}
+    assert all(sizes.values()), f"empty example segments: {sizes}"
+    last = printed.strip().splitlines()[-1]
+    assert re.fullmatch(r"demo: done in \d+ s \(load \d+ msgs/s\)", last), last

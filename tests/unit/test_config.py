@@ -38,3 +38,10 @@ def test_fails_fast_naming_the_variable(env: dict[str, str], message: str) -> No
 def test_missing_salt_is_named_when_needed() -> None:
     with pytest.raises(ConfigError, match="CDP_IP_SALT"):
         Settings.from_env({"CDP_PROJECT": "p"}).require_ip_salt()
+
+
+def test_duckdb_threads_default_to_duckdbs_own_choice() -> None:
+    assert Settings.from_env({"CDP_PROJECT": "p"}).duckdb_threads is None
+    assert Settings.from_env({"CDP_PROJECT": "p", "CDP_DUCKDB_THREADS": "1"}).duckdb_threads == 1
+    with pytest.raises(ConfigError, match="CDP_DUCKDB_THREADS"):
+        Settings.from_env({"CDP_PROJECT": "p", "CDP_DUCKDB_THREADS": "one"})

@@ -3,12 +3,24 @@ schema adds its columns to a table that exists."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
+from pathlib import Path
+from typing import Any
 
+import duckdb
 import pytest
 
 from shared.adapters.duckdb_warehouse import DuckDBWarehouse
-from shared.schema import table_spec
+from shared.schema import table_spec, table_specs
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize("keyed", [True, False], ids=["primary key", "unkeyed"])
@@ -46,3 +58,136 @@ def test_a_newer_schema_with_a_required_column_names_it() -> None:
     warehouse.ensure_tables([older])
     with pytest.raises(ValueError, match="refined.identities exists without the REQUIRED column 'customer_id'"):
         warehouse.ensure_tables([spec])
+
+
+# -- append-only raw tables ------------------------------------------------------------------------
+
+
+def page_rows(n: int, prefix: str = "e") -> list[dict[str, Any]]:
+    return [
+        {"event_id": f"{prefix}{i}", "site_id": "s", "event_date": "2026-11-20",
+         "event_ts": "2026-11-20T11:59:00+00:00", "collected_at": "2026-11-20T12:00:00+00:00", "source": "tracker",
+         "visitor_id": f"v{i}"}
+        for i in range(n)
+    ]  # fmt: skip
+
+
+def counts(warehouse: DuckDBWarehouse, table: str = "raw.page") -> tuple[int, int]:
+    [row] = warehouse.query(f"select count(*) as n, count(distinct event_id) as ids from {table}")
+    return int(row["n"]), int(row["ids"])
+
+
+def test_raw_tables_are_append_only_with_best_effort_ids(tmp_path: Path) -> None:
+    path = tmp_path / "w.duckdb"
+    first = DuckDBWarehouse(path)
+    first.ensure_tables(list(table_specs().values()))
+    rows = page_rows(3)
+    assert first.insert_rows("raw.page", rows, [r["event_id"] for r in rows]).inserted == 3
+    again = first.insert_rows("raw.page", rows, [r["event_id"] for r in rows])  # a redelivery to the same loader
+    assert (again.inserted, again.skipped_duplicates) == (0, 3)
+    first.close()
+    other = DuckDBWarehouse(path)  # another process (a restarted loader) does not know those ids
+    assert other.insert_rows("raw.page", rows[:1], [rows[0]["event_id"]]).inserted == 1
+    assert counts(other) == (4, 3)
+    keys = other.query(
+        "select count(*) as n from duckdb_constraints() where table_name = 'page' and constraint_type = 'PRIMARY KEY'"
+    )
+    assert keys == [{"n": 0}]  # unkeyed, as BigQuery's streaming tables
+    other.close()
+
+
+def test_ids_are_remembered_only_once_committed(tmp_path: Path) -> None:
+    """A batch that fails as a whole is rolled back and retried row by row: the rows written in the
+    rolled-back attempt must not count as already stored."""
+    warehouse = DuckDBWarehouse(tmp_path / "w.duckdb")
+    warehouse.ensure_tables(list(table_specs().values()))
+    rows = page_rows(2)
+    bad = {**page_rows(1, "c")[0], "conv_type": "order", "revenue": "not a number"}
+    results = warehouse.insert_many({"raw.page": (rows, ["e0", "e1"]), "raw.conv": ([bad], ["c0"])})
+    assert results["raw.page"].inserted == 2 and len(results["raw.conv"].errors) == 1
+    assert counts(warehouse) == (2, 2)
+    assert warehouse.insert_rows("raw.page", rows, ["e0", "e1"]).skipped_duplicates == 2  # now committed
+    warehouse.close()
+
+
+def test_a_raw_table_made_keyed_by_an_older_version_still_deduplicates(tmp_path: Path) -> None:
+    path = tmp_path / "w.duckdb"
+    older = replace(table_spec("raw.page"), append_only=False, enforce_row_id=True)
+    made = DuckDBWarehouse(path, specs={"raw.page": older})
+    made.ensure_tables([older])
+    rows = page_rows(2)
+    made.insert_rows("raw.page", rows, ["e0", "e1"])
+    made.close()
+    now = DuckDBWarehouse(path)  # today's spec says append-only; the stored table still has its key
+    result = now.insert_rows("raw.page", page_rows(3), ["e0", "e1", "e2"])
+    assert (result.inserted, result.skipped_duplicates, result.errors) == (1, 2, [])
+    assert counts(now) == (3, 3)
+    now.close()
+
+
+def test_concurrent_callers_share_one_transaction(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The group commit: a writer waits briefly for callers it expects, so pushes that arrive
+    together are written by one transaction with one statement per table."""
+    warehouse = DuckDBWarehouse(tmp_path / "w.duckdb", linger=0.5)
+    warehouse.ensure_tables(list(table_specs().values()))
+    batches: list[int] = []
+    write = DuckDBWarehouse._write
+    monkeypatch.setattr(DuckDBWarehouse, "_write", lambda self, batch: (batches.append(len(batch)), write(self, batch)))
+    ready = threading.Barrier(4)
+
+    def insert(n: int) -> int:
+        rows = page_rows(2, f"t{n}-")
+        ready.wait()
+        return warehouse.insert_rows("raw.page", rows, [r["event_id"] for r in rows]).inserted
+
+    warehouse._expect = 4  # as after a burst of four pushes
+    with ThreadPoolExecutor(4) as pool:
+        assert list(pool.map(insert, range(4))) == [2, 2, 2, 2]
+    assert batches == [4] and counts(warehouse) == (8, 8)
+    warehouse.close()
+
+
+# -- sharing the file between processes ------------------------------------------------------------
+
+HOLDER = """
+import sys, time
+from shared.adapters.duckdb_warehouse import DuckDBWarehouse
+w = DuckDBWarehouse(sys.argv[1], idle_release=3600)
+started = time.monotonic()
+print(w.query("select count(*) as n from raw.page")[0]["n"], round(time.monotonic() - started, 1), flush=True)
+"""
+
+
+def test_a_busy_holder_hands_the_file_to_a_waiting_process(tmp_path: Path) -> None:
+    path = tmp_path / "w.duckdb"
+    holder = DuckDBWarehouse(path, idle_release=3600)  # never idle: only the handover can free the file
+    holder.ensure_tables([table_spec("raw.page")])
+    holder.insert_rows("raw.page", page_rows(3), ["e0", "e1", "e2"])
+    other = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(path)], cwd=REPO, stdout=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while other.poll() is None and time.monotonic() < deadline:
+            holder.query("select 1 as one")  # the holder keeps working; at a call it sees the waiter
+            time.sleep(0.05)
+        assert other.poll() == 0, "the waiting process never got the file"
+        assert other.stdout is not None and other.stdout.read().split()[0] == "3"
+        assert holder.insert_rows("raw.page", page_rows(1, "x"), ["x0"]).inserted == 1  # and takes it back
+    finally:
+        if other.poll() is None:
+            os.killpg(other.pid, signal.SIGKILL)
+        holder.close()
+
+
+def test_an_idle_holder_releases_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "w.duckdb"
+    holder = DuckDBWarehouse(path, idle_release=0.2)
+    holder.ensure_tables([table_spec("raw.page")])
+    holder.insert_rows("raw.page", page_rows(2), ["e0", "e1"])
+    deadline = time.monotonic() + 30
+    while holder._conn is not None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert holder._conn is None
+    with duckdb.connect(str(path), read_only=True) as conn:  # a tool outside our lock can open it now
+        assert conn.execute("select count(*) from raw.page").fetchone() == (2,)

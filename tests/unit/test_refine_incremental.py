@@ -9,14 +9,27 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from shared.adapters.duckdb_warehouse import DuckDBWarehouse
 from shared.ports import Warehouse
+from shared.schema import table_specs
 from shared.services import refine as refinement
-from tests.builders import FIRST_DAY, LAST_DAY, SITE, History, customer_id, customers_of, dump, new_warehouse, planted
+from tests.builders import (
+    FIRST_DAY,
+    LAST_DAY,
+    SITE,
+    History,
+    customer_id,
+    customers_of,
+    dump,
+    new_warehouse,
+    planted,
+    refined_tables,
+)
 from tests.builders import REFINE_NOW as NOW
 
 SETTINGS = refinement.RefineSettings(period_days=4)  # short, so the period slides over the planted days
@@ -260,3 +273,23 @@ def test_a_node_whose_only_day_is_refined_away_leaves_identities_and_profiles() 
     assert report.profiles_rebuilt >= 1
     assert_identities_equal_fresh(warehouse)
     assert_equals_rebuild(warehouse, LAST_DAY, NOW)
+
+
+def test_raw_rows_delivered_twice_refine_as_once(tmp_path: Path) -> None:
+    """Raw tables are append-only (insert ids are best effort, as on BigQuery): a message loaded
+    again by another process repeats its rows there, and refinement still yields every row once."""
+    once = new_warehouse(planted())
+    refinement.refine(once, None, FIRST_DAY, LAST_DAY, NOW)
+    path = tmp_path / "twice.duckdb"
+    for _ in range(2):  # two loader processes: neither knows the other's ids
+        loader = DuckDBWarehouse(path)
+        loader.ensure_tables(list(table_specs().values()))
+        planted().load(loader)
+        loader.close()
+    twice = DuckDBWarehouse(path)
+    [raw] = twice.query("select count(*) as n, count(distinct event_id) as ids from raw.page")
+    assert raw["n"] == 2 * raw["ids"] > 0
+    refinement.refine(twice, None, FIRST_DAY, LAST_DAY, NOW)
+    for table in refined_tables():
+        assert dump(twice, table) == dump(once, table), table
+    twice.close()

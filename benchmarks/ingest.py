@@ -161,7 +161,7 @@ def parse_args(argv: Sequence[str]) -> Options:
         help="page: re-batched per page view, as the live tracker sends them (default); "
         "session: the storefront's beacons, a whole visit per request, as a history replay sends them",
     )
-    parser.add_argument("--loader-messages", type=int, help="bus messages for the loader (default 120; quick 20)")
+    parser.add_argument("--loader-messages", type=int, help="bus messages for the loader (default 600; quick 20)")
     parser.add_argument("--loader-threads", type=int, default=8, help="the loader's gunicorn threads")
     parser.add_argument("--bulk-rows", type=int, help="rows per table for the bulk case (default 25000; quick 2000)")
     parser.add_argument("--bulk-chunk", type=int, default=2000, help="rows per insert_many call")
@@ -180,7 +180,7 @@ def parse_args(argv: Sequence[str]) -> Options:
         visitors=pick(args.visitors, 2000, 300),
         batching=args.batching,
         seed=args.seed,
-        loader_messages=pick(args.loader_messages, 120, 20),
+        loader_messages=pick(args.loader_messages, 600, 20),
         loader_threads=args.loader_threads,
         bulk_rows=pick(args.bulk_rows, 25_000, 2_000),
         bulk_chunk=args.bulk_chunk,

@@ -127,9 +127,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             return 130
         finally:
-            close = getattr(warehouse, "close", None)
-            if callable(close):
-                close()
+            if warehouse is not None:  # a dry run opens none
+                warehouse.close()
     print(format_summary(report))
     return 0
 

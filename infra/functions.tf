@@ -19,8 +19,9 @@ locals {
       description = "Public beacon endpoint: serves /tracker.js and accepts event batches, published to Pub/Sub."
       trigger     = { type = "http", public = true }
       env = {
-        CDP_SITES         = jsonencode(var.sites)
-        CDP_REGION_HEADER = var.region_header
+        CDP_SITES              = jsonencode(var.sites)
+        CDP_REGION_HEADER      = var.region_header
+        CDP_TRUSTED_PROXY_HOPS = tostring(var.trusted_proxy_hops)
         # functions-framework serves with cores x 4 gunicorn threads unless told: as many threads as
         # the instance takes concurrent requests, or requests queue behind a publish acknowledgement.
         THREADS = "80"

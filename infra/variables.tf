@@ -94,6 +94,17 @@ variable "region_header" {
   }
 }
 
+variable "trusted_proxy_hops" {
+  description = "Proxies of ours that append to X-Forwarded-For in front of collect (CDP_TRUSTED_PROXY_HOPS): 1 for the function's own front end, 2 with an external Application Load Balancer in front. The client address, hashed for ip_hash, is that many entries from the right; entries a client sent are never trusted."
+  type        = number
+  default     = 1
+
+  validation {
+    condition     = var.trusted_proxy_hops >= 1 && var.trusted_proxy_hops <= 5 && floor(var.trusted_proxy_hops) == var.trusted_proxy_hops
+    error_message = "trusted_proxy_hops must be a whole number from 1 to 5."
+  }
+}
+
 variable "max_delivery_attempts" {
   description = "Deliveries of a Pub/Sub message before it goes to the dead-letter topic; also CDP_MAX_DELIVERY_ATTEMPTS, so the loader knows when it sees the last attempt."
   type        = number

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 import orjson
 
-from shared.contacts import normalize_email, normalize_phone
+from shared.contacts import ASCII_DIGITS, normalize_email, normalize_phone
 from shared.enrich.geo import Geo
 from shared.enrich.inflow import classify_inflow
 from shared.enrich.user_agent import ClientInfo, parse_user_agent
@@ -477,9 +477,7 @@ def _envelope(event: ValidEvent, ctx: Context) -> dict[str, Any]:
 
 def _conversion(props: dict[str, Any], path: str) -> dict[str, Any]:
     """Typed columns of an order or other conversion; what is left goes to `properties`."""
-    conv_type = _prop_str(props, "conv_type", path, required=True)
-    assert conv_type is not None
-    conv_type = conv_type.lower()
+    conv_type = _required_prop(props, "conv_type", path).lower()
     order_id = _prop_str(props, "order_id", path, required=conv_type in ORDER_TYPES)
     revenue = _prop_number(props, "revenue", path, required=conv_type in ORDER_TYPES)
     currency = (_prop_str(props, "currency", path) or "KRW").upper()
@@ -501,8 +499,7 @@ def _conversion(props: dict[str, Any], path: str) -> dict[str, Any]:
 
 
 def _custom_event(props: dict[str, Any], path: str) -> dict[str, Any]:
-    name = _prop_str(props, "name", path, required=True)
-    assert name is not None
+    name = _required_prop(props, "name", path)
     keyword = _prop_str(props, "keyword", path, required=name == "search")
     row: dict[str, Any] = {
         "event_name": name,
@@ -642,7 +639,18 @@ def _prop_str(props: dict[str, Any], key: str, path: str, required: bool = False
         value = str(value)  # numeric ids are common: "order_id": 1042
     if not isinstance(value, str):
         raise Invalid("wrong_type", f"{path}.{key}", f"{path}.{key} must be a string, got {_kind(value)}")
-    return value.strip()[:MAX_PROP_STRING] or None
+    text = value.strip()[:MAX_PROP_STRING]
+    if not text and required:  # only spaces: as absent as an empty string
+        raise Invalid("missing_field", f"{path}.{key}", f"{path}.{key} is required")
+    return text or None
+
+
+def _required_prop(props: dict[str, Any], key: str, path: str) -> str:
+    """A required string property: absent, empty or only spaces is missing_field."""
+    value = _prop_str(props, key, path, required=True)
+    if value is None:
+        raise Invalid("missing_field", f"{path}.{key}", f"{path}.{key} is required")
+    return value
 
 
 def _prop_number(props: dict[str, Any], key: str, path: str, required: bool = False) -> float | int | None:
@@ -700,7 +708,7 @@ def _sex(value: Any, path: str) -> str | None:
 def _birth_year(value: Any, path: str, this_year: int) -> int | None:
     if value is None or value == "":
         return None
-    if isinstance(value, str) and value.strip().isdigit():
+    if isinstance(value, str) and ASCII_DIGITS.fullmatch(value.strip()):
         value = int(value.strip())
     if not isinstance(value, int) or isinstance(value, bool) or not 1900 <= value <= this_year:
         raise Invalid("invalid_value", path, f"{path} must be a year between 1900 and {this_year}")

@@ -66,6 +66,7 @@ def build_collector_config(settings: Settings) -> CollectorConfig:
         limits,
         collect.max_body_bytes,
         collect.region_header,
+        collect.trusted_proxy_hops,
     )
 
 

@@ -37,6 +37,9 @@ class CollectSettings:
     """The public beacon endpoint's limits and its IP salt (env CDP_MAX_*, CDP_REGION_HEADER, CDP_IP_SALT)."""
 
     region_header: str = "X-Client-Geo-Location"
+    # Proxies of ours that append to X-Forwarded-For: 1 for Cloud Run's front end alone, 2 with an
+    # external load balancer in front (shared.enrich.ip.client_ip).
+    trusted_proxy_hops: int = 1
     max_body_bytes: int = 256 * 1024
     max_events_per_batch: int = 100
     max_event_age_days: int = 30
@@ -49,6 +52,7 @@ class CollectSettings:
         env = os.environ if env is None else env
         return cls(
             region_header=env.get("CDP_REGION_HEADER", cls.region_header),
+            trusted_proxy_hops=_int(env, "CDP_TRUSTED_PROXY_HOPS", cls.trusted_proxy_hops),
             max_body_bytes=_int(env, "CDP_MAX_BODY_BYTES", cls.max_body_bytes),
             max_events_per_batch=_int(env, "CDP_MAX_EVENTS_PER_BATCH", cls.max_events_per_batch),
             max_event_age_days=_int(env, "CDP_MAX_EVENT_AGE_DAYS", cls.max_event_age_days),
@@ -84,7 +88,7 @@ class ScheduleSettings:
         if not re.fullmatch(r"[A-Za-z0-9_-]{2,100}", prefix):
             raise ConfigError(f"CDP_SCHEDULE_JOB_PREFIX must be 2-100 letters, digits, '-' or '_', got {prefix!r}")
         minutes = env.get("CDP_SCHEDULE_MIN_INTERVAL_MINUTES", str(cls.min_interval_minutes))
-        if not minutes.isdigit():
+        if not minutes.isascii() or not minutes.isdigit():
             raise ConfigError(f"CDP_SCHEDULE_MIN_INTERVAL_MINUTES must be a whole number, got {minutes!r}")
         return cls(
             job_prefix=prefix,

@@ -17,6 +17,9 @@ DEFAULT_COUNTRY: Final = "82"
 MAX_EMAIL: Final = 254  # RFC 5321's limit on a forward path
 _EMAIL: Final = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 _PHONE_PUNCTUATION: Final = re.compile(r"[\s\-().]")
+ASCII_DIGITS: Final = re.compile(r"[0-9]+")
+"""Digits as numbers are written in data: str.isdigit() also takes superscripts and other scripts'
+digits ("²", "٣"), which int() then refuses or a phone number should never hold."""
 
 
 def normalize_email(value: str) -> str | None:
@@ -48,6 +51,6 @@ def normalize_phone(value: str, default_country: str = DEFAULT_COUNTRY) -> str |
         body = default_country + digits
     else:
         body = digits
-    if not body.isdigit() or not 8 <= len(body) <= 15:
+    if not ASCII_DIGITS.fullmatch(body) or not 8 <= len(body) <= 15:  # str.isdigit() takes "²" and "٣"
         return None
     return "+" + body

@@ -10,12 +10,17 @@ from typing import Final
 _IP_MAX_LEN: Final = 64
 
 
-def client_ip(forwarded_for: str | None, remote_addr: str | None) -> str | None:
-    """The client address: the first X-Forwarded-For entry (Google's front end puts the client
-    there), else the socket peer. Normalised ("::ffff:1.2.3.4" becomes "1.2.3.4"); None if
-    neither is a valid address."""
-    first = (forwarded_for or "").split(",", 1)[0]
-    ip = _parse_ip(first)
+def client_ip(forwarded_for: str | None, remote_addr: str | None, trusted_hops: int = 1) -> str | None:
+    """The client address as the trusted front end saw it, else the socket peer.
+
+    Each proxy appends the address it received from to X-Forwarded-For, and a client may send the
+    header with anything in it, so only entries our own front end wrote count: the `trusted_hops`-th
+    from the right (1: Cloud Run's front end appends the client; 2: an external Application Load
+    Balancer appends "client, load balancer"). With fewer entries than that, the request did not come
+    through those proxies and the socket peer is used. Normalised ("::ffff:1.2.3.4" becomes
+    "1.2.3.4"); None if no valid address is found."""
+    entries = (forwarded_for or "").rsplit(",", trusted_hops) if trusted_hops > 0 else []
+    ip = _parse_ip(entries[-trusted_hops]) if len(entries) >= trusted_hops > 0 else None
     if ip is None:
         ip = _parse_ip(remote_addr)
     return None if ip is None else str(ip)

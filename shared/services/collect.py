@@ -78,6 +78,7 @@ class CollectorConfig:
     limits: Limits = Limits()
     max_body_bytes: int = 256 * 1024
     region_header: str = "X-Client-Geo-Location"
+    trusted_proxy_hops: int = 1  # see shared.enrich.ip.client_ip
 
 
 def handle_request(
@@ -153,7 +154,9 @@ def collect_pixel(request: HttpRequest, config: CollectorConfig, bus: EventBus, 
     """GET of the 1x1 pixel for pages without JavaScript; always answers with the GIF."""
     request_id = new_request_id()
     q = request.query
-    site_id = q.get("site_id", "")
+    # Only a configured id goes on: into the message's attributes (Pub/Sub refuses values over
+    # 1,024 bytes) and the bad row's site_id column. The query itself is kept in the payload.
+    site_id = q.get("site_id", "") if q.get("site_id", "") in config.sites else ""
     event = {
         "event_id": q.get("event_id") or _pixel_event_id(q, now),
         "type": q.get("type", "page"),
@@ -168,10 +171,10 @@ def collect_pixel(request: HttpRequest, config: CollectorConfig, bus: EventBus, 
     bad_rows: list[dict[str, Any]] = []
     rejections: list[Rejection] = []
     ctx: Context | None = None
-    if site_id not in config.sites or event["type"] not in ("page", "land"):
+    if not site_id or event["type"] not in ("page", "land"):
         reason = (
-            Rejection("unknown_site_id", "site_id", f"site_id {site_id[:64]!r} is not a configured site")
-            if site_id not in config.sites
+            Rejection("unknown_site_id", "site_id", f"site_id {q.get('site_id', '')[:64]!r} is not a configured site")
+            if not site_id
             else Rejection("invalid_value", "type", "pixel type must be page or land")
         )
         rejections.append(reason)
@@ -316,6 +319,7 @@ def _context(
         request.remote_addr,
         request.header(config.region_header),
         config.ip_salt,
+        config.trusted_proxy_hops,
     )
     return Context(
         site_id=site_id,
@@ -332,10 +336,15 @@ def _context(
 
 @lru_cache(maxsize=8192)
 def _request_facts(
-    user_agent: str | None, forwarded_for: str | None, remote_addr: str | None, geo_header: str | None, salt: str
+    user_agent: str | None,
+    forwarded_for: str | None,
+    remote_addr: str | None,
+    geo_header: str | None,
+    salt: str,
+    trusted_hops: int = 1,
 ) -> tuple[ClientInfo, Geo, str | None]:
     """Device, place and IP hash of a request: a visitor's requests repeat them, so they are memoised."""
-    ip = client_ip(forwarded_for, remote_addr)
+    ip = client_ip(forwarded_for, remote_addr, trusted_hops)
     return parse_user_agent(user_agent), parse_geo_header(geo_header), hash_ip(ip, salt)
 
 

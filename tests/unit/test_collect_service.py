@@ -51,7 +51,7 @@ def post(body: Any, headers: dict[str, str] | None = None, bus: FakeBus | None =
         "content-type": "text/plain",
         "origin": ORIGIN,
         "user-agent": CHROME,
-        "x-forwarded-for": "203.0.113.9, 10.0.0.1",
+        "x-forwarded-for": "198.51.100.4, 203.0.113.9",  # the client's own entry, then the front end's
         "x-client-geo-location": "KR,KR11,Seoul",
     }
     hdrs.update(headers or {})
@@ -245,7 +245,30 @@ def test_request_level_rejections(body: Any, headers: dict[str, str], status: in
             "events[1].props.items[0].quantity",
         ),
         (event(type="event", props={}), "missing_field", "events[1].props.name"),
+        (event(type="event", props={"name": " "}), "missing_field", "events[1].props.name"),
         (event(type="event", props={"name": "search"}), "missing_field", "events[1].props.keyword"),
+        (event(type="event", props={"name": "search", "keyword": "  "}), "missing_field", "events[1].props.keyword"),
+        (event(type="conv", props={"conv_type": "\t"}), "missing_field", "events[1].props.conv_type"),
+        (
+            event(type="conv", props={"conv_type": "order", "order_id": " ", "revenue": 1}),
+            "missing_field",
+            "events[1].props.order_id",
+        ),
+        (
+            event(type="identify", member_id="m", props={"birth_year": "²"}),
+            "invalid_value",
+            "events[1].props.birth_year",
+        ),
+        (
+            event(type="identify", member_id="m", props={"birth_year": "١٩٩٠"}),
+            "invalid_value",
+            "events[1].props.birth_year",
+        ),
+        (
+            event(type="identify", member_id="m", props={"phone": "010²²²²²²²²"}),
+            "invalid_value",
+            "events[1].props.phone",
+        ),
         (event(type="event", props={"name": "product_view"}), "missing_field", "events[1].props.product_id"),
     ],
 )
@@ -376,3 +399,22 @@ def test_phone_numbers_normalise_to_e164(raw: str, expected: str | None) -> None
     from shared.contacts import normalize_phone
 
     assert normalize_phone(raw) == expected
+
+
+def test_a_pixel_with_an_unknown_site_id_keeps_it_out_of_the_message_attributes() -> None:
+    """Pub/Sub refuses attribute values over 1,024 bytes (the emulator does not): only a configured
+    site id may go there; the query stays whole in the bad row's payload."""
+    bus = FakeBus()
+    huge = "s" * 5000
+    response = handle_request(HttpRequest("GET", "/p.gif", {}, b"", {"site_id": huge}), CONFIG, bus, NOW)
+    assert response.status == 400 and response.headers["X-Reject-Reason"] == "unknown_site_id"
+    [(_, _, attributes)] = bus.published
+    assert attributes["site_id"] == ""
+    (bad,) = bus.rows("raw.bad_rows")
+    assert bad["site_id"] is None and json.loads(bad["payload"]) == {"site_id": huge}
+
+
+def test_the_ip_hash_is_of_the_address_our_front_end_appended() -> None:
+    _, spoofed = post(batch(event()), headers={"x-forwarded-for": "6.6.6.6, 203.0.113.9"})
+    _, honest = post(batch(event()), headers={"x-forwarded-for": "203.0.113.9"})
+    assert spoofed.rows("raw.page")[0]["ip_hash"] == honest.rows("raw.page")[0]["ip_hash"] is not None

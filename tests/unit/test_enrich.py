@@ -785,34 +785,37 @@ def test_parse_geo_header(value: str | None, expected: Geo) -> None:
 # Client IP and its hash
 # ---------------------------------------------------------------------------------------------
 
+# (X-Forwarded-For, socket peer, proxies of ours that append to it, the client address)
 IP_CASES = [
-    ("203.0.113.7", "10.0.0.1", "203.0.113.7"),
-    ("203.0.113.7, 130.211.0.1, 35.191.0.1", "169.254.1.1", "203.0.113.7"),
-    ("  198.51.100.23 ,10.0.0.2", None, "198.51.100.23"),
-    ("2001:db8:85a3::8a2e:370:7334, 35.191.0.1", None, "2001:db8:85a3::8a2e:370:7334"),
-    ("2001:DB8:0:0:0:0:0:1", None, "2001:db8::1"),
-    ("[2001:db8::1]:443", None, "2001:db8::1"),
-    ("203.0.113.7:51234", None, "203.0.113.7"),
-    ('"203.0.113.7"', None, "203.0.113.7"),
-    ("::ffff:203.0.113.7", None, "203.0.113.7"),
-    ("fe80::1%eth0", None, "fe80::1"),
-    ("unknown, 203.0.113.7", "192.0.2.9", "192.0.2.9"),
-    ("garbage", "192.0.2.9", "192.0.2.9"),
-    (None, "192.0.2.9", "192.0.2.9"),
-    ("", "2001:db8::2", "2001:db8::2"),
-    ("999.1.1.1", "also bad", None),
-    (None, None, None),
-    ("1" * 1000, None, None),
+    ("203.0.113.7", "10.0.0.1", 1, "203.0.113.7"),  # Cloud Run's front end appended the client
+    ("6.6.6.6, 203.0.113.7", "10.0.0.1", 1, "203.0.113.7"),  # what the client sent is ignored
+    ("6.6.6.6,1.2.3.4, 203.0.113.7", None, 1, "203.0.113.7"),
+    ("203.0.113.7, 130.211.0.1", "169.254.1.1", 2, "203.0.113.7"),  # a load balancer: "client, lb"
+    ("6.6.6.6, 203.0.113.7, 130.211.0.1", "169.254.1.1", 2, "203.0.113.7"),
+    ("  198.51.100.23 ,10.0.0.2", None, 2, "198.51.100.23"),
+    ("2001:db8:85a3::8a2e:370:7334", None, 1, "2001:db8:85a3::8a2e:370:7334"),
+    ("2001:DB8:0:0:0:0:0:1", None, 1, "2001:db8::1"),
+    ("[2001:db8::1]:443", None, 1, "2001:db8::1"),
+    ("203.0.113.7:51234", None, 1, "203.0.113.7"),
+    ('"203.0.113.7"', None, 1, "203.0.113.7"),
+    ("::ffff:203.0.113.7", None, 1, "203.0.113.7"),
+    ("fe80::1%eth0", None, 1, "fe80::1"),
+    ("203.0.113.7", "192.0.2.9", 2, "192.0.2.9"),  # not through the load balancer: the socket peer
+    ("203.0.113.7, unknown", "192.0.2.9", 1, "192.0.2.9"),  # never the entry the client wrote
+    ("garbage", "192.0.2.9", 1, "192.0.2.9"),
+    (None, "192.0.2.9", 1, "192.0.2.9"),
+    ("", "2001:db8::2", 1, "2001:db8::2"),
+    ("999.1.1.1", "also bad", 1, None),
+    (None, None, 1, None),
+    ("1" * 1000, None, 1, None),
 ]
 
 
-@pytest.mark.parametrize(("forwarded_for", "remote_addr", "expected"), IP_CASES)
-def test_client_ip(
-    forwarded_for: str | None,
-    remote_addr: str | None,
-    expected: str | None,
+@pytest.mark.parametrize(("forwarded_for", "remote_addr", "hops", "expected"), IP_CASES)
+def test_client_ip_is_what_our_front_end_appended(
+    forwarded_for: str | None, remote_addr: str | None, hops: int, expected: str | None
 ) -> None:
-    assert client_ip(forwarded_for, remote_addr) == expected
+    assert client_ip(forwarded_for, remote_addr, hops) == expected
 
 
 SALT = "test-salt"

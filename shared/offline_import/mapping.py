@@ -20,7 +20,19 @@ TABLES = {"customers": "raw.user", "orders": "raw.conv"}
 IGNORE = "-"  # mapping target that drops a column (e.g. a resident registration number)
 ITEM_FIELDS = ("product_id", "product_name", "category", "price", "quantity")
 FIELDS: dict[str, tuple[str, ...]] = {
-    "customers": ("member_id", "sex", "birth_year", "birth_date", "email", "phone", "joined_at"),
+    "customers": (
+        "member_id",
+        "sex",
+        "birth_year",
+        "birth_date",
+        "email",
+        "phone",
+        "joined_at",
+        "name",
+        "given_name",
+        "family_name",
+        "region",
+    ),
     "orders": (
         "order_id",
         "ordered_at",
@@ -45,6 +57,10 @@ _SYNONYM_TEXT = {
     "email": "email e-mail email_address mail 이메일 이메일주소 메일",
     "phone": "phone mobile phone_number mobile_phone cell_phone tel 휴대폰 휴대폰번호 휴대전화 휴대전화번호 핸드폰 "
     "전화번호 연락처",
+    "name": "name full_name fullname customer_name member_name 이름 성명 성함 고객명 회원명 고객이름 회원이름",
+    "given_name": "given_name first_name firstname forename",
+    "family_name": "family_name last_name lastname surname 성 성씨",
+    "region": "region province state 지역 시도 거주지역 지역명",
     "joined_at": "joined_at join_date signup_date signed_up_at registered_at created_at 가입일 가입일시 가입일자 "
     "등록일",
     "order_id": "order_id order_no order_number receipt_no transaction_id 주문번호 주문ID 영수증번호 거래번호",

@@ -33,6 +33,8 @@ class ImportReport:
     inserted: Counter[str] = field(default_factory=Counter)
     duplicates: int = 0
     rejected: Counter[str] = field(default_factory=Counter)
+    kept_with_dropped: int = 0  # records kept without one or more invalid optional fields
+    dropped: Counter[str] = field(default_factory=Counter)  # those fields, by name
     resumed_records: int = 0
     resumed_line: int | None = None
     already_imported: int | None = None
@@ -84,12 +86,17 @@ def run_import(
         report.records += 1
         report.lines += len(group)
         try:
-            table, row = shaper.shape(group)
+            shaped = shaper.shape(group)
         except Invalid as exc:
             chunk.reject(exc.rejection, group)
         else:
-            report.valid[table] += 1
-            chunk.add(table, row)
+            report.valid[shaped.table] += 1
+            chunk.add(shaped.table, shaped.row)
+            if shaped.dropped:
+                report.kept_with_dropped += 1
+            for dropped in shaped.dropped:
+                report.dropped[dropped.name] += 1
+                chunk.problem(dropped.rejection, group, shaped.row)
         if chunk.size >= job.chunk_size:
             chunk.flush()
             if state is not None:
@@ -134,18 +141,25 @@ class _Chunk:
         self.rows.setdefault(table, []).append(row)
 
     def reject(self, rejection: Rejection, group: list[Line]) -> None:
-        payload = group[0].payload if len(group) == 1 else "[" + ",".join(line.payload for line in group) + "]"
         self.report.rejected[rejection.reason] += 1
-        self.bad.append(
-            beacons.bad_row(
-                rejection,
-                payload,
-                stage="import",
-                failed_at=self.now,
-                source="import",
-                site_id=self.job.site_id,
-                request_id=self.job.request_id,
-            )
+        self.bad.append(self._bad_row(rejection, group))
+
+    def problem(self, rejection: Rejection, group: list[Line], kept: Mapping[str, Any]) -> None:
+        """A dropped field: a bad row that names the row kept without it (event_id, event_type)."""
+        bad = self._bad_row(rejection, group)
+        bad["event_id"], bad["event_type"] = kept["event_id"], "identify" if self.job.kind == "customers" else "conv"
+        self.bad.append(bad)
+
+    def _bad_row(self, rejection: Rejection, group: list[Line]) -> dict[str, Any]:
+        payload = group[0].payload if len(group) == 1 else "[" + ",".join(line.payload for line in group) + "]"
+        return beacons.bad_row(
+            rejection,
+            payload,
+            stage="import",
+            failed_at=self.now,
+            source="import",
+            site_id=self.job.site_id,
+            request_id=self.job.request_id,
         )
 
     def flush(self) -> None:
@@ -203,6 +217,10 @@ def format_summary(report: ImportReport) -> str:
         out.append(f"  dry run, nothing written: {report.valid[table]} valid")
     else:
         out.append(f"  accepted: {table} {report.inserted[table]} new, {report.duplicates} already present")
+    if report.kept_with_dropped:
+        fields = ", ".join(f"{name} {n}" for name, n in report.dropped.most_common())
+        where = "" if report.dry_run else f" → {BAD_ROWS}"
+        out.append(f"  kept with dropped fields: {report.kept_with_dropped} {unit} ({fields}){where}")
     reasons = ", ".join(f"{reason} {n}" for reason, n in report.rejected.most_common())
     rejected = sum(report.rejected.values())
     where = "" if report.dry_run or not rejected else f" → {BAD_ROWS}"

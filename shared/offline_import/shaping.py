@@ -5,20 +5,24 @@ the rules a tracked one does. Event ids hash the normalised content: a re-import
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import re
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
-from typing import Any
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from shared import beacons
 from shared.beacons import Context, Invalid, Limits, Rejection
 from shared.offline_import.mapping import ITEM_FIELDS, Plan, header_key
+from shared.offline_import.people import region_name, resolve_names
 from shared.offline_import.sources import Line, Source
+
+_T = TypeVar("_T")
 
 # Values of the `type` column: everything else is rejected rather than guessed.
 CONV_TYPES = dict.fromkeys(["order", "sale", "purchase", "주문", "판매", "구매"], "order") | dict.fromkeys(
@@ -74,6 +78,23 @@ def records(source: Source, plan: Plan) -> Iterator[list[Line]]:
 
 
 @dataclass(frozen=True)
+class Dropped:
+    """An invalid optional field left out of a kept record: its name and the problem, labelled by line."""
+
+    name: str
+    rejection: Rejection
+
+
+@dataclass(frozen=True)
+class Shaped:
+    """A valid row, and the invalid optional fields that were dropped to keep it."""
+
+    table: str
+    row: dict[str, Any]
+    dropped: list[Dropped] = field(default_factory=list)
+
+
+@dataclass
 class _Draft:
     """A record as a protocol event, plus what is needed to name its id and its errors."""
 
@@ -82,26 +103,68 @@ class _Draft:
     ts_from_file: bool
     aliases: Mapping[str, str]  # protocol field -> the field the user mapped (ts -> ordered_at)
     item_lines: list[int] = field(default_factory=list)  # the line of each item, for line-item files
+    required: frozenset[str] = frozenset()  # props that identify the record: never dropped
+    columns: dict[str, Any] = field(default_factory=dict)  # row columns the protocol has no props for
+    dropped: list[Dropped] = field(default_factory=list)
+
+
+# An order's own props: without them there is no order (the key, its type and its money).
+_ORDER_REQUIRED = frozenset({"conv_type", "order_id", "revenue", "currency", "channel", "items"})
+# Name and region values are checked here, since the protocol has no such props: plain text within
+# the protocol's property length.
+_TEXT_COLUMNS = {"full_name": "name", "given_name": "given_name", "family_name": "family_name", "region": "region"}
 
 
 class Shaper:
-    """Turns records into (table, row) through the collector's validation, or raises Invalid."""
+    """Turns records into validated rows through the collector's validation, or raises Invalid.
+
+    Only a record's key (member_id; an order's id, time, link to a customer and money) can reject
+    it: an invalid optional field is dropped, reported as `Dropped`, and the record validated again.
+    """
 
     def __init__(self, job: ImportJob, ctx: Context, limits: Limits):
         self.job, self.ctx, self.limits = job, ctx, limits
 
-    def shape(self, group: list[Line]) -> tuple[str, dict[str, Any]]:
+    def shape(self, group: list[Line]) -> Shaped:
         first = group[0]
         if first.error is not None:
             raise Invalid(first.error.reason, first.error.field, first.error.detail)
         draft = self._customer(first) if self.job.kind == "customers" else self._order(group)
-        try:
-            valid = beacons.validate_event(draft.event, 0, self.ctx, self.limits)
-            table, row = beacons.event_rows(valid, 0, self.ctx)
-        except Invalid as exc:
-            raise self._relabel(exc.rejection, first.number, draft) from None
-        row["event_id"] = self._event_id(draft.key, row, draft.ts_from_file)
-        return table, row
+        for _ in range(len(draft.event["props"]) + 2):  # each pass drops a field or ends
+            try:
+                valid = beacons.validate_event(draft.event, 0, self.ctx, self.limits)
+                table, row = beacons.event_rows(valid, 0, self.ctx)
+            except Invalid as exc:
+                self._drop(exc.rejection, first.number, draft)
+            else:
+                row.update(draft.columns)
+                row["event_id"] = self._event_id(draft.key, row, draft.ts_from_file)
+                return Shaped(table, row, draft.dropped)
+        raise AssertionError("unreachable: every pass drops a field or returns")  # pragma: no cover
+
+    def _drop(self, rejection: Rejection, n: int, draft: _Draft) -> None:
+        """Leave out the optional field the rejection names, or raise it when it names the record's key."""
+        props: dict[str, Any] = draft.event["props"]
+        name: str | None = None
+        if rejection.field == "events[0].ts" and self.job.kind == "customers" and draft.ts_from_file:
+            draft.event["ts"], draft.ts_from_file = _ms(self.job.as_of), False  # dated as the export
+            name = "ts"
+        elif rejection.field.startswith("events[0].props."):
+            path = rejection.field.removeprefix("events[0].props.")
+            owners = [
+                k
+                for k in props
+                if path == k or path.startswith((f"{k}.", f"{k}[")) or (len(k) > beacons.MAX_NAME and path == k[:20])
+            ]
+            name = max(owners, key=len, default=None)
+            if name is not None and name not in draft.required:
+                del props[name]
+            else:
+                name = None
+        label = self._relabel(rejection, n, draft)
+        if name is None:
+            raise label
+        draft.dropped.append(_dropped(draft.aliases.get(name, name), label.rejection))
 
     def _split(self, line: Line) -> tuple[dict[str, Any], dict[str, Any]]:
         """Mapped field values and the other columns' values, blanks dropped and text trimmed."""
@@ -126,11 +189,14 @@ class Shaper:
         member_id = _text(values.get("member_id"))
         if member_id is None:
             raise Invalid("missing_field", f"line {n}: member_id", f"line {n}: member_id is required")
+        dropped: list[Dropped] = []
         birth_year = values.get("birth_year")
         if birth_year is None and "birth_date" in values:
-            birth_year = _year_of(values["birth_date"], f"line {n}: birth_date")
+            birth_year = _optional(dropped, "birth_date", _year_of, values["birth_date"], f"line {n}: birth_date")
         joined = values.get("joined_at")
-        when = parse_time(joined, self.job.tz, f"line {n}: joined_at") if joined is not None else self.job.as_of
+        when = None
+        if joined is not None:
+            when = _optional(dropped, "joined_at", parse_time, joined, self.job.tz, f"line {n}: joined_at")
         props = {
             **traits,
             "sex": values.get("sex"),
@@ -141,12 +207,27 @@ class Shaper:
         event = {
             "event_id": _PLACEHOLDER_ID,
             "type": "identify",
-            "ts": _ms(when),
+            "ts": _ms(when or self.job.as_of),
             "member_id": member_id,
             "props": {k: v for k, v in props.items() if v is not None},
         }
         aliases = {"ts": "joined_at"} | ({"birth_year": "birth_date"} if "birth_year" not in values else {})
-        return _Draft(event, member_id, joined is not None, aliases)
+        columns = self._people(values, n, dropped)
+        return _Draft(event, member_id, when is not None, aliases, columns=columns, dropped=dropped)
+
+    def _people(self, values: Mapping[str, Any], n: int, dropped: list[Dropped]) -> dict[str, Any]:
+        """Name and region columns: names split by `resolve_names`, Korean regions named as geo names them."""
+        text = {f: str(values[f]) for f in ("name", "given_name", "family_name", "region") if f in values}
+        full, family, given = resolve_names(text.get("name"), text.get("given_name"), text.get("family_name"))
+        region = region_name(text["region"]) if "region" in text else None
+        columns = {"full_name": full, "given_name": given, "family_name": family, "region": region}
+        for column, value in list(columns.items()):
+            if value is not None and len(value) > beacons.MAX_PROP_STRING:
+                label = f"line {n}: {_TEXT_COLUMNS[column]}"
+                detail = f"{label} is {len(value)} characters; at most {beacons.MAX_PROP_STRING}"
+                dropped.append(_dropped(_TEXT_COLUMNS[column], Rejection("string_too_long", label, detail)))
+                columns[column] = None
+        return {k: v for k, v in columns.items() if v is not None}
 
     def _order(self, group: list[Line]) -> _Draft:
         n = group[0].number
@@ -163,9 +244,14 @@ class Shaper:
         when = parse_time(values["ordered_at"], self.job.tz, f"line {n}: ordered_at")
         member_id = _text(values.get("member_id"))
         # Contact keys normalised by the collector's own rules, so identity resolution can match them.
-        email = beacons.parse_email(values.get("email"), f"line {n}: email")
-        phone = beacons.parse_phone(values.get("phone"), f"line {n}: phone")
+        # They link the order to a customer: an invalid one is dropped only when another link remains.
+        dropped: list[Dropped] = []
+        email = _optional(dropped, "email", beacons.parse_email, values.get("email"), f"line {n}: email")
+        phone = _optional(dropped, "phone", beacons.parse_phone, values.get("phone"), f"line {n}: phone")
         if not (member_id or email or phone):
+            if dropped:  # the only link is invalid: that is the record's key
+                problem = dropped[0].rejection
+                raise Invalid(problem.reason, problem.field, problem.detail.removesuffix(_DROPPED))
             raise Invalid(
                 "missing_field",
                 f"line {n}: member_id",
@@ -195,7 +281,7 @@ class Shaper:
             "member_id": member_id,
             "props": {k: v for k, v in props.items() if v is not None},
         }
-        return _Draft(event, order_id, True, {"ts": "ordered_at"}, item_lines)
+        return _Draft(event, order_id, True, {"ts": "ordered_at"}, item_lines, _ORDER_REQUIRED, dropped=dropped)
 
     def _items(
         self, group: list[Line], split: list[tuple[dict[str, Any], dict[str, Any]]], column: Any, n: int
@@ -246,6 +332,20 @@ class Shaper:
 
 
 _PLACEHOLDER_ID = str(uuid.UUID(int=0))  # the real id hashes the validated row, known only afterwards
+_DROPPED = "; the field was dropped and the record kept"
+
+
+def _dropped(name: str, rejection: Rejection) -> Dropped:
+    return Dropped(name, dataclasses.replace(rejection, detail=rejection.detail + _DROPPED))
+
+
+def _optional(dropped: list[Dropped], name: str, parse: Callable[..., _T], *args: Any) -> _T | None:
+    """`parse(*args)`, or None with the problem noted when the value is invalid."""
+    try:
+        return parse(*args)
+    except Invalid as exc:
+        dropped.append(_dropped(name, exc.rejection))
+        return None
 
 
 def _text(value: Any) -> str | None:

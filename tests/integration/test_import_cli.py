@@ -35,8 +35,9 @@ def test_customers_then_orders_then_a_repeat(env: dict[str, str], tmp_path: Path
     assert customers.returncode == 0, customers.stderr
     assert customers.stdout.splitlines() == [
         "crm.csv: 12 rows read → 12 customers",
-        "  accepted: raw.user 8 new, 0 already present",
-        "  rejected: 4 (invalid_value 2, missing_field 1, timestamp_in_future 1) → raw.bad_rows",
+        "  accepted: raw.user 11 new, 0 already present",
+        "  kept with dropped fields: 3 customers (email 1, birth_date 1, joined_at 1) → raw.bad_rows",
+        "  rejected: 1 (missing_field 1) → raw.bad_rows",
     ]
     assert "회원번호→member_id" in customers.stderr and "(csv, cp949)" in customers.stderr
     assert len(list((tmp_path / "state").glob("*.json"))) == 1
@@ -55,7 +56,9 @@ def test_customers_then_orders_then_a_repeat(env: dict[str, str], tmp_path: Path
         "SELECT (SELECT COUNT(*) FROM raw.user) AS users, (SELECT COUNT(*) FROM raw.conv) "
         "AS orders, (SELECT COUNT(*) FROM raw.bad_rows WHERE stage = 'import') AS bad",
     )
-    assert counts == [{"users": 8, "orders": 10, "bad": 8}]
+    assert counts == [{"users": 11, "orders": 10, "bad": 8}]
+    names = warehouse_rows(db, "SELECT family_name, given_name FROM raw.user WHERE member_id = 'M0001'")
+    assert names == [{"family_name": "김", "given_name": "민수"}]
 
 
 def test_unusable_input_exits_2_before_writing(env: dict[str, str], tmp_path: Path) -> None:

@@ -69,6 +69,7 @@ def test_korean_cp949_crm_export_maps_by_its_headers(warehouse: DuckDBWarehouse)
     plan = plan_columns("customers", source.columns)
     assert dict(plan.by_column) == {
         "회원번호": "member_id",
+        "이름": "name",
         "성별": "sex",
         "생년월일": "birth_date",
         "이메일": "email",
@@ -76,8 +77,9 @@ def test_korean_cp949_crm_export_maps_by_its_headers(warehouse: DuckDBWarehouse)
         "가입일": "joined_at",
     }
     report = run(DATA / "customers_kr.csv", "customers", warehouse)
-    assert (report.lines, report.records, report.inserted["raw.user"]) == (12, 12, 8)
-    assert report.rejected == {"invalid_value": 2, "missing_field": 1, "timestamp_in_future": 1}
+    assert (report.lines, report.records, report.inserted["raw.user"]) == (12, 12, 11)
+    assert report.rejected == {"missing_field": 1}  # only the record without a member id
+    assert report.dropped == {"email": 1, "birth_date": 1, "joined_at": 1} and report.kept_with_dropped == 3
     (kim,) = rows(warehouse, "SELECT * FROM raw.user WHERE member_id = 'M0001'")
     assert (kim["sex"], kim["birth_year"], kim["email"], kim["phone"]) == (
         "M",
@@ -85,7 +87,8 @@ def test_korean_cp949_crm_export_maps_by_its_headers(warehouse: DuckDBWarehouse)
         "minsu.kim@example.com",
         "+821012345678",
     )
-    assert json.loads(kim["traits"]) == {"이름": "김민수", "등급": "골드"}
+    assert json.loads(kim["traits"]) == {"등급": "골드"}
+    assert (kim["full_name"], kim["family_name"], kim["given_name"]) == ("김민수", "김", "민수")
     assert kim["event_ts"] == datetime(2021, 3, 2, 1, 15, tzinfo=UTC)  # 10:15 in Seoul
     assert (kim["source"], kim["site_id"], kim["collected_at"]) == ("import", "demo-shop", NOW)
     assert kim["request_id"] == f"customers_kr.csv#{source.sha256[:12]}"
@@ -112,18 +115,22 @@ def test_failed_records_become_bad_rows_naming_line_and_field(warehouse: DuckDBW
     ]
     email = bad[2]
     assert (email["stage"], email["source"], email["site_id"]) == ("import", "import", "demo-shop")
-    assert email["reason_detail"] == "line 7: email is not an email address"
+    assert email["reason_detail"] == "line 7: email is not an email address; the field was dropped and the record kept"
     assert json.loads(email["payload"])["이메일"] == "doyoon.kang@example"
+    (kept,) = rows(warehouse, "SELECT event_id, email, phone FROM raw.user WHERE member_id = 'M0006'")
+    assert (email["event_id"], email["event_type"]) == (kept["event_id"], "identify")
+    assert (kept["email"], kept["phone"]) == (None, "+821056789012")  # the record is kept without the e-mail
+    assert bad[3]["event_id"] is None  # a rejected record names no row
 
 
 def test_reimport_adds_nothing_and_a_changed_record_adds_one_row(warehouse: DuckDBWarehouse, tmp_path: Path) -> None:
     run(DATA / "customers_kr.csv", "customers", warehouse)
     again = run(DATA / "customers_kr.csv", "customers", warehouse)
-    assert again.inserted == {"raw.user": 0, "raw.bad_rows": 0} and again.duplicates == 8
+    assert again.inserted == {"raw.user": 0, "raw.bad_rows": 0} and again.duplicates == 11
     changed = (DATA / "customers_kr.csv").read_bytes().replace(b"minsu.kim@example.com", b"minsu@example.com")
     (tmp_path / "customers_v2.csv").write_bytes(changed)
     third = run(tmp_path / "customers_v2.csv", "customers", warehouse)
-    assert third.inserted["raw.user"] == 1 and third.duplicates == 7
+    assert third.inserted["raw.user"] == 1 and third.duplicates == 10
     history = rows(warehouse, "SELECT email FROM raw.user WHERE member_id = 'M0001' ORDER BY collected_at, email")
     assert [h["email"] for h in history] == ["minsu.kim@example.com", "minsu@example.com"]
     assert count(warehouse, "raw.bad_rows") == 4
@@ -371,3 +378,184 @@ def test_dry_run_validates_everything_and_writes_nothing(warehouse: DuckDBWareho
     assert report.valid["raw.conv"] == 10 and sum(report.rejected.values()) == 4
     assert "dry run, nothing written: 10 valid" in format_summary(report)
     assert count(warehouse, "raw.conv") == 0
+
+
+# ---------------------------------------------------------------- invalid optional fields, names, regions
+
+NAMES = ["김민수", "이서연", "남궁민수", "제갈공명", "선우재덕", "황보관", "독고영재", "사공일", "서문탁", "이산"]
+REGIONS = ["서울", "경기도", "부산광역시", "제주특별자치도", "강원"]
+
+
+def bad_email(i: int) -> bool:
+    return i % 5 == 1
+
+
+def bad_birth(i: int) -> bool:
+    return i % 7 == 3
+
+
+def crm_export(tmp_path: Path, n: int = 2000) -> Path:
+    """A Korean CRM export in CP949 where a share of the e-mails and birth dates are malformed."""
+    lines = ["회원번호,이름,휴대폰,이메일,성별,생년월일,가입일,지역"]
+    for i in range(n):
+        email = "bad-email" if bad_email(i) else f"user{i}@example.com"
+        birth = "abcd" if bad_birth(i) else f"{1960 + i % 40}-{1 + i % 12:02d}-{1 + i % 28:02d}"
+        phone = f"010-{1000 + i % 9000:04d}-{i:04d}"
+        sex = "남" if i % 2 else "여"
+        lines.append(f"K{i:05d},{NAMES[i % 10]},{phone},{email},{sex},{birth},2021-03-02 10:15,{REGIONS[i % 5]}")
+    return write(tmp_path, "crm_2000.csv", "\n".join(lines) + "\n", "cp949")
+
+
+def test_a_record_with_an_invalid_optional_field_is_kept_without_that_field(
+    warehouse: DuckDBWarehouse, tmp_path: Path
+) -> None:
+    path = crm_export(tmp_path)
+    assert read_source(path).encoding == "cp949"
+    report = run(path, "customers", warehouse)
+    emails, births = sum(map(bad_email, range(2000))), sum(map(bad_birth, range(2000)))
+    both = sum(1 for i in range(2000) if bad_email(i) and bad_birth(i))
+    assert report.inserted["raw.user"] == 2000 and not report.rejected  # every customer is kept
+    assert report.dropped == {"email": emails, "birth_date": births}
+    assert report.kept_with_dropped == emails + births - both
+    assert (
+        f"  kept with dropped fields: {emails + births - both} customers (email {emails}, birth_date {births}) "
+        "→ raw.bad_rows" in format_summary(report).splitlines()
+    )
+    assert format_summary(report).splitlines()[-1] == "  rejected: 0"
+
+    (k1,) = rows(warehouse, "SELECT * FROM raw.user WHERE member_id = 'K00001'")  # bad e-mail: phone kept
+    assert (k1["email"], k1["phone"], k1["birth_year"], k1["sex"]) == (None, "+821010010001", 1961, "M")
+    (k3,) = rows(warehouse, "SELECT * FROM raw.user WHERE member_id = 'K00003'")  # bad birth date
+    assert (k3["email"], k3["birth_year"]) == ("user3@example.com", None)
+
+    bad = rows(warehouse, "SELECT * FROM raw.bad_rows ORDER BY failed_at, field")
+    assert len(bad) == emails + births
+    by_field = {b["field"]: b for b in bad}
+    assert (by_field["line 3: email"]["reason_code"], by_field["line 3: email"]["stage"]) == ("invalid_value", "import")
+    assert json.loads(by_field["line 3: email"]["payload"])["이메일"] == "bad-email"
+    assert by_field["line 5: birth_date"]["reason_code"] == "invalid_value"
+    assert "dropped" in by_field["line 5: birth_date"]["reason_detail"]
+    # each problem names the row that was kept without the field
+    linked = rows(warehouse, "SELECT COUNT(*) AS n FROM raw.bad_rows b JOIN raw.user u ON b.event_id = u.event_id")
+    assert linked == [{"n": emails + births}]
+
+    again = run(path, "customers", warehouse)  # idempotent: same ids for rows and problems
+    assert again.inserted == {"raw.user": 0, "raw.bad_rows": 0} and again.duplicates == 2000
+
+
+def test_an_interrupted_import_with_dropped_fields_resumes_to_the_same_result(
+    warehouse: DuckDBWarehouse, tmp_path: Path
+) -> None:
+    path = crm_export(tmp_path, 300)
+    clean = DuckDBWarehouse(":memory:")
+    clean.ensure_tables(list(table_specs().values()))
+    run(path, "customers", clean)
+    the_job = job(path, "customers", chunk_size=50)
+    state = ImportState.for_job(tmp_path / "state", the_job)
+    with pytest.raises(TransientError):
+        run_import(the_job, CrashingWarehouse(warehouse, crash_on_call=3), lambda: NOW, state=state)
+    run_import(the_job, warehouse, lambda: NOW, state=state)
+    for sql in ("SELECT event_id FROM raw.user", "SELECT bad_row_id, event_id, field FROM raw.bad_rows"):
+        assert sorted(map(str, rows(warehouse, f"SELECT DISTINCT * FROM ({sql})"))) == sorted(
+            map(str, rows(clean, sql))
+        )
+    assert count(clean, "raw.user") == 300
+
+
+def test_only_a_missing_or_invalid_key_rejects_a_record(warehouse: DuckDBWarehouse, tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "crm.csv",
+        "member_id,email,phone,sex,birth_year,joined_at,grade\n"
+        ",a@b.co,010-1111-2222,M,1990,2024-01-01,gold\n"  # no key: rejected
+        f"{'x' * 300},c@d.co,,,,,\n"  # a key too long for the protocol: rejected
+        "C3,nope,12,X,1850,2099-01-01,silver\n",  # every optional field invalid: kept with its key
+    )
+    report = run(path, "customers", warehouse)
+    assert report.rejected == {"missing_field": 1, "string_too_long": 1}
+    assert report.inserted["raw.user"] == 1 and report.kept_with_dropped == 1
+    assert report.dropped == {"email": 1, "phone": 1, "sex": 1, "birth_year": 1, "joined_at": 1}
+    (c3,) = rows(warehouse, "SELECT * FROM raw.user")
+    assert (c3["member_id"], c3["email"], c3["phone"], c3["sex"], c3["birth_year"]) == ("C3", None, None, None, None)
+    assert c3["event_ts"] == AS_OF  # the invalid joined_at is dropped: dated as the export
+    assert json.loads(c3["traits"]) == {"grade": "silver"}
+    fields = {b["field"]: b["reason_code"] for b in rows(warehouse, "SELECT * FROM raw.bad_rows")}
+    assert fields == {
+        "line 2: member_id": "missing_field",
+        "line 3: member_id": "string_too_long",
+        "line 4: email": "invalid_value",
+        "line 4: phone": "invalid_value",
+        "line 4: sex": "invalid_value",
+        "line 4: birth_year": "invalid_value",
+        "line 4: joined_at": "timestamp_in_future",
+    }
+
+
+def test_an_order_keeps_its_optional_fields_apart_from_its_keys(warehouse: DuckDBWarehouse, tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "pos.csv",
+        "order_id,ordered_at,member_id,email,store_id,amount,note\n"
+        f"P1,2024-05-01 10:00,m1,not-an-email,{'S' * 2000},5000,ok\n"  # kept: member_id links it
+        "P2,2024-05-01 11:00,,not-an-email,S1,7000,\n"  # its only link is invalid: rejected
+        f"P3,2024-05-01 12:00,m3,,S1,3000,{'n' * 2000}\n",  # an overlong extra column: dropped
+    )
+    report = run(path, "orders", warehouse)
+    assert report.inserted["raw.conv"] == 2 and report.rejected == {"invalid_value": 1}
+    assert report.dropped == {"email": 1, "store_id": 1, "note": 1} and report.kept_with_dropped == 2
+    got = {o["order_id"]: o for o in rows(warehouse, "SELECT * FROM raw.conv")}
+    assert (got["P1"]["store_id"], json.loads(got["P1"]["properties"])) == (None, {"note": "ok"})
+    assert got["P3"]["properties"] is None and got["P3"]["revenue"] == 3000
+    bad = {b["field"]: b["reason_code"] for b in rows(warehouse, "SELECT * FROM raw.bad_rows")}
+    assert bad == {
+        "line 2: email": "invalid_value",
+        "line 2: store_id": "string_too_long",
+        "line 3: email": "invalid_value",
+        "line 4: note": "string_too_long",
+    }
+
+
+def test_names_and_region_are_mapped_to_columns(warehouse: DuckDBWarehouse, tmp_path: Path) -> None:
+    path = crm_export(tmp_path, 10)
+    plan = plan_columns("customers", read_source(path).columns)
+    assert (plan.fields["name"], plan.fields["region"]) == ("이름", "지역")
+    run(path, "customers", warehouse)
+    got = rows(
+        warehouse, "SELECT member_id, full_name, family_name, given_name, region, traits FROM raw.user ORDER BY 1"
+    )
+    assert [(g["full_name"], g["family_name"], g["given_name"], g["region"]) for g in got] == [
+        ("김민수", "김", "민수", "Seoul"),
+        ("이서연", "이", "서연", "Gyeonggi"),
+        ("남궁민수", "남궁", "민수", "Busan"),
+        ("제갈공명", "제갈", "공명", "Jeju"),
+        ("선우재덕", "선우", "재덕", "Gangwon"),
+        ("황보관", "황보", "관", "Seoul"),
+        ("독고영재", "독고", "영재", "Gyeonggi"),
+        ("사공일", "사공", "일", "Busan"),
+        ("서문탁", "서문", "탁", "Jeju"),
+        ("이산", "이", "산", "Gangwon"),
+    ]
+    assert {g["traits"] for g in got} == {None}  # 이름 and 지역 are columns now, not traits
+
+
+@pytest.mark.parametrize(
+    ("header", "line", "expected"),
+    [
+        ("id,first_name,last_name", "1,Gil-dong,Hong", (None, "Hong", "Gil-dong")),
+        ("id,Given Name,Family Name,Full Name", "1,Gil-dong,Hong,Gil-dong Hong", ("Gil-dong Hong", "Hong", "Gil-dong")),
+        ("id,name", "1,Gil-dong Hong", ("Gil-dong Hong", None, None)),  # Latin order is ambiguous: not split
+        ("id,성명", "1,홍 길동", ("홍 길동", "홍", "길동")),
+        ("id,성,이름", "1,홍,길동", (None, "홍", "길동")),  # with a 성 column, 이름 is the given name
+        ("id,성,이름", "1,홍,홍길동", (None, "홍", "길동")),  # ...or the full name starting with it
+        ("id,고객명", "1,John", ("John", None, None)),
+        ("id,이름", "1,洪吉童", ("洪吉童", None, None)),
+    ],
+)
+def test_names_split_only_when_the_split_is_certain(
+    warehouse: DuckDBWarehouse, tmp_path: Path, header: str, line: str, expected: tuple[str | None, ...]
+) -> None:
+    path = write(tmp_path, "crm.csv", f"{header}\n{line}\n")
+    run(path, "customers", warehouse, overrides={"id": "member_id"})
+    (got,) = rows(warehouse, "SELECT full_name, family_name, given_name, traits FROM raw.user")
+    assert (got["full_name"], got["family_name"], got["given_name"]) == expected
+    assert got["traits"] is None

@@ -2,12 +2,14 @@
 
 Each record becomes a protocol event (`identify` or `conv`) and goes through the collector's own
 `beacons.validate_event` and `beacons.event_rows`, so an imported row obeys the rules a tracked one
-does; a record that fails becomes a bad row and the import goes on. Event ids hash the normalised
+does. A record whose key is missing or invalid becomes a bad row and the import goes on; an invalid
+optional field is dropped, the record kept, and the problem stored as a bad row. Event ids hash the normalised
 content, so an unchanged re-import inserts nothing, and a state file per (file, mapping) lets an
 interrupted import resume where it stopped. Usage and decisions: docs/import.md.
 
 One module per step: `sources` reads and decodes a file, `mapping` resolves its columns to fields,
-`shaping` turns records into validated rows, `state` keeps the resume point and `runner` writes in
+`shaping` turns records into validated rows (dropping invalid optional fields; `people` splits
+names and names regions), `state` keeps the resume point and `runner` writes in
 chunks. The command line is `cli/import_files.py`. The names below are re-exported for callers
 outside; the modules import each other directly.
 """

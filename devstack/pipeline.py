@@ -42,8 +42,10 @@ def serve_function(target: str, log_dir: Path, env: Mapping[str, str]) -> Server
     return server
 
 
-def push_subscription(project: str, topic: str, name: str, endpoint: str, max_attempts: int = 5) -> None:
-    """Create the topic and a push subscription to a local endpoint (what Terraform declares in prod)."""
+def push_subscription(project: str, topic: str, name: str, endpoint: str, max_attempts: int | None = 5) -> None:
+    """Create the topic and a push subscription to a local endpoint (what Terraform declares in prod);
+    after `max_attempts` failed pushes a message goes to the dead-letter topic (None: a consumer of
+    the dead-letter topic itself, with nowhere further to go)."""
     from google.api_core import exceptions as gexc
     from google.cloud import pubsub_v1  # type: ignore[attr-defined]
 
@@ -58,12 +60,13 @@ def push_subscription(project: str, topic: str, name: str, endpoint: str, max_at
         "topic": topic_path,
         "push_config": {"push_endpoint": endpoint},
         "ack_deadline_seconds": 60,
-        "dead_letter_policy": {
-            "dead_letter_topic": publisher.topic_path(project, DEAD_LETTER_TOPIC),
-            "max_delivery_attempts": max_attempts,
-        },
         "retry_policy": {"minimum_backoff": {"seconds": 1}, "maximum_backoff": {"seconds": 10}},
     }
+    if max_attempts is not None:
+        request["dead_letter_policy"] = {
+            "dead_letter_topic": publisher.topic_path(project, DEAD_LETTER_TOPIC),
+            "max_delivery_attempts": max_attempts,
+        }
     with suppress(gexc.AlreadyExists):
         subscriber.create_subscription(request=request)
     subscriber.close()
@@ -87,6 +90,7 @@ class LocalPipeline:
     emulators: Emulators
     collect: Server
     loader: Server
+    dead_letters: Server
     duckdb_path: Path
     env: dict[str, str]
 
@@ -97,6 +101,7 @@ class LocalPipeline:
     def stop(self) -> None:
         self.collect.stop()
         self.loader.stop()
+        self.dead_letters.stop()
 
 
 def pipeline_env(emulators: Emulators, duckdb_path: Path, sites: Mapping[str, list[str]]) -> dict[str, str]:
@@ -130,10 +135,18 @@ def running_pipeline(
         # The loader only appends small batches: one DuckDB thread costs it less CPU (docs/architecture.md).
         loader = serve_function("load_events", log_dir, {**env, "CDP_DUCKDB_THREADS": "1"})
         stack.callback(loader.stop)
+        # As in production: a message the loader failed max_attempts times goes to the dead-letter
+        # topic, whose subscriber stores it whole as a bad row (the emulator applies the policy).
+        dead_letters = serve_function("load_dead_letters", log_dir, env)
+        stack.callback(dead_letters.stop)
         emulators.export()
-        subscription = f"load-events-{int(time.time() * 1000)}"
-        push_subscription(emulators.project, BEACON_TOPIC, subscription, loader.url + "/")
-        stack.callback(delete_subscription, emulators.project, subscription)
+        stamp = int(time.time() * 1000)
+        for topic, name, server, attempts in (
+            (BEACON_TOPIC, f"load-events-{stamp}", loader, 5),
+            (DEAD_LETTER_TOPIC, f"load-dead-letters-{stamp}", dead_letters, None),
+        ):
+            push_subscription(emulators.project, topic, name, server.url + "/", attempts)
+            stack.callback(delete_subscription, emulators.project, name)
         collect = serve_function("collect", log_dir, env)
         stack.callback(collect.stop)
-        yield LocalPipeline(emulators, collect, loader, duckdb_path, env)
+        yield LocalPipeline(emulators, collect, loader, dead_letters, duckdb_path, env)

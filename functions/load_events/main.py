@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime
 
+import flask
 import functions_framework
 from cloudevents.http import CloudEvent
 
@@ -17,7 +18,8 @@ log = logging.getLogger(__name__)
 
 @functions_framework.cloud_event
 def load_events(cloud_event: CloudEvent) -> None:
-    message = decode_pubsub(cloud_event.data)
+    # The attempt count is only in the push body (shared.pubsub_events); Flask parsed it already.
+    message = decode_pubsub(cloud_event.data, flask.request.get_json(silent=True))
     report = load_message(
         message.data,
         bootstrap.warehouse(),

@@ -148,6 +148,26 @@ def test_load_events_stores_a_message_that_is_no_beacon_message_as_a_bad_row(por
     assert ports.bad_rows() == [{"reason_code": "undecodable_message", "site_id": None}]
 
 
+def test_load_events_reads_the_delivery_attempt_the_framework_drops(
+    ports: Ports, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """functions-framework leaves `deliveryAttempt` out of the CloudEvent it makes of a push: the
+    handler reads it from the push body, so on the last attempt a message that keeps hitting a bug
+    becomes a bad row instead of being retried until Pub/Sub gives up."""
+    from shared.services import load
+
+    def bug(data: bytes, warehouse: object, now: object) -> None:
+        raise RuntimeError("a bug the message keeps hitting")
+
+    monkeypatch.setattr(load, "_load", bug)
+    client = app_client("load_events")
+    body = push(b'{"rows": []}', site_id="test-shop")
+    assert client.post("/", json=body | {"deliveryAttempt": 4}).status_code == 500  # Pub/Sub retries it
+    assert ports.bad_rows() == []
+    assert client.post("/", json=body | {"deliveryAttempt": 5}).status_code == 200  # the last attempt
+    assert ports.bad_rows() == [{"reason_code": "load_failed", "site_id": None}]
+
+
 def test_load_dead_letters_stores_the_message_as_a_bad_row(ports: Ports) -> None:
     client = app_client("load_dead_letters")
     assert resolved_signature() == SIGNATURES["load_dead_letters"]

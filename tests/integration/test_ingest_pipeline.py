@@ -12,7 +12,7 @@ import pytest
 import requests
 from functions_framework import create_app
 
-from devstack.pipeline import LocalPipeline
+from devstack.pipeline import DEAD_LETTER_TOPIC, LocalPipeline
 from tests.conftest import wait_for, warehouse_rows
 
 pytestmark = pytest.mark.emulator
@@ -188,3 +188,27 @@ def test_tracker_script_and_pixel_are_served(pipeline: LocalPipeline) -> None:
         )
     )
     assert rows == [{"source": "pixel", "visitor_id": "v-pixel"}]
+
+
+def test_a_dead_lettered_message_becomes_a_bad_row(pipeline: LocalPipeline) -> None:
+    """The local stack wires the dead-letter topic to load_dead_letters as Terraform does: the
+    emulator moves a message there after the loader's 5 failed attempts (checked by hand: it applies
+    dead-letter policies), and what arrives there is stored whole, with its attributes."""
+    from google.cloud import pubsub_v1  # type: ignore[attr-defined]
+
+    publisher = pubsub_v1.PublisherClient()
+    topic = publisher.topic_path(pipeline.emulators.project, DEAD_LETTER_TOPIC)
+    marker = f"dead-{uuid.uuid4()}"
+    publisher.publish(topic, json.dumps({"marker": marker}).encode(), site_id="test-shop").result(timeout=30)
+
+    def stored() -> list[dict[str, Any]]:
+        return [
+            r
+            for r in warehouse_rows(
+                pipeline.duckdb_path, "SELECT reason_code, site_id, payload FROM raw.bad_rows WHERE stage = 'load'"
+            )
+            if marker in (r["payload"] or "")
+        ]
+
+    [row] = wait_for(stored)
+    assert (row["reason_code"], row["site_id"]) == ("dead_lettered", "test-shop")

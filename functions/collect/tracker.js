@@ -19,6 +19,7 @@
   const RETRY_MIN = 1000;
   const RETRY_MAX = 300000;
   const LEASE = 30000; // a send owns its events this long before another page may resend them
+  const STRIKES = 3; // server errors (not outages) one event may meet before it is set aside
   const VID = '_cdp_vid';
   const VID_AGE = 63072000; // two years, in seconds
   const PREFIX = '_cdp_';
@@ -234,10 +235,13 @@
     for (const r of q) {
       if (out.length >= MAX_BATCH) break;
       if (!free(r, now, skip)) continue;
+      // An event that met a server error travels alone, so it cannot hold back the others.
+      if (r.x && out.length) continue;
       const n = bytes(JSON.stringify(r.e)) + 1;
       if (size + n > MAX_BYTES) break;
       out.push(r);
       size += n;
+      if (r.x) break;
     }
     return out;
   }
@@ -307,16 +311,27 @@
       return;
     }
     // Network error, 429 or 5xx: put the events back (the unload flush may have handed them over
-    // meanwhile) and back off exponentially with jitter, never sooner than Retry-After.
-    const q = load();
+    // meanwhile) and back off exponentially with jitter, never sooner than Retry-After. A server
+    // error that is no outage (500, not 502-504) is a strike against each event sent: one the
+    // collector keeps failing on is set aside (kept under `x`), so it cannot block the queue.
+    const strike = status >= 500 && (status < 502 || status > 504) ? 1 : 0;
+    let q = load();
     const have = {};
     q.forEach((r) => { have[r.e.event_id] = r; });
     const back = [];
     batch.forEach((r) => {
-      if (have[r.e.event_id]) have[r.e.event_id].l = 0;
-      else back.push({ e: r.e });
+      const x = (r.x || 0) + strike;
+      if (have[r.e.event_id]) Object.assign(have[r.e.event_id], { l: 0, x });
+      else back.push({ e: r.e, x });
     });
-    save(back.concat(q));
+    q = back.concat(q);
+    const aside = q.filter((r) => r.x >= STRIKES);
+    if (aside.length) {
+      warn('collector kept failing on', aside.length, 'events; set aside');
+      put('x', read('x', []).concat(aside.map((r) => r.e)).slice(-50));
+      q = q.filter((r) => !(r.x >= STRIKES));
+    }
+    save(q);
     fails++;
     const base = Math.min(RETRY_MAX, RETRY_MIN * Math.pow(2, fails - 1));
     const wait = Math.max(base / 2 + (Math.random() * base) / 2, after);

@@ -61,6 +61,7 @@ class FakeCollector:
     retry_after: str = "1"
     error: str = "unknown_site_id"
     delay_s: float = 0.0
+    poison: str | None = None  # an event of this name makes every batch holding it answer 500
     posts: list[Post] = field(default_factory=list)
     preflights: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -89,6 +90,8 @@ class FakeCollector:
     def answer(self, post: Post) -> tuple[int, dict[str, str], dict[str, Any]]:
         with self.lock:
             status = self.status
+        if self.poison and self.poison in _names(post.body["events"]):
+            return 500, {}, {"error": "internal"}  # a collector bug this event keeps hitting
         if status == 200:
             return 200, {}, {"accepted": len(post.ids)}
         if status in (429, 503):
@@ -439,6 +442,29 @@ def test_an_outage_and_a_reload_lose_nothing_and_duplicate_nothing(tab: Tab) -> 
     assert posted == stored  # nothing was sent that the queue did not hold
     assert tab.stored_ids() == []
     assert tab.page.evaluate("localStorage.getItem('_cdp_demo-shop_r')") is None  # backoff reset
+
+
+def test_an_event_the_collector_keeps_failing_on_is_set_aside_and_the_rest_flow(tab: Tab) -> None:
+    """A 500 that is no outage counts against each event sent: such events travel alone after it,
+    and one that meets three is set aside, so one poisoned event cannot block a browser's queue."""
+    tab.fake.poison = "poison"
+    tab.open("index.html")
+    tab.wait_accepted(2)
+    tab.custom("before", 2)
+    tab.custom("poison")
+    tab.custom("after", 2)
+    tab.until("the others delivered", lambda: sorted(_names(tab.fake.accepted())[2:]) == ["after"] * 2 + ["before"] * 2)
+    tab.until("the poisoned event set aside", lambda: tab.stored_ids() == [])
+    tab.page.wait_for_timeout(1500)  # a further retry would come within this
+    tries = [p for p in tab.fake.snapshot() if "poison" in _names(p.body["events"])]
+    assert len(tries) == 3 and all(p.status == 500 for p in tries)
+    assert [len(p.ids) for p in tries[1:]] == [1, 1]  # alone after its first strike
+    aside = tab.page.evaluate("JSON.parse(localStorage.getItem('_cdp_demo-shop_x'))")
+    assert _names(aside) == ["poison"]
+    assert any("set aside" in w for w in tab.warnings), tab.warnings
+
+    tab.custom("next")
+    tab.until("the next event", lambda: _names(tab.fake.accepted())[-1:] == ["next"])
 
 
 def test_a_4xx_drops_the_batch_and_is_not_retried(tab: Tab) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 
 from croniter import croniter
 
+from shared.cron import MIN_INTERVAL_MINUTES
 from shared.jobs import job_body
 from shared.ports import DocumentStore, TransientError, Warehouse
 from shared.segmentlets import CATALOGUE, PRODUCT_SEGMENTLETS, Segmentlet
@@ -37,6 +38,7 @@ log = logging.getLogger(__name__)
 
 SEGMENTS = "segments"
 JOB = "build_segments"
+MAX_MESSAGE = 500  # characters of one status message or error: a status stays far below Firestore's 1 MiB
 
 
 # -- status -----------------------------------------------------------------------------------------
@@ -53,21 +55,27 @@ def status(
     definition_hash: str | None = None,
 ) -> dict[str, Any]:
     """The `status` map on a segment document. Every key is always present, so a Firestore merge
-    that deep-merges maps still replaces the previous status whole."""
+    that deep-merges maps still replaces the previous status whole. Texts are cut to MAX_MESSAGE
+    characters (validation lists at most MAX_ERRORS problems), so the status can always be written."""
     return {
         "state": state,
         "stage": stage,
-        "message": message,
-        "errors": list(errors),
+        "message": _short(message) if message is not None else None,
+        "errors": [_short(e) for e in errors],
         "estimate": estimate,
         "definition_hash": definition_hash,
         "at": at,
     }
 
 
+def _short(text: str) -> str:
+    text = text if len(text) <= MAX_MESSAGE else text[: MAX_MESSAGE - 1] + "…"
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def keep_schedule(new: dict[str, Any], doc: Mapping[str, Any] | None) -> dict[str, Any]:
     """The new status with sync_schedules' `status.schedule` carried over: that key is its own."""
-    previous = (doc or {}).get("status")
+    previous = doc.get("status") if isinstance(doc, Mapping) else None
     if isinstance(previous, Mapping) and "schedule" in previous:
         return {**new, "schedule": previous["schedule"]}
     return new
@@ -84,10 +92,16 @@ def estimate_size(segment: Segment, warehouse: Warehouse, now: datetime) -> int:
     return int(rows[0]["size"]) if rows else 0
 
 
-def validate_segment(segment_id: str, doc: Mapping[str, Any], warehouse: Warehouse, now: datetime) -> dict[str, Any]:
+def validate_segment(
+    segment_id: str,
+    doc: Mapping[str, Any],
+    warehouse: Warehouse,
+    now: datetime,
+    min_interval_minutes: int = MIN_INTERVAL_MINUTES,
+) -> dict[str, Any]:
     """The status for a segment document: its errors by field path, or OK with a size estimate."""
     try:
-        segment = parse_segment(segment_id, doc)
+        segment = parse_segment(segment_id, doc, min_interval_minutes=min_interval_minutes, now=now)
     except InvalidSegment as exc:
         problems = [str(p) for p in exc.problems]
         return status("error", "validate", now, message=problems[0], errors=problems)
@@ -109,7 +123,13 @@ def _canonical(doc: Mapping[str, Any] | None) -> str:
     return json.dumps(to_document(user_fields(doc)), sort_keys=True, ensure_ascii=False, default=plain)
 
 
-def handle_segment_write(change: DocumentChange, warehouse: Warehouse, documents: DocumentStore, now: datetime) -> str:
+def handle_segment_write(
+    change: DocumentChange,
+    warehouse: Warehouse,
+    documents: DocumentStore,
+    now: datetime,
+    min_interval_minutes: int = MIN_INTERVAL_MINUTES,
+) -> str:
     """validate_config: check an edited segment and write its status; returns what happened.
 
     The status write is itself a write to the document and fires this trigger again. That event
@@ -122,7 +142,7 @@ def handle_segment_write(change: DocumentChange, warehouse: Warehouse, documents
         return "skipped: deleted"
     if change.old is not None and _canonical(change.old) == _canonical(change.new):
         return "skipped: only results changed"
-    result = validate_segment(change.doc_id, change.new, warehouse, now)
+    result = validate_segment(change.doc_id, change.new, warehouse, now, min_interval_minutes)
     current = documents.get(SEGMENTS, change.doc_id)
     if current is None:
         return "skipped: deleted"
@@ -190,10 +210,12 @@ def build_segments(
     documents: DocumentStore,
     now: datetime,
     only: Collection[str] | None = None,
+    min_interval_minutes: int = MIN_INTERVAL_MINUTES,
 ) -> BuildReport:
     """Evaluate every enabled, due segment (or only those named); one failure never stops the rest.
 
-    A segment's failure goes on its own document's status. Outages are also collected in
+    A segment's failure goes on its own document's status, whatever the document holds: its parsing,
+    due check and build all run inside the segment's own isolation. Outages are also collected in
     `transient`, so the job can ask for redelivery: the retry finds the segments already built
     not due and rebuilds only the ones that failed.
     """
@@ -202,23 +224,29 @@ def build_segments(
     for segment_id, doc in documents.list(SEGMENTS):
         if only is not None and segment_id not in only:
             continue
+        stage = "build"
         try:
-            segment = parse_segment(segment_id, doc)
-        except InvalidSegment as exc:
-            report.invalid.append(segment_id)
-            problems = [str(p) for p in exc.problems]
-            previous = doc.get("status") or {}
-            if previous.get("state") != "error" or previous.get("errors") != problems:
+            try:
+                segment = parse_segment(segment_id, doc, min_interval_minutes=min_interval_minutes, now=now)
+            except InvalidSegment as exc:
+                report.invalid.append(segment_id)
+                problems = [str(p) for p in exc.problems]
                 error = status("error", "build", now, message=problems[0], errors=problems)
-                _write_status(documents, segment_id, keep_schedule(error, doc))
-            continue
-        if not segment.enabled:
-            report.disabled.append(segment_id)
-            continue
-        if not is_due(segment, doc, now):
-            report.not_due.append(segment_id)
-            continue
-        try:
+                previous = doc.get("status")
+                if not isinstance(previous, Mapping) or (previous.get("state"), previous.get("errors")) != (
+                    "error",
+                    error["errors"],
+                ):
+                    _write_status(documents, segment_id, keep_schedule(error, doc))
+                continue
+            if not segment.enabled:
+                report.disabled.append(segment_id)
+                continue
+            stage = "due check"
+            if not is_due(segment, doc, now):
+                report.not_due.append(segment_id)
+                continue
+            stage = "build"
             evaluation = evaluate_segment(segment, warehouse, now)
             documents.set(
                 SEGMENTS,
@@ -245,11 +273,11 @@ def build_segments(
                 merge=True,
             )
         except Exception as exc:  # noqa: BLE001 - isolate: the next segment still runs
-            log.exception("segment build failed", extra={"segment_id": segment_id})
-            report.failed[segment_id] = f"{type(exc).__name__}: {exc}"[:500]
+            log.exception("segment build failed", extra={"segment_id": segment_id, "stage": stage})
+            message = f"{stage} failed: {type(exc).__name__}: {exc}"[:MAX_MESSAGE]
+            report.failed[segment_id] = message
             if isinstance(exc, TransientError):
                 report.transient.append(segment_id)
-            message = f"build failed: {type(exc).__name__}: {exc}"[:500]
             error = status("error", "build", now, message=message, errors=[message])
             _write_status(documents, segment_id, keep_schedule(error, doc))
             continue

@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import Any
 
 from shared.config import ScheduleSettings
-from shared.cron import cron_error, time_zone_error
+from shared.cron import check_schedule
 from shared.ports.documents import DocumentStore
 from shared.ports.errors import JobRejected
 from shared.ports.scheduler import MAX_DESCRIPTION, JobScheduler, JobSpec
@@ -41,27 +41,17 @@ def segment_job_name(segment_id: str, prefix: str) -> str:
 def segment_job(segment_id: str, segment: Mapping[str, Any], config: ScheduleSettings, now: datetime) -> JobSpec | str:
     """The job a segment document asks for, or the reason it cannot have one (the message names the field)."""
     schedule = segment.get("schedule", {"cron": config.default_cron})
-    if isinstance(schedule, str):
-        schedule = {"cron": schedule}
-    if not isinstance(schedule, Mapping):
-        return "schedule: must be a map {cron, timezone} or a cron string"
-    unknown = sorted(set(schedule) - {"cron", "timezone"})
-    if unknown:
-        return f"schedule.{unknown[0]}: unknown field; a schedule has cron and timezone"
-    error = cron_error(schedule.get("cron"), config.min_interval_minutes, now)
-    if error:
-        return f"schedule.cron: {error}"
-    time_zone = schedule.get("timezone") or config.default_time_zone
-    error = time_zone_error(time_zone)
-    if error:
-        return f"schedule.timezone: {error}"
+    # The same check as segment validation (shared/tam/rules.py), so both refuse the same schedules.
+    checked = check_schedule(schedule, config.default_time_zone, config.min_interval_minutes, now)
+    if checked.first is not None or checked.cron is None or checked.timezone is None:
+        return checked.first or "schedule: invalid"
     name = segment.get("name")
     label = f"{segment_id} ({name})" if isinstance(name, str) and name and name != segment_id else segment_id
     description = f"Builds segment {label}. Managed by sync_schedules from Firestore segments/{segment_id}."
     return JobSpec(
         name=segment_job_name(segment_id, config.job_prefix),
-        cron=" ".join(str(schedule["cron"]).split()),
-        time_zone=str(time_zone),
+        cron=" ".join(checked.cron.split()),
+        time_zone=checked.timezone,
         topic=config.topic,
         message={"job": config.segment_job, "segment_id": segment_id},
         description=description[:MAX_DESCRIPTION],

@@ -39,11 +39,25 @@ class DocumentChange:
 def decode_document_event(data: Any, subject: str | None = None) -> DocumentChange:
     """A DocumentChange from a CloudEvent's data (bytes, base64 bytes, JSON text or a dict).
 
-    `subject` (`documents/segments/abc`) names the document when the data carries no name.
+    `subject` (`documents/segments/abc`) names the document when the data carries no name. Anything
+    malformed, however deep or large, is an EventError: a redelivery would not read any better.
     """
+    try:
+        return _decode(data, subject)
+    except EventError:
+        raise
+    except (ValueError, TypeError, AttributeError, KeyError, RecursionError, OverflowError) as exc:
+        raise EventError(f"malformed event data: {type(exc).__name__}: {str(exc)[:200]}") from exc
+
+
+def _decode(data: Any, subject: str | None) -> DocumentChange:
     message = _as_json(data)
     old, new = message.get("oldValue"), message.get("value")
+    if not isinstance(old, (Mapping, type(None))) or not isinstance(new, (Mapping, type(None))):
+        raise EventError("oldValue and value must be documents")
     name = (new or {}).get("name") or (old or {}).get("name") or subject or ""
+    if not isinstance(name, str):
+        raise EventError("the document name is not a text")
     parts = name.split("/documents/", 1)[-1].removeprefix("documents/").split("/")
     if len(parts) < 2 or not all(parts):
         raise EventError(f"no document name in the event (subject {subject!r})")
@@ -66,8 +80,8 @@ def _as_json(data: Any) -> dict[str, Any]:
     if raw.lstrip().startswith(b"{"):
         try:
             parsed = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            raise EventError(f"event data is not valid JSON: {exc}") from exc
+        except (ValueError, RecursionError) as exc:  # JSONDecodeError, over-long integers, nesting
+            raise EventError(f"event data is not valid JSON: {str(exc)[:200]}") from exc
         if not isinstance(parsed, dict):
             raise EventError("event data is not a JSON object")
         return parsed
@@ -81,8 +95,12 @@ def _as_json(data: Any) -> dict[str, Any]:
         event = DocumentEventData.deserialize(raw)
     except Exception as exc:  # noqa: BLE001 - protobuf raises its own DecodeError hierarchy
         raise EventError(f"event data is not a DocumentEventData: {exc}") from exc
-    parsed = json.loads(DocumentEventData.to_json(event))
-    assert isinstance(parsed, dict)
+    try:  # to_json refuses values the protobuf can hold but JSON cannot, e.g. timestamps past 9999
+        parsed = json.loads(DocumentEventData.to_json(event))
+    except Exception as exc:  # noqa: BLE001 - protobuf raises its own SerializeToJsonError hierarchy
+        raise EventError(f"event data holds a value that cannot be read: {str(exc)[:200]}") from exc
+    if not isinstance(parsed, dict):
+        raise EventError("event data is not a DocumentEventData")
     return parsed
 
 
@@ -90,11 +108,29 @@ def _document(doc: Any) -> dict[str, Any] | None:
     """A Firestore REST document's fields as Python values; None for an absent document."""
     if not isinstance(doc, Mapping) or not doc.get("name"):
         return None
-    return {k: firestore_value(v) for k, v in (doc.get("fields") or {}).items()}
+    fields = doc.get("fields") or {}
+    if not isinstance(fields, Mapping):
+        raise EventError("a document's fields must be a map")
+    return {str(k): firestore_value(v) for k, v in fields.items()}
 
 
-def firestore_value(value: Mapping[str, Any]) -> Any:
-    """One Firestore REST `Value` (`{"integerValue": "3"}`) as the Python value the client returns."""
+def firestore_value(value: Any) -> Any:
+    """One Firestore REST `Value` (`{"integerValue": "3"}`) as the Python value the client returns.
+
+    A malformed value (not a map, text where a number belongs, a timestamp that is no time, nesting
+    deeper than Python recurses) is an EventError naming what was wrong.
+    """
+    if not isinstance(value, Mapping):
+        raise EventError(f"a Firestore value must be a map, got {type(value).__name__}")
+    try:
+        return _value(value)
+    except EventError:
+        raise
+    except (ValueError, TypeError, AttributeError, RecursionError, OverflowError) as exc:
+        raise EventError(f"malformed Firestore value {sorted(value)[:3]}: {str(exc)[:200]}") from exc
+
+
+def _value(value: Mapping[str, Any]) -> Any:
     if "nullValue" in value:
         return None
     if "booleanValue" in value:
@@ -113,7 +149,7 @@ def firestore_value(value: Mapping[str, Any]) -> Any:
     if "arrayValue" in value:
         return [firestore_value(v) for v in value["arrayValue"].get("values") or []]
     if "bytesValue" in value:
-        return base64.b64decode(value["bytesValue"])
+        return base64.b64decode(value["bytesValue"], validate=True)
     if "referenceValue" in value:
         return str(value["referenceValue"])
     if "geoPointValue" in value:

@@ -10,6 +10,8 @@ from typing import Any
 
 import yaml
 
+from shared.tam.rules import describe
+
 
 class UnreadableSegmentFile(Exception):
     """The file cannot be read or is not a segment document; the message names the file."""
@@ -21,9 +23,15 @@ def load_file(path: Path) -> tuple[str, dict[str, Any]]:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise UnreadableSegmentFile(f"{path}: cannot read: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise UnreadableSegmentFile(f"{path}: not UTF-8 text: {exc.reason} at byte {exc.start}") from exc
     except yaml.YAMLError as exc:
         raise UnreadableSegmentFile(f"{path}: not valid YAML: {exc}") from exc
+    except RecursionError as exc:
+        raise UnreadableSegmentFile(f"{path}: nests too deeply to be a segment document") from exc
+    except ValueError as exc:  # PyYAML converts scalars with int(), which refuses over 4300 digits
+        raise UnreadableSegmentFile(f"{path}: not valid YAML: {str(exc)[:200]}") from exc
     if not isinstance(data, dict):
         raise UnreadableSegmentFile(f"{path}: expected a segment document (a mapping), got {type(data).__name__}")
     segment_id = data.get("id", path.stem)
-    return str(segment_id), data
+    return segment_id if isinstance(segment_id, str) else describe(segment_id), data

@@ -13,13 +13,14 @@ import hashlib
 import json
 import math
 import re
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
-from shared.cron import cron_error
+from shared.cron import MIN_INTERVAL_MINUTES, check_schedule
 from shared.segmentlets import BY_CODE, OPERATORS, Segmentlet
 from shared.tam.templates import DEFAULT_SCHEDULE, DEFAULT_TIMEZONE, TEMPLATES, Template
 
@@ -28,6 +29,8 @@ MAX_CONDITIONS = 50
 MAX_LIST_VALUES = 500
 MAX_TEXT = 200
 MAX_PERIOD_DAYS = 3650
+MAX_ERRORS = 20  # problems listed; the rest are counted (a status must stay far below Firestore's 1 MiB)
+INT64 = (-(2**63), 2**63 - 1)  # whole numbers BigQuery takes as parameters
 
 # Fields the marketer writes; everything else on the document is ours.
 USER_FIELDS = ("id", "name", "description", "template", "site_id", "period", "rules", "schedule", "enabled")
@@ -60,7 +63,7 @@ VOCABULARIES: dict[str, tuple[str, ...]] = {
 
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}")
 _SITE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
-_TZ = re.compile(r"[A-Za-z]+(?:/[A-Za-z0-9_+-]+){0,2}|UTC")
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _SCALAR_VALUED = {"eq", "ne", "gt", "gte", "lt", "lte", "contains", "not_contains", "matches"}
 _LIST_VALUED = {"in", "not_in", "contains_any", "contains_all"}
@@ -184,31 +187,81 @@ def to_document(value: Any) -> Any:
     return value
 
 
-def parse_segment(segment_id: str, doc: Any) -> Segment:
-    """Validate a segment document; raise InvalidSegment listing every problem found."""
+def parse_segment(
+    segment_id: str,
+    doc: Any,
+    *,
+    min_interval_minutes: int = MIN_INTERVAL_MINUTES,
+    now: datetime | None = None,
+) -> Segment:
+    """Validate a segment document; raise InvalidSegment listing the problems found.
+
+    The schedule gets the check sync_schedules applies (shared/cron.py), with the same minimum interval
+    (ScheduleSettings.min_interval_minutes) and fires searched from `now` (the current time when None).
+    At most MAX_ERRORS problems are listed, then one that counts the rest.
+    """
     problems: list[Problem] = []
-    segment = _Parser(problems).segment(segment_id, doc)
+    segment = _Parser(problems, min_interval_minutes, now).segment(segment_id, doc)
     if problems or segment is None:
-        raise InvalidSegment(problems or [Problem("", "invalid segment")])
+        raise InvalidSegment(_capped(problems or [Problem("", "invalid segment")]))
     return segment
 
 
+def _capped(problems: list[Problem]) -> list[Problem]:
+    if len(problems) <= MAX_ERRORS:
+        return problems
+    rest = len(problems) - MAX_ERRORS
+    return [*problems[:MAX_ERRORS], Problem("", f"… and {rest} more problems (the first {MAX_ERRORS} are listed)")]
+
+
 def describe(value: Any) -> str:
-    """A value as an error message quotes it: short, JSON-like, never a Python repr."""
+    """A value as an error message quotes it: short, JSON-like, never a Python repr, always storable
+    (lone surrogates escaped, long texts and numbers cut short)."""
     if isinstance(value, Mapping):
         return "an object"
     if isinstance(value, (list, tuple)):
         return "a list"
     if value is None:
         return "nothing"
+    if isinstance(value, int) and not isinstance(value, bool) and not -(10**30) < value < 10**30:
+        return f"a {_digit_count(abs(value))}-digit number"
+    if isinstance(value, str) and len(value) > 60:
+        value = value[:60]
     text = json.dumps(value, ensure_ascii=False, default=str)
-    return text if len(text) <= 60 else text[:57] + '..."'
+    text = text if len(text) <= 60 else text[:57] + '..."'
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _digit_count(number: int) -> int:
+    """How many decimal digits a non-negative int has, however long (str() refuses more than 4300)."""
+    count = max(1, int((number.bit_length() - 1) * math.log10(2)))  # a lower bound, within one
+    while number >= 10**count:
+        count += 1
+    return count
+
+
+def field_path(key: Any) -> str:
+    """A document key as a field path in a message: cut short, lone surrogates escaped."""
+    text = str(key)
+    text = text if len(text) <= 60 else text[:57] + "..."
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _unicode_problem(value: str) -> str | None:
+    """Why a text cannot be stored (Firestore, BigQuery and JSON take only valid UTF-8); None if it can."""
+    found = _SURROGATE.search(value)
+    if found is None:
+        return None
+    return f"must be valid Unicode text (a lone surrogate at character {found.start() + 1})"
 
 
 class _Parser:
-    def __init__(self, problems: list[Problem]):
+    def __init__(self, problems: list[Problem], min_interval_minutes: int, now: datetime | None):
         self.problems = problems
         self.conditions = 0
+        self.stopped = False  # past MAX_CONDITIONS: the rest of the rules is not checked
+        self.min_interval_minutes = min_interval_minutes
+        self.now = now
 
     def fail(self, path: str, message: str) -> None:
         self.problems.append(Problem(path, message))
@@ -223,7 +276,7 @@ class _Parser:
             return None
         for key in doc:
             if key not in USER_FIELDS and key not in OUTPUT_FIELDS:
-                self.fail(str(key), f"unknown field; expected one of {', '.join(USER_FIELDS)}")
+                self.fail(field_path(key), f"unknown field; expected one of {', '.join(USER_FIELDS)}")
         if "id" in doc and doc["id"] != segment_id:
             self.fail("id", f"{describe(doc['id'])} differs from the document id {describe(segment_id)}")
         name = self.text(doc, "name", required=True)
@@ -263,6 +316,10 @@ class _Parser:
         if not isinstance(value, str) or not value.strip():
             self.fail(key, f"expected a non-empty text, got {describe(value)}")
             return None
+        unicode_problem = _unicode_problem(value)
+        if unicode_problem is not None:
+            self.fail(key, unicode_problem)
+            return None
         if len(value) > limit or _CONTROL.search(value):
             self.fail(key, f"must be at most {limit} characters without control characters")
             return None
@@ -290,7 +347,7 @@ class _Parser:
                 self.fail("period.last_days", f"expected a whole number of days, got {describe(days)}")
                 return None
             if not 1 <= days <= MAX_PERIOD_DAYS:
-                self.fail("period.last_days", f"must be between 1 and {MAX_PERIOD_DAYS}, got {days}")
+                self.fail("period.last_days", f"must be between 1 and {MAX_PERIOD_DAYS}, got {describe(days)}")
                 return None
             return Period(last_days=days)
         if keys == {"from", "to"}:
@@ -324,23 +381,13 @@ class _Parser:
         return None
 
     def schedule(self, value: Any) -> Schedule | None:
-        if isinstance(value, str):
-            value = {"cron": value}
-        if not isinstance(value, Mapping):
-            self.fail("schedule", f"expected {{cron, timezone}}, got {describe(value)}")
+        # The check sync_schedules applies (shared/cron.py): the same schedules refused, the same messages.
+        checked = check_schedule(value, DEFAULT_TIMEZONE, self.min_interval_minutes, self.now)
+        for path, message in checked.problems:
+            self.fail(path, message)
+        if checked.cron is None or checked.timezone is None:
             return None
-        for key in value:
-            if key not in ("cron", "timezone"):
-                self.fail(f"schedule.{key}", "unknown field; expected cron and timezone")
-        cron, tz = value.get("cron"), value.get("timezone", DEFAULT_TIMEZONE)
-        cron_problem = cron_error(cron)  # the unix-cron Cloud Scheduler accepts, as sync_schedules checks it
-        cron_ok = cron_problem is None
-        if cron_problem is not None:
-            self.fail("schedule.cron", cron_problem)
-        tz_ok = isinstance(tz, str) and _TZ.fullmatch(tz) is not None and _zone_exists(tz)
-        if not tz_ok:
-            self.fail("schedule.timezone", f"unknown time zone {describe(tz)}; e.g. Asia/Seoul")
-        return Schedule(str(cron), str(tz)) if cron_ok and tz_ok else None
+        return Schedule(checked.cron, checked.timezone)
 
     # -- rules ----------------------------------------------------------------------------------
 
@@ -350,8 +397,6 @@ class _Parser:
                 self.fail("rules", f"template {template.id} needs at least one condition")
             return None
         rule = self.rule("rules", value, template, depth=0)
-        if self.conditions > MAX_CONDITIONS:
-            self.fail("rules", f"has {self.conditions} conditions; at most {MAX_CONDITIONS}")
         if rule is not None and template is not None:
             used = {c.segmentlet.code for c in _walk(rule)}
             for code in template.required:
@@ -360,6 +405,8 @@ class _Parser:
         return rule
 
     def rule(self, path: str, value: Any, template: Template | None, depth: int) -> Rule | None:
+        if self.stopped:
+            return None
         if not isinstance(value, Mapping):
             self.fail(path, f"expected a condition or a group (all, any, not), got {describe(value)}")
             return None
@@ -367,7 +414,8 @@ class _Parser:
         if groups:
             extra = [k for k in value if k != groups[0]]
             if extra:
-                self.fail(path, f"a group has exactly one key ({groups[0]}); unexpected {', '.join(map(str, extra))}")
+                unexpected = ", ".join(field_path(k) for k in extra[:5])
+                self.fail(path, f"a group has exactly one key ({groups[0]}); unexpected {unexpected}")
                 return None
             kind = groups[0]
             if depth >= MAX_DEPTH:
@@ -391,6 +439,11 @@ class _Parser:
 
     def condition(self, path: str, value: Mapping[str, Any], template: Template | None) -> Condition | None:
         self.conditions += 1
+        if self.conditions > MAX_CONDITIONS:  # stop here: a huge document must not yield a huge verdict
+            self.stopped = True
+            message = f"has more than {MAX_CONDITIONS} conditions; at most {MAX_CONDITIONS} (checking stopped there)"
+            self.problems.insert(0, Problem("rules", message))
+            return None
         for key in value:
             if key not in ("segmentlet", "op", "value"):
                 self.fail(f"{path}", f"unexpected key {describe(key)}; a condition has segmentlet, op and value")
@@ -449,8 +502,17 @@ class _Parser:
 
     def scalar(self, path: str, s: Segmentlet, value: Any, matches: bool = False) -> Any:
         if s.type == "number":
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
                 self.fail(path, f"expected a number for {s.code}, got {describe(value)}")
+                return _INVALID
+            if isinstance(value, int) and not INT64[0] <= value <= INT64[1]:
+                self.fail(
+                    path,
+                    f"{describe(value)} is outside the whole numbers BigQuery takes ({INT64[0]} to {INT64[1]})",
+                )
+                return _INVALID
+            if isinstance(value, float) and not math.isfinite(value):
+                self.fail(path, f"expected a finite number for {s.code}, got {describe(value)}")
                 return _INVALID
             return value
         if s.type == "boolean":
@@ -461,8 +523,14 @@ class _Parser:
         if not isinstance(value, str) or not value.strip():
             self.fail(path, f"expected a non-empty text for {s.code}, got {describe(value)}")
             return _INVALID
-        if len(value) > (100 if matches else MAX_TEXT) or _CONTROL.search(value):
-            limit = 100 if matches else MAX_TEXT
+        unicode_problem = _unicode_problem(value)
+        if unicode_problem is not None:
+            self.fail(path, unicode_problem)
+            return _INVALID
+        # One form for one text: data arrives composed (NFC), so a decomposed 서울 would match nobody.
+        value = unicodedata.normalize("NFC", value)
+        limit = 100 if matches else MAX_TEXT
+        if len(value) > limit or _CONTROL.search(value):
             self.fail(path, f"must be at most {limit} characters without control characters")
             return _INVALID
         vocabulary = VOCABULARIES.get(s.code)
@@ -476,14 +544,6 @@ class _Parser:
 
 
 _INVALID: Any = object()
-
-
-def _zone_exists(name: str) -> bool:
-    try:
-        ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        return False
-    return True
 
 
 def _rule_document(rule: Rule | None) -> Any:

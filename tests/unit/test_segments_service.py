@@ -311,7 +311,7 @@ def test_an_outage_is_reported_for_redelivery() -> None:
     documents = store()
     documents.set("segments", "s", SEOUL_MOBILE_NO_BUY)
     report = service.build_segments(warehouse, documents, NOW)
-    assert report.transient == ["s"] and report.failed["s"] == "TransientError: bigquery unavailable"
+    assert report.transient == ["s"] and report.failed["s"] == "build failed: TransientError: bigquery unavailable"
 
 
 def test_build_job_messages() -> None:

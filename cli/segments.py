@@ -14,6 +14,7 @@ shared/services/segments.py; this module parses arguments and prints.
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -24,10 +25,12 @@ from typing import Any, TextIO
 
 from google.auth.exceptions import DefaultCredentialsError
 
+from shared.config import ScheduleSettings
+from shared.cron import MIN_INTERVAL_MINUTES
 from shared.ports import DocumentStore, Warehouse
 from shared.services import segments as service
 from shared.tam.files import UnreadableSegmentFile, load_file
-from shared.tam.rules import InvalidSegment, Segment, parse_segment
+from shared.tam.rules import InvalidSegment, Segment, field_path, parse_segment
 
 
 class CliError(Exception):
@@ -41,6 +44,7 @@ class Context:
     warehouse: Callable[[], Warehouse]
     now: Callable[[], datetime]
     cwd: Path
+    min_interval_minutes: int = MIN_INTERVAL_MINUTES  # CDP_SCHEDULE_MIN_INTERVAL_MINUTES, as sync applies it
 
 
 def _check(ctx: Context, files: Sequence[str]) -> list[tuple[Path, str, dict[str, Any]]] | None:
@@ -50,13 +54,13 @@ def _check(ctx: Context, files: Sequence[str]) -> list[tuple[Path, str, dict[str
         path = ctx.cwd / name
         try:
             segment_id, doc = load_file(path)
-            parse_segment(segment_id, doc)
+            parse_segment(segment_id, doc, min_interval_minutes=ctx.min_interval_minutes, now=ctx.now())
         except UnreadableSegmentFile as exc:
             print(f"error {exc}", file=ctx.out)
             failed = True
             continue
         except InvalidSegment as exc:
-            print(f"error {name} ({segment_id}):", file=ctx.out)
+            print(f"error {name} ({field_path(segment_id)}):", file=ctx.out)
             for problem in exc.problems:
                 print(f"  {problem}", file=ctx.out)
             failed = True
@@ -80,7 +84,7 @@ def cmd_apply(ctx: Context, args: argparse.Namespace) -> int:
     if counts["written"] or counts["deleted"]:
         print(f"catalogue: {counts['written']} written, {counts['deleted']} deleted", file=ctx.out)
     for path, segment_id, doc in loaded:
-        outcome = service.apply_segment(documents, segment_id, doc)
+        outcome = service.apply_segment(documents, segment_id, doc, ctx.min_interval_minutes)
         print(f"{outcome:<9} segments/{segment_id} ({path.name})", file=ctx.out)
     return 0
 
@@ -95,7 +99,7 @@ def _segment_for(ctx: Context, ref: str) -> Segment:
             raise CliError(f"no segment {ref!r} in Firestore (scripts/segments list shows them)")
         segment_id, doc = ref, found
     try:
-        return parse_segment(segment_id, doc)
+        return parse_segment(segment_id, doc, min_interval_minutes=ctx.min_interval_minutes, now=ctx.now())
     except InvalidSegment as exc:
         raise CliError(f"{ref} is invalid:\n" + "\n".join(f"  {p}" for p in exc.problems)) from exc
 
@@ -191,12 +195,16 @@ def main(argv: Sequence[str] | None = None, ctx: Context | None = None) -> int:
         os.environ.setdefault("CDP_PROJECT", os.environ.get("GOOGLE_CLOUD_PROJECT", "cdp-local"))
         from shared import bootstrap
 
+        # A file name or a value that is not valid Unicode still prints (escaped), never a traceback.
+        if isinstance(sys.stdout, io.TextIOWrapper):
+            sys.stdout.reconfigure(errors="backslashreplace")
         ctx = Context(
             out=sys.stdout,
             documents=bootstrap.documents,
             warehouse=bootstrap.warehouse,
             now=lambda: datetime.now(UTC),
             cwd=Path(os.environ.get("CDP_SEGMENTS_CWD", ".")),
+            min_interval_minutes=ScheduleSettings.from_env().min_interval_minutes,
         )
     try:
         return COMMANDS[args.command](ctx, args)

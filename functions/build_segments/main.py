@@ -21,7 +21,13 @@ def build_segments(cloud_event: CloudEvent) -> None:
     if job is None:
         return
     build = job.request
-    report = segments.build_segments(bootstrap.warehouse(), bootstrap.documents(), build.run_at, only=build.only)
+    report = segments.build_segments(
+        bootstrap.warehouse(),
+        bootstrap.documents(),
+        build.run_at,
+        only=build.only,
+        min_interval_minutes=bootstrap.schedule_config().min_interval_minutes,  # as sync_schedules applies it
+    )
     log.info(
         "segments built",
         extra={

@@ -25,5 +25,11 @@ def validate_config(cloud_event: CloudEvent) -> None:
     except EventError as exc:  # a redelivery would not read any better: log it and acknowledge
         log.error("unreadable segment event", extra={"event_id": cloud_event.get("id"), "error": str(exc)})
         return
-    outcome = handle_segment_write(change, bootstrap.warehouse(), bootstrap.documents(), now=datetime.now(UTC))
+    outcome = handle_segment_write(
+        change,
+        bootstrap.warehouse(),
+        bootstrap.documents(),
+        now=datetime.now(UTC),
+        min_interval_minutes=bootstrap.schedule_config().min_interval_minutes,  # as sync_schedules applies it
+    )
     log.info("segment config checked", extra={"segment_id": change.doc_id, "outcome": outcome})

@@ -142,7 +142,12 @@ def handle_segment_write(
         return "skipped: deleted"
     if change.old is not None and _canonical(change.old) == _canonical(change.new):
         return "skipped: only results changed"
-    result = validate_segment(change.doc_id, change.new, warehouse, now, min_interval_minutes)
+    try:
+        result = validate_segment(change.doc_id, change.new, warehouse, now, min_interval_minutes)
+    except Exception as exc:  # noqa: BLE001 - a bug must not leave the marketer without a verdict
+        log.exception("segment validation failed", extra={"segment_id": change.doc_id})
+        message = f"could not be checked: {type(exc).__name__}: {exc}"
+        result = status("error", "validate", now, message=message, errors=[message])
     current = documents.get(SEGMENTS, change.doc_id)
     if current is None:
         return "skipped: deleted"
@@ -375,13 +380,18 @@ def publish_catalogue(documents: DocumentStore) -> dict[str, int]:
 # -- files and previews -----------------------------------------------------------------------------
 
 
-def apply_segment(documents: DocumentStore, segment_id: str, definition: Mapping[str, Any]) -> str:
+def apply_segment(
+    documents: DocumentStore,
+    segment_id: str,
+    definition: Mapping[str, Any],
+    min_interval_minutes: int = MIN_INTERVAL_MINUTES,
+) -> str:
     """Store a validated definition as segments/{id}: "created", "updated" or "unchanged".
 
     The marketer's fields are replaced whole (a field removed from the file goes away); the
     results we wrote (status, size, …) are kept. Raises InvalidSegment.
     """
-    parse_segment(segment_id, definition)
+    parse_segment(segment_id, definition, min_interval_minutes=min_interval_minutes)
     stored = to_document({k: v for k, v in definition.items() if k != "id" and k not in OUTPUT_FIELDS})
     current = documents.get(SEGMENTS, segment_id)
     if current is not None and _canonical(current) == _canonical(stored):

@@ -152,7 +152,10 @@ def _plan(
         return {"state": "off", "reason": "the segment is not enabled"}
     if "schedule" not in segment and config.default_cron is None:
         return None
-    planned = segment_job(segment_id, segment, config, now)
+    try:
+        planned = segment_job(segment_id, segment, config, now)
+    except Exception as exc:  # noqa: BLE001 - one segment's data never stops the others
+        planned = f"schedule: could not be planned: {type(exc).__name__}: {str(exc)[:200]}"
     if isinstance(planned, str):
         report.errors[segment_id] = planned
         return {"state": "error", "error": planned}

@@ -189,5 +189,5 @@ def test_validate_config_acknowledges_a_deleted_segment(ports: Ports) -> None:
     }
     answer = client.post("/", data=proto_event({"name": "gone"}, None), headers=headers)
     assert answer.status_code == 200, answer.get_data(as_text=True)
-    assert ports.asked == ["warehouse", "documents"]  # decoded, and handed to the service
+    assert ports.asked == ["warehouse", "documents", "settings"]  # decoded, and handed to the service
     assert ports.documents.docs == {} and ports.bad_rows() == []

@@ -433,3 +433,90 @@ class FakeJobs:
 
     def delete_job(self, name: str) -> None:
         self.jobs.pop(name, None)
+
+
+# --- the setting reaches every path -----------------------------------------------------------------
+
+
+def test_the_handlers_apply_the_deployments_minimum_interval(monkeypatch: pytest.MonkeyPatch) -> None:
+    every_30 = {**GOOD, "schedule": {"cron": "*/30 * * * *", "timezone": "UTC"}}
+    documents = store(s1=every_30)
+    monkeypatch.setattr(bootstrap, "warehouse", planted_warehouse)
+    monkeypatch.setattr(bootstrap, "documents", lambda: documents)
+    monkeypatch.setattr(bootstrap, "schedule_config", lambda: ScheduleSettings(min_interval_minutes=30))
+    headers = {
+        "ce-specversion": "1.0",
+        "ce-type": "google.cloud.firestore.document.v1.written",
+        "ce-source": "//firestore.googleapis.com/projects/p/databases/(default)",
+        "ce-id": "e1",
+        "ce-subject": "documents/segments/s1",
+        "Content-Type": "application/protobuf",
+    }
+    client = create_app("validate_config", "functions/validate_config/main.py").test_client()
+    assert client.post("/", data=proto_event(None, every_30), headers=headers).status_code == 200
+    assert (documents.get("segments", "s1") or {})["status"]["state"] == "ok"
+    builder = create_app("build_segments", "functions/build_segments/main.py").test_client()
+    assert builder.post("/", json=pubsub_body({"job": "build_segments"}), headers=ce_headers()).status_code == 200
+    assert (documents.get("segments", "s1") or {})["size"] == 5
+
+
+def test_validation_that_raises_still_writes_a_status(monkeypatch: pytest.MonkeyPatch) -> None:
+    documents = store(s1=GOOD)
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RecursionError("maximum recursion depth exceeded")
+
+    monkeypatch.setattr(service, "parse_segment", broken)
+    change = DocumentChange("segments", "s1", None, dict(GOOD))
+    assert service.handle_segment_write(change, planted_warehouse(), documents, NOW) == "error"
+    written = (documents.get("segments", "s1") or {})["status"]
+    assert written["message"] == "could not be checked: RecursionError: maximum recursion depth exceeded"
+
+
+def test_a_segment_sync_cannot_plan_is_an_error_on_that_segment_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    from shared.services import sync_schedules as sync
+
+    real = sync.segment_job
+
+    def segment_job(segment_id: str, *args: Any) -> Any:
+        if segment_id == "a-broken":
+            raise TypeError("unexpected value")
+        return real(segment_id, *args)
+
+    monkeypatch.setattr(sync, "segment_job", segment_job)
+    jobs = FakeJobs()
+    report = sync.sync_schedules(store(**{"a-broken": GOOD, "b-good": GOOD}), jobs, ScheduleSettings(), NOW)
+    assert report.errors == {"a-broken": "schedule: could not be planned: TypeError: unexpected value"}
+    assert sorted(jobs.jobs) == ["cdp-seg-b-good"]
+
+
+def test_a_surrogate_segment_id_in_a_file_prints(tmp_path: Path) -> None:
+    (tmp_path / "s.yaml").write_text('id: "a\\ud800"\nname: x\ntemplate: all_users\n', encoding="utf-8")
+    code, out = cli(tmp_path, "validate", "s.yaml")
+    assert code == 1 and "error s.yaml (a\\ud800):\n" in out
+    out.encode("utf-8")
+
+
+def pubsub_body(body: dict[str, Any]) -> dict[str, Any]:
+    import base64
+
+    data = base64.b64encode(json.dumps(body).encode()).decode()
+    return {"message": {"data": data, "attributes": {"job": body["job"]}, "messageId": "m1"}, "subscription": "s"}
+
+
+def ce_headers() -> dict[str, str]:
+    return {
+        "ce-specversion": "1.0",
+        "ce-type": "google.cloud.pubsub.topic.v1.messagePublished",
+        "ce-source": "//pubsub/test",
+        "ce-id": "m1",
+        "Content-Type": "application/json",
+    }
+
+
+def test_the_command_line_applies_the_same_minimum_interval(tmp_path: Path) -> None:
+    (tmp_path / "s.yaml").write_text('name: x\ntemplate: all_users\nschedule: "*/30 * * * *"\n', encoding="utf-8")
+    code, out = cli(tmp_path, "validate", "s.yaml")
+    assert code == 1 and "  schedule.cron: '*/30 * * * *' fires every 30 minutes; a segment may be built" in out
+    ctx = Context(io.StringIO(), store, planted_warehouse, lambda: NOW, tmp_path, min_interval_minutes=30)
+    assert main(["validate", "s.yaml"], ctx) == 0

@@ -54,6 +54,57 @@ FIRST_BACKOFF = 0.05  # seconds; doubled per retry, with jitter, while the deadl
 MIN_ATTEMPT = 0.05  # seconds: no new attempt with less time than this before the deadline
 
 
+class _Breaker:
+    """Fail fast while Pub/Sub is known to be down.
+
+    A publish that fails after its retries has held a request thread for the whole timeout; in an
+    outage every request would, and the instance would stop answering at all. Once a publish has
+    failed, or has kept meeting transient errors for `trip_after` seconds, the circuit is open:
+    publishes fail at once (collect answers 503 in milliseconds and the tracker keeps its queue)
+    until `cool_down` has passed; then one publish is let through as a probe, and its success
+    closes the circuit again.
+    """
+
+    def __init__(self, cool_down: float, trip_after: float = 2.0) -> None:
+        self.cool_down = cool_down
+        self.trip_after = trip_after
+        self._lock = threading.Lock()
+        self._open_until = 0.0  # 0: closed
+        self._probing = False
+
+    def admit(self) -> bool:
+        """Raise TransientError while open; True when this publish is the half-open probe."""
+        if not self._open_until:  # closed: no lock on the hot path
+            return False
+        with self._lock:
+            if not self._open_until:
+                return False
+            left = self._open_until - time.monotonic()
+            if left > 0 or self._probing:
+                raise TransientError(f"Pub/Sub is unavailable (circuit open; next try in {max(left, 0):.1f}s)")
+            self._probing = True
+            return True
+
+    def trip(self) -> None:
+        """Open the circuit now, from a publish still retrying (it may yet succeed and close it)."""
+        if not self._open_until:
+            with self._lock:
+                if not self._open_until:
+                    self._open_until = time.monotonic() + self.cool_down
+
+    def is_open(self) -> bool:
+        return bool(self._open_until) and time.monotonic() < self._open_until
+
+    def record(self, ok: bool, probe: bool) -> None:
+        if ok and not self._open_until:
+            return
+        with self._lock:
+            if ok:
+                self._open_until, self._probing = 0.0, False
+            elif probe or not self._open_until or not self._probing:
+                self._open_until, self._probing = time.monotonic() + self.cool_down, False
+
+
 def _taken_lock() -> threading.Lock:
     lock = threading.Lock()
     lock.acquire()
@@ -77,10 +128,11 @@ class _Pending:
 class PubSubBus:
     """Publishes through one sender thread that batches whatever is waiting, for up to `max_latency`."""
 
-    def __init__(self, project: str, max_latency: float = 0.002, timeout: float = 10.0):
+    def __init__(self, project: str, max_latency: float = 0.002, timeout: float = 10.0, cool_down: float = 1.0):
         self.project = project
         self.timeout = timeout
         self.max_latency = max_latency
+        self._breaker = _Breaker(cool_down)
         self._client = pubsub_v1.PublisherClient()
         self._rpc: Callable[..., Any] = self._client.transport.grpc_channel.unary_unary(
             PUBLISH_METHOD,
@@ -101,13 +153,17 @@ class PubSubBus:
         return path
 
     def publish(self, topic: str, data: bytes, attributes: Mapping[str, str]) -> str:
+        probe = self._breaker.admit()
         self._ensure_sender()
         pending = _Pending(self.topic_path(topic), data, dict(attributes))
         self._queue.put(pending)
         if not pending.done.acquire(timeout=self.timeout + 1):
+            self._breaker.record(ok=False, probe=probe)
             raise TransientError(f"publish to {topic} was not acknowledged within {self.timeout:.0f}s")
         if pending.error is not None:
+            self._breaker.record(ok=isinstance(pending.error, _NotOurs), probe=probe)
             raise TransientError(f"publish to {topic} failed: {pending.error}") from pending.error
+        self._breaker.record(ok=True, probe=probe)
         assert pending.message_id is not None
         return pending.message_id
 
@@ -153,6 +209,8 @@ class PubSubBus:
             by_topic[item.topic].append(item)
         for topic, items in by_topic.items():
             try:
+                if self._breaker.is_open():  # queued behind the publish that opened it: fail them now
+                    raise TransientError("Pub/Sub is unavailable (circuit open)")
                 request = _RAW_REQUEST(
                     topic=topic, messages=[_RAW_MESSAGE(data=i.data, attributes=i.attributes) for i in items]
                 )
@@ -173,7 +231,8 @@ class PubSubBus:
             # The routing header the generated client sends: which topic, for the front end's routing.
             header = ("x-goog-request-params", "topic=" + urllib.parse.quote(topic, safe="/"))
             metadata = self._routing[topic] = (header,)
-        deadline = time.monotonic() + self.timeout
+        started = time.monotonic()
+        deadline = started + self.timeout
         backoff = FIRST_BACKOFF
         while True:
             try:
@@ -184,12 +243,19 @@ class PubSubBus:
                 left = deadline - time.monotonic()
                 if code not in RETRYABLE or left < MIN_ATTEMPT:
                     raise _describe(exc, code) from exc
+                if time.monotonic() - started > self._breaker.trip_after:
+                    self._breaker.trip()  # still down: other publishes need not wait for this one
                 # Jittered exponential backoff, cut short so that a last attempt still fits.
                 time.sleep(min(backoff * (0.5 + random.random()), left - MIN_ATTEMPT))  # noqa: S311 - jitter
                 backoff *= 2
 
 
+class _NotOurs(RuntimeError):
+    """Pub/Sub answered and refused the request (not found, permission, invalid): no outage."""
+
+
 def _describe(exc: grpc.RpcError, code: grpc.StatusCode | None) -> Exception:
     """A readable error for the log and the caller: the status code and the server's detail."""
     detail = exc.details() if isinstance(exc, grpc.Call) else str(exc)
-    return RuntimeError(f"{code.name if code else 'error'}: {detail}")
+    kind = RuntimeError if code in RETRYABLE or code is None else _NotOurs
+    return kind(f"{code.name if code else 'error'}: {detail}")

@@ -146,3 +146,44 @@ def test_an_unreachable_pubsub_is_retried_until_the_timeout_then_fails(
     elapsed = time.monotonic() - started
     assert counting.calls >= 2  # retried, with backoff
     assert 1.3 <= elapsed < 3  # retried for about the whole timeout (1.5 s), and not much longer
+
+
+def test_in_an_outage_publishes_fail_fast_until_a_probe_succeeds(topic: tuple[PubSubBus, str, str]) -> None:
+    """After one publish failed for its whole timeout, the circuit opens: the next ones fail at once
+    without an RPC (collect answers 503 in milliseconds), until the cool-down lets one probe through;
+    its success closes the circuit."""
+    bus, name, subscription = topic
+    bus.timeout, bus._breaker.cool_down = 0.5, 0.6
+    outage = [unavailable_error() for _ in range(30)]  # more than one publish's retries use
+    counting = CountingRpc(bus._rpc, outage)
+    bus._rpc = counting
+    with pytest.raises(TransientError, match="UNAVAILABLE"):
+        bus.publish(name, b"first", {})
+    calls = counting.calls
+    for n in range(50):
+        with pytest.raises(TransientError, match="circuit open"):
+            bus.publish(name, f"refused {n}".encode(), {})
+    assert counting.calls == calls  # no RPC while open
+
+    counting.failures = []  # Pub/Sub is back
+    time.sleep(0.7)  # the cool-down has passed: the next publish is the probe
+    probe_id = bus.publish(name, b"probe", {})
+    assert bus.publish(name, b"after", {})  # closed again: publishes flow
+    assert {m.data for m in pull_all(subscription, 2)} == {b"probe", b"after"}
+    assert probe_id
+
+
+def test_a_failed_probe_reopens_the_circuit(topic: tuple[PubSubBus, str, str]) -> None:
+    bus, name, _ = topic
+    bus.timeout, bus._breaker.cool_down = 0.3, 0.4
+    counting = CountingRpc(bus._rpc, [unavailable_error() for _ in range(60)])
+    bus._rpc = counting
+    with pytest.raises(TransientError, match="UNAVAILABLE"):
+        bus.publish(name, b"first", {})
+    time.sleep(0.5)
+    with pytest.raises(TransientError, match="UNAVAILABLE"):  # the probe, still down
+        bus.publish(name, b"probe", {})
+    calls = counting.calls
+    with pytest.raises(TransientError, match="circuit open"):
+        bus.publish(name, b"refused", {})
+    assert counting.calls == calls

@@ -57,9 +57,11 @@ def cron_error(cron: Any, min_interval_minutes: int = 0, now: datetime | None = 
     if not croniter.is_valid(cron):
         return f"{echo(cron)} has a value out of range (minute 0-59, hour 0-23, day 1-31, month 1-12, weekday 0-7)"
     start = (now or datetime.now(UTC)).astimezone(UTC).replace(tzinfo=None)
-    fires = _fires(cron, start, 64 if min_interval_minutes > 0 else 1)
+    fires = _fires(cron, start, 64 if min_interval_minutes > 0 else 2)
     if not fires or fires[0] - start > _HORIZON:
         return f"{echo(cron)} never fires within {HORIZON_YEARS} years"
+    if len(fires) < 2 or fires[1] - fires[0] > _HORIZON:  # 29 February: whether it is near depends on now
+        return f"{echo(cron)} fires less than once every {HORIZON_YEARS} years"
     if min_interval_minutes > 0 and len(fires) > 1:
         gap = min(b - a for a, b in zip(fires, fires[1:], strict=False))
         if gap < timedelta(minutes=min_interval_minutes):

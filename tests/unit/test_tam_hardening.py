@@ -61,6 +61,7 @@ def with_value(segmentlet: str, op: str, value: Any) -> dict[str, Any]:
 # (schedule as the document holds it, the one message both validation and sync give)
 SCHEDULES: list[tuple[Any, str]] = [
     ({"cron": "0 0 30 2 *"}, "schedule.cron: '0 0 30 2 *' never fires within 2 years"),
+    ({"cron": "0 0 29 2 *"}, "schedule.cron: '0 0 29 2 *' fires less than once every 2 years"),
     ({"cron": "0 0 31 4,6,9,11 *"}, "schedule.cron: '0 0 31 4,6,9,11 *' never fires within 2 years"),
     (
         {"cron": "*/5 * * * *"},

@@ -29,6 +29,9 @@ JOB = "refine"
 BACKFILL_JOB = "backfill"
 TIMEZONE = ZoneInfo("Asia/Seoul")  # the default range is yesterday..today here
 SESSION_GAP = timedelta(minutes=30)  # under a day: events.sql carries sessions over from the day before only
+# Copies of an order (same site and order_id) at most this many days apart are one order: the copy
+# collected last replaces the others (events.sql). raw.conv is read this far beyond a range.
+ORDER_COPY_DAYS = 7
 # Identifier values that mean "unknown": they never identify anyone and never link anyone.
 BLOCKED_IDS = (
     "", "null", "(null)", "none", "nil", "undefined", "anonymous", "anon", "unknown", "guest", "test",
@@ -108,6 +111,10 @@ def range_params(date_from: date, date_to: date) -> dict[str, Any]:
         # from the day before and into the day after.
         "day_before": date_from - day,
         "day_after": date_to + day,
+        # Copies of an order: the latest collected within ORDER_COPY_DAYS replaces the others.
+        "order_copy_days": ORDER_COPY_DAYS,
+        "orders_from": date_from - ORDER_COPY_DAYS * day,
+        "orders_to": date_to + ORDER_COPY_DAYS * day,
         "carry_from_ts": datetime.combine(date_from, clock(), UTC) - SESSION_GAP,
         "session_gap_seconds": int(SESSION_GAP.total_seconds()),
         "blocked_ids": list(BLOCKED_IDS),
@@ -115,21 +122,39 @@ def range_params(date_from: date, date_to: date) -> dict[str, Any]:
     }
 
 
-def refine_range(warehouse: Warehouse, date_from: date, date_to: date) -> None:
-    """Rewrite the event-level tables for the dates of the range and add its identity links.
-
-    The nodes active in the range are queued for the next profile build twice: before the rewrite
-    (with the customer that counted them) and after it (nodes new to the range). Nodes never seen
-    before get an identities row, resolved by resolve_identities.
-    """
-    params = range_params(date_from, date_to)
+def _rewrite(warehouse: Warehouse, params: Mapping[str, Any]) -> None:
+    """Clear and insert the event-level tables for the dates of params, queuing the nodes active
+    there before the rewrite (with the customer that counted them) and after it (nodes new there)."""
     _run(warehouse, "profile_queue_range", params)
     for table in PARTITIONED:
         _run(warehouse, f"{table}_delete", params)
         _run(warehouse, table, params)
     _run(warehouse, "profile_queue_range", params)
+
+
+def refine_range(warehouse: Warehouse, date_from: date, date_to: date) -> None:
+    """Rewrite the event-level tables for the dates of the range and add its identity links.
+
+    Days outside the range (within ORDER_COPY_DAYS) whose refined orders a copy in the range now
+    replaces are rewritten too, in date order around the range, so that a correction arriving after
+    its order's day was refined leaves the tables a refine of everything at once would build. The
+    nodes of every rewritten day are queued for the next profile build. Nodes never seen before get
+    an identities row, resolved by resolve_identities.
+    """
+    params = range_params(date_from, date_to)
+    stale = [_as_date(row["event_date"]) for row in _run(warehouse, "order_days", params)]
+    for day in sorted(d for d in stale if d < date_from):
+        _rewrite(warehouse, range_params(day, day))
+    _rewrite(warehouse, params)
+    for day in sorted(d for d in stale if d > date_to):
+        _rewrite(warehouse, range_params(day, day))
     _run(warehouse, "identity_edges", params)
     _run(warehouse, "identities_new", params)
+
+
+def _as_date(value: Any) -> date:
+    """A DATE as the warehouse returns it (a date, or an ISO string)."""
+    return value if isinstance(value, date) else date.fromisoformat(str(value))
 
 
 def resolve_identities(warehouse: Warehouse, settings: RefineSettings, every_node: bool = False) -> int:

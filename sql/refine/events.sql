@@ -1,9 +1,16 @@
 -- refined.events for event_date in [date_from, date_to]: one row per event across the five raw
 -- tables, ids cleaned of blocked values, the identity node, and the visitor's session.
 --
--- Dedupe: copies share an event_id (an order also its order_id); the first collected copy wins.
--- Raw is read one day beyond each end so that a copy on a neighbouring day picks the same winner
--- whichever range is run.
+-- Dedupe, in two steps, each decided only by raw rows any run covering the day reads, so that any
+-- chunking of a history builds the same rows (docs/segmentlets.md):
+-- 1. Copies of one event share its event_id: the first collected is kept. Raw is read one day
+--    beyond each end, so a copy on a neighbouring day picks the same winner whichever range runs.
+-- 2. Copies of one order (conv_type order, same site and order_id, distinct event ids) are one
+--    order when their event dates are at most order_copy_days apart: a copy is dropped when a
+--    copy collected later (then the later event_ts, then the larger event id) lies within that
+--    many days of it; the survivor stays on its own event_date. raw.conv is read that many days
+--    beyond each end; refine.py also rewrites the days outside the range whose refined orders a
+--    copy in the range now replaces (order_days.sql).
 -- Sessions: a new session after session_gap_seconds of inactivity, or at a non-direct arrival
 -- whose inflow differs from the session's. The visitor's last event within the gap before
 -- date_from (already refined) continues into this range, so day-by-day runs and one run over
@@ -61,7 +68,7 @@ raw_rows as (
         -- imported orders carry their contact keys in properties (shared/offline_import.py)
         json_value(properties, '$.email'), json_value(properties, '$.phone')
     from raw.conv
-    where event_date between @day_before and @day_after
+    where event_date between @orders_from and @orders_to
 
     union all
 
@@ -74,16 +81,48 @@ raw_rows as (
     where event_date between @day_before and @day_after
 ),
 
-deduplicated as (
+-- one row per event: the first collected copy of an event_id
+distinct_events as (
     select *
     from raw_rows
     where true
-    qualify row_number() over (
-        partition by
-            site_id,
-            if(event_name = 'order' and order_id is not null, concat('order|', order_id), event_id)
-        order by collected_at, event_ts, event_id
-    ) = 1
+    qualify row_number() over (partition by site_id, event_id order by collected_at, event_ts, event_id) = 1
+),
+
+order_copies as (
+    select site_id, order_id, event_id, event_date, event_ts, collected_at
+    from distinct_events
+    where event_name = 'order' and order_id is not null
+),
+
+-- order copies replaced by a copy of the same order collected later, at most order_copy_days apart
+superseded as (
+    select distinct
+        c.site_id,
+        c.event_id
+    from order_copies as c
+    inner join order_copies as later
+        on
+            later.site_id = c.site_id
+            and later.order_id = c.order_id
+            and abs(date_diff(later.event_date, c.event_date, day)) <= @order_copy_days
+            and (
+                later.collected_at > c.collected_at
+                or (later.collected_at = c.collected_at and later.event_ts > c.event_ts)
+                or (
+                    later.collected_at = c.collected_at
+                    and later.event_ts = c.event_ts
+                    and later.event_id > c.event_id
+                )
+            )
+),
+
+deduplicated as (
+    select e.*
+    from distinct_events as e
+    left join superseded as s
+        on s.site_id = e.site_id and s.event_id = e.event_id
+    where s.event_id is null
 ),
 
 cleaned as (

@@ -59,9 +59,9 @@ def test_events_are_deduplicated_and_carry_clean_ids(refined: DuckDBWarehouse) -
     orders = rows(refined, "select order_id, event_date, source from refined.events where event_name = 'order'")
     assert sorted((r["order_id"], str(r["event_date"]), r["source"]) for r in orders) == [
         ("o1", "2026-05-01", "tracker"),
-        ("o2", "2026-05-08", "tracker"),  # the POS copy, collected later, is dropped
+        ("o2", "2026-05-08", "import"),  # the POS copy, collected later, replaces the tracker's
         ("o3", "2026-05-09", "import"),
-        ("o9", "2026-05-05", "tracker"),  # the first collected copy wins, across midnight
+        ("o9", "2026-05-06", "tracker"),  # the copy collected last wins, across midnight
     ]
     blocked = rows(
         refined,
@@ -77,7 +77,7 @@ def test_events_are_deduplicated_and_carry_clean_ids(refined: DuckDBWarehouse) -
     ]
     raw_total = sum(len(v) for v in planted().rows.values())
     [total] = rows(refined, "select count(*) as n from refined.events")
-    assert total["n"] == raw_total - 2  # the POS copy of o2 and the retry of o9
+    assert total["n"] == raw_total - 2  # the tracker copy of o2 and the first try of o9
 
 
 # -- sessions and journeys -------------------------------------------------------------------------
@@ -175,7 +175,8 @@ def test_identity_merges_devices_and_contact_keys(refined: DuckDBWarehouse) -> N
         ("member:m-alice", "visitor:vA2", "login", True, at("05-08 20:00")),
     ]
     [login] = [e for e in edges if e["node_b"] == "visitor:vA2"]
-    assert (login["last_seen"], login["edge_id"]) == (at("05-08 20:15"), "shop|member:m-alice|visitor:vA2|login")
+    # 20:10, not the tracker's order at 20:15: the POS copy of o2 (no visitor) replaced it
+    assert (login["last_seen"], login["edge_id"]) == (at("05-08 20:10"), "shop|member:m-alice|visitor:vA2|login")
 
 
 def test_a_shared_device_does_not_merge_its_members(refined: DuckDBWarehouse) -> None:
@@ -306,7 +307,7 @@ def test_rfm_scores_only_customers_who_ordered_in_the_period(refined: DuckDBWare
     assert sorted((r["customer_id"], r["rfm_cell"], r["rfm_group"], r["recency_days"], r["frequency"])
                   for r in scored) == sorted([
         (ALICE, "222", "Hibernating", 1, 3),
-        (customer_id(SITE, "visitor:vC"), "111", "Lost", 5, 1),
+        (customer_id(SITE, "visitor:vC"), "111", "Lost", 4, 1),  # o9's copy of 05-06 won
     ])  # fmt: skip
     [unscored] = rows(refined, "select count(*) as n from refined.profiles where rfm is null")
     [everyone] = rows(refined, "select count(*) as n from refined.profiles")

@@ -52,7 +52,7 @@ def test_the_service_runs_every_file() -> None:
         "profile_swap_in",
     }
     named |= {"profile_staging_clear", "identity_settle", "identities_gone", "identities_new"}
-    named |= {"identity_edges_settle"}
+    named |= {"identity_edges_settle", "order_days"}
     assert named == set(FILES)
 
 

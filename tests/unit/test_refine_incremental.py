@@ -293,3 +293,36 @@ def test_raw_rows_delivered_twice_refine_as_once(tmp_path: Path) -> None:
     for table in refined_tables():
         assert dump(twice, table) == dump(once, table), table
     twice.close()
+
+
+def test_a_corrected_order_replaces_the_copy_already_refined_on_another_day() -> None:
+    """POS corrections arrive after their orders' days were refined: the one of o3 on its own day,
+    the one of o2 re-dated two days later. A run over the corrections' days rewrites the day that
+    held o2's copy too, queues Alice, and leaves every table as one run over everything would."""
+    warehouse = new_warehouse(planted())
+    refinement.refine(warehouse, None, FIRST_DAY, LAST_DAY, NOW)
+    alice = customer_id(SITE, "member:m-alice")
+    assert column(warehouse, "rvn", alice) == 150000  # 50000 - 50000 refunded + 120000 + 30000
+    corrections = History()
+    corrections.count = 9000  # event ids apart from the planted ones
+    corrections.order("05-10 09:00", "o2", 100000, ["울 코트"], member_id="m-alice", source="import",
+                      collected="05-10 10:00")  # fmt: skip
+    corrections.order("05-09 12:00", "o3", 35000, ["양말"], source="import", properties={"email": "alice@example.com"},
+                      collected="05-10 10:00")  # fmt: skip
+    corrections.load(warehouse)
+    report = refinement.refine(warehouse, None, date(2026, 5, 9), LAST_DAY, NOW)
+    assert report.profiles_rebuilt >= 1
+    orders = warehouse.query("select order_id, event_date, revenue from refined.events where event_name = 'order'")
+    assert sorted((r["order_id"], str(r["event_date"]), r["revenue"]) for r in orders) == [
+        ("o1", "2026-05-01", 50000),
+        ("o2", "2026-05-10", 100000),  # not on 05-08 any more
+        ("o3", "2026-05-09", 35000),
+        ("o9", "2026-05-06", 40000),
+    ]
+    assert (column(warehouse, "rvn", alice), column(warehouse, "odr", alice)) == (135000, 3)
+    everything = planted()
+    everything.rows["raw.conv"] += corrections.rows["raw.conv"]
+    at_once = new_warehouse(everything)
+    refinement.refine(at_once, None, FIRST_DAY, LAST_DAY, NOW)
+    for name in refined_tables():
+        assert dump(warehouse, name) == dump(at_once, name), name

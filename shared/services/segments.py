@@ -322,16 +322,20 @@ def build_job(body: Mapping[str, Any], fallback: datetime) -> BuildJob:
     run_at = as_datetime(body.get("run_at")) or fallback
     ids = body.get("segment_ids") or ([body["segment_id"]] if body.get("segment_id") else None)
     only = tuple(str(i) for i in ids) if isinstance(ids, list) else None
-    return BuildJob(run_at.astimezone(UTC), only)
+    try:
+        run_at = run_at.astimezone(UTC)
+    except OverflowError as exc:  # e.g. 9999-12-31T23:59-14:00: a redelivery would not read any better
+        raise ValueError(f"run_at {str(body.get('run_at'))[:40]!r} is out of range") from exc
+    return BuildJob(run_at, only)
 
 
 def parse_build_job(data: bytes, fallback: datetime) -> BuildJob | None:
     """build_job from a raw message body; None when it is not a JSON object naming this job."""
     try:
         body = job_body(data)
+        return build_job(body, fallback) if body.get("job") == JOB else None
     except ValueError:
         return None
-    return build_job(body, fallback) if body.get("job") == JOB else None
 
 
 # -- catalogue --------------------------------------------------------------------------------------

@@ -521,3 +521,9 @@ def test_the_command_line_applies_the_same_minimum_interval(tmp_path: Path) -> N
     assert code == 1 and "  schedule.cron: '*/30 * * * *' fires every 30 minutes; a segment may be built" in out
     ctx = Context(io.StringIO(), store, planted_warehouse, lambda: NOW, tmp_path, min_interval_minutes=30)
     assert main(["validate", "s.yaml"], ctx) == 0
+
+
+def test_a_run_at_beyond_the_last_representable_time_is_a_body_error_not_a_crash() -> None:
+    with pytest.raises(ValueError, match="run_at '9999-12-31T23:59:59-14:00' is out of range"):
+        service.build_job({"job": "build_segments", "run_at": "9999-12-31T23:59:59-14:00"}, NOW)
+    assert service.parse_build_job(b'{"job": "build_segments", "run_at": "9999-12-31T23:59:59-14:00"}', NOW) is None

@@ -14,6 +14,7 @@ from functions_framework import create_app
 
 from shared import bootstrap
 from shared.adapters.duckdb_warehouse import DuckDBWarehouse
+from shared.config import ScheduleSettings
 from shared.ports import InsertResult, TransientError
 from shared.schema import TableSpec
 from shared.segmentlets import CATALOGUE
@@ -179,6 +180,7 @@ def test_validate_config_handler_reads_the_protobuf_event(monkeypatch: pytest.Mo
     documents.set("segments", "s1", SEOUL_MOBILE_NO_BUY)
     monkeypatch.setattr(bootstrap, "warehouse", lambda: warehouse)
     monkeypatch.setattr(bootstrap, "documents", lambda: documents)
+    monkeypatch.setattr(bootstrap, "schedule_config", ScheduleSettings)  # the deployment's minimum interval
     client = create_app("validate_config", "functions/validate_config/main.py").test_client()
     headers = {
         "ce-specversion": "1.0",
@@ -342,6 +344,7 @@ def test_build_segments_handler(monkeypatch: pytest.MonkeyPatch) -> None:
     warehouse: Any = inner
     monkeypatch.setattr(bootstrap, "warehouse", lambda: warehouse)
     monkeypatch.setattr(bootstrap, "documents", lambda: documents)
+    monkeypatch.setattr(bootstrap, "schedule_config", ScheduleSettings)  # the deployment's minimum interval
     client = create_app("build_segments", "functions/build_segments/main.py").test_client()
     headers = {
         "ce-specversion": "1.0",

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import Literal
 
+from shared.cron import MIN_INTERVAL_MINUTES
+
 WarehouseKind = Literal["duckdb", "bigquery"]
 
 
@@ -78,7 +80,7 @@ class ScheduleSettings:
     # The schedule of a segment that names none (None: such a segment gets no job). Segment parsing
     # (shared/tam) builds such segments daily at 07:00, so the job fires then too.
     default_cron: str | None = "0 7 * * *"
-    min_interval_minutes: int = 60  # one BigQuery segment build per fire: bound the cost
+    min_interval_minutes: int = MIN_INTERVAL_MINUTES  # one BigQuery segment build per fire: bound the cost
     location: str = "asia-northeast3"  # Cloud Scheduler region
 
     @classmethod

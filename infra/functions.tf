@@ -26,7 +26,8 @@ locals {
         # the instance takes concurrent requests, or requests queue behind a publish acknowledgement.
         THREADS = "80"
       }
-      secrets = { CDP_IP_SALT = "ip-salt" }
+      # CDP_BUS_KEY signs each bus message, which the loader checks (shared/signing.py).
+      secrets = { CDP_IP_SALT = "ip-salt", CDP_BUS_KEY = "bus-key" }
       # A beacon request is short and I/O bound: one instance serves many at once, and scaling to
       # zero keeps an idle site free. max bounds the cost of a flood.
       memory        = "512Mi"
@@ -40,6 +41,8 @@ locals {
     load_events = {
       description = "Loads beacon batches from Pub/Sub into the raw tables; bad rows to raw.bad_rows."
       trigger     = { type = "pubsub", topic = "beacons" }
+      # Refuses a message without collect's signature under this key (stored as a bad row).
+      secrets     = { CDP_BUS_KEY = "bus-key" }
       memory      = "512Mi"
       cpu         = "1"
       concurrency = 4

@@ -7,20 +7,30 @@ locals {
   # `on` names one resource: "topic:<name>", "secret:<name>", "dataset:<logical name>",
   # "table:<dataset>.<table>" (logical names, as in sql/schema/<dataset>/tables.json), or "project" for
   # roles that only exist at project level. `role` is a predefined role, or "custom:<key>" for a role
-  # of local.custom_roles (granted on the project, the only place a project custom role applies).
+  # of local.custom_roles. A project custom role can be granted on the project or on a resource of
+  # the project; the generated bindings resolve "custom:" on "project" and on "table:" targets.
   function_roles = {
     collect = [
       { role = "roles/pubsub.publisher", on = "topic:beacons" },
       { role = "roles/secretmanager.secretAccessor", on = "secret:ip-salt" },
+      # Signs each bus message (attribute `sig`), which the loader checks (shared/signing.py).
+      { role = "roles/secretmanager.secretAccessor", on = "secret:bus-key" },
     ]
     load_events = [
-      { role = "roles/bigquery.dataEditor", on = "dataset:raw" },
-      # Load and query jobs run in the project; the role grants no data access by itself.
-      { role = "roles/bigquery.jobUser", on = "project" },
+      # Streams rows (tabledata.insertAll) into each raw table it writes, and nothing else: no job,
+      # no query, no table metadata call, no delete. See custom_roles.stream_rows.
+      { role = "custom:stream_rows", on = "table:raw.page" },
+      { role = "custom:stream_rows", on = "table:raw.land" },
+      { role = "custom:stream_rows", on = "table:raw.user" },
+      { role = "custom:stream_rows", on = "table:raw.conv" },
+      { role = "custom:stream_rows", on = "table:raw.event" },
+      { role = "custom:stream_rows", on = "table:raw.bad_rows" },
+      # Checks collect's signature on each message and refuses unsigned ones.
+      { role = "roles/secretmanager.secretAccessor", on = "secret:bus-key" },
     ]
     load_dead_letters = [
-      # Streaming inserts into one table need no job; table-level keeps it off the event tables.
-      { role = "roles/bigquery.dataEditor", on = "table:raw.bad_rows" },
+      # Streams each dead letter into raw.bad_rows; table-level keeps it off the event tables.
+      { role = "custom:stream_rows", on = "table:raw.bad_rows" },
     ]
     refine = [
       { role = "roles/bigquery.jobUser", on = "project" },
@@ -66,9 +76,17 @@ locals {
   custom_roles = {
     # Cloud Scheduler jobs have no IAM policy of their own, so job management can only be granted
     # project-wide. roles/cloudscheduler.admin would add pause, resume, force-run and enable of every
-    # job (the fixed ones included); this role keeps to what the sync does. Any holder of
-    # jobs.create may target any topic of the project: the adapter refuses every topic but `jobs`
-    # (shared/adapters/cloud_scheduler.py), and the sync touches only jobs named <prefix>-seg-*.
+    # job (the fixed ones included); this role keeps to what the sync does.
+    # It cannot be narrowed to the <prefix>-seg-* jobs with an IAM condition: Cloud Scheduler
+    # (cloudscheduler.googleapis.com) is not among the services that recognise resource attributes
+    # in conditions (https://cloud.google.com/iam/docs/conditions-resource-attributes: "Other
+    # services and resource types do not recognize resource attributes"), and a condition on the
+    # job's name would not limit the job's target anyway. Any holder of jobs.create may create a job
+    # that publishes to any topic of the project
+    # (https://cloud.google.com/scheduler/docs/access-control), `beacons` included: the adapter
+    # refuses every topic but `jobs` (shared/adapters/cloud_scheduler.py), the sync touches only jobs
+    # named <prefix>-seg-*, and the loader refuses every beacons message not signed with `bus-key`,
+    # which only collect and the loader may read (secrets.tf).
     schedule_jobs = {
       title       = "CDP segment schedule sync"
       description = "List, read, create, update and delete Cloud Scheduler jobs: what sync_schedules needs to keep the per-segment jobs in step with Firestore."
@@ -78,6 +96,20 @@ locals {
         "cloudscheduler.jobs.get",
         "cloudscheduler.jobs.list",
         "cloudscheduler.jobs.update",
+      ]
+    }
+    # Streaming inserts, granted on single tables. tabledata.insertAll requires
+    # bigquery.tables.updateData and bigquery.tables.get on the table and bigquery.datasets.get
+    # (https://cloud.google.com/bigquery/docs/streaming-data-into-bigquery, "Required permissions").
+    # roles/bigquery.dataEditor would add reading every row, changing the schema and deleting the
+    # table (bigquery.tables.getData, update, delete): the raw tables are the system of record.
+    stream_rows = {
+      title       = "CDP stream rows"
+      description = "Stream rows into a BigQuery table (tabledata.insertAll), nothing more: no read of its rows, no schema change, no delete."
+      permissions = [
+        "bigquery.datasets.get",
+        "bigquery.tables.get",
+        "bigquery.tables.updateData",
       ]
     }
   }
@@ -134,8 +166,9 @@ resource "google_bigquery_table_iam_member" "function" {
 
   dataset_id = google_bigquery_table.table[each.value.target].dataset_id
   table_id   = google_bigquery_table.table[each.value.target].table_id
-  role       = each.value.role
-  member     = google_service_account.function[each.value.function].member
+  # A project custom role applies on the project's tables too, named in full.
+  role   = startswith(each.value.role, "custom:") ? google_project_iam_custom_role.custom[trimprefix(each.value.role, "custom:")].name : each.value.role
+  member = google_service_account.function[each.value.function].member
 }
 
 resource "google_project_iam_member" "function" {

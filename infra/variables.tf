@@ -204,6 +204,17 @@ variable "ip_salt_version" {
   }
 }
 
+variable "bus_key_version" {
+  description = "Generation of the bus signing key (Secret Manager bus-key). Increase it to rotate the key; collect and load_events are redeployed with the new one, and messages signed with the old key that are still in flight are refused as bad rows."
+  type        = number
+  default     = 1
+
+  validation {
+    condition     = var.bus_key_version >= 1 && floor(var.bus_key_version) == var.bus_key_version
+    error_message = "bus_key_version is a positive integer."
+  }
+}
+
 variable "secret_versions" {
   description = "Secret Manager version bound for each operator-managed secret (secrets.tf), keyed by secret name. Unlisted secrets use \"latest\"."
   type        = map(string)

@@ -112,6 +112,7 @@ def pipeline_env(emulators: Emulators, duckdb_path: Path, sites: Mapping[str, li
         "CDP_BEACON_TOPIC": BEACON_TOPIC,
         "CDP_SITES": json.dumps({site: {"origins": origins} for site, origins in sites.items()}),
         "CDP_IP_SALT": "local-only-salt",
+        "CDP_BUS_KEY": "local-only-bus-key",  # collect signs, the loader checks (shared/signing.py)
         "PYTHONUNBUFFERED": "1",
     }
 

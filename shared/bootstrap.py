@@ -67,6 +67,7 @@ def build_collector_config(settings: Settings) -> CollectorConfig:
         collect.max_body_bytes,
         collect.region_header,
         collect.trusted_proxy_hops,
+        settings.bus_key,
     )
 
 

@@ -119,6 +119,9 @@ class Settings:
     beacon_topic: str = "beacons"  # collect publishes to it, load_events reads it
     max_delivery_attempts: int = 5  # of the beacons subscription, before the dead letter
     sites: Mapping[str, Site] = field(default_factory=dict)  # collect and the offline importer check these
+    # Secret (Secret Manager `bus-key`, bound to collect and load_events): collect signs each bus
+    # message with it and the loader refuses unsigned ones (shared/signing.py). Kept out of repr.
+    bus_key: str | None = field(default=None, repr=False)
     collect: CollectSettings = field(default_factory=CollectSettings)
     schedules: ScheduleSettings = field(default_factory=ScheduleSettings)
 
@@ -141,6 +144,7 @@ class Settings:
             beacon_topic=env.get("CDP_BEACON_TOPIC", cls.beacon_topic),
             max_delivery_attempts=_int(env, "CDP_MAX_DELIVERY_ATTEMPTS", cls.max_delivery_attempts),
             sites=parse_sites(env.get("CDP_SITES", "{}")),
+            bus_key=env.get("CDP_BUS_KEY") or None,
             collect=CollectSettings.from_env(env),
             schedules=ScheduleSettings.from_env(env),
         )

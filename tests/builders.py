@@ -131,7 +131,7 @@ def planted() -> History:
     h.add("raw.event", "05-08 20:02", "vA2", "m-alice", event_name="product_view", product_name="울 코트")
     h.visit("05-08 20:10", "vA2", "/", "m-alice", medium="social", source="instagram", campaign="insta_may")
     h.order("05-08 20:15", "o2", 120000, ["울 코트", "에코백"], visitor_id="vA2", member_id="m-alice")
-    # The same order again from the POS import: dropped (an order counts once per order id).
+    # The same order again from the POS import, collected later: it replaces the tracker's copy.
     h.order("05-08 20:15", "o2", 120000, ["울 코트", "에코백"], member_id="m-alice", source="import",
             collected="05-09 01:00")  # fmt: skip
     h.order("05-09 09:00", "o1", -50000, ["린넨 셔츠"], member_id="m-alice", source="import")
@@ -142,7 +142,7 @@ def planted() -> History:
     h.visit("02-01 09:00", "vB", "/", medium="direct")
     h.visit("02-01 09:01", "vB", "/about")
 
-    # Carol: an order whose retry crossed midnight (collected later, other day): counted once.
+    # Carol: an order whose retry crossed midnight (collected later, other day): the later copy wins.
     h.visit("05-05 23:59", "vC", "/checkout", medium="direct")
     h.order("05-05 23:59", "o9", 40000, ["가디건"], visitor_id="vC", collected="05-06 00:00")
     h.order("05-06 00:00", "o9", 40000, ["가디건"], visitor_id="vC", collected="05-06 00:01")

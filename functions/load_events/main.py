@@ -26,6 +26,8 @@ def load_events(cloud_event: CloudEvent) -> None:
         now=datetime.now(UTC),
         delivery_attempt=message.delivery_attempt,
         max_attempts=bootstrap.settings().max_delivery_attempts,
+        attributes=message.attributes,
+        bus_key=bootstrap.settings().bus_key,
     )
     log.info(
         "beacon message loaded",

@@ -26,6 +26,7 @@ from shared.enrich.geo import Geo, parse_geo_header
 from shared.enrich.ip import client_ip, hash_ip
 from shared.enrich.user_agent import ClientInfo, parse_user_agent
 from shared.ports import EventBus, TransientError
+from shared.signing import SIGNATURE_ATTRIBUTE, sign
 from shared.tracker import TrackerAsset
 
 log = logging.getLogger(__name__)
@@ -79,6 +80,7 @@ class CollectorConfig:
     max_body_bytes: int = 256 * 1024
     region_header: str = "X-Client-Geo-Location"
     trusted_proxy_hops: int = 1  # see shared.enrich.ip.client_ip
+    bus_key: str | None = field(default=None, repr=False)  # signs bus messages (shared.signing)
 
 
 def handle_request(
@@ -138,16 +140,12 @@ def collect_batch(request: HttpRequest, config: CollectorConfig, bus: EventBus, 
             site_id=site_id,
             request_id=request_id,
         )
-        return _publish_then_answer(
-            bus, config.topic, [], [bad], [exc.rejection], request_id, site_id or "", status, cors
-        )
+        return _publish_then_answer(bus, config, [], [bad], [exc.rejection], request_id, site_id or "", status, cors)
 
     ctx = _context(request, config, site_id, now, request_id, beacons.clock_skew(now, sent_at), "tracker")
     rows, bad_rows, rejections = _shape_events(events, ctx, config.limits, now, request_id)
     status = 422 if rejections else 200
-    return _publish_then_answer(
-        bus, config.topic, rows, bad_rows, rejections, request_id, site_id, status, cors, ctx=ctx
-    )
+    return _publish_then_answer(bus, config, rows, bad_rows, rejections, request_id, site_id, status, cors, ctx=ctx)
 
 
 def collect_pixel(request: HttpRequest, config: CollectorConfig, bus: EventBus, now: datetime) -> HttpResponse:
@@ -193,7 +191,7 @@ def collect_pixel(request: HttpRequest, config: CollectorConfig, bus: EventBus, 
         ctx = _context(request, config, site_id, now, request_id, beacons.clock_skew(now, None), "pixel")
         rows, bad_rows, rejections = _shape_events([event], ctx, config.limits, now, request_id)
     response = _publish_then_answer(
-        bus, config.topic, rows, bad_rows, rejections, request_id, site_id, 400 if rejections else 200, {}, ctx=ctx
+        bus, config, rows, bad_rows, rejections, request_id, site_id, 400 if rejections else 200, {}, ctx=ctx
     )
     headers = {"Content-Type": "image/gif", "Cache-Control": "no-store, max-age=0"}
     if rejections:
@@ -252,7 +250,7 @@ def _shape_events(
 
 def _publish_then_answer(
     bus: EventBus,
-    topic: str,
+    config: CollectorConfig,
     rows: list[dict[str, Any]],
     bad_rows: list[dict[str, Any]],
     rejections: list[Rejection],
@@ -263,10 +261,11 @@ def _publish_then_answer(
     ctx: Context | None = None,
 ) -> HttpResponse:
     message = encode_message(rows, bad_rows, request_id, ctx)
+    attributes = {"site_id": site_id, "request_id": request_id, "rows": str(len(rows) + len(bad_rows))}
+    if config.bus_key:
+        attributes[SIGNATURE_ATTRIBUTE] = sign(message, config.bus_key)
     try:
-        bus.publish(
-            topic, message, {"site_id": site_id, "request_id": request_id, "rows": str(len(rows) + len(bad_rows))}
-        )
+        bus.publish(config.topic, message, attributes)
     except TransientError as exc:
         log.error("beacon publish failed", extra={"request_id": request_id, "error": str(exc), "events": len(rows)})
         return HttpResponse.json(

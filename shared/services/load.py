@@ -20,6 +20,7 @@ from shared import beacons
 from shared.beacons import Rejection
 from shared.ports import TransientError, Warehouse
 from shared.schema import table_specs
+from shared.signing import signed_by
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +45,21 @@ def load_message(
     now: datetime,
     delivery_attempt: int = 1,
     max_attempts: int = 5,
+    attributes: Mapping[str, str] | None = None,
+    bus_key: str | None = None,
 ) -> LoadReport:
-    """Insert every row of a message; bury the message as a bad row if a bug keeps failing it."""
+    """Insert every row of a message; bury the message as a bad row if a bug keeps failing it.
+
+    With a `bus_key`, only a message collect signed with it is loaded (shared/signing.py); any other
+    is kept whole as an `unsigned_message` bad row, so nothing is lost and nothing is trusted.
+    """
+    if bus_key and not signed_by(data, attributes or {}, bus_key):
+        detail = "the message is not signed by collect (attribute sig): it may not come from collect"
+        rejection = Rejection("unsigned_message", "message", detail)
+        row = beacons.bad_row(rejection, data.decode("utf-8", "backslashreplace"), stage="load", failed_at=now)
+        result = warehouse.insert_rows(BAD_ROWS, [row], [row["bad_row_id"]])
+        log.warning("unsigned beacon message stored as a bad row", extra={"bad_row_id": row["bad_row_id"]})
+        return LoadReport(inserted={BAD_ROWS: result.inserted}, duplicates=result.skipped_duplicates, bad_rows=1)
     try:
         return _load(data, warehouse, now)
     except TransientError:

@@ -212,3 +212,29 @@ def test_a_dead_lettered_message_becomes_a_bad_row(pipeline: LocalPipeline) -> N
 
     [row] = wait_for(stored)
     assert (row["reason_code"], row["site_id"]) == ("dead_lettered", "test-shop")
+
+
+def test_a_message_collect_did_not_sign_is_kept_as_a_bad_row_and_loads_nothing(pipeline: LocalPipeline) -> None:
+    """Anyone allowed to publish to the beacons topic could write rows the loader trusts; collect
+    signs its messages and the loader refuses the rest (the local stack sets CDP_BUS_KEY)."""
+    from google.cloud import pubsub_v1  # type: ignore[attr-defined]
+
+    event_id = str(uuid.uuid4())
+    at = "2026-05-01T00:00:00+00:00"
+    row = {"event_id": event_id, "site_id": "test-shop", "event_date": at[:10], "event_ts": at, "collected_at": at,
+           "source": "tracker"}  # fmt: skip
+    forged = json.dumps({"v": 2, "request_id": "forged", "rows": [{"table": "raw.page", "row": row}]}).encode()
+    publisher = pubsub_v1.PublisherClient()
+    topic = publisher.topic_path(pipeline.emulators.project, "beacons")
+    publisher.publish(topic, forged, site_id="test-shop", sig="0" * 64).result(timeout=30)
+
+    def refused() -> list[dict[str, Any]]:
+        sql = "SELECT reason_code, payload FROM raw.bad_rows WHERE reason_code = 'unsigned_message'"
+        return [r for r in warehouse_rows(pipeline.duckdb_path, sql) if event_id in r["payload"]]
+
+    [bad] = wait_for(refused)
+    assert json.loads(bad["payload"])["rows"][0]["row"]["event_id"] == event_id
+    assert (
+        warehouse_rows(pipeline.duckdb_path, "SELECT event_id FROM raw.page WHERE event_id = @id", {"id": event_id})
+        == []
+    )

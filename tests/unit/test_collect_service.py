@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -12,6 +13,7 @@ import pytest
 from shared.beacons import Limits
 from shared.config import Site
 from shared.services.collect import CollectorConfig, HttpRequest, HttpResponse, handle_request
+from shared.signing import SIGNATURE_ATTRIBUTE, signed_by
 from tests.fakes import FakeBus
 
 NOW = datetime(2026, 11, 20, 12, 0, 0, tzinfo=UTC)
@@ -418,3 +420,17 @@ def test_the_ip_hash_is_of_the_address_our_front_end_appended() -> None:
     _, spoofed = post(batch(event()), headers={"x-forwarded-for": "6.6.6.6, 203.0.113.9"})
     _, honest = post(batch(event()), headers={"x-forwarded-for": "203.0.113.9"})
     assert spoofed.rows("raw.page")[0]["ip_hash"] == honest.rows("raw.page")[0]["ip_hash"] is not None
+
+
+def test_messages_are_signed_for_the_loader_when_a_bus_key_is_set() -> None:
+    bus = FakeBus()
+    config = dataclasses.replace(CONFIG, bus_key="bus-key")
+    request = HttpRequest(
+        "POST", "/e", {"content-type": "text/plain", "origin": ORIGIN}, json.dumps(batch(event())).encode()
+    )
+    assert handle_request(request, config, bus, NOW).status == 200
+    [(_, data, attributes)] = bus.published
+    assert signed_by(data, attributes, "bus-key") and not signed_by(data, attributes, "other")
+    assert "bus-key" not in repr(config)
+    _, unsigned = post(batch(event()))  # no key configured: no signature
+    assert SIGNATURE_ATTRIBUTE not in unsigned.published[0][2]

@@ -14,6 +14,7 @@ from shared.adapters.duckdb_warehouse import DuckDBWarehouse
 from shared.ports import InsertResult, TransientError
 from shared.schema import table_specs
 from shared.services.load import bury_dead_letter, load_message
+from shared.signing import SIGNATURE_ATTRIBUTE, sign
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 
@@ -124,3 +125,19 @@ def test_dead_letters_are_buried_whole_and_once(warehouse: DuckDBWarehouse) -> N
     (row,) = warehouse.query("SELECT reason_code, site_id, request_id, payload FROM raw.bad_rows")
     assert (row["reason_code"], row["site_id"], row["request_id"]) == ("dead_lettered", "s", "r1")
     assert row["payload"].encode() == data
+
+
+def test_with_a_bus_key_only_messages_collect_signed_are_loaded(warehouse: DuckDBWarehouse) -> None:
+    """A message on the beacons topic that collect did not sign (a Scheduler job, a script) is kept
+    whole as a bad row and loads nothing."""
+    key = "bus-key"
+    data = message(("raw.page", page_row()))
+    signed = load_message(data, warehouse, now=NOW, attributes={SIGNATURE_ATTRIBUTE: sign(data, key)}, bus_key=key)
+    assert signed.inserted == {"raw.page": 1}
+    forged = message(("raw.page", page_row()))
+    for attributes in ({}, {SIGNATURE_ATTRIBUTE: sign(forged, "another key")}, {SIGNATURE_ATTRIBUTE: sign(data, key)}):
+        report = load_message(forged, warehouse, now=NOW, attributes=attributes, bus_key=key)
+        assert report.bad_rows == 1 and report.inserted.get("raw.page", 0) == 0
+    assert count(warehouse, "raw.page") == 1
+    rows = warehouse.query("SELECT DISTINCT reason_code, payload FROM raw.bad_rows")
+    assert [(r["reason_code"], json.loads(r["payload"])) for r in rows] == [("unsigned_message", json.loads(forged))]

@@ -721,7 +721,8 @@ def test_terraform_evaluates_functions_subscriptions_and_grants(
     assert outputs["ack_deadlines"]["refine"] == 540
     assert "validate_config" not in outputs["push_subscriptions"]
     grants = {(g["function"], g["role"], g["kind"], g["target"]) for g in outputs["function_grants"].values()}
-    assert ("load_events", "roles/bigquery.jobUser", "project", None) in grants
+    assert ("load_events", "custom:stream_rows", "table", "raw.page") in grants
+    assert not [g for g in grants if g[0] in {"load_events", "load_dead_letters"} and g[1] == "roles/bigquery.jobUser"]
     assert ("collect", "roles/pubsub.publisher", "topic", "beacons") in grants
     assert ("sync_schedules", "custom:schedule_jobs", "project", None) in grants
     assert ("refine", "roles/bigquery.dataEditor", "dataset", "refined") in grants
@@ -746,6 +747,7 @@ def test_secrets_exist_and_are_bound_only_where_granted(locals_: dict[str, Any])
     secrets = set(locals_["secrets"])
     assert {
         "ip-salt",
+        "bus-key",
         "facebook-access-token",
         "facebook-app-secret",
         "twilio-auth-token",
@@ -764,6 +766,30 @@ def test_secrets_exist_and_are_bound_only_where_granted(locals_: dict[str, Any])
         assert bound == granted, f"{name}: secrets bound {bound} but secretAccessor on {granted}"
     holders = {n for n, f in locals_["functions"].items() if "ip-salt" in f.get("secrets", {}).values()}
     assert holders == {"collect"}
+    # The bus signing key: collect signs, the loader checks; nobody else may read it.
+    holders = {n for n, f in locals_["functions"].items() if "bus-key" in f.get("secrets", {}).values()}
+    assert holders == {"collect", "load_events"}
+    assert locals_["functions"]["collect"]["secrets"]["CDP_BUS_KEY"] == "bus-key"
+    assert locals_["functions"]["load_events"]["secrets"] == {"CDP_BUS_KEY": "bus-key"}
+    readers = {fn for fn, grants in locals_["function_roles"].items() for g in grants if g["on"] == "secret:bus-key"}
+    assert readers == {"collect", "load_events"}
+
+
+def test_generated_secrets_never_reach_the_state(locals_: dict[str, Any], tf: dict[str, dict[str, Any]]) -> None:
+    # The IP salt and the bus key are generated as ephemeral values, written through a write-only
+    # argument, and the functions are pinned to the version Terraform wrote.
+    ephemeral = {n: b for t, n, b in blocks(root_files(tf), "ephemeral") if t == "random_password"}
+    for secret, name, variable in (
+        ("ip-salt", "ip_salt", "ip_salt_version"),
+        ("bus-key", "bus_key", "bus_key_version"),
+    ):
+        assert ephemeral[name]["length"] >= 43  # [A-Za-z0-9]: 43 characters carry 256 bits
+        version = resource(tf, "google_secret_manager_secret_version", name)
+        assert version["secret"] == f'${{google_secret_manager_secret.secret["{secret}"].id}}'
+        assert version["secret_data_wo"] == f"${{ephemeral.random_password.{name}.result}}"
+        assert version["secret_data_wo_version"] == f"${{var.{variable}}}"
+        assert "secret_data" not in version
+        assert f"google_secret_manager_secret_version.{name}.version" in json.dumps(locals_["secret_versions"])
 
 
 def test_iam_table_in_docs_matches_iam_tf(locals_: dict[str, Any]) -> None:
@@ -776,9 +802,19 @@ def test_roles_are_least_privilege_for_todays_functions(locals_: dict[str, Any])
     assert roles["collect"] == {
         ("roles/pubsub.publisher", "topic:beacons"),
         ("roles/secretmanager.secretAccessor", "secret:ip-salt"),
+        ("roles/secretmanager.secretAccessor", "secret:bus-key"),
     }
-    assert roles["load_events"] == {("roles/bigquery.dataEditor", "dataset:raw"), ("roles/bigquery.jobUser", "project")}
-    assert roles["load_dead_letters"] == {("roles/bigquery.dataEditor", "table:raw.bad_rows")}
+    # The loader only streams rows: the streaming role on each raw table it writes, no job, no
+    # dataset-wide role; and the key it checks signatures with.
+    raw_tables = {f"{t['dataset']}.{t['table']}" for t in tables_index() if t["dataset"] == "raw"}
+    assert raw_tables == {"raw.page", "raw.land", "raw.user", "raw.conv", "raw.event", "raw.bad_rows"}
+    assert roles["load_events"] == {("custom:stream_rows", f"table:{t}") for t in raw_tables} | {
+        ("roles/secretmanager.secretAccessor", "secret:bus-key")
+    }
+    assert roles["load_dead_letters"] == {("custom:stream_rows", "table:raw.bad_rows")}
+    # Nobody may delete or rewrite the system of record through a dataset-wide role.
+    for fn, granted in roles.items():
+        assert not {r for r in granted if r[1] == "dataset:raw" and r[0] != "roles/bigquery.dataViewer"}, fn
     assert roles["refine"] == {
         ("roles/bigquery.jobUser", "project"),
         ("roles/bigquery.dataViewer", "dataset:raw"),
@@ -809,6 +845,50 @@ SCHEDULE_JOBS_PERMISSIONS = {
 }
 
 
+# What the loaders may do to a raw table: exactly what tabledata.insertAll requires
+# (https://cloud.google.com/bigquery/docs/streaming-data-into-bigquery, "Required permissions").
+STREAM_ROWS_PERMISSIONS = {
+    "bigquery.tables.updateData",
+    "bigquery.tables.get",
+    "bigquery.datasets.get",
+}
+
+
+def client_calls(path: Path, class_name: str, methods: set[str]) -> set[str]:
+    """Names of `self.client.<name>(...)` / `self._client.<name>(...)` calls in the given methods."""
+    tree = ast.parse(path.read_text())
+    [cls] = [n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == class_name]
+    called = set()
+    for fn in cls.body:
+        if isinstance(fn, ast.FunctionDef) and fn.name in methods:
+            for node in ast.walk(fn):
+                if (
+                    isinstance(node, ast.Call)
+                    and isinstance(node.func, ast.Attribute)
+                    and isinstance(node.func.value, ast.Attribute)
+                    and node.func.value.attr in {"client", "_client"}
+                ):
+                    called.add(node.func.attr)
+    return called
+
+
+def test_the_loaders_only_stream_rows() -> None:
+    # The load service reaches the warehouse through insert_rows/insert_many only ...
+    load = ast.parse((ROOT / "shared" / "services" / "load.py").read_text())
+    used = {
+        node.attr
+        for node in ast.walk(load)
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "warehouse"
+    }
+    assert used == {"insert_rows", "insert_many"}
+    # ... which call BigQuery's streaming insert (tabledata.insertAll) and nothing else: no query or
+    # load job (no jobUser), no get_table (insert_rows_json takes a table reference).
+    adapter = ROOT / "shared" / "adapters" / "bigquery_warehouse.py"
+    assert client_calls(adapter, "BigQueryWarehouse", {"insert_rows", "insert_many", "_send", "_spec"}) == {
+        "insert_rows_json"
+    }
+
+
 def custom_roles_doc_table() -> dict[str, set[str]]:
     """The `| custom role | deployed as | permissions |` table of docs/deploy.md: role -> permissions."""
     rows = doc_table_rows(["custom role", "deployed as", "permissions"])
@@ -817,8 +897,9 @@ def custom_roles_doc_table() -> dict[str, set[str]]:
 
 def test_custom_roles_hold_exactly_their_permissions(locals_: dict[str, Any], tf: dict[str, dict[str, Any]]) -> None:
     custom = {key: set(role["permissions"]) for key, role in locals_["custom_roles"].items()}
-    assert custom == {"schedule_jobs": SCHEDULE_JOBS_PERMISSIONS}
-    assert len(locals_["custom_roles"]["schedule_jobs"]["permissions"]) == len(SCHEDULE_JOBS_PERMISSIONS)
+    assert custom == {"schedule_jobs": SCHEDULE_JOBS_PERMISSIONS, "stream_rows": STREAM_ROWS_PERMISSIONS}
+    for key, role in locals_["custom_roles"].items():
+        assert len(role["permissions"]) == len(custom[key]), f"{key} lists a permission twice"
     assert custom_roles_doc_table() == custom
     # The adapter calls list, create, update and delete, and nothing the role lacks.
     adapter = (ROOT / "shared" / "adapters" / "cloud_scheduler.py").read_text()
@@ -829,14 +910,18 @@ def test_custom_roles_hold_exactly_their_permissions(locals_: dict[str, Any], tf
     assert role["for_each"] == "${local.custom_roles}"
     assert role["permissions"] == "${each.value.permissions}"
     assert role["role_id"] == "${var.prefix}_${each.key}"
-    # Granted through the generated project bindings, resolved to the deployed role's name.
-    binding = resource(tf, "google_project_iam_member", "function")
-    assert "google_project_iam_custom_role.custom[trimprefix(each.value.role" in binding["role"]
+    # Granted through the generated project and table bindings, resolved to the deployed role's name;
+    # the other bindings do not resolve "custom:", so a custom role may go on the project or a table.
+    for rtype in ("google_project_iam_member", "google_bigquery_table_iam_member"):
+        binding = resource(tf, rtype, "function")
+        assert "google_project_iam_custom_role.custom[trimprefix(each.value.role" in binding["role"], rtype
     for fn, grants in locals_["function_roles"].items():
         for g in grants:
             if g["role"].startswith("custom:"):
                 assert g["role"].removeprefix("custom:") in custom, f"{fn}: {g['role']} is not in local.custom_roles"
-                assert g["on"] == "project", f"{fn}: a project custom role is granted on the project"
+                assert g["on"] == "project" or g["on"].startswith("table:"), (
+                    f"{fn}: a custom role is granted on the project or a table, not {g['on']}"
+                )
             else:
                 assert g["role"].startswith("roles/"), f"{fn}: {g['role']} is neither predefined nor custom:"
     # Nothing grants the broad predefined role instead.

@@ -7,7 +7,7 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Final
 
-from shared.enrich.text import cap, decode_percent
+from shared.enrich.text import cap, decode_percent, scrub
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +52,7 @@ def parse_geo_header(value: str | None) -> Geo:
     names; other subdivisions keep their code (e.g. "USCA"), because a wrong name is worse
     than a code.
     """
-    parts = [part.strip() for part in (value or "").split(",", 2)]
+    parts = [part.strip() for part in scrub(value or "").split(",", 2)]
     parts += [""] * (3 - len(parts))
     country_raw, subdivision_raw, city_raw = parts
     country = country_raw.upper()

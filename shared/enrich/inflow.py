@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Final
 from urllib.parse import urlsplit
 
-from shared.enrich.text import cap, decode_percent
+from shared.enrich.text import cap, decode_percent, scrub
 
 _MAX_URL_LEN: Final = 8192
 _MAX_QUERY_PARAMS: Final = 256
@@ -363,7 +363,7 @@ class _Url:
 
 
 def _split_url(url: str | None) -> _Url | None:
-    text = (url or "").strip()[:_MAX_URL_LEN]
+    text = scrub((url or "").strip()[:_MAX_URL_LEN])
     if not text:
         return None
     try:

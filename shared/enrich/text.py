@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import re
 from typing import Final
 from urllib.parse import unquote_to_bytes
 
 MAX_LEN: Final = 512
 """Every string the enrich modules return is cut to this many characters."""
+
+_SURROGATES: Final = re.compile(r"[\ud800-\udfff]")
+
+
+def scrub(value: str) -> str:
+    """The value with lone surrogates (which JSON "\\ud800" escapes and WSGI headers can carry, and
+    UTF-8 cannot encode) replaced by U+FFFD; ASCII input is returned as is at once."""
+    if value.isascii():
+        return value
+    return _SURROGATES.sub("\ufffd", value)
 
 
 def decode_percent(value: str) -> str:

@@ -13,6 +13,8 @@ from typing import Final
 import ua_parser
 from crawlerdetect import CrawlerDetect
 
+from shared.enrich.text import scrub
+
 _MAX_UA_LEN: Final = 512  # cut before parsing: regex time grows with length (junk: ~20 ms at 512)
 
 DESKTOP, MOBILE, TABLET, BOT, OTHER = "desktop", "mobile", "tablet", "bot", "other"
@@ -73,6 +75,7 @@ def parse_user_agent(user_agent: str | None) -> ClientInfo:
 def _parse_user_agent_cached(ua: str) -> ClientInfo:
     if not ua:
         return ClientInfo(OTHER, None, None, False)
+    ua = scrub(ua)  # a lone surrogate would make the parsers raise; here only on a cache miss
     result = ua_parser.parse(ua)
     browser = _family(result.user_agent.family if result.user_agent else None)
     os_family = _family(result.os.family if result.os else None)

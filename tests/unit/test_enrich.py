@@ -886,3 +886,47 @@ def test_parse_geo_header_and_ips_never_raise(value: str | None) -> None:
     parse_geo_header(value)
     client_ip(value, value)
     hash_ip(value, SALT)
+
+
+# ---------------------------------------------------------------------------------------------
+# Hardening: surrogates, referrers beyond Korea, Naver ads, device classes, in-app names
+# ---------------------------------------------------------------------------------------------
+
+# Any code point, lone surrogates included (hypothesis leaves them out of st.text() by default).
+_any_text = st.text(alphabet=st.characters(exclude_categories=()), max_size=200)
+_any_url = st.builds(
+    lambda scheme, host, query: f"{scheme}{host}{query}",
+    st.sampled_from(["https://", "http://", "android-app://", "//", ""]),
+    _any_text,
+    st.text(alphabet=st.sampled_from(list("?&=#%+abcEB0123456789:/[];") + ["\ud800", "\udfff"]), max_size=60),
+)
+
+
+def _utf8_strings(value: object) -> None:
+    for item in astuple(value):  # type: ignore[call-overload]
+        if isinstance(item, str):
+            item.encode("utf-8")  # raises on a lone surrogate
+
+
+@settings(max_examples=300, deadline=None)
+@given(page=st.none() | _any_text | _any_url, referrer=st.none() | _any_text | _any_url)
+def test_classify_inflow_takes_any_text_and_returns_utf8(page: str | None, referrer: str | None) -> None:
+    inflow = classify_inflow(page, referrer)
+    assert inflow.medium in {
+        "direct", "internal", "search", "social", "email", "paid", "referral", "ai_assistant"
+    }  # fmt: skip
+    _utf8_strings(inflow)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.none() | _any_text)
+def test_parse_user_agent_takes_any_text_and_returns_utf8(ua: str | None) -> None:
+    _utf8_strings(parse_user_agent(ua))
+
+
+def test_lone_surrogates_do_not_raise() -> None:
+    inflow = classify_inflow("https://shop.example/?utm_source=a\ud800b&utm_medium=cpc", "https://\udc80x.example/")
+    assert inflow.utm_source == "a\ufffdb"
+    assert inflow.medium == "paid"
+    _utf8_strings(inflow)
+    assert parse_user_agent("Mozilla/5.0 (Windows NT 10.0; Win64; x64) \ud800 Chrome/124.0").device_type == "desktop"

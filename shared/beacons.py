@@ -10,6 +10,7 @@ import hashlib
 import json
 import math
 import re
+import unicodedata
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -345,7 +346,7 @@ def complete_row(event: ValidEvent, columns: dict[str, Any], ctx: Context) -> tu
             click_id=inflow.click_id,
         )
     row.update(columns)
-    return TABLE_BY_TYPE[event.type], row
+    return TABLE_BY_TYPE[event.type], nfc(row)
 
 
 # ---------------------------------------------------------------- bus messages
@@ -424,6 +425,22 @@ def message_rows(message: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
         ctx = context_from_message(message["context"])
         rows += [row_from_message(event, ctx) for event in message["events"]]
     return rows
+
+
+def nfc(value: Any) -> Any:
+    """Text in Unicode's composed form (NFC), inside lists and objects too.
+
+    Browsers and keyboards usually send composed Hangul, but not always (macOS file names, some
+    IMEs send "서울" as separate jamo): stored decomposed, it would never equal the composed text of
+    a segment rule or another visit. ASCII, by far the most text, is returned as it is.
+    """
+    if isinstance(value, str):
+        return value if value.isascii() else unicodedata.normalize("NFC", value)
+    if isinstance(value, dict):
+        return {k: nfc(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [nfc(v) for v in value]
+    return value
 
 
 def row_from_message(data: dict[str, Any], ctx: Context) -> tuple[str, dict[str, Any]]:

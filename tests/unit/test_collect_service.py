@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import unicodedata
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -434,3 +435,15 @@ def test_messages_are_signed_for_the_loader_when_a_bus_key_is_set() -> None:
     assert "bus-key" not in repr(config)
     _, unsigned = post(batch(event()))  # no key configured: no signature
     assert SIGNATURE_ATTRIBUTE not in unsigned.published[0][2]
+
+
+def test_text_is_stored_composed_nfc() -> None:
+    """Decomposed Hangul (NFD, as some IMEs and macOS send it) is stored as the usual composed text,
+    so it matches segment rules and other visits."""
+    seoul_nfd = unicodedata.normalize("NFD", "서울 셔츠")
+    assert seoul_nfd != "서울 셔츠"
+    search = event(type="event", title=seoul_nfd, props={"name": "search", "keyword": seoul_nfd, "tag": [seoul_nfd]})
+    _, bus = post(batch(search))
+    [row] = bus.rows("raw.event")
+    assert row["page_title"] == row["search_keyword"] == "서울 셔츠"
+    assert json.dumps(row["properties"], ensure_ascii=False) == '{"tag": ["서울 셔츠"]}'

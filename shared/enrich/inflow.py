@@ -1,7 +1,9 @@
 """Inflow: where a page view came from (medium, source, search keyword, campaign, ad click id).
 
-The host tables below are plain data so that adding a search engine, a community site or a
-payment gateway is a one-line change.
+Referrer hosts are looked up in two layers: the tables below (Korean portals, communities and
+apps, webmail, ad servers, login and payment round trips: plain data, so adding one is a one-line
+change), then Matomo's community list of search engines, social networks and AI assistants
+(`shared.enrich.referrers`, data in `shared/enrich/data/`), read on the first classification.
 """
 
 from __future__ import annotations
@@ -10,23 +12,27 @@ import re
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cache
 from typing import Final
 from urllib.parse import urlsplit
 
+from shared.enrich.referrers import HostRule, ReferrerTables, load_tables
 from shared.enrich.text import cap, decode_percent, scrub
 
 _MAX_URL_LEN: Final = 8192
 _MAX_QUERY_PARAMS: Final = 256
 
-DIRECT, INTERNAL, SEARCH, SOCIAL, EMAIL, PAID, REFERRAL = (
-    "direct", "internal", "search", "social", "email", "paid", "referral"
+DIRECT, INTERNAL, SEARCH, SOCIAL, EMAIL, PAID, REFERRAL, AI_ASSISTANT = (
+    "direct", "internal", "search", "social", "email", "paid", "referral", "ai_assistant"
 )  # fmt: skip
+MEDIA: Final = (DIRECT, INTERNAL, SEARCH, SOCIAL, EMAIL, PAID, REFERRAL, AI_ASSISTANT)
 
 
 @dataclass(frozen=True, slots=True)
 class Inflow:
     is_entry: bool
-    medium: str  # "direct" | "internal" | "search" | "social" | "email" | "paid" | "referral"
+    medium: str  # one of MEDIA: "direct" | "internal" | "search" | "social" | "email" | "paid"
+    # | "referral" | "ai_assistant"
     source_name: str | None
     referrer_host: str | None
     search_keyword: str | None
@@ -37,13 +43,6 @@ class Inflow:
     utm_content: str | None
     click_id_type: str | None
     click_id: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class HostRule:
-    medium: str
-    source: str
-    keyword_params: tuple[str, ...] = ()
 
 
 _HostTable = Mapping[str, str | tuple[str, tuple[str, ...]]]
@@ -58,8 +57,9 @@ def _rules(medium: str, table: _HostTable) -> dict[str, HostRule]:
 
 
 # Host tables. A key matches that host and every subdomain of it ("search.naver.com" also
-# matches "m.search.naver.com"); the most specific key wins. Android apps appear as
-# "android-app://<package>/" referrers, so their package names are listed like hosts.
+# matches "m.search.naver.com"); the most specific key wins, and any of them wins over Matomo's
+# list. Android apps appear as "android-app://<package>/" referrers, so their package names are
+# listed like hosts.
 
 # host -> (source, keyword parameters in priority order)
 SEARCH_ENGINES: Final = _rules(
@@ -83,6 +83,8 @@ SEARCH_ENGINES: Final = _rules(
         "search.brave.com": ("brave", ("q",)),
         "qwant.com": ("qwant", ("q",)),
         "startpage.com": ("startpage", ("query", "q")),
+        "ixquick.com": ("startpage", ("query", "q")),  # Startpage's former name
+        "aolsearch.com": ("aol", ("q", "query")),
         "ya.ru": ("yandex", ("text",)),
         "seznam.cz": ("seznam", ("q",)),
         "search.aol.com": ("aol", ("q",)),
@@ -151,6 +153,34 @@ SOCIAL_SITES: Final = _rules(
         "com.google.android.youtube": "youtube",
         "com.nhn.android.band": "band",
         "com.twitter.android": "twitter",
+        "com.nhn.android.blog": "naver_blog",  # the Naver Blog app
+        "com.nhn.android.navercafe": "naver_cafe",
+        "net.daum.android.cafe": "daum_cafe",
+        "net.daum.android.tistoryapp": "tistory",
+        "com.kakao.story": "kakao",  # KakaoStory's app, like story.kakao.com
+        "com.instagram.barcelona": "threads",
+        "jp.naver.line.android": "line",
+        "ok.ru": "odnoklassniki",
+        "linktr.ee": "linktree",  # link-in-bio pages of social profiles
+        "lnk.bio": "lnk_bio",
+    },
+)
+
+# Chat assistants that send visitors on (GA4 reports them apart from referrals); Matomo's
+# AIAssistants.yml adds ChatGPT, Gemini, Copilot, Claude, Perplexity and the rest.
+AI_ASSISTANTS: Final = _rules(
+    AI_ASSISTANT,
+    {
+        "clova-x.naver.com": "clova_x",  # Naver's CLOVA X
+        "wrtn.ai": "wrtn",
+        "character.ai": "character_ai",
+        "poe.com": "poe",
+        "kimi.com": "kimi",
+        "kimi.moonshot.cn": "kimi",
+        "copilot.cloud.microsoft": "copilot",
+        "com.openai.chatgpt": "chatgpt",
+        "com.anthropic.claude": "claude",
+        "ai.perplexity.app.android": "perplexity",
     },
 )
 
@@ -167,8 +197,45 @@ WEBMAIL_SITES: Final = _rules(
         "outlook.office365.com": "outlook",
         "mail.yahoo.com": "yahoo_mail",
         "mail.yahoo.co.jp": "yahoo_mail",
+        "mail.yahoo.net": "yahoo_mail",  # Yahoo Mail's message views (*.yom.mail.yahoo.net)
         "com.google.android.gm": "gmail",
         "com.nhn.android.mail": "naver_mail",
+        "net.daum.android.mail": "daum_mail",
+        "mail2.daum.net": "daum_mail",
+        "hanmail.net": "daum_mail",
+        "mail.live.com": "outlook",  # Hotmail/Outlook.com's older hosts (*.mail.live.com)
+        "outlook.com": "outlook",
+        "mail.aol.com": "aol_mail",
+        "mail.proton.me": "proton_mail",
+        "mail.protonmail.com": "proton_mail",
+        "mail.zoho.com": "zoho_mail",
+        "mail.yandex.ru": "yandex_mail",
+        "mail.yandex.com": "yandex_mail",
+        "e.mail.ru": "mail_ru_mail",
+        "mail.qq.com": "qq_mail",
+        "mail.163.com": "163_mail",
+        # United Internet's mail apps (GMX, WEB.DE, mail.com, 1&1) link out through "deref-" hosts.
+        "gmx.net": "gmx",
+        "gmx.de": "gmx",
+        "gmx.at": "gmx",
+        "gmx.ch": "gmx",
+        "gmx.com": "gmx",
+        "gmx.fr": "gmx",
+        "gmx.es": "gmx",
+        "gmx.it": "gmx",
+        "gmx.co.uk": "gmx",
+        "mail.com": "mail_com",
+        "deref-gmx.net": "gmx",
+        "deref-gmx.de": "gmx",
+        "deref-gmx.at": "gmx",
+        "deref-gmx.ch": "gmx",
+        "deref-gmx.com": "gmx",
+        "deref-gmx.fr": "gmx",
+        "deref-gmx.es": "gmx",
+        "deref-gmx.it": "gmx",
+        "deref-gmx.co.uk": "gmx",
+        "deref-web.de": "web_de",
+        "deref-mail.com": "mail_com",
     },
 )
 
@@ -179,8 +246,11 @@ AD_SERVERS: Final = _rules(
         "googleadservices.com": "google",
         "doubleclick.net": "google",
         "googlesyndication.com": "google",
+        "adsensecustomsearchads.com": "google",  # AdSense for Search ads on partner sites
+        "syndicatedsearch.goog": "google",  # the same, Google's newer host
         "adcr.naver.com": "naver",  # Naver search-ad click redirector
         "ader.naver.com": "naver",  # Naver GFA display ads
+        "ad.search.naver.com": ("naver", ("query",)),  # "more ads" pages of Naver search ads
     },
 )
 
@@ -201,9 +271,16 @@ PASS_THROUGH_HOSTS: Final = frozenset(
 HOST_RULES: Final[dict[str, HostRule]] = {
     **SEARCH_ENGINES,
     **SOCIAL_SITES,
+    **AI_ASSISTANTS,
     **WEBMAIL_SITES,
     **AD_SERVERS,
 }
+
+# Webmail beyond the table: a referrer whose subdomain part has "mail" in a label ("webmail.",
+# "mail01.", "email.", "lightmailer-bs.") or starts with "messagerie" (French providers), or any
+# label starting with "deref-" (German providers' link redirectors), is a webmail reader.
+_WEBMAIL_LABEL = re.compile(r"[a-z0-9-]*mail|messagerie")
+_SECOND_LEVEL_LABELS: Final = frozenset({"co", "com", "net", "org", "ac", "go", "or", "ne", "edu", "gov"})
 
 # Ad click ids appended to landing URLs, in priority order: the first present is reported.
 # fbclid comes last because Facebook adds it to every outbound link, ads or not.
@@ -229,13 +306,18 @@ SEARCH_AD_CLICK_IDS: Final = frozenset({"gclid", "gbraid", "wbraid", "msclkid", 
 UTM_PARAMS: Final = ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content")
 # Naver search ads put the visitor's query in n_query and the bought keyword in n_keyword.
 AD_KEYWORD_PARAMS: Final = ("n_query", "n_keyword")
+# Naver search ads' other auto-tagging parameters: a landing with any of them (and no n_ad, which
+# some ad types leave out) is a Naver ad click too.
+NAVER_AD_PARAMS: Final = ("n_media", "n_query", "n_rank", "n_ad_group", "n_keyword_id", "n_campaign_type")
 
 # utm_medium values (lower case, "_" and " " read as "-") and the medium they mean.
 UTM_MEDIUMS: Final[dict[str, str]] = {
     **dict.fromkeys(
         ("cpc", "ppc", "paidsearch", "paid-search", "paid", "display", "cpm", "cpa", "cpv",
          "cpi", "cps", "cpt", "banner", "affiliate", "affiliates", "retargeting", "remarketing",
-         "ad", "ads", "paid-social", "paidsocial", "sa", "da", "gfa", "powerlink", "bizboard"),
+         "ad", "ads", "paid-social", "paidsocial", "sa", "da", "gfa", "powerlink", "bizboard",
+         # Naver brand search and shopping search ads
+         "bs", "brandsearch", "brand-search", "shopping", "shopping-ad", "shopping-ads", "shoppingsearch"),
         PAID,
     ),
     **dict.fromkeys(
@@ -259,7 +341,9 @@ _AD_LIKE_MEDIUM = re.compile(
 )
 _SOCIAL_LIKE_MEDIUM = re.compile(r"social|sns")
 _EMAIL_LIKE_MEDIUM = re.compile(r"mail|newsletter")
-SEARCH_AD_MEDIUMS: Final = frozenset({"cpc", "ppc", "paidsearch", "paid-search", "sa", "powerlink"})
+SEARCH_AD_MEDIUMS: Final = frozenset(
+    {"cpc", "ppc", "paidsearch", "paid-search", "sa", "powerlink", "bs", "brandsearch", "brand-search"}
+)
 
 # utm_source names that say the medium when utm_medium is missing (as GA4's default channel
 # grouping does); the host tables' source names are added below.
@@ -267,6 +351,7 @@ SOURCE_MEDIUMS: Final[dict[str, str]] = {
     **{rule.source: rule.medium for rule in SEARCH_ENGINES.values()},
     **{rule.source: rule.medium for rule in SOCIAL_SITES.values()},
     **{rule.source: rule.medium for rule in WEBMAIL_SITES.values()},
+    **{rule.source: rule.medium for rule in AI_ASSISTANTS.values()},
     "google": SEARCH,
     "yandex": SEARCH,
     "kakaotalk": SOCIAL,
@@ -282,22 +367,26 @@ SOURCE_MEDIUMS: Final[dict[str, str]] = {
 def classify_inflow(page_url: str | None, referrer: str | None) -> Inflow:
     """Say whether a page view is an arrival and from where: medium, source, keyword, campaign.
 
-    Medium precedence: utm_medium; an ad click id ("paid"; fbclid alone is "social"); the
-    referrer (same site or a login/payment round trip is "internal" unless campaign parameters
-    are present; then search, social, webmail, ad server, other site); the utm_source name;
-    no referrer is "direct". Source precedence: utm_source (lower-cased), the click id's
-    network, the referrer's known name, the referrer host without "www.".
+    Medium precedence: utm_medium; an ad click id ("paid"; fbclid alone is "social") or Naver
+    search ads' n_ parameters ("paid"); the referrer (same site or a login/payment round trip is
+    "internal" unless campaign parameters are present; then search, social, AI assistant,
+    webmail, ad server, other site); the utm_source name; no referrer is "direct". Source
+    precedence: utm_source (lower-cased), the click id's network, the referrer's known name, the
+    referrer host without "www.". HTML-escaped URLs ("&amp;utm_medium=") are read as unescaped.
     """
     page = _split_url(page_url)
     ref = _split_url(referrer)
     params = page.params if page else {}
     utm = {name: _clean(params.get(name)) for name in UTM_PARAMS}
     click_type, click_id, click_source = _click_id(params)
-    has_campaign = click_type is not None or any(utm.values())
+    naver_ad = click_type is None and _first(params, NAVER_AD_PARAMS) is not None
+    if naver_ad:
+        click_source = "naver"
+    has_campaign = click_type is not None or naver_ad or any(utm.values())
 
     ref_host = ref.host if ref else None
     page_host = page.host if page else None
-    rule = _host_rule(ref_host) if ref_host else None
+    rule = _host_rule(ref_host, ref.path) if ref and ref_host else None
     same_site = ref_host is not None and (
         (page_host is not None and _site_key(ref_host) == _site_key(page_host))
         or _in_table(ref_host, PASS_THROUGH_HOSTS)
@@ -308,10 +397,12 @@ def classify_inflow(page_url: str | None, referrer: str | None) -> Inflow:
         medium = _medium_from_utm(utm_medium)
     elif click_type is not None:
         medium = SOCIAL if click_type in NOT_PAID_CLICK_IDS else PAID
+    elif naver_ad:
+        medium = PAID
     elif ref_host and not same_site:
         medium = rule.medium if rule else REFERRAL
     elif utm["utm_source"]:
-        medium = SOURCE_MEDIUMS.get(utm["utm_source"].lower(), REFERRAL)
+        medium = _source_medium(utm["utm_source"].lower())
     else:
         medium = INTERNAL if same_site else DIRECT
 
@@ -334,6 +425,7 @@ def classify_inflow(page_url: str | None, referrer: str | None) -> Inflow:
         paid_search = medium == PAID and (
             (rule is not None and rule.medium == SEARCH)
             or click_type in SEARCH_AD_CLICK_IDS
+            or naver_ad
             or utm_medium in SEARCH_AD_MEDIUMS
         )
         if not keyword and (medium == SEARCH or paid_search):
@@ -360,19 +452,26 @@ class _Url:
     host: str | None
     params: dict[str, str]  # lower-cased name -> first raw (still encoded) value
     fragment_params: dict[str, str]
+    path: str = ""  # lower-cased
+
+
+# "&amp;" (and "&#38;") where a URL went through HTML escaping: a real "&amp;" in a query is "%26amp%3B".
+_HTML_AMPERSAND = re.compile(r"&(?:amp|#0*38|#x0*26);", re.IGNORECASE)
 
 
 def _split_url(url: str | None) -> _Url | None:
     text = scrub((url or "").strip()[:_MAX_URL_LEN])
     if not text:
         return None
+    if "&" in text:
+        text = _HTML_AMPERSAND.sub("&", text)
     try:
         parts = urlsplit(text)
         host = parts.hostname
     except ValueError:  # e.g. an unbalanced "[" in the host
         query, _, fragment = text.partition("?")[2].partition("#")
         return _Url(None, _parse_query(query), _parse_query(fragment))
-    return _Url(_clean_host(host), _parse_query(parts.query), _parse_query(parts.fragment))
+    return _Url(_clean_host(host), _parse_query(parts.query), _parse_query(parts.fragment), parts.path.lower())
 
 
 def _clean_host(host: str | None) -> str | None:
@@ -416,8 +515,25 @@ def _click_id(params: Mapping[str, str]) -> tuple[str | None, str | None, str | 
     return None, None, None
 
 
-def _host_rule(host: str) -> HostRule | None:
-    """The rule of the most specific table key equal to the host or one of its parents."""
+@cache
+def _matomo() -> ReferrerTables:
+    """Matomo's tables, read once per process on the first classification (about 30 ms), so
+    that importing this module (collect does) costs nothing."""
+    return load_tables(SEARCH, SOCIAL, AI_ASSISTANT)
+
+
+@cache
+def _matomo_sources() -> dict[str, str]:
+    return _matomo().sources()
+
+
+def _host_rule(host: str, path: str = "") -> HostRule | None:
+    """The rule of the most specific key of our tables equal to the host or one of its parents;
+    else our search engine patterns; else Matomo's list; else webmail by the host's shape. Matomo's
+    entries with a path come first ("x.com/i/grok" is an AI assistant, the rest of x.com social)."""
+    matomo = _matomo()
+    if path and (rule := matomo.path_rule(host, path)):
+        return rule
     labels = host.split(".")
     for i in range(len(labels) - 1):
         if rule := HOST_RULES.get(".".join(labels[i:])):
@@ -425,7 +541,24 @@ def _host_rule(host: str) -> HostRule | None:
     for pattern, rule in SEARCH_ENGINE_PATTERNS:
         if pattern.fullmatch(host):
             return rule
+    if rule := matomo.lookup(host, path):
+        return rule
+    return _webmail_by_shape(labels)
+
+
+def _webmail_by_shape(labels: list[str]) -> HostRule | None:
+    """A webmail rule for hosts like "webmail1.orange.fr" or "deref-gmx.net" (see _WEBMAIL_LABEL);
+    the source is the registrable domain ("orange.fr")."""
+    size = 3 if len(labels) > 2 and labels[-2] in _SECOND_LEVEL_LABELS and len(labels[-1]) == 2 else 2
+    domain, subdomain = labels[-size:], labels[:-size]
+    if any(_WEBMAIL_LABEL.match(label) for label in subdomain) or any(label.startswith("deref-") for label in labels):
+        return HostRule(EMAIL, ".".join(domain).removeprefix("deref-"))
     return None
+
+
+def _source_medium(source: str) -> str:
+    """The medium a utm_source name says: ours, else Matomo's list, else "referral"."""
+    return SOURCE_MEDIUMS.get(source) or _matomo_sources().get(source, REFERRAL)
 
 
 def _in_table(host: str, table: frozenset[str]) -> bool:

@@ -716,7 +716,91 @@ INFLOW_CASES: list[tuple[str, str | None, str | None, dict[str, Any]]] = [
     ),
 ]  # fmt: skip
 
+INFLOW_CASES += [
+    # --- beyond Korea: Matomo's list, webmail, ad servers, AI assistants (our own URLs)
+    ("yahoo-mail-message-view", PAGE, "https://abc123-c.c.yom.mail.yahoo.net/om/api/1.0/view.html",
+     {"medium": "email", "source_name": "yahoo_mail", "referrer_host": "abc123-c.c.yom.mail.yahoo.net"}),
+    ("outlook-mail-live", PAGE, "https://bl2prd.col130.mail.live.com/mail/inbox",
+     {"medium": "email", "source_name": "outlook", "referrer_host": "bl2prd.col130.mail.live.com"}),
+    ("gmx-deref", PAGE, "https://deref-gmx.net/mail/client/xyz/dereferrer/?redirectUrl=x",
+     {"medium": "email", "source_name": "gmx", "referrer_host": "deref-gmx.net"}),
+    ("proton-mail", PAGE, "https://mail.proton.me/u/0/inbox",
+     {"medium": "email", "source_name": "proton_mail", "referrer_host": "mail.proton.me"}),
+    ("daum-mail2", PAGE, "https://mail2.daum.net/",
+     {"medium": "email", "source_name": "daum_mail", "referrer_host": "mail2.daum.net"}),
+    ("webmail-by-host-shape", PAGE, "https://webmail3.provider.co.uk/read?id=1",
+     {"medium": "email", "source_name": "provider.co.uk", "referrer_host": "webmail3.provider.co.uk"}),
+    ("mail-ru-search-not-webmail", PAGE, "https://go.mail.ru/search?q=linen",
+     {"medium": "search", "source_name": "mailru", "referrer_host": "go.mail.ru", "search_keyword": "linen"}),
+    ("yandex-subdomain", PAGE, "https://images.yandex.com.tr/search?text=linen",
+     {"medium": "search", "source_name": "yandex_images", "referrer_host": "images.yandex.com.tr",
+      "search_keyword": "linen"}),
+    ("aol-search", PAGE, "https://search.aol.co.uk/aol/search?q=linen",
+     {"medium": "search", "source_name": "aol", "referrer_host": "search.aol.co.uk", "search_keyword": "linen"}),
+    ("ask", PAGE, "https://www.ask.com/web?q=linen",
+     {"medium": "search", "source_name": "ask", "referrer_host": "www.ask.com", "search_keyword": "linen"}),
+    ("bluesky", PAGE, "https://go.bsky.app/redirect?u=https%3A%2F%2Fshop.example",
+     {"medium": "social", "source_name": "bluesky", "referrer_host": "go.bsky.app"}),
+    ("tumblr-blog", PAGE, "https://someone.tumblr.com/post/1",
+     {"medium": "social", "source_name": "tumblr", "referrer_host": "someone.tumblr.com"}),
+    ("workplace", PAGE, "https://l.workplace.com/l.php?u=x",
+     {"medium": "social", "source_name": "workplace", "referrer_host": "l.workplace.com"}),
+    ("odnoklassniki", PAGE, "https://ok.ru/dk?cmd=logExternal",
+     {"medium": "social", "source_name": "odnoklassniki", "referrer_host": "ok.ru"}),
+    ("adsense-for-search", PAGE, "https://syndicatedsearch.goog/afs/ads?q=linen",
+     {"medium": "paid", "source_name": "google", "referrer_host": "syndicatedsearch.goog"}),
+    ("adsense-custom-search", PAGE, "https://www.adsensecustomsearchads.com/",
+     {"medium": "paid", "source_name": "google", "referrer_host": "www.adsensecustomsearchads.com"}),
+    ("chatgpt", "https://shop.example/?utm_source=chatgpt.com", "https://chatgpt.com/",
+     {"medium": "ai_assistant", "source_name": "chatgpt.com", "referrer_host": "chatgpt.com",
+      "utm_source": "chatgpt.com"}),
+    ("perplexity", PAGE, "https://www.perplexity.ai/search/abc",
+     {"medium": "ai_assistant", "source_name": "perplexity", "referrer_host": "www.perplexity.ai"}),
+    ("gemini-not-google-search", PAGE, "https://gemini.google.com/app",
+     {"medium": "ai_assistant", "source_name": "gemini", "referrer_host": "gemini.google.com"}),
+    ("copilot", PAGE, "https://copilot.microsoft.com/",
+     {"medium": "ai_assistant", "source_name": "copilot", "referrer_host": "copilot.microsoft.com"}),
+    ("claude", PAGE, "https://claude.ai/chat/1",
+     {"medium": "ai_assistant", "source_name": "claude", "referrer_host": "claude.ai"}),
+    ("grok-path-on-x", PAGE, "https://x.com/i/grok?conversation=1",
+     {"medium": "ai_assistant", "source_name": "grok", "referrer_host": "x.com"}),
+    ("x-post-still-social", PAGE, "https://x.com/someone/status/1",
+     {"medium": "social", "source_name": "twitter", "referrer_host": "x.com"}),
+    ("clova-x", PAGE, "https://clova-x.naver.com/",
+     {"medium": "ai_assistant", "source_name": "clova_x", "referrer_host": "clova-x.naver.com"}),
+    ("utm-source-perplexity-without-referrer", "https://shop.example/?utm_source=perplexity", None,
+     {"medium": "ai_assistant", "source_name": "perplexity", "utm_source": "perplexity"}),
+    # --- Naver advertising
+    ("naver-ad-n-params-without-n-ad", f"https://shop.example/?n_media=27758&n_query={LINEN}&n_rank=2", None,
+     {"medium": "paid", "source_name": "naver", "search_keyword": "린넨"}),
+    ("naver-ad-n-params-with-search-referrer", f"https://shop.example/?n_media=27758&n_query={LINEN}",
+     f"https://m.search.naver.com/search.naver?query={LINEN}",
+     {"medium": "paid", "source_name": "naver", "referrer_host": "m.search.naver.com", "search_keyword": "린넨"}),
+    ("naver-more-ads-page", PAGE, f"https://ad.search.naver.com/search.naver?where=ad&query={LINEN}",
+     {"medium": "paid", "source_name": "naver", "referrer_host": "ad.search.naver.com", "search_keyword": "린넨"}),
+    ("naver-brand-search-bs", "https://shop.example/?utm_source=naver&utm_medium=bs&utm_term=shop",
+     f"https://search.naver.com/search.naver?query={LINEN}",
+     {"medium": "paid", "source_name": "naver", "referrer_host": "search.naver.com", "search_keyword": "린넨",
+      "utm_source": "naver", "utm_medium": "bs", "utm_term": "shop"}),
+    ("naver-brandsearch-term-as-keyword", "https://shop.example/?utm_source=naver&utm_medium=brandsearch"
+     "&utm_term=shop", None,
+     {"medium": "paid", "source_name": "naver", "search_keyword": "shop", "utm_source": "naver",
+      "utm_medium": "brandsearch", "utm_term": "shop"}),
+    ("naver-shopping-ad", "https://shop.example/?utm_source=naver&utm_medium=shopping", None,
+     {"medium": "paid", "source_name": "naver", "utm_source": "naver", "utm_medium": "shopping"}),
+    ("html-escaped-landing", "https://shop.example/?utm_source=naver&amp;utm_medium=cpc&amp;utm_campaign=may",
+     None, {"medium": "paid", "source_name": "naver", "utm_source": "naver", "utm_medium": "cpc",
+            "utm_campaign": "may"}),
+    ("naver-blog-app", PAGE, "android-app://com.nhn.android.blog/",
+     {"medium": "social", "source_name": "naver_blog", "referrer_host": "com.nhn.android.blog"}),
+    ("naver-cafe-app", PAGE, "android-app://com.nhn.android.navercafe/",
+     {"medium": "social", "source_name": "naver_cafe", "referrer_host": "com.nhn.android.navercafe"}),
+    ("kakao-story-app", PAGE, "android-app://com.kakao.story/",
+     {"medium": "social", "source_name": "kakao", "referrer_host": "com.kakao.story"}),
+]  # fmt: skip
+
 _DEFAULTS: dict[str, Any] = {field.name: None for field in fields(Inflow)} | {"is_entry": True}
+MEDIA = {"direct", "internal", "search", "social", "email", "paid", "referral", "ai_assistant"}
 
 
 @pytest.mark.parametrize(
@@ -871,7 +955,7 @@ _url_like = st.builds(
 @given(page=st.none() | st.text() | _url_like, referrer=st.none() | st.text() | _url_like)
 def test_classify_inflow_never_raises(page: str | None, referrer: str | None) -> None:
     inflow = classify_inflow(page, referrer)
-    assert inflow.medium in {"direct", "internal", "search", "social", "email", "paid", "referral"}
+    assert inflow.medium in MEDIA
 
 
 @settings(max_examples=200, deadline=None)
@@ -912,9 +996,7 @@ def _utf8_strings(value: object) -> None:
 @given(page=st.none() | _any_text | _any_url, referrer=st.none() | _any_text | _any_url)
 def test_classify_inflow_takes_any_text_and_returns_utf8(page: str | None, referrer: str | None) -> None:
     inflow = classify_inflow(page, referrer)
-    assert inflow.medium in {
-        "direct", "internal", "search", "social", "email", "paid", "referral", "ai_assistant"
-    }  # fmt: skip
+    assert inflow.medium in MEDIA
     _utf8_strings(inflow)
 
 
@@ -930,3 +1012,18 @@ def test_lone_surrogates_do_not_raise() -> None:
     assert inflow.medium == "paid"
     _utf8_strings(inflow)
     assert parse_user_agent("Mozilla/5.0 (Windows NT 10.0; Win64; x64) \ud800 Chrome/124.0").device_type == "desktop"
+
+
+def test_matomo_referrer_list_is_shipped_with_its_licence_and_commit() -> None:
+    import json
+
+    from shared.enrich.referrers import DATA_DIR, FILES, country_variants, load_tables
+
+    source = json.loads((DATA_DIR / "SOURCE.json").read_text())
+    assert re.fullmatch(r"[0-9a-f]{40}", source["commit"]) and source["license"] == "CC0-1.0"
+    assert (DATA_DIR / "LICENSE-matomo-referrers-CC0.txt").read_text().startswith("CC0 1.0 Universal")
+    assert all((DATA_DIR / name).is_file() for name in FILES)
+    tables = load_tables("search", "social", "ai_assistant")
+    assert len(tables.search_exact) > 500 and len(tables.social_hosts) > 150 and len(tables.ai_hosts) > 15
+    assert list(country_variants("www.google.co.kr"))[-2:] == ["www.google.{}", "www.google.co.{}"]
+    assert "{}.search.yahoo.com" in list(country_variants("de.search.yahoo.com"))

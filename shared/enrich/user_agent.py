@@ -6,6 +6,7 @@ result is memoised and the parsers can be built before the first request (`warm_
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Final
@@ -29,12 +30,13 @@ class ClientInfo:
 
 
 # Korean in-app browsers that ua-parser reports only as a generic WebView. Checked in order as
-# case-sensitive substrings of the user agent; the first hit names the browser.
+# case-sensitive substrings of the user agent; the first hit names the browser. "KakaoTalk" is
+# uap-core's own name for the "KAKAOTALK/x.y.z" form, so every form gets that one spelling.
 IN_APP_BROWSERS: Final[tuple[tuple[str, str], ...]] = (
-    ("KAKAOTALK", "KAKAOTALK"),
+    ("KAKAOTALK", "KakaoTalk"),
     ("NAVER(inapp", "NAVER(inapp)"),
     ("DaumApps", "DaumApps"),
-    ("KAKAOSTORY", "KAKAOSTORY"),
+    ("KAKAOSTORY", "KakaoStory"),
     ("BAND/", "BAND"),
 )
 
@@ -56,6 +58,15 @@ MOBILE_OS: Final = frozenset(
 )  # fmt: skip
 TABLET_DEVICES: Final = frozenset({"iPad", "Kindle", "Generic Tablet"})
 TABLET_TOKENS: Final = ("iPad", "Kindle", "Silk/", "PlayBook", "BlackBerry Tablet")
+# Android device models (ua-parser's device model or family) that the "Mobi" token misclassifies:
+# tablets whose browsers send "Mobile" (Galaxy Tab SM-T/SM-X/SM-P, Lenovo Tab TB-, Pixel Tablet,
+# Huawei MatePad/MediaPad, Xiaomi/Redmi Pad, Kindle Fire KF..), foldable phones that leave it out
+# when unfolded (Galaxy Z Fold/Flip SM-F7xx/SM-F9xx, Pixel Fold), and Android apps on Chromebooks.
+TABLET_MODEL: Final = re.compile(
+    r"SM-[TXP]\d|(?:Lenovo )?TB-?[A-Z0-9]|.*\b(?:Tablet|MatePad|MediaPad|Tab|Pad)\b|Nexus (?:7|9|10)\b|KF[A-Z]{2,}"
+)
+FOLDABLE_MODEL: Final = re.compile(r"SM-F[79]\d|.*\bFold\b")
+LAPTOP_MODEL: Final = re.compile(r"Chromebook")
 
 _crawler_detect = CrawlerDetect()
 
@@ -80,12 +91,13 @@ def _parse_user_agent_cached(ua: str) -> ClientInfo:
     browser = _family(result.user_agent.family if result.user_agent else None)
     os_family = _family(result.os.family if result.os else None)
     device = _family(result.device.family if result.device else None)
+    model = (result.device.model if result.device else None) or device or ""
     if os_family in LINUX_DISTROS:
         os_family = "Linux"
     in_app = next((name for token, name in IN_APP_BROWSERS if token in ua), None)
     browser = in_app or browser
     is_bot = device == "Spider" or _crawler_detect.is_crawler(ua)
-    device_type = _device_type(ua, os_family, device, in_app, is_bot)
+    device_type = _device_type(ua, os_family, device, in_app, is_bot, model)
     return ClientInfo(device_type, os_family, browser, is_bot)
 
 
@@ -99,11 +111,20 @@ def _device_type(
     device: str | None,
     in_app: str | None,
     is_bot: bool,
+    model: str = "",
 ) -> str:
-    """Bots first, then tablets (an Android without "Mobi" is a tablet: Android phones send it),
-    then phones, then desktops."""
+    """Bots first, then Android models known better than their "Mobi" token (Chromebooks,
+    foldables, tablets), then tablets (an Android without "Mobi" is a tablet: Android phones send
+    it), then phones, then desktops."""
     if is_bot:
         return BOT
+    if os_family == "Android" and model:
+        if LAPTOP_MODEL.match(model) or "CrOS" in ua:
+            return DESKTOP
+        if FOLDABLE_MODEL.match(model):
+            return MOBILE
+        if TABLET_MODEL.match(model):
+            return TABLET
     if device in TABLET_DEVICES or any(token in ua for token in TABLET_TOKENS):
         return TABLET
     if os_family == "Android" and "Mobi" not in ua:

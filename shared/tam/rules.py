@@ -39,7 +39,7 @@ OUTPUT_FIELDS = ("status", "size", "entered", "left", "computed_at", "freshness"
 
 # Vocabularies known for sure (shared/beacons.py, shared/enrich/, docs/segmentlets.md): a value
 # outside them is a typo that would silently match nobody, so it is rejected; case is forgiven.
-MEDIUMS = ("direct", "internal", "search", "social", "email", "paid", "referral")
+MEDIUMS = ("direct", "internal", "search", "social", "email", "paid", "referral", "ai_assistant")
 RFM_GROUPS = (
     "Champions",
     "Loyal",

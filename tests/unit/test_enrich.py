@@ -75,19 +75,19 @@ UA_CASES = [
         "Mozilla/5.0 (Linux; Android 13; SM-G998N Build/TP1A.220624.014; wv) AppleWebKit/537.36 "
         "(KHTML, like Gecko) Version/4.0 Chrome/120.0.6099.144 Mobile Safari/537.36;"
         "KAKAOTALK 2410420",
-        "mobile", "Android", "KAKAOTALK", False,
+        "mobile", "Android", "KakaoTalk", False,
     ),
     (
         "kakaotalk-iphone",
         "Mozilla/5.0 (iPhone; CPU iPhone OS 17_2_1 like Mac OS X) AppleWebKit/605.1.15 "
         "(KHTML, like Gecko) Mobile/15E148 KAKAOTALK 10.4.5",
-        "mobile", "iOS", "KAKAOTALK", False,
+        "mobile", "iOS", "KakaoTalk", False,
     ),
     (
         "kakaotalk-galaxy-tab",
         "Mozilla/5.0 (Linux; Android 12; SM-T970 Build/SP1A.210812.016; wv) AppleWebKit/537.36 "
         "(KHTML, like Gecko) Version/4.0 Chrome/120.0.6099.230 Safari/537.36;KAKAOTALK 2410420",
-        "tablet", "Android", "KAKAOTALK", False,
+        "tablet", "Android", "KakaoTalk", False,
     ),
     (
         "naver-app-android",
@@ -1027,3 +1027,49 @@ def test_matomo_referrer_list_is_shipped_with_its_licence_and_commit() -> None:
     assert len(tables.search_exact) > 500 and len(tables.social_hosts) > 150 and len(tables.ai_hosts) > 15
     assert list(country_variants("www.google.co.kr"))[-2:] == ["www.google.{}", "www.google.co.{}"]
     assert "{}.search.yahoo.com" in list(country_variants("de.search.yahoo.com"))
+
+
+# Device classes the "Mobi" token gets wrong: tablets that send it, foldables and Android laptops
+# that do not. (label, user agent, device_type)
+DEVICE_CASES = [
+    ("galaxy-tab-chrome-sends-mobile",
+     "Mozilla/5.0 (Linux; Android 14; SM-X710N) AppleWebKit/537.36 (KHTML, like Gecko) "
+     "Chrome/124.0.0.0 Mobile Safari/537.36", "tablet"),
+    ("galaxy-tab-samsung-internet-sends-mobile",
+     "Mozilla/5.0 (Linux; Android 13; SM-T975) AppleWebKit/537.36 (KHTML, like Gecko) "
+     "SamsungBrowser/24.0 Chrome/117.0.0.0 Mobile Safari/537.36", "tablet"),
+    ("lenovo-tab-sends-mobile",
+     "Mozilla/5.0 (Linux; Android 12; Lenovo TB-J606F) AppleWebKit/537.36 (KHTML, like Gecko) "
+     "Chrome/120.0.0.0 Mobile Safari/537.36", "tablet"),
+    ("pixel-tablet-sends-mobile",
+     "Mozilla/5.0 (Linux; Android 14; Pixel Tablet) AppleWebKit/537.36 (KHTML, like Gecko) "
+     "Chrome/124.0.0.0 Mobile Safari/537.36", "tablet"),
+    ("galaxy-z-fold-unfolded-without-mobile",
+     "Mozilla/5.0 (Linux; Android 14; SM-F946N) AppleWebKit/537.36 (KHTML, like Gecko) "
+     "Chrome/124.0.0.0 Safari/537.36", "mobile"),
+    ("pixel-fold-without-mobile",
+     "Mozilla/5.0 (Linux; Android 14; Pixel Fold) AppleWebKit/537.36 (KHTML, like Gecko) "
+     "Chrome/124.0.0.0 Safari/537.36", "mobile"),
+    ("android-app-on-chromebook",
+     "Mozilla/5.0 (Linux; Android 11; Chromebook) AppleWebKit/537.36 (KHTML, like Gecko) "
+     "Chrome/124.0.0.0 Safari/537.36", "desktop"),
+    ("chromebook-arm", "Mozilla/5.0 (X11; CrOS aarch64 15633.69.0) AppleWebKit/537.36 (KHTML, like Gecko) "
+     "Chrome/124.0.0.0 Safari/537.36", "desktop"),
+    ("galaxy-phone-still-mobile",
+     "Mozilla/5.0 (Linux; Android 14; SM-S928N) AppleWebKit/537.36 (KHTML, like Gecko) "
+     "Chrome/124.0.0.0 Mobile Safari/537.36", "mobile"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("ua", "device_type"), [pytest.param(*c[1:], id=c[0]) for c in DEVICE_CASES])
+def test_device_class_beyond_the_mobi_token(ua: str, device_type: str) -> None:
+    assert parse_user_agent(ua).device_type == device_type
+
+
+def test_kakaotalk_has_one_spelling() -> None:
+    """uap-core names "KAKAOTALK/x.y.z" user agents KakaoTalk; ours says the same for every form."""
+    ios = (
+        "Mozilla/5.0 (iPhone; CPU iPhone OS 17_2 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148"
+    )
+    for ua in (f"{ios} KAKAOTALK 10.4.5", f"{ios} KAKAOTALK/10.4.5", f"{ios};KAKAOTALK 2410420"):
+        assert parse_user_agent(ua).browser == "KakaoTalk"

@@ -324,6 +324,21 @@ def proto_value(value: Any) -> Value:
     raise TypeError(type(value))
 
 
+def firestore_event_headers(
+    segment_id: str = "s1", content_type: str = "application/protobuf", project: str = "p"
+) -> dict[str, str]:
+    """The CloudEvent headers of an Eventarc Firestore `written` event in binary content mode, as
+    Eventarc delivers a change to segments/{segment_id} (the body: proto_event, or JSON)."""
+    return {
+        "ce-specversion": "1.0",
+        "ce-type": "google.cloud.firestore.document.v1.written",
+        "ce-source": f"//firestore.googleapis.com/projects/{project}/databases/(default)",
+        "ce-id": "e1",
+        "ce-subject": f"documents/segments/{segment_id}",
+        "Content-Type": content_type,
+    }
+
+
 def proto_event(old: dict[str, Any] | None, new: dict[str, Any] | None, name: str = SEGMENT_DOCUMENT) -> bytes:
     """A serialized DocumentEventData for a write from `old` to `new` (None: absent)."""
     data = DocumentEventData()

@@ -24,7 +24,7 @@ from shared import bootstrap, serving
 from shared.adapters.duckdb_warehouse import DuckDBWarehouse
 from shared.config import Settings
 from shared.schema import table_spec
-from tests.builders import proto_event
+from tests.builders import firestore_event_headers, proto_event
 from tests.fakes import FakeBus, FakeDocumentStore
 
 HTTP, CLOUD_EVENT = "http", "cloudevent"
@@ -179,14 +179,7 @@ def test_load_dead_letters_stores_the_message_as_a_bad_row(ports: Ports) -> None
 def test_validate_config_acknowledges_a_deleted_segment(ports: Ports) -> None:
     client = app_client("validate_config")
     assert resolved_signature() == SIGNATURES["validate_config"]
-    headers = {  # an Eventarc Firestore event in binary content mode: the document change as protobuf
-        "ce-id": "e1",
-        "ce-source": "//firestore.googleapis.com/projects/cdp-test/databases/(default)",
-        "ce-specversion": "1.0",
-        "ce-type": "google.cloud.firestore.document.v1.written",
-        "ce-subject": "documents/segments/s1",
-        "Content-Type": "application/protobuf",
-    }
+    headers = firestore_event_headers(project="cdp-test")  # binary content mode: the change as protobuf
     answer = client.post("/", data=proto_event({"name": "gone"}, None), headers=headers)
     assert answer.status_code == 200, answer.get_data(as_text=True)
     assert ports.asked == ["warehouse", "documents", "settings"]  # decoded, and handed to the service

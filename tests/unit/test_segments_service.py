@@ -23,7 +23,7 @@ from shared.tam.events import DocumentChange
 from shared.tam.rules import parse_segment
 from shared.tam.templates import TEMPLATES
 from tests.builders import SEGMENTS_NOW as NOW
-from tests.builders import planted_warehouse, proto_event
+from tests.builders import firestore_event_headers, planted_warehouse, proto_event
 from tests.fakes import FakeDocumentStore
 
 SEOUL_MOBILE_NO_BUY: dict[str, Any] = {
@@ -182,14 +182,7 @@ def test_validate_config_handler_reads_the_protobuf_event(monkeypatch: pytest.Mo
     monkeypatch.setattr(bootstrap, "documents", lambda: documents)
     monkeypatch.setattr(bootstrap, "schedule_config", ScheduleSettings)  # the deployment's minimum interval
     client = create_app("validate_config", "functions/validate_config/main.py").test_client()
-    headers = {
-        "ce-specversion": "1.0",
-        "ce-type": "google.cloud.firestore.document.v1.written",
-        "ce-source": "//firestore.googleapis.com/projects/p/databases/(default)",
-        "ce-id": "e1",
-        "ce-subject": "documents/segments/s1",
-        "Content-Type": "application/protobuf",
-    }
+    headers = firestore_event_headers()
     body = proto_event(None, SEOUL_MOBILE_NO_BUY)
     assert client.post("/", data=body, headers=headers).status_code == 200
     stored = documents.get("segments", "s1")

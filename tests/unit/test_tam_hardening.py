@@ -27,7 +27,7 @@ from shared.tam.events import DocumentChange, EventError, decode_document_event,
 from shared.tam.files import UnreadableSegmentFile, load_file
 from shared.tam.rules import MAX_CONDITIONS, MAX_ERRORS, InvalidSegment, definition_hash, parse_segment
 from tests.builders import SEGMENTS_NOW as NOW
-from tests.builders import TODAY, planted_warehouse, proto_event
+from tests.builders import TODAY, firestore_event_headers, planted_warehouse, proto_event
 from tests.fakes import FakeDocumentStore
 
 GOOD: dict[str, Any] = {
@@ -245,14 +245,7 @@ def test_validate_config_acknowledges_malformed_firestore_values(monkeypatch: py
     monkeypatch.setattr(bootstrap, "warehouse", planted_warehouse)
     monkeypatch.setattr(bootstrap, "documents", lambda: documents)
     client = create_app("validate_config", "functions/validate_config/main.py").test_client()
-    headers = {
-        "ce-specversion": "1.0",
-        "ce-type": "google.cloud.firestore.document.v1.written",
-        "ce-source": "//firestore.googleapis.com/projects/p/databases/(default)",
-        "ce-id": "e1",
-        "ce-subject": "documents/segments/s1",
-        "Content-Type": "application/json",
-    }
+    headers = firestore_event_headers(content_type="application/json")
     name = "projects/p/databases/(default)/documents/segments/s1"
     for fields in (
         {"name": {"timestampValue": "not a time"}},
@@ -445,14 +438,7 @@ def test_the_handlers_apply_the_deployments_minimum_interval(monkeypatch: pytest
     monkeypatch.setattr(bootstrap, "warehouse", planted_warehouse)
     monkeypatch.setattr(bootstrap, "documents", lambda: documents)
     monkeypatch.setattr(bootstrap, "schedule_config", lambda: ScheduleSettings(min_interval_minutes=30))
-    headers = {
-        "ce-specversion": "1.0",
-        "ce-type": "google.cloud.firestore.document.v1.written",
-        "ce-source": "//firestore.googleapis.com/projects/p/databases/(default)",
-        "ce-id": "e1",
-        "ce-subject": "documents/segments/s1",
-        "Content-Type": "application/protobuf",
-    }
+    headers = firestore_event_headers()
     client = create_app("validate_config", "functions/validate_config/main.py").test_client()
     assert client.post("/", data=proto_event(None, every_30), headers=headers).status_code == 200
     assert (documents.get("segments", "s1") or {})["status"]["state"] == "ok"

@@ -235,11 +235,13 @@ def refine_and_segment(pipeline: LocalPipeline, days: int, out: Path, timings: T
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="scripts/demo", description=__doc__)
-    parser.add_argument("--visitors", type=int, default=2000)
-    parser.add_argument("--days", type=int, default=60)
-    parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--workers", type=int, default=8)
-    parser.add_argument("--out", type=Path, default=REPO / ".local" / "demo")
+    parser.add_argument("--visitors", type=int, default=2000, help="visitors of the synthetic shop (default 2000)")
+    parser.add_argument("--days", type=int, default=60, help="days of history to send (default 60)")
+    parser.add_argument("--seed", type=int, default=7, help="random seed of the shop's traffic (default 7)")
+    parser.add_argument("--workers", type=int, default=8, help="concurrent senders, like browsers (default 8)")
+    parser.add_argument(
+        "--out", type=Path, default=REPO / ".local" / "demo", help="warehouse, logs, charts and report (emptied first)"
+    )
     args = parser.parse_args(argv)
 
     begun = time.monotonic()

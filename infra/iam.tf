@@ -24,6 +24,8 @@ locals {
       { role = "custom:stream_rows", on = "table:raw.user" },
       { role = "custom:stream_rows", on = "table:raw.conv" },
       { role = "custom:stream_rows", on = "table:raw.event" },
+      { role = "custom:stream_rows", on = "table:raw.consent" },
+      { role = "custom:stream_rows", on = "table:raw.subscription" },
       { role = "custom:stream_rows", on = "table:raw.bad_rows" },
       # Checks collect's signature on each message and refuses unsigned ones.
       { role = "roles/secretmanager.secretAccessor", on = "secret:bus-key" },

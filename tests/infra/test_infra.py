@@ -594,9 +594,16 @@ def test_tables_come_from_the_schema_index(locals_: dict[str, Any], tf: dict[str
     assert not list(INFRA.rglob("*.json"))
 
 
+# The consent and subscription ledgers are read whole: a person's current state is their latest
+# decision, however old, so no partition filter can be required of the gate.
+WHOLE_HISTORY = {"bad_rows", "consent", "subscription"}
+
+
 def test_raw_tables_require_a_partition_filter() -> None:
-    raw = [t for t in tables_index() if t["dataset"] == "raw" and t["table"] != "bad_rows"]
+    raw = [t for t in tables_index() if t["dataset"] == "raw" and t["table"] not in WHOLE_HISTORY]
     assert raw and all(t["require_partition_filter"] is True and t["partition_field"] for t in raw)
+    ledgers = [t for t in tables_index() if t["dataset"] == "raw" and t["table"] in WHOLE_HISTORY]
+    assert len(ledgers) == len(WHOLE_HISTORY) and all(t["partition_field"] for t in ledgers)
 
 
 # --- Terraform evaluates what needs no provider ------------------------------------------------
@@ -807,7 +814,16 @@ def test_roles_are_least_privilege_for_todays_functions(locals_: dict[str, Any])
     # The loader only streams rows: the streaming role on each raw table it writes, no job, no
     # dataset-wide role; and the key it checks signatures with.
     raw_tables = {f"{t['dataset']}.{t['table']}" for t in tables_index() if t["dataset"] == "raw"}
-    assert raw_tables == {"raw.page", "raw.land", "raw.user", "raw.conv", "raw.event", "raw.bad_rows"}
+    assert raw_tables == {
+        "raw.page",
+        "raw.land",
+        "raw.user",
+        "raw.conv",
+        "raw.event",
+        "raw.consent",
+        "raw.subscription",
+        "raw.bad_rows",
+    }
     assert roles["load_events"] == {("custom:stream_rows", f"table:{t}") for t in raw_tables} | {
         ("roles/secretmanager.secretAccessor", "secret:bus-key")
     }

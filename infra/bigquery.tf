@@ -7,6 +7,7 @@ locals {
     raw       = "Collected events as received (page, land, user, conv, event) and bad_rows."
     refined   = "Deduplicated events, sessions, identities, profiles with segmentlets, RFM and clusters."
     audiences = "Segment membership, membership history and publish/delivery logs."
+    privacy   = "Privacy requests' suppression list (salted hashes of erased identifiers) and pending audience removals."
   }
 
   # Tables come from the same indexes the code reads (shared/schema.py), one per dataset folder: a

@@ -7,12 +7,22 @@ Terraform reads the same JSON, so a column is declared in exactly one place.
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "sql" / "schema"
+
+# What can identify the person a row is about. The first four are the node types of
+# refined.identities, what a privacy request names and identity resolution links; `customer` is a
+# resolved customer id, `node` an identity node ("member:m1"), `text` free text searched for any
+# identifier of the subject (a rejected payload). docs/privacy.md explains each.
+IDENTIFIER_TYPES = ("visitor", "member", "email", "phone")
+SUBJECT_KEY_TYPES = (*IDENTIFIER_TYPES, "customer", "node", "text")
+_JSON_PATH = re.compile(r"\$(\.[A-Za-z_][A-Za-z0-9_]*)+")
 
 
 @dataclass(frozen=True)
@@ -43,6 +53,51 @@ class Field:
 
 
 @dataclass(frozen=True)
+class SubjectKey:
+    """A column that identifies the person a row is about: privacy requests find, export and erase
+    rows by these (tables.json `subject_keys`), so every table holding personal data declares them.
+
+    Three shapes: a column of one identifier `type`; a JSON column whose member at `json_path` holds
+    one; or a value column whose identifier type another column names per row (`type_column`, its
+    values mapped by `types`, identity when absent; values not in the map identify nobody).
+    """
+
+    column: str
+    type: str | None = None
+    json_path: str | None = None
+    type_column: str | None = None
+    types: tuple[tuple[str, str], ...] = ()  # (type_column value, identifier type) pairs
+
+    @classmethod
+    def from_json(cls, table: str, data: Mapping[str, Any]) -> SubjectKey:
+        key = cls(
+            column=data["column"],
+            type=data.get("type"),
+            json_path=data.get("json_path"),
+            type_column=data.get("type_column"),
+            types=tuple(sorted(dict(data.get("types", {})).items())),
+        )
+        where = f"{table} subject key {key.column!r}"
+        if (key.type is None) == (key.type_column is None):
+            raise ValueError(f"{where}: give exactly one of type and type_column")
+        if key.type is not None and key.type not in SUBJECT_KEY_TYPES:
+            raise ValueError(f"{where}: type must be one of {', '.join(SUBJECT_KEY_TYPES)}, got {key.type!r}")
+        if key.json_path is not None and (key.type not in IDENTIFIER_TYPES or not _JSON_PATH.fullmatch(key.json_path)):
+            raise ValueError(f"{where}: json_path must look like $.email and go with an identifier type")
+        bad = sorted({t for _, t in key.types} - set(IDENTIFIER_TYPES))
+        if bad or (key.types and key.type_column is None):
+            raise ValueError(f"{where}: types maps type_column values to {', '.join(IDENTIFIER_TYPES)}")
+        return key
+
+    def identifier_types(self) -> tuple[str, ...]:
+        """The identifier types this key can hold (all four for a type column without a map)."""
+        if self.type_column is not None:
+            mapped = {t for _, t in self.types} if self.types else set(IDENTIFIER_TYPES)
+            return tuple(t for t in IDENTIFIER_TYPES if t in mapped)
+        return (self.type,) if self.type in IDENTIFIER_TYPES else ()
+
+
+@dataclass(frozen=True)
 class TableSpec:
     dataset: str
     table: str
@@ -61,6 +116,12 @@ class TableSpec:
     # BigQuery's insert ids do, and readers deduplicate exactly. An embedded warehouse appends them
     # unkeyed, skipping only the ids it wrote recently.
     append_only: bool = False
+    # Privacy (docs/privacy.md): the columns that identify the person a row is about; or why a
+    # table with personal columns keeps its rows after an erasure; and, for streamed tables, the
+    # column saying when a row arrived (BigQuery DML cannot touch rows still in the streaming buffer).
+    subject_keys: tuple[SubjectKey, ...] = ()
+    retained_after_erasure: str | None = None
+    arrival_column: str | None = None
 
     @property
     def name(self) -> str:
@@ -99,9 +160,29 @@ def table_specs() -> dict[str, TableSpec]:
             partition_expiration_days=entry.get("partition_expiration_days"),
             enforce_row_id=bool(entry.get("enforce_row_id", not entry.get("append_only", False))),
             append_only=bool(entry.get("append_only", False)),
+            subject_keys=tuple(
+                SubjectKey.from_json(f"{entry['dataset']}.{entry['table']}", key)
+                for key in entry.get("subject_keys", ())
+            ),
+            retained_after_erasure=entry.get("retained_after_erasure"),
+            arrival_column=entry.get("arrival_column"),
         )
+        _check_subject(spec)
         specs[spec.name] = spec
     return specs
+
+
+def _check_subject(spec: TableSpec) -> None:
+    """Subject keys name scalar columns of the table, of a type that can hold their values."""
+    for key in spec.subject_keys:
+        for name in filter(None, (key.column, key.type_column)):
+            column = spec.field(name)
+            if column.repeated or column.type not in ("STRING", "JSON"):
+                raise ValueError(f"{spec.name}.{name}: a subject key must be a scalar STRING (or JSON) column")
+        if (spec.field(key.column).type == "JSON") != (key.json_path is not None):
+            raise ValueError(f"{spec.name}.{key.column}: a JSON column needs a json_path, and only it")
+    if spec.arrival_column is not None and spec.field(spec.arrival_column).type != "TIMESTAMP":
+        raise ValueError(f"{spec.name}.{spec.arrival_column}: the arrival column must be a TIMESTAMP")
 
 
 def table_spec(name: str) -> TableSpec:

@@ -586,7 +586,7 @@ def test_tables_come_from_the_schema_index(locals_: dict[str, Any], tf: dict[str
     assert "each.value.require_partition_filter" in table["require_partition_filter"]
     assert "each.value.clustering" in table["clustering"]
     datasets = set(locals_["datasets"])
-    assert datasets == {"raw", "refined", "audiences"}
+    assert datasets == {"raw", "refined", "audiences", "privacy"}
     for entry in tables_index():
         assert entry["dataset"] in datasets, f"{entry['table']} is in an undeclared dataset"
         assert (ROOT / "sql" / "schema" / entry["schema"]).is_file()
@@ -706,7 +706,12 @@ def test_terraform_evaluates_tables_and_datasets(
     assert all(t["columns"] > 0 for t in tables.values())
     assert tables["raw.bad_rows"]["expiration_ms"] == 400 * 86_400_000
     assert tables["raw.page"]["expiration_ms"] is None
-    assert outputs["datasets"]["value"] == {"raw": "cdp_raw", "refined": "cdp_refined", "audiences": "cdp_audiences"}
+    assert outputs["datasets"]["value"] == {
+        "raw": "cdp_raw",
+        "refined": "cdp_refined",
+        "audiences": "cdp_audiences",
+        "privacy": "cdp_privacy",
+    }
 
 
 def test_terraform_evaluates_functions_subscriptions_and_grants(

@@ -12,8 +12,10 @@ this process wrote recently are skipped) and refinement deduplicates on them exa
 
 from __future__ import annotations
 
+import atexit
 import fcntl
 import json
+import logging
 import sys
 import threading
 import time
@@ -26,13 +28,17 @@ from decimal import Decimal
 from functools import cache
 from pathlib import Path
 from typing import IO, Any
+from weakref import ref
 
 import duckdb
 import pyarrow as pa
 
+from shared.adapters.duckdb_buffer import WriteBehind, castable
 from shared.ports import InsertResult, RowError, TransientError
 from shared.schema import Field, TableSpec
 from shared.sql import to_duckdb
+
+log = logging.getLogger(__name__)
 
 _SCALAR_TYPES = {
     "STRING": "VARCHAR",
@@ -162,6 +168,16 @@ class _RecentIds:
             ids.popitem(last=False)
 
 
+# Errors that are about the rows, not the file or the machine.
+_REFUSALS = (
+    duckdb.ConversionException,
+    duckdb.ConstraintException,
+    duckdb.InvalidInputException,
+    duckdb.BinderException,
+    pa.ArrowException,
+)
+
+
 class DuckDBWarehouse:
     """Warehouse port over DuckDB; SQL arrives in BigQuery dialect and is transpiled."""
 
@@ -174,6 +190,7 @@ class DuckDBWarehouse:
         linger: float | None = None,
         threads: int | None = None,
         recent_ids: int = 100_000,
+        write_behind: bool = True,
     ):
         self.path = str(path)
         self._specs: dict[str, TableSpec] = dict(specs or {})
@@ -201,12 +218,16 @@ class DuckDBWarehouse:
         self._linger = (0.0 if self._memory else 0.01) if linger is None else linger
         self._linger_target = 8
         self._callers = 0
+        # Append-only tables of a file go through a journal first (shared/adapters/duckdb_buffer.py).
+        self._buffer = WriteBehind(Path(self.path + ".buffer")) if write_behind and not self._memory else None
         if not self._memory:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            atexit.register(_close_at_exit, ref(self))
 
     @contextmanager
-    def connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A connection held exclusively for the block (thread- and process-safe).
+    def connection(self, drain: bool = True) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A connection held exclusively for the block (thread- and process-safe), with every
+        buffered row in its table (unless `drain` is off: the buffered write path itself).
 
         Opening the file costs ~80 ms and closing it a checkpoint, so a process keeps the file
         between calls: it hands it over at its next call once another process announces that it
@@ -220,6 +241,8 @@ class DuckDBWarehouse:
             if self._conn is None:
                 self._acquire()
             assert self._conn is not None
+            if drain and self._buffer is not None and self._buffer.rows:
+                self._drain(self._conn)
             try:
                 yield self._conn
             finally:
@@ -279,11 +302,20 @@ class DuckDBWarehouse:
             raise TransientError(f"cannot open {self.path}: {exc}") from exc
         self._lock_file = lock_file
         self._acquired_at = self._last_call = time.monotonic()
+        if self._buffer is not None:
+            self._buffer.recover()
         if self._reaper is None:
             self._reaper = threading.Thread(target=self._reap, name="duckdb-idle-release", daemon=True)
             self._reaper.start()
 
     def _release(self) -> None:
+        if self._buffer is not None:
+            if self._conn is not None and self._buffer.rows:
+                try:
+                    self._drain(self._conn)
+                except Exception:  # noqa: BLE001 - the journal stays for the next holder
+                    log.exception("could not move buffered rows into %s; the next holder will", self.path)
+            self._buffer.forget()
         self._optimizer_off = False  # a new connection starts with it on
         if self._conn is not None:
             self._conn.close()
@@ -392,14 +424,23 @@ class DuckDBWarehouse:
         for item in batch:
             groups.setdefault(item.spec.name, []).append(item)
         try:
-            with self.connection() as conn:
+            with self.connection(drain=False) as conn:
                 try:
                     try:  # the fast path: every table in one transaction, one statement each
                         conn.execute("BEGIN TRANSACTION")
-                        written = [(group[0].spec, self._write_group(conn, group)) for group in groups.values()]
+                        journal: list[tuple[str, pa.Table]] = []  # the rows to buffer, not insert
+                        written = [
+                            (group[0].spec, self._write_group(conn, group, journal=journal))
+                            for group in groups.values()
+                        ]
+                        if journal:
+                            assert self._buffer is not None
+                            self._buffer.append(journal, time.monotonic())
                         conn.execute("COMMIT")
                         for spec, row_ids in written:  # remembered once durable: a rollback forgets nothing
                             self._remember(spec, row_ids)
+                        if self._buffer is not None and self._buffer.due(time.monotonic()):
+                            self._drain_quietly(conn)
                     except (duckdb.Error, pa.ArrowException, TypeError, ValueError):
                         conn.execute("ROLLBACK")
                         for group in groups.values():  # find the culprits, one table and row at a time
@@ -418,10 +459,14 @@ class DuckDBWarehouse:
                 item.done = True
 
     def _write_group(
-        self, conn: duckdb.DuckDBPyConnection, group: list[_Pending], row_by_row: bool = False
+        self,
+        conn: duckdb.DuckDBPyConnection,
+        group: list[_Pending],
+        row_by_row: bool = False,
+        journal: list[tuple[str, pa.Table]] | None = None,
     ) -> set[str]:
-        """Insert a table's queued rows, each id once; return the ids inserted (row by row: each
-        statement commits on its own, so its ids are remembered at once)."""
+        """Insert a table's queued rows, each id once, or stage them for the `journal`; return their
+        ids (row by row: each statement commits on its own, so its ids are remembered at once)."""
         spec = group[0].spec
         first_seen: dict[str, tuple[int, int]] = {}  # row id -> (caller, row index): the first copy wins
         for caller, item in enumerate(group):
@@ -432,7 +477,7 @@ class DuckDBWarehouse:
         owners = list(first_seen.values())
         inserted: set[str] = set()
         if not row_by_row:
-            inserted = self._insert(conn, spec, [group[c].rows[i] for c, i in owners])
+            inserted = self._insert(conn, spec, [group[c].rows[i] for c, i in owners], journal)
             for row_id in inserted:
                 result = group[first_seen[row_id][0]].result
                 assert result is not None
@@ -481,8 +526,15 @@ class DuckDBWarehouse:
             self._shapes[spec.name] = (tuple(name for (name,) in columns) == spec.column_names, bool(keys[0][0]))
         return self._shapes[spec.name]
 
-    def _insert(self, conn: duckdb.DuckDBPyConnection, spec: TableSpec, rows: Sequence[Mapping[str, Any]]) -> set[str]:
-        """Insert the rows whose id is new (append-only tables: every row given); return their ids."""
+    def _insert(
+        self,
+        conn: duckdb.DuckDBPyConnection,
+        spec: TableSpec,
+        rows: Sequence[Mapping[str, Any]],
+        journal: list[tuple[str, pa.Table]] | None = None,
+    ) -> set[str]:
+        """Insert the rows whose id is new (append-only tables: every row given), or add them to the
+        `journal` when the table is buffered and every value will cast; return their ids."""
         if not rows:
             return set()
         schema = _staging_schema(spec)
@@ -491,20 +543,34 @@ class DuckDBWarehouse:
             for f, t in zip(spec.fields, schema.types, strict=True)
         ]
         staged = pa.Table.from_arrays(columns, schema=schema)  # column by column: ~40 % less than from_pylist
+        if journal is not None and self._buffer is not None and self._appendable(conn, spec) and castable(spec, staged):
+            journal.append((spec.name, staged))
+            return {str(row[spec.row_id]) for row in rows}
+        return self._insert_staged(conn, spec, staged)
+
+    def _appendable(self, conn: duckdb.DuckDBPyConnection, spec: TableSpec) -> bool:
+        """An append-only table stored unkeyed with the spec's columns in order: a plain append."""
+        if not spec.append_only:
+            return False
+        in_order, keyed = self._stored_shape(conn, spec)
+        return in_order and not keyed
+
+    def _insert_staged(self, conn: duckdb.DuckDBPyConnection, spec: TableSpec, staged: pa.Table) -> set[str]:
+        ids = {str(value) for value in staged.column(spec.row_id).to_pylist()}
         table, key = f'"{spec.dataset}"."{spec.table}"', f'"{spec.row_id}"'
-        in_order, keyed = self._stored_shape(conn, spec) if spec.append_only else (False, spec.enforce_row_id)
-        if spec.append_only and not keyed and in_order:
+        keyed = self._stored_shape(conn, spec)[1] if spec.append_only else spec.enforce_row_id
+        if self._appendable(conn, spec):
             # A relation append binds no statement by name, and the optimizer has nothing to do for
             # it: about 2 ms instead of 4-5 ms for a keyed insert by name on this machine.
             self._set_optimizer(conn, enabled=False)
             conn.from_arrow(staged).insert_into(f"{spec.dataset}.{spec.table}")
-            return {str(row[spec.row_id]) for row in rows}
+            return ids
         self._set_optimizer(conn, enabled=True)
         conn.register("_staged_rows", staged)
         try:
             if spec.append_only and not keyed:
                 conn.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _staged_rows")
-                return {str(row[spec.row_id]) for row in rows}
+                return ids
             if keyed:
                 statement = f"INSERT OR IGNORE INTO {table} BY NAME SELECT * FROM _staged_rows RETURNING {key}"
             else:  # no key to conflict on: skip the ids already stored ourselves
@@ -515,6 +581,48 @@ class DuckDBWarehouse:
             return {row[0] for row in conn.execute(statement).fetchall()}
         finally:
             conn.unregister("_staged_rows")
+
+    def _drain(self, conn: duckdb.DuckDBPyConnection) -> None:
+        """Move the buffered rows into their tables: one statement per table, one transaction.
+
+        Should a table refuse them all the same (they were checked when buffered), each batch and then
+        each row is tried on its own and the refused rows go to the quarantine file; an error that
+        is not about the rows (the disk) leaves the journal for the next attempt.
+        """
+        buffer = self._buffer
+        assert buffer is not None
+        try:
+            try:
+                conn.execute("BEGIN TRANSACTION")
+                for name, batches in buffer.batches.items():
+                    self._insert_staged(conn, self._spec(name), pa.concat_tables(batches))
+                conn.execute("COMMIT")
+            except _REFUSALS:
+                conn.execute("ROLLBACK")
+                for name, batches in buffer.batches.items():
+                    for batch in batches:
+                        self._salvage(conn, self._spec(name), batch)
+        finally:
+            self._set_optimizer(conn, enabled=True)
+        buffer.clear()
+
+    def _salvage(self, conn: duckdb.DuckDBPyConnection, spec: TableSpec, batch: pa.Table) -> None:
+        """Insert a refused batch row by row, quarantining the rows the table refuses."""
+        for start in range(batch.num_rows):
+            piece = batch.slice(start, 1)
+            try:
+                self._insert_staged(conn, spec, piece)
+            except _REFUSALS as exc:
+                assert self._buffer is not None
+                self._buffer.reject(spec.name, piece.to_pylist(), f"{type(exc).__name__}: {exc}"[:500])
+
+    def _drain_quietly(self, conn: duckdb.DuckDBPyConnection) -> None:
+        """Drain from the write path: the callers' rows are durable already, so a failure is logged
+        and the journal kept, not reported to them."""
+        try:
+            self._drain(conn)
+        except Exception:  # noqa: BLE001 - the journal stays; the next read or release drains it
+            log.exception("could not move buffered rows into %s yet", self.path)
 
     def query(self, sql: str, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
         statement = to_duckdb(sql)
@@ -543,3 +651,11 @@ class DuckDBWarehouse:
             finally:
                 conn.unregister("_appended_rows")
         return int(data.num_rows)
+
+
+def _close_at_exit(warehouse: ref[DuckDBWarehouse]) -> None:
+    """Move buffered rows into the file when the process ends normally; a killed one leaves its
+    journal, which the next process to open the file recovers."""
+    held = warehouse()
+    if held is not None:
+        held.close()

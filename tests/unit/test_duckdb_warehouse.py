@@ -3,6 +3,7 @@ schema adds its columns to a table that exists."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -191,3 +192,98 @@ def test_an_idle_holder_releases_the_file(tmp_path: Path) -> None:
     assert holder._conn is None
     with duckdb.connect(str(path), read_only=True) as conn:  # a tool outside our lock can open it now
         assert conn.execute("select count(*) from raw.page").fetchone() == (2,)
+
+
+# -- the write-behind buffer of append-only tables (shared/adapters/duckdb_buffer.py) ----------------
+
+
+def journal(path: Path) -> Path:
+    return path.with_name(path.name + ".buffer")
+
+
+def test_buffered_rows_are_journaled_then_moved_before_any_read(tmp_path: Path) -> None:
+    path = tmp_path / "w.duckdb"
+    warehouse = DuckDBWarehouse(path)
+    warehouse.ensure_tables(list(table_specs().values()))
+    result = warehouse.insert_rows("raw.page", page_rows(3), ["e0", "e1", "e2"])
+    assert (result.inserted, result.errors) == (3, [])
+    assert journal(path).stat().st_size > 0  # durable in the journal: the acknowledgement
+    with warehouse.connection(drain=False) as conn:  # not yet in the table
+        assert conn.execute("select count(*) from raw.page").fetchone() == (0,)
+    assert counts(warehouse) == (3, 3)  # a read moves them first
+    assert journal(path).stat().st_size == 0
+    warehouse.close()
+
+
+def test_a_killed_holders_journal_is_recovered_by_the_next_process(tmp_path: Path) -> None:
+    path = tmp_path / "w.duckdb"
+    DuckDBWarehouse(path).ensure_tables(list(table_specs().values()))
+    script = (
+        "import os, sys\n"
+        "from shared.adapters.duckdb_warehouse import DuckDBWarehouse\n"
+        "from tests.unit.test_duckdb_warehouse import page_rows\n"
+        "w = DuckDBWarehouse(sys.argv[1])\n"
+        "rows = page_rows(4, 'k')\n"
+        "assert w.insert_rows('raw.page', rows, [r['event_id'] for r in rows]).inserted == 4\n"
+        "os._exit(0)  # no release, no exit handlers: as if killed\n"
+    )
+    subprocess.run([sys.executable, "-c", script, str(path)], cwd=REPO, check=True, timeout=120)
+    size = journal(path).stat().st_size
+    assert size > 0
+    with open(journal(path), "ab") as torn:  # a write cut short after the last acknowledged one
+        torn.write(b"\x05\x00\xff\xff\x00\x00raw.p")
+    with duckdb.connect(str(path), read_only=True) as conn:  # the file itself has none of them yet
+        assert conn.execute("select count(*) from raw.page").fetchone() == (0,)
+    reader = DuckDBWarehouse(path)
+    stored = reader.query("select event_id from raw.page order by event_id")
+    assert [r["event_id"] for r in stored] == ["k0", "k1", "k2", "k3"]
+    assert journal(path).stat().st_size == 0
+    reader.close()
+
+
+def test_rows_that_might_not_cast_are_inserted_at_once_not_buffered(tmp_path: Path) -> None:
+    path = tmp_path / "w.duckdb"
+    warehouse = DuckDBWarehouse(path)
+    warehouse.ensure_tables(list(table_specs().values()))
+    naive = [dict(row, event_ts="2026-11-20 11:59:00") for row in page_rows(2)]  # no offset: DuckDB's call
+    assert warehouse.insert_rows("raw.page", naive, ["e0", "e1"]).inserted == 2
+    assert not journal(path).exists() or journal(path).stat().st_size == 0
+    assert counts(warehouse) == (2, 2)
+    warehouse.close()
+
+
+def test_a_full_buffer_is_moved_by_the_writer(tmp_path: Path) -> None:
+    path = tmp_path / "w.duckdb"
+    warehouse = DuckDBWarehouse(path)
+    warehouse.ensure_tables(list(table_specs().values()))
+    assert warehouse._buffer is not None
+    warehouse._buffer.max_rows = 5
+    warehouse.insert_rows("raw.page", page_rows(3, "a"), ["a0", "a1", "a2"])
+    assert warehouse._buffer.rows == 3
+    warehouse.insert_rows("raw.page", page_rows(3, "b"), ["b0", "b1", "b2"])
+    assert warehouse._buffer.rows == 0 and journal(path).stat().st_size == 0
+    with warehouse.connection(drain=False) as conn:
+        assert conn.execute("select count(*) from raw.page").fetchone() == (6,)
+    warehouse.close()
+
+
+def test_buffered_rows_a_table_refuses_are_quarantined_not_lost(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Rows are checked before they are buffered; should DuckDB refuse one anyway when moving the
+    buffer, the others are stored and the refused one is kept, with the reason, beside the journal."""
+    path = tmp_path / "w.duckdb"
+    warehouse = DuckDBWarehouse(path)
+    warehouse.ensure_tables(list(table_specs().values()))
+    monkeypatch.setattr("shared.adapters.duckdb_warehouse.castable", lambda spec, staged: True)
+    good = {**page_rows(1, "c")[0], "conv_type": "order", "revenue": "12.5"}
+    bad = {**page_rows(1, "d")[0], "conv_type": "order", "revenue": "12,5"}  # DuckDB refuses the comma
+    assert warehouse.insert_rows("raw.conv", [good, bad], ["c0", "d0"]).inserted == 2
+    with caplog.at_level("ERROR"):
+        stored = warehouse.query("select event_id, revenue from raw.conv")
+    assert [(r["event_id"], float(r["revenue"])) for r in stored] == [("c0", 12.5)]
+    [line] = (path.with_name(path.name + ".buffer.rejected.ndjson")).read_text().splitlines()
+    kept = json.loads(line)
+    assert (kept["table"], kept["row"]["event_id"], kept["row"]["revenue"]) == ("raw.conv", "d0", "12,5")
+    assert "Conversion" in kept["reason"] and "refused" in caplog.text
+    warehouse.close()

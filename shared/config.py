@@ -103,6 +103,39 @@ class ScheduleSettings:
         )
 
 
+# The suppression salt of the local stack and the demo, where no Secret Manager exists. Hashes made
+# with it protect nothing, so a BigQuery deployment refuses to run without its own (PrivacySettings).
+LOCAL_PRIVACY_SALT = "cdp-local-privacy-salt"
+
+
+@dataclass(frozen=True)
+class PrivacySettings:
+    """Privacy requests (env CDP_PRIVACY_*, docs/privacy.md): the salt of the suppression hashes and
+    where exports are written (a folder locally, a Cloud Storage bucket on GCP)."""
+
+    # Secret (Secret Manager `privacy-salt`): kept out of repr so it never reaches logs.
+    salt: str | None = field(default=None, repr=False)
+    export_dir: str = ".local/privacy-exports"
+    export_bucket: str | None = None
+    batch_size: int = 100  # requests per batch: one statement per table per batch
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str], warehouse: str) -> PrivacySettings:
+        salt = env.get("CDP_PRIVACY_SALT") or (LOCAL_PRIVACY_SALT if warehouse == "duckdb" else None)
+        return cls(
+            salt=salt,
+            export_dir=env.get("CDP_PRIVACY_EXPORT_DIR", cls.export_dir),
+            export_bucket=env.get("CDP_PRIVACY_EXPORT_BUCKET") or None,
+            batch_size=_int(env, "CDP_PRIVACY_BATCH_SIZE", cls.batch_size),
+        )
+
+    def require_salt(self) -> str:
+        """The salt, asked for only where identifiers are hashed (refine, import, privacy requests)."""
+        if not self.salt:
+            raise ConfigError("missing environment variable CDP_PRIVACY_SALT (Secret Manager secret privacy-salt)")
+        return self.salt
+
+
 @dataclass(frozen=True)
 class Settings:
     """The deployment-wide settings, plus one section per part that needs its own (collect, schedules;
@@ -124,6 +157,7 @@ class Settings:
     bus_key: str | None = field(default=None, repr=False)
     collect: CollectSettings = field(default_factory=CollectSettings)
     schedules: ScheduleSettings = field(default_factory=ScheduleSettings)
+    privacy: PrivacySettings = field(default_factory=lambda: PrivacySettings(salt=LOCAL_PRIVACY_SALT))
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -147,6 +181,7 @@ class Settings:
             bus_key=env.get("CDP_BUS_KEY") or None,
             collect=CollectSettings.from_env(env),
             schedules=ScheduleSettings.from_env(env),
+            privacy=PrivacySettings.from_env(env, warehouse),
         )
 
     # Shortcuts into the collect section for callers written before the sections.

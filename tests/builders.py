@@ -358,3 +358,25 @@ def jobs_event(body: dict[str, Any], message_id: str = "7") -> CloudEvent:
     }
     attributes = {"type": "google.cloud.pubsub.topic.v1.messagePublished", "source": "//pubsub/test"}
     return CloudEvent(attributes, {"message": message})
+
+
+# ---------------------------------------------------------------- consent: identities
+
+SALT = "test-salt"  # the privacy salt suppressions are hashed with
+
+
+def link(warehouse: Warehouse, customer: str, *nodes: str, site: str = SITE) -> None:
+    """refined.identities rows resolving each node ("email:a@b.c") to the customer."""
+    rows = [
+        {
+            "identity_id": f"{site}|{node}",
+            "site_id": site,
+            "node": node,
+            "id_type": node.split(":", 1)[0],
+            "id_value": node.split(":", 1)[1],
+            "customer_id": customer,
+        }
+        for node in nodes
+    ]
+    result = warehouse.insert_rows("refined.identities", rows, [r["identity_id"] for r in rows])
+    assert not result.errors, result

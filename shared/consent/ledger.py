@@ -68,30 +68,32 @@ def instant(value: datetime) -> str:
     return value.astimezone(UTC).isoformat(timespec="microseconds")
 
 
-def normalize_subject(subject_type: object, value: object, field: str = "subject") -> tuple[SubjectType, str]:
+def normalize_subject(
+    subject_type: object, value: object, type_field: str = "subject_type", value_field: str = "subject_value"
+) -> tuple[SubjectType, str]:
     """The subject as refined.identities spells its node, or ConsentError.
 
     E-mails lower-cased, phones E.164 (as collect stores them before refinement reads them); visitor
     and member ids exactly as collected, and refused when identity resolution would block them
     (they identify nobody, so a decision under them could reach no one or everyone).
     """
-    kind = parse(SubjectType, subject_type, f"{field}_type")
+    kind = parse(SubjectType, subject_type, type_field)
     if not isinstance(value, str) or not value.strip():
-        raise ConsentError(f"{field}_value", "must be a non-empty string")
+        raise ConsentError(value_field, "must be a non-empty string")
     if kind is SubjectType.EMAIL:
         normal = normalize_email(value)
         if normal is None:
-            raise ConsentError(f"{field}_value", "is not an e-mail address")
+            raise ConsentError(value_field, "is not an e-mail address")
         return kind, normal
     if kind is SubjectType.PHONE:
         normal = normalize_phone(value)
         if normal is None:
-            raise ConsentError(f"{field}_value", "is not a phone number")
+            raise ConsentError(value_field, "is not a phone number")
         return kind, normal
     if len(value) > MAX_ID:
-        raise ConsentError(f"{field}_value", f"is {len(value)} characters; at most {MAX_ID}")
+        raise ConsentError(value_field, f"is {len(value)} characters; at most {MAX_ID}")
     if value.strip().lower() in BLOCKED_IDS or _BLOCKED.search(value):
-        raise ConsentError(f"{field}_value", f"{value[:40]!r} identifies nobody (a placeholder value)")
+        raise ConsentError(value_field, f"{value[:40]!r} identifies nobody (a placeholder value)")
     return kind, value
 
 
@@ -146,7 +148,7 @@ def consent_rows(
             raise ConsentError(f"purposes.{name}", "must be true (granted) or false (withdrawn)")
         chosen[purpose] = granted
     if visitor_id is not None:
-        normalize_subject(SubjectType.VISITOR, visitor_id, "visitor")
+        normalize_subject(SubjectType.VISITOR, visitor_id, value_field="visitor_id")
     common = {
         "site_id": site_id,
         "event_date": effective_at.astimezone(UTC).date().isoformat(),
@@ -196,9 +198,9 @@ def subscription_row(
         raise ConsentError("source", f"{origin.value} can only unsubscribe")
     _times(effective_at, recorded_at)
     if member_id is not None:
-        normalize_subject(SubjectType.MEMBER, member_id, "member")
+        normalize_subject(SubjectType.MEMBER, member_id, value_field="member_id")
     if visitor_id is not None:
-        normalize_subject(SubjectType.VISITOR, visitor_id, "visitor")
+        normalize_subject(SubjectType.VISITOR, visitor_id, value_field="visitor_id")
     if push_keys is not None:
         if kind is not Channel.WEBPUSH:
             raise ConsentError("push_keys", "only a webpush subscription has push keys")

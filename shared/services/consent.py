@@ -274,7 +274,7 @@ def _gate_rows(
         "address_type": id_type.value if id_type is not None else None,
         "night_rule": request.kind is Kind.ADVERTISING and is_night(at),
         "at": at,
-        "salt": salt,
+        "privacy_salt": salt,
     }
     return _run(warehouse, "gate", params)
 

@@ -145,7 +145,7 @@ suppressed as (
     inner join privacy.suppressions as p
         on
             p.id_type = k.id_type
-            and p.id_hash = to_hex(sha256(concat(@salt, @site_id, '|', k.id_type, '|', k.id_value)))
+            and p.id_hash = to_hex(sha256(concat(@privacy_salt, @site_id, '|', k.id_type, '|', k.id_value)))
     where p.site_id = @site_id
 ),
 

@@ -20,13 +20,20 @@ from urllib.parse import urlsplit
 
 import orjson
 
+from shared.consent.vocabulary import Purpose
 from shared.contacts import ASCII_DIGITS, normalize_email, normalize_phone
 from shared.enrich.geo import Geo
 from shared.enrich.inflow import classify_inflow
 from shared.enrich.user_agent import ClientInfo, parse_user_agent
 
-EVENT_TYPES = ("page", "land", "identify", "conv", "event")
+EVENT_TYPES = ("page", "land", "identify", "conv", "event", "consent")
+# Event types stored as one row each, completed by the loader; a consent event becomes ledger rows
+# at the door instead (shared/consent_events.py).
 TABLE_BY_TYPE = {t: f"raw.{t}" for t in ("page", "land", "conv", "event")} | {"identify": "raw.user"}
+# The consent ledger's purposes: the names a consent object may use, with `ads` as the tracker's
+# shorthand for advertising use of the event (ad_user_data).
+PURPOSES = tuple(purpose.value for purpose in Purpose)
+CONSENT_KEYS = frozenset((*PURPOSES, "ads"))
 ORDER_TYPES = ("order", "refund")
 
 MAX_URL = 2048
@@ -84,6 +91,10 @@ class Context:
     client: ClientInfo | None = None
     geo: Geo | None = None
     ip_hash: str | None = None
+    # The consent of an event that states none: the site's analytics default and, at the door,
+    # advertising denied. None keeps "not stated" (the offline importer's own records).
+    analytics_default: bool | None = None
+    ads_default: bool | None = None
 
 
 @dataclass
@@ -193,18 +204,14 @@ def validate_event(raw: Any, index: int, ctx: Context, limits: Limits) -> ValidE
             f"{path}.type {event_type[:32]!r} is not one of {', '.join(EVENT_TYPES)}",
         )
     client_ts, event_ts = _timestamps(raw, path, ctx, limits)
-    consent = raw.get("consent")
-    if consent is not None and not isinstance(consent, dict):
-        raise Invalid("wrong_type", f"{path}.consent", f"{path}.consent must be an object, got {_kind(consent)}")
-    consent = consent or {}
-    analytics = _optional_bool(consent, "analytics", f"{path}.consent")
-    ads = _optional_bool(consent, "ads", f"{path}.consent")
+    analytics, ads = _consent_flags(raw.get("consent"), f"{path}.consent", ctx)
     props = raw.get("props", {})
     if props is None:
         props = {}
     if not isinstance(props, dict):
         raise Invalid("wrong_type", f"{path}.props", f"{path}.props must be an object, got {_kind(props)}")
-    _check_props(props, f"{path}.props")
+    if event_type != "consent":  # a consent event's props have a fixed shape, checked whole by consent_events
+        _check_props(props, f"{path}.props")
     event = ValidEvent(
         type=event_type,
         event_id=event_id,
@@ -222,6 +229,32 @@ def validate_event(raw: Any, index: int, ctx: Context, limits: Limits) -> ValidE
     if event_type == "identify" and not event.member_id:
         raise Invalid("missing_field", f"{path}.member_id", f"{path}.member_id is required for identify")
     return event
+
+
+def _consent_flags(consent: Any, where: str, ctx: Context) -> tuple[bool | None, bool | None]:
+    """The event's (analytics, ads) consent, the context's defaults standing in for what it leaves out.
+
+    A key outside the purposes is refused rather than ignored: `{"analytic": false}` read as "not
+    stated" would let the site's default grant what the visitor refused.
+    """
+    if consent is None:
+        return ctx.analytics_default, ctx.ads_default
+    if not isinstance(consent, dict):
+        raise Invalid("wrong_type", where, f"{where} must be an object, got {_kind(consent)}")
+    for key, value in consent.items():
+        if key not in CONSENT_KEYS:
+            at = f"{where}.{key[:40]}"
+            raise Invalid("unknown_purpose", at, f"{at} is not a purpose: {', '.join(PURPOSES)} or ads")
+        if value is not None and not isinstance(value, bool):
+            raise Invalid("wrong_type", f"{where}.{key}", f"{where}.{key} must be true or false, got {_kind(value)}")
+    analytics = consent.get("analytics")
+    ads = consent.get("ad_user_data")
+    if ads is None:
+        ads = consent.get("ads")
+    return (
+        ctx.analytics_default if analytics is None else analytics,
+        ctx.ads_default if ads is None else ads,
+    )
 
 
 def _event_id(value: str, path: str) -> str:
@@ -343,7 +376,9 @@ def complete_row(event: ValidEvent, columns: dict[str, Any], ctx: Context) -> tu
             utm_term=inflow.utm_term,
             utm_content=inflow.utm_content,
             click_id_type=inflow.click_id_type,
-            click_id=inflow.click_id,
+            # Without advertising consent the click is kept as a kind (paid, which network), never
+            # as the id that would match it to a person (collect already blanked it in the URL).
+            click_id=inflow.click_id if event.consent_ads else None,
         )
     row.update(columns)
     return TABLE_BY_TYPE[event.type], nfc(row)
@@ -400,12 +435,14 @@ def context_from_message(data: dict[str, Any]) -> Context:
 
 
 def event_message(event: ValidEvent, columns: dict[str, Any]) -> dict[str, Any]:
-    """One event's part of a bus message (times as datetimes, see context_message)."""
+    """One event's part of a bus message (times as datetimes, see context_message). An anonymous
+    event's identifiers stay out of it: the bus keeps messages for days, dead letters for good."""
+    anonymous = event.anonymous
     return {
         "type": event.type,
         "event_id": event.event_id,
-        "visitor_id": event.visitor_id,
-        "member_id": event.member_id,
+        "visitor_id": None if anonymous else event.visitor_id,
+        "member_id": None if anonymous else event.member_id,
         "consent_analytics": event.consent_analytics,
         "consent_ads": event.consent_ads,
         "url": event.url,
@@ -445,7 +482,7 @@ def nfc(value: Any) -> Any:
 
 def row_from_message(data: dict[str, Any], ctx: Context) -> tuple[str, dict[str, Any]]:
     """The stored row for one event of a collect message (raises KeyError/ValueError if malformed)."""
-    if data["type"] not in EVENT_TYPES or not isinstance(data["columns"], dict):
+    if data["type"] not in TABLE_BY_TYPE or not isinstance(data["columns"], dict):
         raise ValueError(f"not an event: type {data.get('type')!r}")
     event = ValidEvent(
         type=data["type"],
@@ -637,13 +674,6 @@ def _optional_str(data: dict[str, Any], key: str, path: str, max_len: int) -> st
     if len(value) > max_len:
         raise Invalid("string_too_long", f"{path}.{key}", f"{path}.{key} is {len(value)} characters; at most {max_len}")
     return value or None
-
-
-def _optional_bool(data: dict[str, Any], key: str, path: str) -> bool | None:
-    value = data.get(key)
-    if value is None or isinstance(value, bool):
-        return value
-    raise Invalid("wrong_type", f"{path}.{key}", f"{path}.{key} must be true or false, got {_kind(value)}")
 
 
 def _prop_str(props: dict[str, Any], key: str, path: str, required: bool = False) -> str | None:

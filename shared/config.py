@@ -25,10 +25,17 @@ class ConfigError(RuntimeError):
 
 @dataclass(frozen=True)
 class Site:
-    """A website allowed to send beacons, and the browser origins it may send them from."""
+    """A website allowed to send beacons, and the browser origins it may send them from.
+
+    `analytics_default` is the analytics consent of a beacon that states none (a pixel without its
+    consent parameter, a server's event): whether analytics needs an opt-in depends on the site's
+    jurisdiction, so it is the site's to say, and unsaid it is denied. Advertising purposes have no
+    such setting: they are always denied unless granted (docs/collect-api.md).
+    """
 
     site_id: str
     origins: tuple[str, ...] = ()
+    analytics_default: bool = False
 
     def allows_origin(self, origin: str) -> bool:
         return "*" in self.origins or origin.rstrip("/") in self.origins
@@ -194,7 +201,7 @@ class Settings:
 
 
 def parse_sites(raw: str) -> dict[str, Site]:
-    """Parse CDP_SITES: {"site_id": {"origins": ["https://shop.example"]}, ...}."""
+    """Parse CDP_SITES: {"site_id": {"origins": ["https://shop.example"], "analytics_default": false}, ...}."""
     if not raw.strip():
         return {}
     try:
@@ -208,7 +215,10 @@ def parse_sites(raw: str) -> dict[str, Site]:
         origins = spec.get("origins", []) if isinstance(spec, dict) else None
         if not isinstance(origins, list) or not all(isinstance(o, str) for o in origins):
             raise ConfigError(f"CDP_SITES[{site_id!r}].origins must be a list of origin strings")
-        sites[site_id] = Site(site_id, tuple(o.rstrip("/") for o in origins))
+        analytics_default = spec.get("analytics_default", False)
+        if not isinstance(analytics_default, bool):
+            raise ConfigError(f"CDP_SITES[{site_id!r}].analytics_default must be true or false")
+        sites[site_id] = Site(site_id, tuple(o.rstrip("/") for o in origins), analytics_default)
     return sites
 
 

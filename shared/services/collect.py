@@ -1,7 +1,9 @@
 """The collect service: HTTP request in, events durable on the bus, answer out.
 
 It answers 2xx only after the bus acknowledged the publish, so a 2xx means nothing can be lost;
-503 means nothing was accepted and the tracker keeps the batch to retry.
+503 means nothing was accepted and the tracker keeps the batch to retry. Nothing a visitor did not
+consent to leaves it: identifiers and click ids are stripped before publishing (shared.redaction),
+and consent events become consent-ledger rows here (shared.consent_events).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Any, Protocol
 
 import orjson
 
-from shared import beacons
+from shared import beacons, consent_events, redaction
 from shared.beacons import Context, Invalid, Limits, Rejection
 from shared.config import Site
 from shared.enrich.geo import Geo, parse_geo_header
@@ -34,6 +36,7 @@ log = logging.getLogger(__name__)
 PIXEL_GIF = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
 ACCEPTED_CONTENT_TYPES = ("application/json", "text/plain", "")
 MESSAGE_VERSION = 2
+BAD_ROWS = "raw.bad_rows"
 
 
 class Headers(Protocol):
@@ -69,6 +72,16 @@ class HttpResponse:
     def json(cls, status: int, payload: Mapping[str, Any], headers: Mapping[str, str] | None = None) -> HttpResponse:
         body = orjson.dumps(payload)
         return cls(status, body, {"Content-Type": "application/json; charset=utf-8", **(headers or {})})
+
+
+@dataclass
+class Shaped:
+    """A request's input as it goes on the bus."""
+
+    events: list[dict[str, Any]] = field(default_factory=list)  # validated; the loader completes their rows
+    rows: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # ready rows: consent ledger, bad rows
+    rejections: list[Rejection] = field(default_factory=list)
+    accepted: int = 0  # events accepted, consent events included
 
 
 @dataclass(frozen=True)
@@ -130,7 +143,9 @@ def collect_batch(request: HttpRequest, config: CollectorConfig, bus: EventBus, 
         status = {"body_too_large": 413, "origin_not_allowed": 403, "unsupported_media_type": 415}.get(
             exc.rejection.reason, 400
         )
-        payload = request.body.decode("utf-8", "backslashreplace")
+        # Refused whole, the request is no site's word on consent: each event counts as refusing
+        # analytics unless it says otherwise.
+        payload = redaction.redact_request(request.body.decode("utf-8", "backslashreplace"), False)
         bad = beacons.bad_row(
             exc.rejection,
             payload,
@@ -140,12 +155,13 @@ def collect_batch(request: HttpRequest, config: CollectorConfig, bus: EventBus, 
             site_id=site_id,
             request_id=request_id,
         )
-        return _publish_then_answer(bus, config, [], [bad], [exc.rejection], request_id, site_id or "", status, cors)
+        shaped = Shaped(rows=[(BAD_ROWS, bad)], rejections=[exc.rejection])
+        return _publish_then_answer(bus, config, shaped, request_id, site_id or "", status, cors)
 
     ctx = _context(request, config, site_id, now, request_id, beacons.clock_skew(now, sent_at), "tracker")
-    rows, bad_rows, rejections = _shape_events(events, ctx, config.limits, now, request_id)
-    status = 422 if rejections else 200
-    return _publish_then_answer(bus, config, rows, bad_rows, rejections, request_id, site_id, status, cors, ctx=ctx)
+    shaped = _shape_events(events, ctx, config.limits, now, request_id)
+    status = 422 if shaped.rejections else 200
+    return _publish_then_answer(bus, config, shaped, request_id, site_id, status, cors, ctx=ctx)
 
 
 def collect_pixel(request: HttpRequest, config: CollectorConfig, bus: EventBus, now: datetime) -> HttpResponse:
@@ -165,9 +181,8 @@ def collect_pixel(request: HttpRequest, config: CollectorConfig, bus: EventBus, 
         "title": q.get("title"),
         "referrer": q.get("referrer"),
     }
-    rows: list[dict[str, Any]] = []
-    bad_rows: list[dict[str, Any]] = []
-    rejections: list[Rejection] = []
+    if "consent" in q:
+        event["consent"] = pixel_consent(q["consent"])
     ctx: Context | None = None
     if not site_id or event["type"] not in ("page", "land"):
         reason = (
@@ -175,24 +190,23 @@ def collect_pixel(request: HttpRequest, config: CollectorConfig, bus: EventBus, 
             if not site_id
             else Rejection("invalid_value", "type", "pixel type must be page or land")
         )
-        rejections.append(reason)
-        bad_rows.append(
-            beacons.bad_row(
-                reason,
-                dict(q),
-                stage="collect",
-                failed_at=now,
-                source="pixel",
-                site_id=site_id or None,
-                request_id=request_id,
-            )
+        default = config.sites[site_id].analytics_default if site_id else False
+        payload = redaction.redact_payload(dict(q), *redaction.declared_consent(event, default))
+        bad = beacons.bad_row(
+            reason,
+            payload,
+            stage="collect",
+            failed_at=now,
+            source="pixel",
+            site_id=site_id or None,
+            request_id=request_id,
         )
+        shaped = Shaped(rows=[(BAD_ROWS, bad)], rejections=[reason])
     else:
         ctx = _context(request, config, site_id, now, request_id, beacons.clock_skew(now, None), "pixel")
-        rows, bad_rows, rejections = _shape_events([event], ctx, config.limits, now, request_id)
-    response = _publish_then_answer(
-        bus, config, rows, bad_rows, rejections, request_id, site_id, 400 if rejections else 200, {}, ctx=ctx
-    )
+        shaped = _shape_events([event], ctx, config.limits, now, request_id)
+    rejections = shaped.rejections
+    response = _publish_then_answer(bus, config, shaped, request_id, site_id, 400 if rejections else 200, {}, ctx=ctx)
     headers = {"Content-Type": "image/gif", "Cache-Control": "no-store, max-age=0"}
     if rejections:
         headers["X-Reject-Reason"] = rejections[0].reason
@@ -211,13 +225,18 @@ def new_request_id() -> str:
     return f"{random.getrandbits(128):032x}"
 
 
-def _shape_events(
-    events: list[Any], ctx: Context, limits: Limits, now: datetime, request_id: str
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[Rejection]]:
-    rows: list[dict[str, Any]] = []
-    bad_rows: list[dict[str, Any]] = []
-    rejections: list[Rejection] = []
+def pixel_consent(value: str) -> dict[str, bool]:
+    """The pixel's `consent` parameter as an event's consent object: the purposes it lists (comma
+    separated; empty or `none` lists none) granted, analytics and advertising otherwise refused. A
+    name that is no purpose stays in, for validation to refuse with its field."""
+    names = [name.strip() for name in value.split(",")]
+    return {"analytics": False, "ads": False} | {name: True for name in names if name and name != "none"}
+
+
+def _shape_events(events: list[Any], ctx: Context, limits: Limits, now: datetime, request_id: str) -> Shaped:
+    shaped = Shaped()
     seen: set[str] = set()
+    analytics_default = bool(ctx.analytics_default)
     for index, raw in enumerate(events):
         try:
             event = beacons.validate_event(raw, index, ctx, limits)
@@ -227,83 +246,94 @@ def _shape_events(
                     f"events[{index}].event_id",
                     f"events[{index}].event_id repeats an earlier event in this batch",
                 )
-            rows.append(beacons.event_message(event, beacons.event_columns(event, index, ctx)))
+            if event.type == "consent":
+                ledger = consent_events.ledger_rows(event, index, ctx)
+                shaped.rows.extend((consent_events.LEDGER, row) for row in ledger)
+            else:
+                columns = redaction.strip_event(event, beacons.event_columns(event, index, ctx))
+                shaped.events.append(beacons.event_message(event, columns))
             seen.add(event.event_id)
+            shaped.accepted += 1
         except Invalid as exc:
             rejection = Rejection(exc.rejection.reason, exc.rejection.field, exc.rejection.detail, index)
-            rejections.append(rejection)
+            shaped.rejections.append(rejection)
+            payload = redaction.redact_payload(raw, *redaction.declared_consent(raw, analytics_default))
             # Event payloads are stored as JSON text, even when the "event" was a bare string.
-            payload = json.dumps(raw, ensure_ascii=False) if isinstance(raw, str) else raw
-            bad_rows.append(
-                beacons.bad_row(
-                    rejection,
-                    payload,
-                    stage="collect",
-                    failed_at=now,
-                    source=ctx.source,
-                    site_id=ctx.site_id,
-                    request_id=request_id,
-                )
+            payload = json.dumps(payload, ensure_ascii=False) if isinstance(payload, str) else payload
+            bad = beacons.bad_row(
+                rejection,
+                payload,
+                stage="collect",
+                failed_at=now,
+                source=ctx.source,
+                site_id=ctx.site_id,
+                request_id=request_id,
             )
-    return rows, bad_rows, rejections
+            shaped.rows.append((BAD_ROWS, bad))
+    return shaped
 
 
 def _publish_then_answer(
     bus: EventBus,
     config: CollectorConfig,
-    rows: list[dict[str, Any]],
-    bad_rows: list[dict[str, Any]],
-    rejections: list[Rejection],
+    shaped: Shaped,
     request_id: str,
     site_id: str,
     status: int,
     cors: Mapping[str, str],
     ctx: Context | None = None,
 ) -> HttpResponse:
-    message = encode_message(rows, bad_rows, request_id, ctx)
-    attributes = {"site_id": site_id, "request_id": request_id, "rows": str(len(rows) + len(bad_rows))}
+    message = encode_message(shaped.events, shaped.rows, request_id, ctx)
+    rows = len(shaped.events) + len(shaped.rows)
+    attributes = {"site_id": site_id, "request_id": request_id, "rows": str(rows)}
     if config.bus_key:
         attributes[SIGNATURE_ATTRIBUTE] = sign(message, config.bus_key)
     try:
         bus.publish(config.topic, message, attributes)
     except TransientError as exc:
-        log.error("beacon publish failed", extra={"request_id": request_id, "error": str(exc), "events": len(rows)})
+        extra = {"request_id": request_id, "error": str(exc), "events": shaped.accepted}
+        log.error("beacon publish failed", extra=extra)
         return HttpResponse.json(
             503,
             {"error": "unavailable", "detail": "events were not accepted; retry later"},
             {"Retry-After": "5", **cors},
         )
-    for rejection in rejections:
+    for rejection in shaped.rejections:
         log.warning(
             "beacon rejected",
             extra={"reason": rejection.reason, "field": rejection.field, "site_id": site_id, "request_id": request_id},
         )
     if status == 200:
-        return HttpResponse.json(200, {"accepted": len(rows)}, cors)
+        return HttpResponse.json(200, {"accepted": shaped.accepted}, cors)
     if status == 422:
+        rejected = [r.as_dict() for r in shaped.rejections]
         return HttpResponse.json(
-            422, {"error": "invalid_events", "accepted": len(rows), "rejected": [r.as_dict() for r in rejections]}, cors
+            422, {"error": "invalid_events", "accepted": shaped.accepted, "rejected": rejected}, cors
         )
-    first = rejections[0]
+    first = shaped.rejections[0]
     return HttpResponse.json(status, {"error": first.reason, "field": first.field, "detail": first.detail}, cors)
 
 
 def encode_message(
-    events: list[dict[str, Any]], bad_rows: list[dict[str, Any]], request_id: str, ctx: Context | None
+    events: list[dict[str, Any]], rows: list[tuple[str, dict[str, Any]]], request_id: str, ctx: Context | None
 ) -> bytes:
-    """The bus message: the request's context once, its validated events, and ready bad rows.
+    """The bus message: the request's context once, its validated events, and ready rows.
 
-    The loader completes each event's row (shared.beacons.row_from_message); bad rows and rows
-    from other producers travel as {"table", "row"} entries.
+    The loader completes each event's row (shared.beacons.row_from_message); consent-ledger rows,
+    bad rows and rows from other producers travel as {"table", "row"} entries. The IP hash goes
+    with the context only when an event may keep it.
     """
     message: dict[str, Any] = {
         "v": MESSAGE_VERSION,
         "request_id": request_id,
-        "rows": [{"table": "raw.bad_rows", "row": row} for row in bad_rows],
+        "rows": [{"table": table, "row": row} for table, row in rows],
     }
     if events:
         assert ctx is not None
-        message["context"] = beacons.context_message(ctx)
+        context = beacons.context_message(ctx)
+        if all(event["consent_analytics"] is False for event in events):
+            context["ip_hash"] = None
+        message["context"] = context
         message["events"] = events
     return orjson.dumps(message)
 
@@ -311,6 +341,7 @@ def encode_message(
 def _context(
     request: HttpRequest, config: CollectorConfig, site_id: str, now: datetime, request_id: str, skew: Any, source: str
 ) -> Context:
+    """The request's facts, with the site's consent defaults for events that state none."""
     user_agent = request.header("user-agent")
     client, geo, ip_hash = _request_facts(
         user_agent,
@@ -330,6 +361,8 @@ def _context(
         client=client,
         geo=geo,
         ip_hash=ip_hash,
+        analytics_default=config.sites[site_id].analytics_default,
+        ads_default=False,
     )
 
 

@@ -21,7 +21,12 @@ NOW = datetime(2026, 11, 20, 12, 0, 0, tzinfo=UTC)
 NOW_MS = int(NOW.timestamp() * 1000)
 ORIGIN = "https://shop.example"
 CONFIG = CollectorConfig(
-    sites={"demo-shop": Site("demo-shop", (ORIGIN,)), "other": Site("other", ("https://other.example",))},
+    sites={
+        # A shop whose jurisdiction lets analytics run unless refused, and one where it needs an opt-in.
+        "demo-shop": Site("demo-shop", (ORIGIN,), analytics_default=True),
+        "optin-shop": Site("optin-shop", (ORIGIN,)),
+        "other": Site("other", ("https://other.example",)),
+    },
     topic="beacons",
     ip_salt="salt",
     limits=Limits(max_events=5, max_age=timedelta(days=30), max_future=timedelta(days=1)),
@@ -47,7 +52,9 @@ def event(**overrides: Any) -> dict[str, Any]:
     return base
 
 
-def post(body: Any, headers: dict[str, str] | None = None, bus: FakeBus | None = None) -> tuple[HttpResponse, FakeBus]:
+def post(
+    body: Any, headers: dict[str, str] | None = None, bus: FakeBus | None = None, config: CollectorConfig = CONFIG
+) -> tuple[HttpResponse, FakeBus]:
     bus = bus or FakeBus()
     raw = body if isinstance(body, bytes) else json.dumps(body).encode()
     hdrs = {
@@ -59,7 +66,7 @@ def post(body: Any, headers: dict[str, str] | None = None, bus: FakeBus | None =
     }
     hdrs.update(headers or {})
     request = HttpRequest("POST", "/e", {k: v for k, v in hdrs.items() if v is not None}, raw, {}, "10.0.0.1")
-    return handle_request(request, CONFIG, bus, NOW), bus
+    return handle_request(request, config, bus, NOW), bus
 
 
 def batch(*events: dict[str, Any], site: str = "demo-shop", sent_at: int | None = NOW_MS) -> dict[str, Any]:
@@ -213,8 +220,6 @@ def test_request_level_rejections(body: Any, headers: dict[str, str], status: in
         (event(ts=NOW_MS - 40 * 86_400_000), "timestamp_too_old", "events[1].ts"),
         (event(url="https://x/" + "a" * 3000), "string_too_long", "events[1].url"),
         (event(visitor_id=12), "wrong_type", "events[1].visitor_id"),
-        (event(consent="yes"), "wrong_type", "events[1].consent"),
-        (event(consent={"analytics": "no"}), "wrong_type", "events[1].consent.analytics"),
         (event(props=[1]), "wrong_type", "events[1].props"),
         (event(props={f"k{i}": i for i in range(51)}), "too_many_properties", "events[1].props"),
         (event(props={"a": {"b": {"c": {"d": 1}}}}), "nesting_too_deep", "events[1].props.a.b.c"),
@@ -447,3 +452,372 @@ def test_text_is_stored_composed_nfc() -> None:
     [row] = bus.rows("raw.event")
     assert row["page_title"] == row["search_keyword"] == "서울 셔츠"
     assert json.dumps(row["properties"], ensure_ascii=False) == '{"tag": ["서울 셔츠"]}'
+
+
+# ---------------------------------------------------------------- consent at the door
+
+SECRET_VISITOR, SECRET_MEMBER = "v-7c1e9f", "M-5521"
+
+
+def published_text(bus: FakeBus) -> str:
+    """Every byte collect put on the bus, as text: what Pub/Sub and the dead-letter topic keep."""
+    return "".join(data.decode() for _, data, _ in bus.published)
+
+
+def ip_hash_of_this_client() -> str:
+    _, bus = post(batch(event()))
+    value: str = bus.rows("raw.page")[0]["ip_hash"]
+    return value
+
+
+def consent_event(purposes: Any, **fields: Any) -> dict[str, Any]:
+    props = {"purposes": purposes, **fields.pop("props", {})}
+    return event(type="consent", visitor_id=SECRET_VISITOR, member_id=SECRET_MEMBER, props=props, **fields)
+
+
+@pytest.mark.parametrize(
+    ("site", "consent", "analytics", "ads"),
+    [
+        ("demo-shop", None, True, False),  # the site lets analytics run by default; ads never
+        ("optin-shop", None, False, False),  # the site needs an opt-in: no consent object is a refusal
+        ("optin-shop", {"analytics": True}, True, False),
+        ("optin-shop", {"analytics": True, "ads": True}, True, True),
+        ("optin-shop", {"analytics": True, "ad_user_data": True, "ads": False}, True, True),
+        ("demo-shop", {"analytics": False, "ads": True}, False, True),
+        ("demo-shop", {"analytics": None}, True, False),  # null is "not stated"
+    ],
+)
+def test_consent_defaults_come_from_the_site_and_ads_are_denied_unless_granted(
+    site: str, consent: dict[str, Any] | None, analytics: bool, ads: bool
+) -> None:
+    page = event(visitor_id=SECRET_VISITOR, member_id=SECRET_MEMBER) | ({"consent": consent} if consent else {})
+    response, bus = post(batch(page, site=site))
+    assert response.status == 200
+    (row,) = bus.rows("raw.page")
+    assert (row["consent_analytics"], row["consent_ads"], row["is_anonymous"]) == (analytics, ads, not analytics)
+    assert (row["visitor_id"], row["member_id"]) == ((SECRET_VISITOR, SECRET_MEMBER) if analytics else (None, None))
+    assert (row["ip_hash"] is not None) is analytics
+
+
+def test_anonymous_events_leave_no_identifier_on_the_bus() -> None:
+    """Pub/Sub keeps a message 7 days and dead letters keep it whole: the loader dropping the
+    identifiers is too late, the message itself must not carry them."""
+    ip_hash = ip_hash_of_this_client()
+    ident = event(
+        type="identify",
+        member_id=SECRET_MEMBER,
+        visitor_id=SECRET_VISITOR,
+        consent={"analytics": False},
+        props={"email": "jimin@example.com", "phone": "010-9876-5432", "grade": "gold"},
+    )
+    page = event(visitor_id=SECRET_VISITOR, member_id=SECRET_MEMBER, consent={"analytics": False})
+    response, bus = post(batch(page, ident))
+    assert response.status == 200 and answer(response) == {"accepted": 2}
+    text = published_text(bus)
+    for secret in (SECRET_VISITOR, SECRET_MEMBER, ip_hash, "jimin@example.com", "9876", "gold"):
+        assert secret not in text
+    message = json.loads(bus.published[0][1])
+    assert message["context"]["ip_hash"] is None
+    assert {(e["visitor_id"], e["member_id"]) for e in message["events"]} == {(None, None)}
+
+
+def test_a_consented_event_keeps_the_ip_hash_for_the_batch_but_anonymous_rows_do_not() -> None:
+    ip_hash = ip_hash_of_this_client()
+    mine, theirs = event(consent={"analytics": True}), event(consent={"analytics": False})
+    _, bus = post(batch(mine, theirs))
+    rows = {r["event_id"]: r for r in bus.rows("raw.page")}
+    assert rows[mine["event_id"]]["ip_hash"] == ip_hash and rows[theirs["event_id"]]["ip_hash"] is None
+
+
+def test_free_form_properties_of_anonymous_events_lose_emails_and_phone_numbers() -> None:
+    props = {
+        "name": "newsletter_signup",
+        "contact": "Jimin@Example.com",
+        "note": "call me on 010-2222-3333 after six",
+        "nested": {"tel": "+82 10 4444 5555", "size": "M", "codes": ["02-555-6666", "A-100"]},
+        "order_no": "20241122001",  # bare digits: an order number, not a phone
+        "sku": "0b6f3f0e",
+        "qty": 2,
+    }
+    search = {"name": "search", "keyword": "jimin@example.com"}
+    anon = [event(type="event", consent={"analytics": False}, props=p) for p in (props, search)]
+    consented = event(type="event", consent={"analytics": True}, props=props)
+    response, bus = post(batch(*anon, consented))
+    assert response.status == 200
+    rows = {r["event_id"]: r for r in bus.rows("raw.event")}
+    assert rows[anon[0]["event_id"]]["properties"] == {
+        "nested": {"size": "M", "codes": ["A-100"]},
+        "order_no": "20241122001",
+        "sku": "0b6f3f0e",
+        "qty": 2,
+    }
+    assert rows[anon[1]["event_id"]]["search_keyword"] is None
+    assert rows[consented["event_id"]]["properties"]["contact"] == "Jimin@Example.com"
+    assert "2222" not in published_text(bus).split(consented["event_id"])[0]
+
+
+@pytest.mark.parametrize("kind", ["page", "land"])
+def test_ad_click_ids_are_dropped_without_ads_consent_and_the_click_still_counts_as_paid(kind: str) -> None:
+    url = "https://shop.example/p/1?gclid=Cj0KCQ-secret&utm_campaign=fall#NaPm=ct%3Dsecret2"
+    referrer = "https://shop.example/?fbclid=IwAR-secret3"
+    denied = event(type=kind, url=url, referrer=referrer, consent={"analytics": True})
+    granted = event(type=kind, url=url, referrer=referrer, consent={"analytics": True, "ads": True})
+    response, bus = post(batch(denied, granted))
+    assert response.status == 200
+    rows = {r["event_id"]: r for r in bus.rows(f"raw.{kind}")}
+    blanked = rows[denied["event_id"]]
+    assert blanked["page_url"] == "https://shop.example/p/1?gclid=redacted&utm_campaign=fall#NaPm=redacted"
+    assert blanked["referrer"] == "https://shop.example/?fbclid=redacted"
+    kept = rows[granted["event_id"]]
+    assert kept["page_url"] == url and kept["referrer"] == referrer
+    message = published_text(bus)
+    assert message.count("Cj0KCQ-secret") == 1 and message.count("secret3") == 1  # the granted event's only
+    if kind == "land":
+        assert (blanked["medium"], blanked["source_name"], blanked["click_id_type"]) == ("paid", "google", "gclid")
+        assert blanked["click_id"] is None and kept["click_id"] == "Cj0KCQ-secret"
+
+
+def test_a_rejected_event_without_analytics_consent_is_stored_without_identifiers() -> None:
+    bad = event(
+        type="identify",
+        visitor_id=SECRET_VISITOR,
+        member_id=SECRET_MEMBER,
+        consent={"analytics": False},
+        url="https://shop.example/?gclid=secret-click",
+        props={"email": "jimin@example.com", "phone": "010-9876-5432", "birth_year": 1800},
+    )
+    bare_string: Any = "mail jimin@example.com"
+    response, bus = post(batch(event(), bad, bare_string, site="optin-shop"))
+    assert response.status == 422
+    assert [r["reason"] for r in answer(response)["rejected"]] == ["invalid_value", "not_an_object"]
+    stored, string_row = bus.rows("raw.bad_rows")
+    payload = json.loads(stored["payload"])
+    assert payload["visitor_id"] == payload["member_id"] == payload["props"] == "redacted"
+    assert payload["url"] == "https://shop.example/?gclid=redacted"
+    assert payload["event_id"] == bad["event_id"] and stored["event_id"] == bad["event_id"]
+    assert json.loads(string_row["payload"]) == "redacted"
+    text = published_text(bus)
+    for secret in (SECRET_VISITOR, SECRET_MEMBER, "jimin@example.com", "9876", "secret-click"):
+        assert secret not in text
+
+
+def test_a_rejected_event_with_analytics_consent_is_kept_whole_for_inspection() -> None:
+    bad = event(consent={"analytics": True, "ads": True}, member_id=SECRET_MEMBER, ts="soon", props={"e": "a@b.co"})
+    _, bus = post(batch(bad))
+    (stored,) = bus.rows("raw.bad_rows")
+    assert json.loads(stored["payload"]) == bad
+
+
+@pytest.mark.parametrize(
+    ("consent", "reason", "field"),
+    [
+        ("yes", "wrong_type", "events[0].consent"),
+        ({"analytics": "no"}, "wrong_type", "events[0].consent.analytics"),
+        (
+            {"analytic": False},
+            "unknown_purpose",
+            "events[0].consent.analytic",
+        ),  # a typo must not fall back to the default
+        ({"analytics": True, "newsletter": True}, "unknown_purpose", "events[0].consent.newsletter"),
+    ],
+)
+def test_a_consent_object_that_is_not_one_is_rejected_and_counts_as_refused(
+    consent: Any, reason: str, field: str
+) -> None:
+    bad = event(visitor_id=SECRET_VISITOR, member_id=SECRET_MEMBER, consent=consent)
+    response, bus = post(batch(bad))
+    assert response.status == 422
+    (rejected,) = answer(response)["rejected"]
+    assert (rejected["reason"], rejected["field"]) == (reason, field)
+    (stored,) = bus.rows("raw.bad_rows")
+    assert json.loads(stored["payload"])["visitor_id"] == "redacted" and SECRET_MEMBER not in stored["payload"]
+
+
+def test_a_request_refused_whole_is_stored_without_the_identifiers_of_unconsented_events() -> None:
+    consented = event(consent={"analytics": True}, member_id="M-kept")
+    unconsented = event(member_id=SECRET_MEMBER, props={"email": "jimin@example.com"})
+    response, bus = post(batch(consented, unconsented), headers={"origin": "https://evil.example"})
+    assert response.status == 403
+    (stored,) = bus.rows("raw.bad_rows")
+    events = json.loads(stored["payload"])["events"]
+    assert events[0] == consented
+    assert events[1]["member_id"] == events[1]["props"]["email"] == "redacted"
+    assert SECRET_MEMBER not in published_text(bus) and "jimin@" not in published_text(bus)
+
+
+def test_a_body_that_is_not_json_has_its_identifiers_masked_in_place() -> None:
+    body = b'{"site_id": "demo-shop", "events": [{"member_id": "M-5521", "props": {"note": "jimin@a.kr 010-9876-5432"'
+    response, bus = post(body)
+    assert response.status == 400
+    (stored,) = bus.rows("raw.bad_rows")
+    assert stored["payload"] == (
+        '{"site_id": "demo-shop", "events": [{"member_id": "redacted", "props": {"note": "redacted redacted"'
+    )
+
+
+def test_a_bad_row_of_a_retried_anonymous_request_is_stored_once() -> None:
+    bad = event(consent={"analytics": False}, member_id=SECRET_MEMBER, ts="soon")
+    _, first = post(batch(bad))
+    _, again = post(batch(bad))
+    assert first.rows("raw.bad_rows")[0]["bad_row_id"] == again.rows("raw.bad_rows")[0]["bad_row_id"]
+
+
+def test_a_consent_event_becomes_ledger_rows_per_subject_and_purpose() -> None:
+    ip_hash = ip_hash_of_this_client()
+    tcf = (  # the shape and length of a TCF v2.2 TC string: base64url
+        "CQHb4AAQHb4AAAKA1AENBJFsAP_gAEPgAAAAKYtV_G__bWlr8X73aftkeY1P9_h77sQxBhbJE-4FzLvW_JwXx2ExNA36tqIKmRIA"
+        "u3bBIQNlHJDUTVCgaogVryDMakWcoTNKJ6BkiFMRM2dYCF5vm4tj-QKY5vr991dx2B-t7dr83dzyz4VHn3a5_2a0WJCdA5-tDfv9"
+        "bROb-9IOd_x8v4v8_F_rE2_eT1l_tevp7D9-cts7_XW-9_fff79Ll_-mBwUcALMNCogDLIkJCDQMIIEAKgrCAigQAAAAkDRAQAmD"
+        "Ap2BgEusJEAIAUAAwQAgABRkACAAASABCIAIACgQAAQCBQAAgAACAQAMDAAGACwEAgABAdAhTAggUCwASMyIhTAhCgSCAlsoEEgC"
+        "BBXCEIs8CCAREwUAAAJABWAAICwWAxJICViQQJcQbQAAEACAQQAVCKTswBBAGbLUXiybRlaQFo-YLntMAwAAAAA"
+    )
+    consent = consent_event(
+        {"analytics": True, "ad_user_data": False, "marketing": True},
+        url="https://shop.example/consent?gclid=secret-click",
+        consent={"analytics": True, "ads": False},
+        props={
+            "version": "v3",
+            "tcf": tcf,
+            "consent_mode": {"ad_storage": "denied", "analytics_storage": "granted", "ad_user_data": "denied"},
+        },
+    )
+    response, bus = post(batch(consent))
+    assert response.status == 200 and answer(response) == {"accepted": 1}
+    rows = bus.rows("raw.consent")
+    assert bus.rows() == rows  # a decision is a ledger entry, not an event row
+    assert sorted((r["subject_type"], r["subject_value"], r["purpose"], r["granted"]) for r in rows) == [
+        ("member", SECRET_MEMBER, "ad_user_data", False),
+        ("member", SECRET_MEMBER, "analytics", True),
+        ("member", SECRET_MEMBER, "marketing", True),
+        ("visitor", SECRET_VISITOR, "ad_user_data", False),
+        ("visitor", SECRET_VISITOR, "analytics", True),
+        ("visitor", SECRET_VISITOR, "marketing", True),
+    ]
+    effective = datetime.fromtimestamp(consent["ts"] / 1000, UTC).isoformat(timespec="microseconds")
+    for row in rows:
+        assert (row["site_id"], row["source"], row["effective_at"], row["recorded_at"]) == (
+            "demo-shop",
+            "tracker",
+            effective,
+            NOW.isoformat(timespec="microseconds"),
+        )
+        assert row["event_date"] == "2026-11-20" and row["visitor_id"] == SECRET_VISITOR
+        assert (row["wording_version"], row["tcf_string"], row["ip_hash"]) == ("v3", tcf, ip_hash)
+        assert row["consent_mode"] == consent["props"]["consent_mode"]
+        assert row["page_url"] == "https://shop.example/consent?gclid=redacted"  # no ads consent: no click id
+    assert len({r["consent_event_id"] for r in rows}) == 6
+    _, again = post(batch(consent))  # the tracker's retry: the same ids, so the ledger stores it once
+    assert sorted(r["consent_event_id"] for r in again.rows("raw.consent")) == sorted(
+        r["consent_event_id"] for r in rows
+    )
+
+
+def test_a_withdrawal_is_recorded_against_the_visitor_and_member_it_withdraws() -> None:
+    withdrawal = consent_event({"analytics": False}, consent={"analytics": False})
+    after = event(visitor_id=SECRET_VISITOR, consent={"analytics": False})
+    response, bus = post(batch(withdrawal, after))
+    assert response.status == 200 and answer(response) == {"accepted": 2}
+    ledger = bus.rows("raw.consent")
+    assert {(r["subject_type"], r["subject_value"], r["granted"]) for r in ledger} == {
+        ("visitor", SECRET_VISITOR, False),
+        ("member", SECRET_MEMBER, False),
+    }
+    (page,) = bus.rows("raw.page")
+    assert page["visitor_id"] is None and page["ip_hash"] is None
+    assert all(r["ip_hash"] for r in ledger)  # the proof goes with the ledger rows only
+
+
+def test_a_consent_event_naming_nobody_is_accepted_and_records_nothing() -> None:
+    refusal = event(
+        type="consent", visitor_id=None, consent={"analytics": False}, props={"purposes": {"analytics": False}}
+    )
+    response, bus = post(batch(refusal))
+    assert response.status == 200 and answer(response) == {"accepted": 1}
+    assert bus.rows() == []
+
+
+@pytest.mark.parametrize(
+    ("props", "reason", "field"),
+    [
+        ({}, "missing_field", "events[0].props.purposes"),
+        ({"purposes": {}}, "missing_field", "events[0].props.purposes"),
+        ({"purposes": ["analytics"]}, "wrong_type", "events[0].props.purposes"),
+        (
+            {"purposes": {"analytics": True, "newsletter": True}},
+            "unknown_purpose",
+            "events[0].props.purposes.newsletter",
+        ),
+        ({"purposes": {"marketing": "yes"}}, "wrong_type", "events[0].props.purposes.marketing"),
+        ({"purposes": {"marketing": 1}}, "wrong_type", "events[0].props.purposes.marketing"),
+        ({"purposes": {"marketing": True}, "tcf": "C" * 4097}, "string_too_long", "events[0].props.tcf"),
+        ({"purposes": {"marketing": True}, "tcf": "not a tc string!"}, "invalid_value", "events[0].props.tcf"),
+        ({"purposes": {"marketing": True}, "tcf": 7}, "wrong_type", "events[0].props.tcf"),
+        ({"purposes": {"marketing": True}, "version": "v" * 200}, "string_too_long", "events[0].props.version"),
+        ({"purposes": {"marketing": True}, "consent_mode": "denied"}, "wrong_type", "events[0].props.consent_mode"),
+        (
+            {"purposes": {"marketing": True}, "consent_mode": {"ad_storage": "yes"}},
+            "invalid_value",
+            "events[0].props.consent_mode.ad_storage",
+        ),
+        (
+            {"purposes": {"marketing": True}, "consent_mode": {"ads_storage": "denied"}},
+            "invalid_value",
+            "events[0].props.consent_mode.ads_storage",
+        ),
+        (
+            {"purposes": {"marketing": True}, "consent_mode": {"ad_storage": ["denied"]}},
+            "invalid_value",
+            "events[0].props.consent_mode.ad_storage",
+        ),
+        ({"purposes": {"marketing": True}, "wording": "v3"}, "invalid_value", "events[0].props.wording"),
+        ({"purposes": {"marketing": True}, "visitor_id": "undefined"}, "invalid_value", "events[0].visitor_id"),
+    ],
+)
+def test_a_malformed_consent_event_is_rejected_naming_the_field_and_records_nothing(
+    props: dict[str, Any], reason: str, field: str
+) -> None:
+    props = dict(props)
+    visitor = props.pop("visitor_id", SECRET_VISITOR)  # a placeholder the ledger refuses: it names nobody
+    bad = event(type="consent", visitor_id=visitor, consent={"analytics": True}, props=props)
+    response, bus = post(batch(bad), config=dataclasses.replace(CONFIG, max_body_bytes=16384))
+    assert response.status == 422
+    (rejected,) = answer(response)["rejected"]
+    assert (rejected["reason"], rejected["field"]) == (reason, field)
+    assert bus.rows("raw.consent") == []
+    (stored,) = bus.rows("raw.bad_rows")
+    assert (stored["reason_code"], stored["field"]) == (reason, field)
+
+
+@pytest.mark.parametrize(
+    ("query", "visitor"),
+    [
+        ({}, SECRET_VISITOR),  # no parameter: the site's default (demo-shop: analytics runs)
+        ({"consent": "analytics"}, SECRET_VISITOR),
+        ({"consent": "analytics,ads"}, SECRET_VISITOR),
+        ({"consent": ""}, None),
+        ({"consent": "none"}, None),
+        ({"consent": "ads"}, None),
+    ],
+)
+def test_the_pixel_takes_a_consent_parameter(query: dict[str, str], visitor: str | None) -> None:
+    bus = FakeBus()
+    base = {"site_id": "demo-shop", "url": "https://shop.example/nojs?gclid=secret-click", "visitor_id": SECRET_VISITOR}
+    request = HttpRequest("GET", "/p.gif", {"user-agent": CHROME}, b"", base | query, "198.51.100.4")
+    response = handle_request(request, CONFIG, bus, NOW)
+    assert response.status == 200
+    (row,) = bus.rows("raw.page")
+    assert row["visitor_id"] == visitor and (row["ip_hash"] is not None) is (visitor is not None)
+    ads = "ads" in query.get("consent", "")
+    assert row["consent_ads"] is ads and ("secret-click" in row["page_url"]) is ads
+
+
+def test_a_pixel_on_an_opt_in_site_without_consent_is_anonymous_and_a_bad_one_keeps_no_identifier() -> None:
+    bus = FakeBus()
+    query = {"site_id": "optin-shop", "url": "https://shop.example/nojs", "visitor_id": SECRET_VISITOR}
+    assert handle_request(HttpRequest("GET", "/p.gif", {}, b"", query), CONFIG, bus, NOW).status == 200
+    assert bus.rows("raw.page")[0]["visitor_id"] is None
+    typo = handle_request(HttpRequest("GET", "/p.gif", {}, b"", query | {"consent": "analytic"}), CONFIG, bus, NOW)
+    assert typo.status == 400 and typo.headers["X-Reject-Reason"] == "unknown_purpose"
+    wrong = handle_request(HttpRequest("GET", "/p.gif", {}, b"", query | {"type": "click"}), CONFIG, bus, NOW)
+    assert wrong.status == 400 and wrong.headers["X-Reject-Reason"] == "invalid_value"
+    assert SECRET_VISITOR not in published_text(bus)

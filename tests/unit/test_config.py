@@ -27,12 +27,22 @@ def test_reads_settings_and_sites() -> None:
         ({"CDP_PROJECT": "p", "CDP_WAREHOUSE": "sqlite"}, "CDP_WAREHOUSE"),
         ({"CDP_PROJECT": "p", "CDP_SITES": "{"}, "CDP_SITES"),
         ({"CDP_PROJECT": "p", "CDP_SITES": '{"shop": {"origins": "x"}}'}, "CDP_SITES['shop'].origins"),
+        (
+            {"CDP_PROJECT": "p", "CDP_SITES": '{"shop": {"origins": [], "analytics_default": "yes"}}'},
+            "CDP_SITES['shop'].analytics_default",
+        ),
         ({"CDP_PROJECT": "p", "CDP_MAX_BODY_BYTES": "big"}, "CDP_MAX_BODY_BYTES"),
     ],
 )
 def test_fails_fast_naming_the_variable(env: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
         Settings.from_env(env)
+
+
+def test_a_site_lets_analytics_run_by_default_only_when_it_says_so() -> None:
+    sites = '{"kr": {"origins": [], "analytics_default": true}, "eu": {"origins": []}}'
+    s = Settings.from_env({"CDP_PROJECT": "p", "CDP_SITES": sites})
+    assert s.sites["kr"].analytics_default is True and s.sites["eu"].analytics_default is False
 
 
 def test_missing_salt_is_named_when_needed() -> None:

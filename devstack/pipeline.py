@@ -26,12 +26,13 @@ DEAD_LETTER_TOPIC = "beacons-dead-letter"
 
 
 def serve_function(target: str, log_dir: Path, env: Mapping[str, str]) -> Server:
-    """Run one entry point of main.py under functions-framework on a free port."""
+    """Run one entry point of main.py under functions-framework on a free port (through
+    devstack/serve.py: a stalled client cannot hold the server's threads)."""
     port = free_port()
     argv = [
         sys.executable,
         "-m",
-        "functions_framework",
+        "devstack.serve",
         f"--target={target}",
         "--source=main.py",
         "--host=127.0.0.1",

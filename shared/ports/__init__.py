@@ -7,7 +7,7 @@ The names are re-exported here so callers can write `from shared.ports import Wa
 
 from shared.ports.bus import EventBus
 from shared.ports.documents import DocumentStore
-from shared.ports.errors import JobRejected, TransientError
+from shared.ports.errors import JobRejected, RowsStillStreaming, TransientError
 from shared.ports.scheduler import JobScheduler, JobSpec
 from shared.ports.warehouse import InsertResult, MLWarehouse, RowError, Warehouse
 
@@ -20,6 +20,7 @@ __all__ = [
     "JobSpec",
     "MLWarehouse",
     "RowError",
+    "RowsStillStreaming",
     "TransientError",
     "Warehouse",
 ]

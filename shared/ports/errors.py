@@ -9,3 +9,8 @@ class TransientError(RuntimeError):
 
 class JobRejected(ValueError):
     """The scheduler refused one job for its content (a cron it does not accept): not worth a retry."""
+
+
+class RowsStillStreaming(RuntimeError):
+    """A DML statement would touch rows BigQuery still holds in its streaming buffer (rows streamed in
+    the last 30-90 minutes), which it refuses to modify: the same statement succeeds later."""

@@ -13,6 +13,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from functools import cache
 from typing import Any, Final
 
 from shared.consent.ledger import (
@@ -56,10 +57,17 @@ class LedgerWriteError(RuntimeError):
     """The warehouse refused ledger rows; retrying the same call is safe (same ids)."""
 
 
+@cache
+def _statement(name: str) -> tuple[str, frozenset[str]]:
+    """sql/consent/<name>.sql and its parameters (walking the syntax tree costs more than a small gate)."""
+    sql = load_sql(f"consent/{name}")
+    return sql, frozenset(parameter_names(sql))
+
+
 def _run(warehouse: Warehouse, name: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Run sql/consent/<name>.sql with the parameters it uses."""
-    sql = load_sql(f"consent/{name}")
-    return warehouse.query(sql, {key: params[key] for key in parameter_names(sql)})
+    sql, names = _statement(name)
+    return warehouse.query(sql, {key: params[key] for key in names})
 
 
 def _insert(warehouse: Warehouse, table: str, rows: list[dict[str, Any]], id_field: str) -> list[str]:

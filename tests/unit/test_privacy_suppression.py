@@ -4,6 +4,7 @@ the same statement) agree, the list grows idempotently, and writers find what it
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
@@ -93,7 +94,7 @@ def test_a_row_names_the_identifiers_its_table_declares() -> None:
 def test_screening_a_chunk_finds_the_rows_of_erased_people() -> None:
     warehouse = new_warehouse()
     suppress(warehouse, SALT, "shop", {Identifier("member", "m1"): "req-1"}, NOW)
-    rows = [
+    rows: list[dict[str, Any]] = [
         {"member_id": "m2", "email": "lee@example.com"},
         {"member_id": "m1", "email": "new@example.com"},
         {"member_id": None, "email": None},

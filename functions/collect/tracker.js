@@ -1,9 +1,10 @@
 /*
  * CDP website tracker (docs/tracker.md; protocol in docs/collect-api.md).
  *
- * Collects page, land, identify, conv and custom events, sends them in batches to the collect
- * endpoint and keeps every event in localStorage until the collector has answered for it, so
- * neither a reload nor a collector outage loses one. Served minified by shared/tracker.py.
+ * Collects page, land, identify, conv, custom and consent events, sends them in batches to the
+ * collect endpoint and keeps every event in localStorage until the collector has answered for it,
+ * so neither a reload nor a collector outage loses one. Without analytics consent it stores and
+ * sends no identifier. Served minified by shared/tracker.py.
  * Dependency-free ES2017; everything stays inside this closure except window.cdp.
  */
 (function (w, d) {
@@ -23,12 +24,17 @@
   const VID = '_cdp_vid';
   const VID_AGE = 63072000; // two years, in seconds
   const PREFIX = '_cdp_';
+  // The consent ledger's purposes (docs/tracker.md); `ads` in a call stands for both ad purposes.
+  const PURPOSES = ['analytics', 'ad_user_data', 'ad_personalization', 'marketing', 'night_marketing'];
+  const PROOF = ['version', 'tcf', 'consent_mode']; // what a consent call may add as proof
 
   let site = '';
   let endpoint = '';
   let cookieDomain = '';
   let flushMs = 1000;
-  let consent = { analytics: true, ads: false };
+  // Every purpose refused until the page says otherwise: missing consent is no consent.
+  let consent = {};
+  PURPOSES.forEach((p) => { consent[p] = false; });
   let vid = null;
   let mid = null;
   let ls = null; // localStorage when usable; the queue lives in `mem` when it is not allowed
@@ -170,18 +176,29 @@
     mid = null;
   }
 
-  // The consent state after a partial update; keys left out keep their value.
-  function merged(c) {
-    c = c || {};
-    return {
-      analytics: typeof c.analytics === 'boolean' ? c.analytics : consent.analytics,
-      ads: typeof c.ads === 'boolean' ? c.ads : consent.ads,
-    };
+  // The purposes a call decides ({purpose: true/false}, `ads` for both ad purposes), or null when
+  // one is not a purpose or not a boolean: such a call changes nothing.
+  function chosen(c) {
+    if (!c || typeof c !== 'object' || Array.isArray(c)) return null;
+    const keys = Object.keys(c);
+    const bad = keys.some((k) => typeof c[k] !== 'boolean' || (k !== 'ads' && PURPOSES.indexOf(k) < 0));
+    if (bad) return null;
+    const out = {};
+    if ('ads' in c) out.ad_user_data = out.ad_personalization = c.ads;
+    keys.forEach((k) => { if (k !== 'ads') out[k] = c[k]; });
+    return out;
   }
 
-  function setConsent(c) {
+  const refused = (what) =>
+    warn(what, 'needs purposes (' + PURPOSES.join(', ') + ' or ads) set to true or false; ignored');
+
+  // A decision: applied to storage at once, and sent as a consent event for the consent ledger.
+  function setConsent(c, opts) {
+    const next = chosen(c);
+    if (!next || !Object.keys(next).length) return refused('consent');
     const was = consent.analytics;
-    consent = merged(c);
+    const before = [vid, mid];
+    consent = Object.assign({}, consent, next);
     if (was && !consent.analytics) forget();
     if (!was && consent.analytics) {
       remember();
@@ -190,6 +207,17 @@
       save(load().concat(q));
       saveRetry();
     }
+    const props = { purposes: next };
+    Object.keys(opts || {}).forEach((k) => {
+      if (PROOF.indexOf(k) < 0) warn('consent: unknown option', k, 'ignored');
+      else if (opts[k] != null) props[k] = opts[k];
+    });
+    // It names whom it concerns: the visitor identified after a grant, the one just forgotten
+    // after a withdrawal (recorded against nobody, a withdrawal would leave the grant standing).
+    const ev = make('consent', props);
+    ev.visitor_id = vid || before[0];
+    ev.member_id = mid || before[1];
+    add(ev);
   }
 
   // --- events ------------------------------------------------------------------------------
@@ -205,7 +233,7 @@
       url: clip(w.location.href, 2048),
       title: clip(d.title, 512),
       referrer: clip(d.referrer, 2048),
-      consent: { analytics: a, ads: consent.ads },
+      consent: { analytics: a, ads: consent.ad_user_data },
       props: plain(props),
     };
   }
@@ -387,13 +415,23 @@
       } catch (e) {
         ls = null;
       }
-      consent = merged(opts.consent); // defaults: analytics granted, ads not
-      // Consent calls made before init count from the start, so that a cookie is never written
-      // only to be deleted a moment later.
+      // The state the page stored from its banner; what it leaves out stays refused.
+      const given = opts.consent == null ? {} : chosen(opts.consent);
+      if (!given) refused('init consent');
+      Object.assign(consent, given);
       const pending = early.splice(0);
-      pending.forEach((a) => { if (a[0] === 'consent') consent = merged(a[1]); });
-      if (consent.analytics) remember();
-      else forget();
+      // A withdrawal called before init: know the visitor it withdraws, but write no cookie only to
+      // delete it a moment later.
+      let stays = consent.analytics;
+      pending.forEach((a) => {
+        const c = a[0] === 'consent' && chosen(a[1]);
+        if (c && typeof c.analytics === 'boolean') stays = c.analytics;
+      });
+      if (consent.analytics && stays) remember();
+      else if (consent.analytics) {
+        vid = readVid();
+        mid = read('m', null);
+      } else forget();
       w.addEventListener('pagehide', guard(() => { unloading = true; leave(); }));
       w.addEventListener('pageshow', guard(() => {
         unloading = false; // back from the bfcache: the page lives again
@@ -404,7 +442,7 @@
         guard(() => d.visibilityState === 'hidden' && leave())
       );
       w.addEventListener('online', guard(() => { retryAt = 0; flush(); }));
-      pending.forEach((a) => a[0] !== 'consent' && cdp(...a));
+      pending.forEach((a) => cdp(...a));
       if (unsent(load(), Date.now())) schedule(flushMs); // resume what an earlier page left
     },
     page(props) {

@@ -27,6 +27,7 @@ from shared.config import Site
 from shared.services.collect import CollectorConfig, HttpRequest, handle_request
 from shared.tracker import tracker_asset
 from tests.e2e.browser import chromium
+from tests.fakes import FakeBus
 
 SHOP = Path(__file__).resolve().parents[1] / "data" / "shop"
 QUEUE_KEY = "_cdp_demo-shop_q"
@@ -416,6 +417,10 @@ def test_denied_consent_is_anonymous_and_stores_nothing(tab: Tab) -> None:
     assert cookie is not None and ev["visitor_id"] == cookie["value"]
     assert ev["visitor_id"] != tab.fake.accepted()[0]["visitor_id"]
     assert ev["member_id"] is None and ev["consent"] == {"analytics": True, "ads": True}
+    # The banner's click is a decision, sent for the consent ledger under the new visitor.
+    (decision,) = [e for e in tab.fake.accepted() if e["type"] == "consent"]
+    assert decision["visitor_id"] == cookie["value"]
+    assert decision["props"] == {"purposes": {"analytics": True, "ad_user_data": True, "ad_personalization": True}}
 
 
 def test_an_outage_and_a_reload_lose_nothing_and_duplicate_nothing(tab: Tab) -> None:
@@ -534,16 +539,7 @@ def test_uuid_fallback_without_random_uuid(tab: Tab) -> None:
 def test_only_window_cdp_is_added_and_bad_calls_do_not_throw(tab: Tab) -> None:
     tab.page.goto(f"{tab.fake.shop_origin}/shop/bare.html")
     before = set(tab.page.evaluate("Object.getOwnPropertyNames(window)"))
-    tab.page.evaluate(
-        """u => {
-          !function(w,d,u){if(w.cdp)return;var q=[],c=w.cdp=function(){q.push(arguments)};c.q=q;
-          var s=d.createElement('script');s.async=true;s.src=u+'/tracker.js';
-          (d.head||d.documentElement).appendChild(s)}(window,document,u);
-          cdp('init', 'demo-shop', {endpoint: u, flushInterval: 100});
-          cdp('page');
-        }""",
-        tab.fake.collect_url,
-    )
+    _snippet(tab, "cdp('init', 'demo-shop', {endpoint: u, flushInterval: 100}); cdp('page');")
     tab.wait_accepted(2)
     after = set(tab.page.evaluate("Object.getOwnPropertyNames(window)"))
     assert after - before == {"cdp"}
@@ -585,3 +581,160 @@ def test_what_the_tracker_sends_passes_the_real_collector(tab: Tab) -> None:
         assert json.loads(answer.body) == {"accepted": len(post.ids)}
         assert answer.headers["Access-Control-Allow-Origin"] == origin
     assert len(bus.messages) == len(tab.fake.snapshot())
+
+
+def _replay(fake: FakeCollector) -> FakeBus:
+    """Every batch the browser had accepted, through the real collect service: what the bus gets."""
+    config = CollectorConfig({"demo-shop": Site("demo-shop", (fake.shop_origin,))}, "beacons", "test-salt")
+    bus = FakeBus()
+    for post in fake.snapshot():
+        if 200 <= post.status < 300:
+            headers = {"content-type": post.content_type, "origin": post.origin}
+            request = HttpRequest("POST", "/e", headers, post.raw, remote_addr="127.0.0.1")
+            answer = handle_request(request, config, bus, datetime.now(UTC))
+            assert answer.status == 200, answer.body
+    return bus
+
+
+PURPOSES = {
+    "analytics": True,
+    "ad_user_data": False,
+    "ad_personalization": False,
+    "marketing": True,
+    "night_marketing": False,
+}
+PROOF = {
+    "version": "v3",
+    "tcf": "CQHb4AAQHb4AAAKA1AENBJFsAP_gAEPgAAAAKYtV_G__bWlr8X73aftkeY1P9_h77sQxBhbJE-4FzLvW_JwXx2ExNA36tqIKmRIAu3",
+    "consent_mode": {
+        "ad_storage": "denied",
+        "analytics_storage": "granted",
+        "ad_user_data": "denied",
+        "ad_personalization": "denied",
+    },
+}
+
+
+def test_the_consent_call_records_decisions_and_identification_follows_analytics(tab: Tab) -> None:
+    tab.open("index.html", analytics=0)  # the banner is not answered yet: nothing identifies the browser
+    tab.wait_accepted(2)
+    assert tab.vid_cookie() is None
+
+    # What a banner does on "accept": remember the choice for the next pages, and tell the tracker.
+    tab.page.evaluate(
+        "([p, o]) => { sessionStorage.setItem('shop.analytics', '1'); cdp('consent', p, o); }", [PURPOSES, PROOF]
+    )
+    tab.custom("after_grant")
+    tab.open("login.html")
+    tab.page.click("#submit")
+    tab.until("the identify", lambda: "identify" in _names(tab.fake.accepted()))
+    cookie = tab.vid_cookie()
+    assert cookie is not None
+    visitor = cookie["value"]
+
+    tab.page.evaluate("() => cdp('consent', {analytics: false})")  # withdrawn on the same page
+    tab.custom("after_withdrawal")
+    tab.until("the anonymous event", lambda: "after_withdrawal" in _names(tab.fake.accepted()))
+    assert tab.vid_cookie() is None
+    assert tab.page.evaluate("Object.keys(localStorage)") == []
+
+    events = tab.fake.accepted()
+    grant, withdrawal = [e for e in events if e["type"] == "consent"]
+    assert grant["props"] == {"purposes": PURPOSES, **PROOF}
+    assert (grant["visitor_id"], grant["member_id"]) == (visitor, None)
+    assert grant["consent"] == {"analytics": True, "ads": False}
+    # The withdrawal names the visitor and member it withdraws, though nothing identifies them any more.
+    assert withdrawal["props"] == {"purposes": {"analytics": False}}
+    assert (withdrawal["visitor_id"], withdrawal["member_id"]) == (visitor, "M-1001")
+    assert withdrawal["consent"] == {"analytics": False, "ads": False}
+    by_name = {n: e for n, e in zip(_names(events), events, strict=True)}
+    assert (by_name["after_grant"]["visitor_id"], by_name["identify"]["member_id"]) == (visitor, "M-1001")
+    assert by_name["after_withdrawal"]["visitor_id"] is None and by_name["after_withdrawal"]["member_id"] is None
+
+    # Through the real collector: the ledger holds both decisions, the later events no identifier.
+    bus = _replay(tab.fake)
+    ledger = sorted(
+        (r["subject_type"], r["subject_value"], r["purpose"], r["granted"]) for r in bus.rows("raw.consent")
+    )
+    assert ledger == sorted(
+        [("visitor", visitor, purpose, granted) for purpose, granted in PURPOSES.items()]
+        + [("visitor", visitor, "analytics", False), ("member", "M-1001", "analytics", False)]
+    )
+    assert {r["wording_version"] for r in bus.rows("raw.consent") if r["granted"]} == {"v3"}
+    (anonymous,) = [r for r in bus.rows("raw.event") if r["event_name"] == "after_withdrawal"]
+    assert anonymous["visitor_id"] is None and anonymous["ip_hash"] is None
+
+
+def test_a_consent_call_that_is_not_one_changes_nothing_and_sends_nothing(tab: Tab) -> None:
+    tab.open("index.html")
+    tab.wait_accepted(2)
+    visitor = tab.vid_cookie()
+    assert visitor is not None
+    tab.page.evaluate(
+        """() => [cdp('consent', {analytic: false}), cdp('consent', {analytics: 'no'}), cdp('consent', {}),
+                  cdp('consent', [true]), cdp('consent', null)]"""
+    )
+    tab.custom("still_consented")
+    tab.until("the next event", lambda: "still_consented" in _names(tab.fake.accepted()))
+    assert [e["type"] for e in tab.fake.accepted()] == ["page", "land", "event"]
+    assert tab.fake.accepted()[-1]["visitor_id"] == visitor["value"]
+    assert sum("consent needs purposes" in w for w in tab.warnings) == 5, tab.warnings
+
+
+SNIPPET = (  # the snippet of docs/tracker.md, the collector's URL in `u`
+    "!function(w,d,u){if(w.cdp)return;var q=[],c=w.cdp=function(){q.push(arguments)};c.q=q;"
+    "var s=d.createElement('script');s.async=true;s.src=u+'/tracker.js';"
+    "(d.head||d.documentElement).appendChild(s)}(window,document,u);"
+)
+
+
+def _snippet(tab: Tab, calls: str) -> None:
+    """Run the snippet followed by `calls` (JavaScript; `u` is the collector) on the open page, all
+    before tracker.js arrives: the stub queues them."""
+    tab.page.evaluate("u => {" + SNIPPET + calls + "}", tab.fake.collect_url)
+
+
+def test_without_a_consent_option_the_tracker_identifies_nobody(tab: Tab) -> None:
+    """A page that says nothing about consent gets the deny default: no cookie, no storage, no ids."""
+    tab.page.goto(f"{tab.fake.shop_origin}/shop/bare.html")
+    _snippet(
+        tab,
+        """cdp('init', 'demo-shop', {endpoint: u, flushInterval: 100});
+           cdp('page');
+           cdp('identify', 'M-1', {email: 'jimin@example.com'});""",
+    )
+    events = tab.wait_accepted(2)
+    tab.page.wait_for_timeout(300)
+    assert [e["type"] for e in tab.fake.accepted()] == ["page", "land"]  # identify sent nothing
+    assert all(e["visitor_id"] is None and e["member_id"] is None for e in events)
+    assert all(e["consent"] == {"analytics": False, "ads": False} for e in events)
+    assert tab.vid_cookie() is None and tab.page.evaluate("Object.keys(localStorage)") == []
+
+
+def test_a_withdrawal_called_before_init_writes_no_cookie_and_names_the_visitor(tab: Tab) -> None:
+    # Every cookie the page writes, in order, on every page of this tab.
+    tab.page.add_init_script(
+        """const jar = Object.getOwnPropertyDescriptor(Document.prototype, 'cookie');
+           window.cookieWrites = [];
+           Object.defineProperty(Document.prototype, 'cookie', {configurable: true,
+             get() { return jar.get.call(this); },
+             set(v) { window.cookieWrites.push(v); jar.set.call(this, v); }});"""
+    )
+    granted = "{endpoint: u, flushInterval: 100, consent: {analytics: true}}"
+    bare = f"{tab.fake.shop_origin}/shop/bare.html"
+    tab.page.goto(bare)
+    _snippet(tab, f"cdp('init', 'demo-shop', {granted}); cdp('page');")
+    tab.wait_accepted(2)
+    cookie = tab.vid_cookie()
+    assert cookie is not None
+
+    # The next page's banner script withdraws before the site's own init (which still says granted).
+    tab.page.goto(bare)
+    _snippet(tab, f"cdp('consent', {{analytics: false, marketing: false}}); cdp('init', 'demo-shop', {granted});")
+    tab.until("the withdrawal", lambda: "consent" in _names(tab.fake.accepted()))
+    (withdrawal,) = [e for e in tab.fake.accepted() if e["type"] == "consent"]
+    assert withdrawal["visitor_id"] == cookie["value"]
+    assert withdrawal["props"] == {"purposes": {"analytics": False, "marketing": False}}
+    assert tab.vid_cookie() is None and tab.page.evaluate("Object.keys(localStorage)") == []
+    writes = tab.page.evaluate("window.cookieWrites")
+    assert writes and all("Max-Age=0" in w for w in writes), writes  # deleted, never written first

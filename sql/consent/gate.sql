@@ -9,7 +9,8 @@
 -- address type, and addresses recorded under one of the customer's visitor or member ids) a
 -- subscribed one, else an unsubscribed one, else one never subscribed; per address the latest
 -- record decides, an unsubscribe beating a subscribe at the same instant.
--- Suppression: a privacy.suppressions hash of any identifier or address of the customer.
+-- Suppression: a privacy.suppressions hash of any identifier or address of the customer (the hash
+-- spells the identifier's type, so it alone decides).
 -- Reasons in policy.py's order: suppressed, consent, subscription, the night rule. A null purpose
 -- is an informational message (no consent needed); a null channel a use without a message.
 with
@@ -143,9 +144,7 @@ suppressed as (
     select distinct k.customer_id
     from identifiers as k
     inner join privacy.suppressions as p
-        on
-            p.id_type = k.id_type
-            and p.id_hash = to_hex(sha256(concat(@privacy_salt, @site_id, '|', k.id_type, '|', k.id_value)))
+        on p.id_hash = to_hex(sha256(concat(@privacy_salt, @site_id, '|', k.id_type, '|', k.id_value)))
     where p.site_id = @site_id
 ),
 

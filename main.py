@@ -9,6 +9,7 @@ from functions.collect.main import collect
 from functions.discover.main import discover
 from functions.load_dead_letters.main import load_dead_letters
 from functions.load_events.main import load_events
+from functions.preferences.main import preferences
 from functions.refine.main import refine
 from functions.sync_schedules.main import sync_schedules
 from functions.validate_config.main import validate_config
@@ -19,6 +20,7 @@ __all__ = [
     "discover",
     "load_dead_letters",
     "load_events",
+    "preferences",
     "refine",
     "sync_schedules",
     "validate_config",

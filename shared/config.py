@@ -143,6 +143,34 @@ class PrivacySettings:
         return self.salt
 
 
+# The preference-link key of the local stack and the demo. Links sealed with it are forgeable by
+# anyone who reads this file, so a BigQuery deployment refuses to run without its own.
+LOCAL_PREFERENCE_KEY = "cdp-local-preference-key"
+
+
+@dataclass(frozen=True)
+class PreferenceSettings:
+    """The preference centre (env CDP_PREFERENCE_*, docs/preferences.md): the key its links are
+    sealed with (Secret Manager `preference-key`), its public URL, and how long a link stays valid."""
+
+    key: str | None = field(default=None, repr=False)
+    url: str = "http://127.0.0.1:8080/"
+    link_days: int = 60
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str], warehouse: str) -> PreferenceSettings:
+        key = env.get("CDP_PREFERENCE_KEY") or (LOCAL_PREFERENCE_KEY if warehouse == "duckdb" else None)
+        days = _int(env, "CDP_PREFERENCE_LINK_DAYS", cls.link_days)
+        if days < 1:
+            raise ConfigError(f"CDP_PREFERENCE_LINK_DAYS must be at least 1, got {days}")
+        return cls(key=key, url=env.get("CDP_PREFERENCE_URL", cls.url), link_days=days)
+
+    def require_key(self) -> str:
+        if not self.key:
+            raise ConfigError("missing environment variable CDP_PREFERENCE_KEY (Secret Manager secret preference-key)")
+        return self.key
+
+
 @dataclass(frozen=True)
 class Settings:
     """The deployment-wide settings, plus one section per part that needs its own (collect, schedules;
@@ -165,6 +193,7 @@ class Settings:
     collect: CollectSettings = field(default_factory=CollectSettings)
     schedules: ScheduleSettings = field(default_factory=ScheduleSettings)
     privacy: PrivacySettings = field(default_factory=lambda: PrivacySettings(salt=LOCAL_PRIVACY_SALT))
+    preferences: PreferenceSettings = field(default_factory=lambda: PreferenceSettings(key=LOCAL_PREFERENCE_KEY))
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -189,6 +218,7 @@ class Settings:
             collect=CollectSettings.from_env(env),
             schedules=ScheduleSettings.from_env(env),
             privacy=PrivacySettings.from_env(env, warehouse),
+            preferences=PreferenceSettings.from_env(env, warehouse),
         )
 
     # Shortcuts into the collect section for callers written before the sections.

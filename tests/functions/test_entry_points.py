@@ -13,6 +13,7 @@ import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -23,6 +24,7 @@ import main
 from shared import bootstrap, serving
 from shared.adapters.duckdb_warehouse import DuckDBWarehouse
 from shared.config import Settings
+from shared.preferences.links import seal
 from shared.schema import table_spec
 from tests.builders import firestore_event_headers, proto_event
 from tests.fakes import FakeBus, FakeDocumentStore
@@ -34,6 +36,7 @@ SIGNATURES = {
     "discover": CLOUD_EVENT,
     "load_dead_letters": CLOUD_EVENT,
     "load_events": CLOUD_EVENT,
+    "preferences": HTTP,
     "refine": CLOUD_EVENT,
     "sync_schedules": CLOUD_EVENT,
     "validate_config": CLOUD_EVENT,
@@ -114,7 +117,9 @@ def push(data: bytes, **attributes: str) -> dict[str, Any]:
 
 def test_every_export_of_main_has_its_test() -> None:
     assert sorted(main.__all__) == sorted(SIGNATURES)
-    assert {"collect", "load_events", "load_dead_letters", "validate_config", *OTHER_JOB} == set(SIGNATURES)
+    assert {"collect", "load_events", "load_dead_letters", "preferences", "validate_config", *OTHER_JOB} == set(
+        SIGNATURES
+    )
 
 
 def test_collect_is_http_and_serves_the_tracker(ports: Ports) -> None:
@@ -184,3 +189,35 @@ def test_validate_config_acknowledges_a_deleted_segment(ports: Ports) -> None:
     assert answer.status_code == 200, answer.get_data(as_text=True)
     assert ports.asked == ["warehouse", "documents", "settings"]  # decoded, and handed to the service
     assert ports.documents.docs == {} and ports.bad_rows() == []
+
+
+def test_preferences_serves_the_page_and_one_click_unsubscribe(ports: Ports) -> None:
+    ports.warehouse.ensure_tables([table_spec(n) for n in ("raw.consent", "raw.subscription", "refined.identities")])
+    client = app_client("preferences")
+    assert resolved_signature() == SIGNATURES["preferences"]
+    key = bootstrap.settings().preferences.require_key()
+    token = seal("test-shop", "email", "a@b.co", key, datetime.now(UTC))
+    forged = client.get("/", query_string={"t": token[:-4] + "AAAA", "lang": "en"})
+    assert forged.status_code == 403 and "cannot be verified" in forged.get_data(as_text=True)
+    assert (
+        forged.headers["Referrer-Policy"] == "no-referrer"
+        and "default-src 'none'" in forged.headers["Content-Security-Policy"]
+    )
+    page = client.get("/", query_string={"t": token}, headers={"Accept-Language": "ko-KR"})
+    assert page.status_code == 200 and 'id="purpose-marketing">' in page.get_data(as_text=True)
+    saved = client.post("/", data={"t": token, "lang": "ko", "purpose": "marketing", "channel": "email"})
+    assert saved.status_code == 303 and "saved=1" in saved.headers["Location"]
+    again = client.get("/" + saved.headers["Location"])
+    assert 'id="purpose-marketing" checked' in again.get_data(as_text=True) and 'id="saved"' in again.get_data(
+        as_text=True
+    )
+    assert client.get("/unsubscribe", query_string={"t": token}).status_code == 200  # a GET changes nothing
+    assert client.post("/unsubscribe", query_string={"t": token}, data={}).status_code == 400
+    done = client.post("/unsubscribe", query_string={"t": token}, data={"List-Unsubscribe": "One-Click"})
+    assert done.status_code == 200 and done.get_data(as_text=True) == "unsubscribed\n"
+    rows = ports.warehouse.query("select subscribed, source from raw.subscription order by effective_at, subscribed")
+    assert [(r["subscribed"], r["source"]) for r in rows] == [
+        (True, "preference_centre"),
+        (False, "one_click_unsubscribe"),
+    ]
+    assert client.get("/elsewhere").status_code == 404

@@ -1,0 +1,1 @@
+"""The preference centre: sealed links to it, and its page (shared/services/preferences.py runs it)."""

@@ -38,6 +38,22 @@ locals {
       timeout       = 30
     }
 
+    preferences = {
+      description = "Preference centre: the page a sealed link from any message opens (channels, consents) and the RFC 8058 one-click unsubscribe."
+      trigger     = { type = "http", public = true }
+      env = {
+        CDP_TRUSTED_PROXY_HOPS = tostring(var.trusted_proxy_hops)
+      }
+      # Opens the links; hashes the client address kept as proof of each change.
+      secrets       = { CDP_PREFERENCE_KEY = "preference-key", CDP_IP_SALT = "ip-salt" }
+      memory        = "512Mi"
+      cpu           = "1"
+      concurrency   = 20
+      min_instances = 0
+      max_instances = 10
+      timeout       = 30
+    }
+
     load_events = {
       description = "Loads beacon batches from Pub/Sub into the raw tables; bad rows to raw.bad_rows."
       trigger     = { type = "pubsub", topic = "beacons" }

@@ -30,6 +30,18 @@ locals {
       # Checks collect's signature on each message and refuses unsigned ones.
       { role = "roles/secretmanager.secretAccessor", on = "secret:bus-key" },
     ]
+    preferences = [
+      # Reads the person's current state (one query per page) and streams their changes into the
+      # two ledgers; reads no other table.
+      { role = "roles/bigquery.jobUser", on = "project" },
+      { role = "roles/bigquery.dataViewer", on = "table:raw.consent" },
+      { role = "roles/bigquery.dataViewer", on = "table:raw.subscription" },
+      { role = "roles/bigquery.dataViewer", on = "table:refined.identities" },
+      { role = "custom:stream_rows", on = "table:raw.consent" },
+      { role = "custom:stream_rows", on = "table:raw.subscription" },
+      { role = "roles/secretmanager.secretAccessor", on = "secret:preference-key" },
+      { role = "roles/secretmanager.secretAccessor", on = "secret:ip-salt" },
+    ]
     load_dead_letters = [
       # Streams each dead letter into raw.bad_rows; table-level keeps it off the event tables.
       { role = "custom:stream_rows", on = "table:raw.bad_rows" },

@@ -215,6 +215,17 @@ variable "bus_key_version" {
   }
 }
 
+variable "preference_key_version" {
+  description = "Generation of the preference-link key (Secret Manager preference-key). Increase it to rotate the key: links sealed with the old one stop opening."
+  type        = number
+  default     = 1
+
+  validation {
+    condition     = var.preference_key_version >= 1 && floor(var.preference_key_version) == var.preference_key_version
+    error_message = "preference_key_version is a positive integer."
+  }
+}
+
 variable "secret_versions" {
   description = "Secret Manager version bound for each operator-managed secret (secrets.tf), keyed by secret name. Unlisted secrets use \"latest\"."
   type        = map(string)

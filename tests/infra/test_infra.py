@@ -298,10 +298,12 @@ def test_module_deploys_each_entry_under_its_own_name(tf: dict[str, dict[str, An
     assert fn["service_config"][0]["service_account_email"] == "${var.service_account_email}"
 
 
-def test_collect_is_public_and_the_rest_private(locals_: dict[str, Any], tf: dict[str, dict[str, Any]]) -> None:
+def test_only_the_public_endpoints_are_public(locals_: dict[str, Any], tf: dict[str, dict[str, Any]]) -> None:
+    """collect (beacons from every browser) and the preference centre (people opening a link from a
+    message) take anonymous requests; every other function only its trigger's identity."""
     functions = locals_["functions"]
     public = {name for name, f in functions.items() if f["trigger"].get("public") is True}
-    assert public == {"collect"}
+    assert public == {"collect", "preferences"}
     collect = functions["collect"]
     assert collect["min_instances"] == 0 and collect["concurrency"] == 80
     # functions-framework's gunicorn threads: one per request the instance is given at once
@@ -776,8 +778,11 @@ def test_secrets_exist_and_are_bound_only_where_granted(locals_: dict[str, Any])
             if g["role"] == "roles/secretmanager.secretAccessor"
         }
         assert bound == granted, f"{name}: secrets bound {bound} but secretAccessor on {granted}"
+    # The IP salt: collect hashes beacons' addresses, the preference centre the proof of a change.
     holders = {n for n, f in locals_["functions"].items() if "ip-salt" in f.get("secrets", {}).values()}
-    assert holders == {"collect"}
+    assert holders == {"collect", "preferences"}
+    holders = {n for n, f in locals_["functions"].items() if "preference-key" in f.get("secrets", {}).values()}
+    assert holders == {"preferences"}
     # The bus signing key: collect signs, the loader checks; nobody else may read it.
     holders = {n for n, f in locals_["functions"].items() if "bus-key" in f.get("secrets", {}).values()}
     assert holders == {"collect", "load_events"}
@@ -794,6 +799,7 @@ def test_generated_secrets_never_reach_the_state(locals_: dict[str, Any], tf: di
     for secret, name, variable in (
         ("ip-salt", "ip_salt", "ip_salt_version"),
         ("bus-key", "bus_key", "bus_key_version"),
+        ("preference-key", "preference_key", "preference_key_version"),
     ):
         assert ephemeral[name]["length"] >= 43  # [A-Za-z0-9]: 43 characters carry 256 bits
         version = resource(tf, "google_secret_manager_secret_version", name)
@@ -833,6 +839,17 @@ def test_roles_are_least_privilege_for_todays_functions(locals_: dict[str, Any])
         ("roles/secretmanager.secretAccessor", "secret:bus-key")
     }
     assert roles["load_dead_letters"] == {("custom:stream_rows", "table:raw.bad_rows")}
+    # The preference centre reads three tables and streams into the two ledgers, nothing more.
+    assert roles["preferences"] == {
+        ("roles/bigquery.jobUser", "project"),
+        *{
+            ("roles/bigquery.dataViewer", f"table:{t}")
+            for t in ("raw.consent", "raw.subscription", "refined.identities")
+        },
+        *{("custom:stream_rows", f"table:{t}") for t in ("raw.consent", "raw.subscription")},
+        ("roles/secretmanager.secretAccessor", "secret:preference-key"),
+        ("roles/secretmanager.secretAccessor", "secret:ip-salt"),
+    }
     # Nobody may delete or rewrite the system of record through a dataset-wide role.
     for fn, granted in roles.items():
         assert not {r for r in granted if r[1] == "dataset:raw" and r[0] != "roles/bigquery.dataViewer"}, fn

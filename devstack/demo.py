@@ -189,7 +189,9 @@ def refine_and_segment(pipeline: LocalPipeline, days: int, out: Path, timings: T
     from datetime import UTC, datetime, timedelta
 
     from cli.refine import backfill
+    from devstack import consent_demo
     from shared.adapters.firestore_store import FirestoreStore
+    from shared.config import LOCAL_PRIVACY_SALT
     from shared.services import discover, segments
     from shared.tam.files import load_file
 
@@ -209,6 +211,8 @@ def refine_and_segment(pipeline: LocalPipeline, days: int, out: Path, timings: T
                 segment_id, definition = load_file(path)
                 segments.apply_segment(documents, segment_id, definition)
             built = segments.build_segments(warehouse, documents, now)
+        with timings.stage("consent"):
+            consent_report = consent_demo.run(warehouse, SITE_ID, now, LOCAL_PRIVACY_SALT)
         rfm = warehouse.query(
             "SELECT rfm, COUNT(*) AS n FROM refined.profiles WHERE rfm IS NOT NULL GROUP BY rfm ORDER BY n DESC, rfm"
         )
@@ -230,6 +234,7 @@ def refine_and_segment(pipeline: LocalPipeline, days: int, out: Path, timings: T
         print(f"    {doc.get('name', segment_id):<40}{evaluation.size:>7,} members")
     for segment_id, error in sorted(built.failed.items()):
         print(f"    {segment_id:<40} FAILED: {error}")
+    print(consent_report)
     return run.status == "succeeded" and not built.failed and not built.invalid
 
 

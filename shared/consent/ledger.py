@@ -80,16 +80,8 @@ def normalize_subject(
     kind = parse(SubjectType, subject_type, type_field)
     if not isinstance(value, str) or not value.strip():
         raise ConsentError(value_field, "must be a non-empty string")
-    if kind is SubjectType.EMAIL:
-        normal = normalize_email(value)
-        if normal is None:
-            raise ConsentError(value_field, "is not an e-mail address")
-        return kind, normal
-    if kind is SubjectType.PHONE:
-        normal = normalize_phone(value)
-        if normal is None:
-            raise ConsentError(value_field, "is not a phone number")
-        return kind, normal
+    if kind in (SubjectType.EMAIL, SubjectType.PHONE):
+        return kind, _contact(kind is SubjectType.EMAIL, value, value_field)
     if len(value) > MAX_ID:
         raise ConsentError(value_field, f"is {len(value)} characters; at most {MAX_ID}")
     if value.strip().lower() in BLOCKED_IDS or _BLOCKED.search(value):
@@ -103,20 +95,20 @@ def normalize_address(channel: object, value: object, field: str = "address") ->
     kind = parse(Channel, channel, "channel")
     if not isinstance(value, str) or not value.strip():
         raise ConsentError(field, "must be a non-empty string")
-    if kind is Channel.EMAIL:
-        normal = normalize_email(value)
-        if normal is None:
-            raise ConsentError(field, "is not an e-mail address")
-        return kind, normal
     if kind is Channel.WEBPUSH:
         endpoint = value.strip()
         if not endpoint.startswith("https://") or len(endpoint) > MAX_URL:
             raise ConsentError(field, f"a push endpoint must be an https URL of at most {MAX_URL} characters")
         return kind, endpoint
-    normal = normalize_phone(value)
+    return kind, _contact(kind is Channel.EMAIL, value, field)
+
+
+def _contact(email: bool, value: str, field: str) -> str:
+    """An e-mail or a phone number in shared/contacts.py's spelling, or ConsentError."""
+    normal = normalize_email(value) if email else normalize_phone(value)
     if normal is None:
-        raise ConsentError(field, "is not a phone number")
-    return kind, normal
+        raise ConsentError(field, "is not an e-mail address" if email else "is not a phone number")
+    return normal
 
 
 def consent_rows(

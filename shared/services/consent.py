@@ -374,24 +374,6 @@ def recheck(
 
 
 def _state(row: Mapping[str, Any], request: GateRequest) -> PersonState:
-    consent = None
-    if request.purpose is not None and row["consent_event_id"] is not None:
-        consent = ConsentState(
-            request.purpose,
-            bool(row["consent_granted"]),
-            str(row["consent_event_id"]),
-            row["consent_effective_at"],
-            bool(row["consent_ever_granted"]),
-        )
-    night = None
-    if row["night_consent_event_id"] is not None:
-        night = ConsentState(
-            Purpose.NIGHT_MARKETING,
-            bool(row["night_granted"]),
-            str(row["night_consent_event_id"]),
-            row["night_effective_at"],
-            bool(row["night_ever_granted"]),
-        )
     subscription = None
     if request.channel is not None:
         subscription = SubscriptionState(
@@ -401,7 +383,25 @@ def _state(row: Mapping[str, Any], request: GateRequest) -> PersonState:
             row["subscription_event_id"],
             row["subscription_effective_at"],
         )
-    return PersonState(consent, subscription, night, bool(row["suppressed"]))
+    return PersonState(
+        _consent(row, "consent", request.purpose),
+        subscription,
+        _consent(row, "night_consent", Purpose.NIGHT_MARKETING),
+        bool(row["suppressed"]),
+    )
+
+
+def _consent(row: Mapping[str, Any], prefix: str, purpose: Purpose | None) -> ConsentState | None:
+    """The gate's <prefix>_* columns as a state; None when the person has no decision."""
+    if purpose is None or row[f"{prefix}_event_id"] is None:
+        return None
+    return ConsentState(
+        purpose,
+        bool(row[f"{prefix}_granted"]),
+        str(row[f"{prefix}_event_id"]),
+        row[f"{prefix}_effective_at"],
+        bool(row[f"{prefix}_ever_granted"]),
+    )
 
 
 # -- re-confirmation ---------------------------------------------------------------------------------

@@ -171,9 +171,9 @@ final as (
         s.subscribed,
         s.effective_at as subscription_effective_at,
         n.consent_event_id as night_consent_event_id,
-        n.granted as night_granted,
-        n.ever_granted as night_ever_granted,
-        n.effective_at as night_effective_at,
+        n.granted as night_consent_granted,
+        n.ever_granted as night_consent_ever_granted,
+        n.effective_at as night_consent_effective_at,
         x.customer_id is not null as suppressed
     from audience as a
     left join consent as c on c.customer_id = a.customer_id and c.purpose = @purpose

@@ -24,6 +24,7 @@ from shared.offline_import.shaping import DEFAULT_TIMEZONE, ImportJob, parse_tim
 from shared.offline_import.sources import UnusableFile, read_source
 from shared.offline_import.state import DEFAULT_STATE_DIR, ImportState
 from shared.ports import TransientError
+from shared.privacy.suppression import WarehouseSuppressions
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -89,6 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         overrides = {**(load_mapping(base / args.mapping) if args.mapping else {}), **parse_map_args(args.map)}
         plan = plan_columns(args.kind, source.columns, overrides)
         as_of = parse_time(args.as_of, tz, "--as-of") if args.as_of else source.mtime
+        salt = None if args.dry_run else settings.privacy.require_salt()  # re-imports skip erased people
     except (UnusableFile, ConfigError) as exc:
         print(f"import: {exc}", file=sys.stderr)
         return 2
@@ -110,8 +112,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     show = args.progress or sys.stderr.isatty()
     with tqdm(total=source.data_lines, unit="row", file=sys.stderr, disable=not show, desc=source.path.name) as bar:
         try:
+            screen = None if warehouse is None or salt is None else WarehouseSuppressions(warehouse, salt)
             report = run_import(
-                job, warehouse, lambda: datetime.now(UTC), state=state, restart=args.restart, progress=bar.update
+                job,
+                warehouse,
+                lambda: datetime.now(UTC),
+                state=state,
+                restart=args.restart,
+                progress=bar.update,
+                screen=screen,
             )
         except TransientError as exc:
             print(

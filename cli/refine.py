@@ -77,8 +77,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     warehouse = bootstrap.warehouse()
     documents = None if args.no_record else bootstrap.documents()
     now = datetime.now(UTC)
+    settings = bootstrap.refine_settings()
     if args.command == "run":
-        report = refinement.refine(warehouse, documents, args.date_from, args.date_to, now, every_node=args.every_node)
+        report = refinement.refine(
+            warehouse, documents, args.date_from, args.date_to, now, settings, every_node=args.every_node
+        )
     else:
         report = backfill(
             warehouse,
@@ -87,6 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.date_to,
             now,
             chunk_days=args.chunk_days,
+            settings=settings,
             every_node=args.every_node,
         )
     print(json.dumps(report.document() | {"run_id": report.run_id}, default=str, ensure_ascii=False))

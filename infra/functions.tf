@@ -81,6 +81,8 @@ locals {
     refine = {
       description = "Refines raw events into sessions, identities, profiles and RFM for a range of event dates (jobs message {\"job\": \"refine\"})."
       trigger     = { type = "pubsub", topic = "jobs", filter = "attributes.job = \"refine\"" }
+      # Drops identifiers an erasure suppressed (privacy.suppressions, hashed with this salt).
+      secrets = { CDP_PRIVACY_SALT = "privacy-salt" }
       # One run at a time: runs rewrite the same partitions and the identity graph, so they must not
       # overlap. A message pushed while a run is busy is answered 429 and retried with backoff.
       # The work runs in BigQuery; the function waits for it, up to the 600 s push ack deadline.

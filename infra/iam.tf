@@ -53,6 +53,9 @@ locals {
       { role = "roles/bigquery.dataEditor", on = "dataset:refined" },
       # Records each run in Firestore `runs`. Firestore access is granted per project (one database).
       { role = "roles/datastore.user", on = "project" },
+      # Drops the identifiers privacy erasures suppressed: reads privacy.suppressions, hashes with the salt.
+      { role = "roles/bigquery.dataViewer", on = "dataset:privacy" },
+      { role = "roles/secretmanager.secretAccessor", on = "secret:privacy-salt" },
     ]
     discover = [
       { role = "roles/bigquery.jobUser", on = "project" },

@@ -204,6 +204,17 @@ variable "ip_salt_version" {
   }
 }
 
+variable "privacy_salt_version" {
+  description = "Generation of the suppression-hash salt (Secret Manager privacy-salt). Leave it: a new salt makes every existing suppression stop matching, so erased people could come back (docs/privacy.md)."
+  type        = number
+  default     = 1
+
+  validation {
+    condition     = var.privacy_salt_version >= 1 && floor(var.privacy_salt_version) == var.privacy_salt_version
+    error_message = "privacy_salt_version is a positive integer."
+  }
+}
+
 variable "bus_key_version" {
   description = "Generation of the bus signing key (Secret Manager bus-key). Increase it to rotate the key; collect and load_events are redeployed with the new one, and messages signed with the old key that are still in flight are refused as bad rows."
   type        = number

@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from shared.beacons import Limits
 from shared.config import ScheduleSettings, Settings, get_settings
@@ -17,6 +17,9 @@ from shared.logs import configure_logging
 from shared.ports import DocumentStore, EventBus, JobScheduler, Warehouse
 from shared.schema import table_specs
 from shared.services.collect import CollectorConfig
+
+if TYPE_CHECKING:
+    from shared.services.refine import RefineSettings
 
 
 def build_warehouse(settings: Settings) -> Warehouse:
@@ -139,3 +142,11 @@ def job_scheduler() -> JobScheduler:
 @once
 def collector_config() -> CollectorConfig:
     return build_collector_config(settings())
+
+
+@once
+def refine_settings() -> RefineSettings:
+    """Refinement's knobs, with the suppression salt (fails here, at cold start, when it is missing)."""
+    from shared.services.refine import RefineSettings
+
+    return RefineSettings(privacy_salt=settings().privacy.require_salt())

@@ -21,5 +21,11 @@ def refine(cloud_event: CloudEvent) -> None:
         return
     request = job.request
     refinement.refine(
-        bootstrap.warehouse(), bootstrap.documents(), request.date_from, request.date_to, job.run_at, run_id=job.run_id
+        bootstrap.warehouse(),
+        bootstrap.documents(),
+        request.date_from,
+        request.date_to,
+        job.run_at,
+        settings=bootstrap.refine_settings(),
+        run_id=job.run_id,
     )

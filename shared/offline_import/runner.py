@@ -16,6 +16,8 @@ from shared.offline_import.shaping import ImportJob, Shaper, records
 from shared.offline_import.sources import Line, UnusableFile
 from shared.offline_import.state import ImportState
 from shared.ports import InsertResult, Warehouse
+from shared.privacy.suppression import SuppressionList, screen_rows
+from shared.schema import table_spec
 
 BAD_ROWS = "raw.bad_rows"
 
@@ -35,6 +37,7 @@ class ImportReport:
     rejected: Counter[str] = field(default_factory=Counter)
     kept_with_dropped: int = 0  # records kept without one or more invalid optional fields
     dropped: Counter[str] = field(default_factory=Counter)  # those fields, by name
+    suppressed: int = 0  # records of erased people, not written (privacy.suppressions)
     resumed_records: int = 0
     resumed_line: int | None = None
     already_imported: int | None = None
@@ -52,11 +55,14 @@ def run_import(
     state: ImportState | None = None,
     restart: bool = False,
     progress: Callable[[int], None] = _no_progress,
+    screen: SuppressionList | None = None,
 ) -> ImportReport:
     """Import the job's file in chunks; with no warehouse, validate only (dry run).
 
     After each chunk is committed the state records how many records are done, so a re-run after
     a crash skips them; rows of an interrupted chunk may be sent twice, which their ids make harmless.
+    With a screen, records naming an identifier a privacy erasure suppressed are not written at
+    all (not even as bad rows), so re-importing an old file does not bring an erased person back.
     """
     now = clock()
     report = ImportReport(job.kind, job.source.path.name, dry_run=warehouse is None)
@@ -68,7 +74,7 @@ def run_import(
     done_lines = int(saved.get("lines", 0)) if saved else 0
     ctx = Context(job.site_id, collected_at=now, source="import", request_id=job.request_id)
     shaper = Shaper(job, ctx, Limits(max_events=job.chunk_size, max_age=None))
-    chunk = _Chunk(warehouse, report, job, now)
+    chunk = _Chunk(warehouse, report, job, now, screen)
     checkpoint: dict[str, Any] = {
         "file": str(job.source.path),
         "sha256": job.source.sha256,
@@ -128,8 +134,15 @@ def run_import(
 class _Chunk:
     """Rows and bad rows waiting for one insert_many call."""
 
-    def __init__(self, warehouse: Warehouse | None, report: ImportReport, job: ImportJob, now: datetime):
-        self.warehouse, self.report, self.job, self.now = warehouse, report, job, now
+    def __init__(
+        self,
+        warehouse: Warehouse | None,
+        report: ImportReport,
+        job: ImportJob,
+        now: datetime,
+        screen: SuppressionList | None = None,
+    ):
+        self.warehouse, self.report, self.job, self.now, self.screen = warehouse, report, job, now, screen
         self.rows: dict[str, list[dict[str, Any]]] = {}
         self.bad: list[dict[str, Any]] = []
 
@@ -162,8 +175,23 @@ class _Chunk:
             request_id=self.job.request_id,
         )
 
+    def _drop_suppressed(self) -> None:
+        """Leave out the rows of erased people, and the bad rows naming those rows (one lookup per table)."""
+        if self.screen is None:
+            return
+        dropped: set[str] = set()
+        for table, rows in self.rows.items():
+            erased = set(screen_rows(self.screen, self.job.site_id, table_spec(table), rows))
+            if erased:
+                dropped |= {rows[i]["event_id"] for i in erased}
+                self.rows[table] = [row for i, row in enumerate(rows) if i not in erased]
+                self.report.valid[table] -= len(erased)
+                self.report.suppressed += len(erased)
+        self.bad = [bad for bad in self.bad if bad.get("event_id") not in dropped]
+
     def flush(self) -> None:
         if self.warehouse is not None and self.size:
+            self._drop_suppressed()
             batches = {t: (rows, [r["event_id"] for r in rows]) for t, rows in self.rows.items()}
             if self.bad:
                 batches[BAD_ROWS] = (self.bad, [b["bad_row_id"] for b in self.bad])
@@ -221,6 +249,10 @@ def format_summary(report: ImportReport) -> str:
         fields = ", ".join(f"{name} {n}" for name, n in report.dropped.most_common())
         where = "" if report.dry_run else f" → {BAD_ROWS}"
         out.append(f"  kept with dropped fields: {report.kept_with_dropped} {unit} ({fields}){where}")
+    if report.suppressed:
+        out.append(
+            f"  skipped: {report.suppressed} {unit} of people erased by a privacy request (privacy.suppressions)"
+        )
     reasons = ", ".join(f"{reason} {n}" for reason, n in report.rejected.most_common())
     rejected = sum(report.rejected.values())
     where = "" if report.dry_run or not rejected else f" → {BAD_ROWS}"

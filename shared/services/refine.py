@@ -20,6 +20,7 @@ from datetime import time as clock
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
+from shared.config import LOCAL_PRIVACY_SALT
 from shared.jobs import job_body
 from shared.ports import DocumentStore, Warehouse
 from shared.runs import Run, recorded
@@ -52,6 +53,9 @@ class RefineSettings:
     max_members_per_key: int = 3  # a visitor, email or phone linked to more members is shared
     list_limit: int = 20  # values kept in each list segmentlet, most recent first
     max_rounds: int = 32  # label propagation rounds before giving up
+    # The salt of privacy.suppressions' hashes (Settings.privacy): events.sql drops identifiers an
+    # erasure suppressed. Secret, so out of repr; the local default matches the local stack's.
+    privacy_salt: str = field(default=LOCAL_PRIVACY_SALT, repr=False)
 
 
 @dataclass(kw_only=True)
@@ -99,7 +103,7 @@ def _run(warehouse: Warehouse, name: str, params: Mapping[str, Any]) -> list[dic
     return warehouse.query(sql, {key: params[key] for key in parameter_names(sql)})
 
 
-def range_params(date_from: date, date_to: date) -> dict[str, Any]:
+def range_params(date_from: date, date_to: date, privacy_salt: str = LOCAL_PRIVACY_SALT) -> dict[str, Any]:
     """Parameters of the event-level statements for [date_from, date_to]."""
     if date_from > date_to:
         raise ValueError(f"date_from {date_from} is after date_to {date_to}")
@@ -119,6 +123,7 @@ def range_params(date_from: date, date_to: date) -> dict[str, Any]:
         "session_gap_seconds": int(SESSION_GAP.total_seconds()),
         "blocked_ids": list(BLOCKED_IDS),
         "blocked_pattern": BLOCKED_PATTERN,
+        "privacy_salt": privacy_salt,
     }
 
 
@@ -132,22 +137,23 @@ def _rewrite(warehouse: Warehouse, params: Mapping[str, Any]) -> None:
     _run(warehouse, "profile_queue_range", params)
 
 
-def refine_range(warehouse: Warehouse, date_from: date, date_to: date) -> None:
+def refine_range(warehouse: Warehouse, date_from: date, date_to: date, privacy_salt: str = LOCAL_PRIVACY_SALT) -> None:
     """Rewrite the event-level tables for the dates of the range and add its identity links.
 
     Days outside the range (within ORDER_COPY_DAYS) whose refined orders a copy in the range now
     replaces are rewritten too, in date order around the range, so that a correction arriving after
     its order's day was refined leaves the tables a refine of everything at once would build. The
     nodes of every rewritten day are queued for the next profile build. Nodes never seen before get
-    an identities row, resolved by resolve_identities.
+    an identities row, resolved by resolve_identities. Identifiers an erasure suppressed (hashed
+    with privacy_salt) are dropped from the events, so an erased person is not refined again.
     """
-    params = range_params(date_from, date_to)
+    params = range_params(date_from, date_to, privacy_salt)
     stale = [_as_date(row["event_date"]) for row in _run(warehouse, "order_days", params)]
     for day in sorted(d for d in stale if d < date_from):
-        _rewrite(warehouse, range_params(day, day))
+        _rewrite(warehouse, range_params(day, day, privacy_salt))
     _rewrite(warehouse, params)
     for day in sorted(d for d in stale if d > date_to):
-        _rewrite(warehouse, range_params(day, day))
+        _rewrite(warehouse, range_params(day, day, privacy_salt))
     _run(warehouse, "identity_edges", params)
     _run(warehouse, "identities_new", params)
 
@@ -259,7 +265,7 @@ def refine(
     """
     settings = settings or RefineSettings()
     with recorded(documents, _report(JOB, date_from, date_to, now, run_id)) as report:
-        refine_range(warehouse, date_from, date_to)
+        refine_range(warehouse, date_from, date_to, settings.privacy_salt)
         report.identity_rounds = resolve_identities(warehouse, settings, every_node)
         report.profiles_rebuilt = build_profiles(warehouse, report.as_of, now, settings)
         report.rows = row_counts(warehouse)
@@ -303,7 +309,7 @@ def backfill(
         for start, end in parts:
             if progress:
                 progress.step(f"{start}..{end}")
-            refine_range(warehouse, start, end)
+            refine_range(warehouse, start, end, settings.privacy_salt)
             if progress:
                 progress.done()
         if progress:

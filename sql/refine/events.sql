@@ -125,30 +125,62 @@ deduplicated as (
     where s.event_id is null
 ),
 
+-- identifiers of these events that a privacy erasure suppressed (privacy.suppressions: salted
+-- hashes, docs/privacy.md): cleaned drops them as it drops blocked values, so a late beacon from an
+-- erased cookie or a re-imported record does not bring the person back. Hashed once per distinct
+-- value, not per event.
+erased as (
+    select distinct
+        i.site_id,
+        i.id_type,
+        i.id_value
+    from (
+        select distinct site_id, 'visitor' as id_type, visitor_id as id_value from deduplicated
+        union distinct
+        select distinct site_id, 'member', member_id from deduplicated
+        union distinct
+        select distinct site_id, 'email', email from deduplicated
+        union distinct
+        select distinct site_id, 'phone', phone from deduplicated
+    ) as i
+    inner join privacy.suppressions as s
+        on
+            s.site_id = i.site_id
+            and s.id_hash = to_hex(sha256(concat(@privacy_salt, i.site_id, '|', i.id_type, '|', i.id_value)))
+),
+
 cleaned as (
     select
-        * except (is_bot, visitor_id, member_id, email, phone),
-        coalesce(is_bot, false) as is_bot,
+        d.* except (is_bot, visitor_id, member_id, email, phone),
+        coalesce(d.is_bot, false) as is_bot,
         case
-            when lower(trim(visitor_id)) in unnest(@blocked_ids) or regexp_contains(visitor_id, @blocked_pattern)
+            when lower(trim(d.visitor_id)) in unnest(@blocked_ids) or regexp_contains(d.visitor_id, @blocked_pattern)
                 then null
-            else visitor_id
+            when ev.id_value is not null then null
+            else d.visitor_id
         end as visitor_id,
         case
-            when lower(trim(member_id)) in unnest(@blocked_ids) or regexp_contains(member_id, @blocked_pattern)
+            when lower(trim(d.member_id)) in unnest(@blocked_ids) or regexp_contains(d.member_id, @blocked_pattern)
                 then null
-            else member_id
+            when em.id_value is not null then null
+            else d.member_id
         end as member_id,
         case
-            when lower(trim(email)) in unnest(@blocked_ids) or regexp_contains(email, @blocked_pattern) then null
-            else email
+            when lower(trim(d.email)) in unnest(@blocked_ids) or regexp_contains(d.email, @blocked_pattern) then null
+            when ee.id_value is not null then null
+            else d.email
         end as email,
         case
-            when lower(trim(phone)) in unnest(@blocked_ids) or regexp_contains(phone, @blocked_pattern) then null
-            else phone
+            when lower(trim(d.phone)) in unnest(@blocked_ids) or regexp_contains(d.phone, @blocked_pattern) then null
+            when ep.id_value is not null then null
+            else d.phone
         end as phone
-    from deduplicated
-    where event_date between @date_from and @date_to
+    from deduplicated as d
+    left join erased as ev on ev.site_id = d.site_id and ev.id_type = 'visitor' and ev.id_value = d.visitor_id
+    left join erased as em on em.site_id = d.site_id and em.id_type = 'member' and em.id_value = d.member_id
+    left join erased as ee on ee.site_id = d.site_id and ee.id_type = 'email' and ee.id_value = d.email
+    left join erased as ep on ep.site_id = d.site_id and ep.id_type = 'phone' and ep.id_value = d.phone
+    where d.event_date between @date_from and @date_to
 ),
 
 in_range as (

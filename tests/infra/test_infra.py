@@ -790,6 +790,10 @@ def test_secrets_exist_and_are_bound_only_where_granted(locals_: dict[str, Any])
     assert locals_["functions"]["load_events"]["secrets"] == {"CDP_BUS_KEY": "bus-key"}
     readers = {fn for fn, grants in locals_["function_roles"].items() for g in grants if g["on"] == "secret:bus-key"}
     assert readers == {"collect", "load_events"}
+    # The suppression salt: refinement drops the identifiers privacy erasures suppressed.
+    holders = {n for n, f in locals_["functions"].items() if "privacy-salt" in f.get("secrets", {}).values()}
+    assert holders == {"refine"}
+    assert locals_["functions"]["refine"]["secrets"] == {"CDP_PRIVACY_SALT": "privacy-salt"}
 
 
 def test_generated_secrets_never_reach_the_state(locals_: dict[str, Any], tf: dict[str, dict[str, Any]]) -> None:
@@ -799,6 +803,7 @@ def test_generated_secrets_never_reach_the_state(locals_: dict[str, Any], tf: di
     for secret, name, variable in (
         ("ip-salt", "ip_salt", "ip_salt_version"),
         ("bus-key", "bus_key", "bus_key_version"),
+        ("privacy-salt", "privacy_salt", "privacy_salt_version"),
         ("preference-key", "preference_key", "preference_key_version"),
     ):
         assert ephemeral[name]["length"] >= 43  # [A-Za-z0-9]: 43 characters carry 256 bits
@@ -858,6 +863,8 @@ def test_roles_are_least_privilege_for_todays_functions(locals_: dict[str, Any])
         ("roles/bigquery.dataViewer", "dataset:raw"),
         ("roles/bigquery.dataEditor", "dataset:refined"),
         ("roles/datastore.user", "project"),
+        ("roles/bigquery.dataViewer", "dataset:privacy"),
+        ("roles/secretmanager.secretAccessor", "secret:privacy-salt"),
     }
     assert roles["build_segments"] == {
         ("roles/bigquery.jobUser", "project"),

@@ -1,5 +1,7 @@
 """Ingestion through real parts: HTTP into functions-framework, the Pub/Sub emulator's push
-subscription into the CloudEvent loader, rows into the DuckDB file."""
+subscription into the CloudEvent loader, rows into the DuckDB file. The test sites leave analytics
+refused by default (CDP_SITES without analytics_default), so events that should keep their visitor
+say they have consent, as the tracker's do."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ import pytest
 import requests
 from functions_framework import create_app
 
-from devstack.pipeline import DEAD_LETTER_TOPIC, LocalPipeline
+from devstack.pipeline import BEACON_TOPIC, DEAD_LETTER_TOPIC, LocalPipeline, delete_subscription
 from tests.conftest import wait_for, warehouse_rows
 
 pytestmark = pytest.mark.emulator
@@ -35,6 +37,7 @@ def event(kind: str, **fields: Any) -> dict[str, Any]:
         "visitor_id": "v-int",
         "url": "https://shop.example/products/7",
         "title": "Product 7",
+        "consent": {"analytics": True, "ads": True},
         **fields,
     }
 
@@ -61,6 +64,7 @@ def test_every_entry_point_resolves_to_the_signature_its_trigger_needs() -> None
         "discover": "cloudevent",
         "load_dead_letters": "cloudevent",
         "load_events": "cloudevent",
+        "preferences": "http",
         "refine": "cloudevent",
         "sync_schedules": "cloudevent",
         "validate_config": "cloudevent",
@@ -178,7 +182,12 @@ def test_tracker_script_and_pixel_are_served(pipeline: LocalPipeline) -> None:
     marker = uuid.uuid4().hex
     pixel = requests.get(
         pipeline.collect_url + "/p.gif",
-        params={"site_id": "test-shop", "url": f"https://shop.example/{marker}", "visitor_id": "v-pixel"},
+        params={
+            "site_id": "test-shop",
+            "url": f"https://shop.example/{marker}",
+            "visitor_id": "v-pixel",
+            "consent": "analytics",
+        },
         timeout=10,
     )
     assert pixel.status_code == 200 and pixel.content.startswith(b"GIF89a")
@@ -238,3 +247,102 @@ def test_a_message_collect_did_not_sign_is_kept_as_a_bad_row_and_loads_nothing(p
         warehouse_rows(pipeline.duckdb_path, "SELECT event_id FROM raw.page WHERE event_id = @id", {"id": event_id})
         == []
     )
+
+
+def test_consent_at_the_door_decisions_reach_the_ledger_and_a_refusing_visitor_leaves_nothing_identifying(
+    pipeline: LocalPipeline,
+) -> None:
+    """Through real collect, Pub/Sub and the loader: decisions land in raw.consent; the traffic of a
+    visitor who withdrew reaches raw tables, bad rows and the bus itself without an identifier (a
+    pull subscription on the beacons topic sees the message as Pub/Sub keeps it, and as a dead
+    letter would)."""
+    from google.cloud import pubsub_v1  # type: ignore[attr-defined]
+
+    marker = uuid.uuid4().hex
+    visitor, member, other = f"v-{marker[:8]}", f"M-{marker[8:14]}", f"v-{marker[14:22]}"
+    subscriber = pubsub_v1.SubscriberClient()
+    peek = f"peek-{marker[:12]}"
+    path = subscriber.subscription_path(pipeline.emulators.project, peek)
+    subscriber.create_subscription(name=path, topic=subscriber.topic_path(pipeline.emulators.project, BEACON_TOPIC))
+    try:
+        grant = event(
+            "consent",
+            visitor_id=other,
+            consent={"analytics": True, "ads": False},
+            props={
+                "purposes": {"analytics": True, "marketing": True, "night_marketing": False},
+                "version": "v3",
+                "consent_mode": {"analytics_storage": "granted", "ad_storage": "denied"},
+            },
+        )
+        withdrawal = event(
+            "consent", visitor_id=visitor, member_id=member, consent={"analytics": False},
+            props={"purposes": {"analytics": False}},
+        )  # fmt: skip
+        decisions = send(pipeline, {"site_id": "test-shop", "events": [grant, withdrawal]})
+        assert decisions.status_code == 200 and decisions.json() == {"accepted": 2}
+
+        refused = {"analytics": False}
+        page = event("page", visitor_id=visitor, member_id=member, consent=refused,
+                     url=f"https://shop.example/{marker}?gclid=CLICK-{marker}")  # fmt: skip
+        custom = event("event", visitor_id=visitor, member_id=member, consent=refused,
+                       props={"name": "newsletter", "contact": "jimin@example.com", "tag": marker})  # fmt: skip
+        rejected = event("identify", visitor_id=visitor, member_id=member, consent=refused,
+                         props={"email": "jimin@example.com", "phone": "010-9876-5432", "birth_year": 1800,
+                                "tag": marker})  # fmt: skip
+        traffic = send(pipeline, {"site_id": "test-shop", "events": [page, custom, rejected]})
+        assert traffic.status_code == 422 and traffic.json()["accepted"] == 2
+
+        def ledger() -> list[dict[str, Any]]:
+            sql = "SELECT * FROM raw.consent WHERE subject_value IN (@v, @m, @o)"
+            rows = warehouse_rows(pipeline.duckdb_path, sql, {"v": visitor, "m": member, "o": other})
+            return rows if len(rows) >= 5 else []
+
+        rows = wait_for(ledger)
+        assert sorted((r["subject_type"], r["subject_value"], r["purpose"], r["granted"]) for r in rows) == sorted(
+            [
+                ("member", member, "analytics", False),
+                ("visitor", other, "analytics", True),
+                ("visitor", other, "marketing", True),
+                ("visitor", other, "night_marketing", False),
+                ("visitor", visitor, "analytics", False),
+            ]
+        )
+        granted = next(r for r in rows if r["subject_value"] == other)
+        assert (granted["source"], granted["wording_version"]) == ("tracker", "v3") and granted["ip_hash"]
+        assert json.loads(granted["consent_mode"]) == {"analytics_storage": "granted", "ad_storage": "denied"}
+
+        stored_page = wait_for(
+            lambda: warehouse_rows(
+                pipeline.duckdb_path, "SELECT * FROM raw.page WHERE event_id = @id", {"id": page["event_id"]}
+            )  # fmt: skip
+        )[0]
+        assert (stored_page["visitor_id"], stored_page["member_id"], stored_page["ip_hash"]) == (None, None, None)
+        assert stored_page["page_url"] == f"https://shop.example/{marker}?gclid=redacted"
+        stored_event = wait_for(
+            lambda: warehouse_rows(
+                pipeline.duckdb_path, "SELECT * FROM raw.event WHERE event_id = @id", {"id": custom["event_id"]}
+            )  # fmt: skip
+        )[0]
+        assert json.loads(stored_event["properties"]) == {"tag": marker}
+        bad = wait_for(
+            lambda: warehouse_rows(
+                pipeline.duckdb_path,
+                "SELECT payload FROM raw.bad_rows WHERE event_id = @id",
+                {"id": rejected["event_id"]},
+            )  # fmt: skip
+        )[0]
+        assert json.loads(bad["payload"])["member_id"] == "redacted"
+
+        # The traffic's message as Pub/Sub holds it for 7 days (and a dead letter would keep it).
+        def traffic_message() -> bytes | None:
+            answer = subscriber.pull(subscription=path, max_messages=10, timeout=10)
+            found = [m.message.data for m in answer.received_messages if marker.encode() in m.message.data]
+            return next((d for d in found if page["event_id"].encode() in d), None)
+
+        message = wait_for(traffic_message)
+        for secret in (visitor, member, "jimin@example.com", "9876", f"CLICK-{marker}"):
+            assert secret.encode() not in message
+        assert json.loads(message)["context"]["ip_hash"] is None
+    finally:
+        delete_subscription(pipeline.emulators.project, peek)

@@ -271,6 +271,8 @@ def _gate_rows(
         raise ConsentError("site_id", "must be a non-empty string")
     if customer_ids is not None and not all(isinstance(c, str) and c for c in customer_ids):
         raise ConsentError("customer_ids", "must be non-empty strings")
+    if not isinstance(salt, str) or not salt:
+        raise ConsentError("salt", "the privacy salt is required: without it no suppression would match")
     at = _aware(at, "at")
     id_type = CHANNEL_ID_TYPE[request.channel] if request.channel is not None else None
     params = {

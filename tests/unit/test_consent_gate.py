@@ -233,6 +233,8 @@ def test_bad_requests(planted: tuple[Warehouse, dict[str, str]]) -> None:
     ]:
         with pytest.raises(ConsentError, match=re.escape(message)):
             service.eligible_audience(w, SITE, purpose, channel, NOON, SALT, **audience)
+    with pytest.raises(ConsentError, match="salt: the privacy salt is required"):
+        service.eligible_audience(w, SITE, "marketing", "email", NOON, "", customer_ids=["c"])
     with pytest.raises(ConsentError, match="at: must be a timezone-aware datetime"):
         service.eligible_audience(w, SITE, "marketing", "email", datetime(2026, 5, 1), SALT, customer_ids=["c"])
 

@@ -4,6 +4,7 @@ whole with its field, and the recording services writing through a real DuckDB w
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -11,6 +12,7 @@ import pytest
 
 from shared.consent.ledger import Proof, consent_rows, normalize_address, normalize_subject, subscription_row
 from shared.consent.vocabulary import Channel, ConsentError, Purpose, SubjectType, parse
+from shared.ports import InsertResult, RowError
 from shared.services import consent as service
 from tests.builders import SITE, new_warehouse
 
@@ -224,3 +226,18 @@ def test_record_opt_out_from_provider_signals() -> None:
         service.record_opt_out(warehouse, SITE, "email", "a@b.co", "form", None, later)
     with pytest.raises(ConsentError, match="address: is not an e-mail address"):
         service.record_opt_out(warehouse, SITE, "email", "+821012345678", "bounce", "550 5.1.1", later)
+
+
+class RefusingWarehouse:
+    """A warehouse refusing every row for its content, as BigQuery's insertAll refuses rows one by one."""
+
+    def insert_rows(self, table: str, rows: Sequence[Mapping[str, Any]], row_ids: Sequence[str]) -> InsertResult:
+        return InsertResult(errors=[RowError(0, "invalid: no such field")])
+
+
+def test_a_refused_row_is_an_error_not_a_silent_loss() -> None:
+    with pytest.raises(
+        service.LedgerWriteError, match=r"raw.consent refused 1 of 1 rows: row 0: invalid: no such field"
+    ):
+        service.record_consent(RefusingWarehouse(), SITE, "member", "m1", {"marketing": True}, AT, "api",  # type: ignore[arg-type]
+                               recorded_at=AT)  # fmt: skip

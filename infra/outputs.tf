@@ -6,9 +6,10 @@ output "beacon_url" {
 output "tracker_snippets" {
   description = "The snippet to paste into each site's pages, keyed by site_id."
   value = {
-    for site_id in keys(var.sites) : site_id => templatefile("${path.module}/tracker-snippet.html.tftpl", {
-      collect_url = module.function["collect"].url
-      site_id     = site_id
+    for site_id, site in var.sites : site_id => templatefile("${path.module}/tracker-snippet.html.tftpl", {
+      collect_url       = module.function["collect"].url
+      site_id           = site_id
+      analytics_default = site.analytics_default
     })
   }
 }

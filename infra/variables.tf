@@ -55,9 +55,10 @@ variable "firestore_location" {
 }
 
 variable "sites" {
-  description = "Websites allowed to send beacons, keyed by site_id, with the browser origins each may send from (CDP_SITES). \"*\" allows any origin."
+  description = "Websites allowed to send beacons, keyed by site_id, with the browser origins each may send from (CDP_SITES; \"*\" allows any origin) and analytics_default: whether analytics may run for a visitor who has not chosen (true where the site's jurisdiction allows it; default false, an opt-in). Advertising purposes are always refused until granted."
   type = map(object({
-    origins = list(string)
+    origins           = list(string)
+    analytics_default = optional(bool, false)
   }))
 
   validation {

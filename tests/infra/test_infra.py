@@ -1220,9 +1220,11 @@ def test_every_variable_is_typed_and_described(tf: dict[str, dict[str, Any]]) ->
 def test_tracker_snippet_uses_the_trackers_api() -> None:
     snippet = (INFRA / "tracker-snippet.html.tftpl").read_text()
     tracker = (ROOT / "functions" / "collect" / "tracker.js").read_text()
-    assert "cdp('init', '${site_id}', { endpoint: '${collect_url}' })" in snippet
+    # The tracker refuses analytics until told otherwise, so the snippet tells it the site's default.
+    init = "cdp('init', '${site_id}', { endpoint: '${collect_url}', consent: { analytics: ${analytics_default} } })"
+    assert init in snippet
     assert 'src="${collect_url}/tracker.js"' in snippet
-    assert "init(siteId, opts)" in tracker and "opts.endpoint" in tracker
+    assert "init(siteId, opts)" in tracker and "opts.endpoint" in tracker and "opts.consent" in tracker
     # The snippet queues calls in cdp.q until the script loads; the tracker replays that queue.
     assert "window.cdp.q" in snippet and "stub.q" in tracker
 

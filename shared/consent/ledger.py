@@ -28,7 +28,6 @@ from shared.consent.vocabulary import (
     parse,
 )
 from shared.contacts import normalize_email, normalize_phone
-from shared.services.refine import BLOCKED_IDS, BLOCKED_PATTERN
 
 CONSENT_TABLE: Final = "raw.consent"
 SUBSCRIPTION_TABLE: Final = "raw.subscription"
@@ -40,7 +39,15 @@ MAX_TEXT: Final = 256
 MAX_URL: Final = 2048
 MAX_TCF: Final = 16_384
 CONSENT_MODE_VALUES: Final = frozenset({"granted", "denied"})
-_BLOCKED: Final = re.compile(BLOCKED_PATTERN)
+# The placeholder ids identity resolution blocks (shared/services/refine.py BLOCKED_IDS and
+# BLOCKED_PATTERN; a test keeps them equal). Not imported: refine brings sqlglot and half a second
+# to collect's cold start, which records consent through this module.
+PLACEHOLDER_IDS: Final = frozenset(
+    {"", "null", "(null)", "none", "nil", "undefined", "anonymous", "anon", "unknown", "guest", "test", "0", "-1",
+     "-", "n/a", "na", "nan", "false", "true", "[object object]", "noemail@noemail.com"}
+)  # fmt: skip
+PLACEHOLDER_PATTERN: Final = r"^[0\s._-]*$"
+_PLACEHOLDER: Final = re.compile(PLACEHOLDER_PATTERN)
 
 
 @dataclass(frozen=True)
@@ -84,7 +91,7 @@ def normalize_subject(
         return kind, _contact(kind is SubjectType.EMAIL, value, value_field)
     if len(value) > MAX_ID:
         raise ConsentError(value_field, f"is {len(value)} characters; at most {MAX_ID}")
-    if value.strip().lower() in BLOCKED_IDS or _BLOCKED.search(value):
+    if value.strip().lower() in PLACEHOLDER_IDS or _PLACEHOLDER.search(value):
         raise ConsentError(value_field, f"{value[:40]!r} identifies nobody (a placeholder value)")
     return kind, value
 

@@ -4,8 +4,11 @@ whole with its field, and the recording services writing through a real DuckDB w
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -241,3 +244,18 @@ def test_a_refused_row_is_an_error_not_a_silent_loss() -> None:
     ):
         service.record_consent(RefusingWarehouse(), SITE, "member", "m1", {"marketing": True}, AT, "api",  # type: ignore[arg-type]
                                recorded_at=AT)  # fmt: skip
+
+
+def test_placeholders_are_the_ones_identity_resolution_blocks() -> None:
+    from shared.consent import ledger
+    from shared.services import refine
+
+    assert set(refine.BLOCKED_IDS) == ledger.PLACEHOLDER_IDS
+    assert ledger.PLACEHOLDER_PATTERN == refine.BLOCKED_PATTERN
+
+
+def test_the_ledger_keeps_sqlglot_out_of_collects_cold_start() -> None:
+    code = "import sys, shared.consent.ledger; print('sqlglot' in sys.modules)"
+    root = Path(__file__).resolve().parents[2]
+    found = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root)
+    assert found.stdout.strip() == "False"

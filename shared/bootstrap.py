@@ -8,17 +8,20 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Generic, TypeVar
 
 from shared.beacons import Limits
-from shared.config import ScheduleSettings, Settings, get_settings
+from shared.config import ConfigError, ScheduleSettings, Settings, get_settings
 from shared.logs import configure_logging
 from shared.ports import DocumentStore, EventBus, JobScheduler, Warehouse
+from shared.ports.blobs import BlobStore
 from shared.schema import table_specs
 from shared.services.collect import CollectorConfig
 
 if TYPE_CHECKING:
+    from shared.privacy.removals import AudienceRemovals
+    from shared.privacy.statements import Dml
     from shared.services.refine import RefineSettings
 
 
@@ -72,6 +75,32 @@ def build_collector_config(settings: Settings) -> CollectorConfig:
         collect.trusted_proxy_hops,
         settings.bus_key,
     )
+
+
+def build_export_blobs(settings: Settings) -> BlobStore:
+    """Where privacy exports go: a folder (CDP_PRIVACY_EXPORT_DIR); a bucket adapter comes with GCS."""
+    if settings.privacy.export_bucket:
+        raise ConfigError(
+            "CDP_PRIVACY_EXPORT_BUCKET: exports to Cloud Storage are not built yet; set CDP_PRIVACY_EXPORT_DIR"
+        )
+    from shared.adapters.folder_blobs import FolderBlobs
+
+    return FolderBlobs(settings.privacy.export_dir)
+
+
+def build_audience_removals(warehouse: Warehouse) -> AudienceRemovals:
+    """The erasure hook into publishing: recorded in privacy.audience_removals until publishing
+    provides one that removes people from the ad platforms' audiences at once."""
+    from shared.privacy.removals import RemovalQueue
+
+    return RemovalQueue(warehouse)
+
+
+def privacy_dml(settings: Settings, now: datetime) -> Dml:
+    """How erasures write deletes here: on BigQuery they leave rows that may still be streaming."""
+    from shared.privacy.statements import STREAMING_BUFFER, Dml
+
+    return Dml(settled_before=now - STREAMING_BUFFER if settings.warehouse == "bigquery" else None)
 
 
 T = TypeVar("T")

@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from functools import cached_property
 from typing import Any, Final
 
@@ -42,6 +42,8 @@ _VALUE = re.compile(r"[a-z0-9_]+")  # type-column values written into the SQL (f
 _EDGE_BEFORE, _EDGE_AFTER = r"(^|[^0-9A-Za-z])", r"($|[^0-9A-Za-z])"
 _PHONE_SEPARATOR = r"[ .()-]?"
 EARLIEST: Final = date(1900, 1, 1)  # a partition filter that keeps every partition (BigQuery requires one)
+# How long BigQuery may keep streamed rows out of reach of DML: 30 minutes usually, up to 90.
+STREAMING_BUFFER: Final = timedelta(minutes=90)
 
 
 @dataclass(frozen=True)

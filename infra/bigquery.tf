@@ -8,6 +8,7 @@ locals {
     refined   = "Deduplicated events, sessions, identities, profiles with segmentlets, RFM and clusters."
     audiences = "Segment membership, membership history and publish/delivery logs."
     privacy   = "Privacy requests' suppression list (salted hashes of erased identifiers) and pending audience removals."
+    audit     = "Audit log of configuration changes and privacy requests (who changed which document, when, before/after hashes)."
   }
 
   # Tables come from the same indexes the code reads (shared/schema.py), one per dataset folder: a

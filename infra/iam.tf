@@ -79,6 +79,8 @@ locals {
       { role = "roles/bigquery.dataViewer", on = "dataset:refined" },
       # Reads the segment and writes its status.
       { role = "roles/datastore.user", on = "project" },
+      # Records each edit in the audit log (shared/services/audit.py).
+      { role = "custom:stream_rows", on = "table:audit.config_changes" },
     ]
     sync_schedules = [
       # Reads `segments`, writes status.schedule and `runs`.

@@ -212,7 +212,12 @@ SEGMENTS_DATA = Path(__file__).resolve().parent / "data" / "segments"
 SEGMENTS_NOW = datetime(2026, 3, 10, 6, 0, tzinfo=UTC)  # 15:00 in Seoul
 TODAY = date(2026, 3, 10)
 IN_SCOPE = {"c01", "c02", "c03", "c04", "c05", "c06", "c07", "c09"}
-SEGMENT_TABLES = ("refined.profiles", "audiences.segment_members", "audiences.segment_member_history")
+SEGMENT_TABLES = (
+    "refined.profiles",
+    "audiences.segment_members",
+    "audiences.segment_member_history",
+    "audit.config_changes",  # validate_config records each edit
+)
 
 
 def planted_profiles() -> list[dict[str, Any]]:

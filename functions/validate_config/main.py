@@ -31,5 +31,6 @@ def validate_config(cloud_event: CloudEvent) -> None:
         bootstrap.documents(),
         now=datetime.now(UTC),
         min_interval_minutes=bootstrap.schedule_config().min_interval_minutes,  # as sync_schedules applies it
+        event_id=cloud_event.get("id"),
     )
     log.info("segment config checked", extra={"segment_id": change.doc_id, "outcome": outcome})

@@ -20,6 +20,7 @@ from shared.cron import MIN_INTERVAL_MINUTES
 from shared.jobs import job_body
 from shared.ports import DocumentStore, TransientError, Warehouse
 from shared.segmentlets import CATALOGUE, PRODUCT_SEGMENTLETS, Segmentlet
+from shared.services.audit import record_change
 from shared.tam.compiler import compile_segment, segment_sql
 from shared.tam.events import DocumentChange
 from shared.tam.rules import (
@@ -129,8 +130,10 @@ def handle_segment_write(
     documents: DocumentStore,
     now: datetime,
     min_interval_minutes: int = MIN_INTERVAL_MINUTES,
+    event_id: str | None = None,
 ) -> str:
-    """validate_config: check an edited segment and write its status; returns what happened.
+    """validate_config: record the edit in the audit log, check the segment and write its status;
+    returns what happened.
 
     The status write is itself a write to the document and fires this trigger again. That event
     differs from its predecessor only in fields we write (status, and build results), so it is
@@ -138,6 +141,18 @@ def handle_segment_write(
     """
     if change.collection != SEGMENTS:
         return "ignored: not a segment"
+    try:
+        return _check_and_report(change, warehouse, documents, now, min_interval_minutes)
+    finally:  # after the verdict, which the marketer waits for; a failure here fails the function
+        old, new = (user_fields(d) if d is not None else None for d in (change.old, change.new))
+        record_change(
+            warehouse, SEGMENTS, change.doc_id, old, new, "validate_config", recorded_at=now, event_id=event_id
+        )
+
+
+def _check_and_report(
+    change: DocumentChange, warehouse: Warehouse, documents: DocumentStore, now: datetime, min_interval_minutes: int
+) -> str:
     if change.new is None:
         return "skipped: deleted"
     if change.old is not None and _canonical(change.old) == _canonical(change.new):

@@ -181,7 +181,8 @@ def test_load_dead_letters_stores_the_message_as_a_bad_row(ports: Ports) -> None
     assert ports.bad_rows() == [{"reason_code": "dead_lettered", "site_id": "test-shop"}]
 
 
-def test_validate_config_acknowledges_a_deleted_segment(ports: Ports) -> None:
+def test_validate_config_acknowledges_a_deleted_segment_and_audits_it(ports: Ports) -> None:
+    ports.warehouse.ensure_tables([table_spec("audit.config_changes")])
     client = app_client("validate_config")
     assert resolved_signature() == SIGNATURES["validate_config"]
     headers = firestore_event_headers(project="cdp-test")  # binary content mode: the change as protobuf
@@ -189,6 +190,11 @@ def test_validate_config_acknowledges_a_deleted_segment(ports: Ports) -> None:
     assert answer.status_code == 200, answer.get_data(as_text=True)
     assert ports.asked == ["warehouse", "documents", "settings"]  # decoded, and handed to the service
     assert ports.documents.docs == {} and ports.bad_rows() == []
+    [change] = ports.warehouse.query(
+        "select collection, document_id, action, after_hash, event_id from audit.config_changes"
+    )
+    assert change["collection"] == "segments" and change["action"] == "deleted" and change["after_hash"] is None
+    assert change["event_id"] == headers["ce-id"]
 
 
 def test_preferences_serves_the_page_and_one_click_unsubscribe(ports: Ports) -> None:

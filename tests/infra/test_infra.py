@@ -588,7 +588,7 @@ def test_tables_come_from_the_schema_index(locals_: dict[str, Any], tf: dict[str
     assert "each.value.require_partition_filter" in table["require_partition_filter"]
     assert "each.value.clustering" in table["clustering"]
     datasets = set(locals_["datasets"])
-    assert datasets == {"raw", "refined", "audiences", "privacy"}
+    assert datasets == {"raw", "refined", "audiences", "privacy", "audit"}
     for entry in tables_index():
         assert entry["dataset"] in datasets, f"{entry['table']} is in an undeclared dataset"
         assert (ROOT / "sql" / "schema" / entry["schema"]).is_file()
@@ -713,6 +713,7 @@ def test_terraform_evaluates_tables_and_datasets(
         "refined": "cdp_refined",
         "audiences": "cdp_audiences",
         "privacy": "cdp_privacy",
+        "audit": "cdp_audit",
     }
 
 
@@ -876,6 +877,7 @@ def test_roles_are_least_privilege_for_todays_functions(locals_: dict[str, Any])
         ("roles/bigquery.jobUser", "project"),
         ("roles/bigquery.dataViewer", "dataset:refined"),
         ("roles/datastore.user", "project"),
+        ("custom:stream_rows", "table:audit.config_changes"),  # the audit log of each edit
     }
     assert roles["sync_schedules"] == {("roles/datastore.user", "project"), ("custom:schedule_jobs", "project")}
 

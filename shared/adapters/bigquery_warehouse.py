@@ -34,7 +34,7 @@ from google.cloud.bigquery.query import ArrayQueryParameter, ScalarQueryParamete
 from google.cloud.bigquery.retry import DEFAULT_JOB_RETRY, DEFAULT_RETRY
 from sqlglot import exp
 
-from shared.ports import InsertResult, RowError, TransientError
+from shared.ports import InsertResult, RowError, RowsStillStreaming, TransientError
 from shared.schema import Field, TableSpec
 from shared.sql import parse_statement
 
@@ -71,6 +71,12 @@ _Pending = tuple[int, dict[str, Any], int]  # caller's row index, insertAll row,
 
 class TableNotFoundError(LookupError):
     """The table does not exist in BigQuery: a deployment problem, so retrying will not help."""
+
+
+def is_streaming_buffer_conflict(exc: BaseException) -> bool:
+    """BigQuery's refusal of DML over rows still in the streaming buffer ("UPDATE or DELETE statement
+    over table ... would affect rows in the streaming buffer, which is not supported")."""
+    return isinstance(exc, api_exceptions.BadRequest) and "streaming buffer" in str(exc)
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -359,12 +365,15 @@ class BigQueryWarehouse:
 
     @contextmanager
     def _errors(self, action: str) -> Iterator[None]:
-        """Outages become TransientError (the caller retries later); other errors pass unchanged."""
+        """Outages become TransientError (the caller retries later), DML over rows still streaming
+        RowsStillStreaming (the same statement succeeds later); other errors pass unchanged."""
         try:
             yield
         except TransientError:
             raise
         except Exception as exc:
+            if is_streaming_buffer_conflict(exc):
+                raise RowsStillStreaming(f"BigQuery refused {action}: {exc}") from exc
             if is_transient(exc):
                 raise TransientError(f"BigQuery unavailable while {action}: {exc}") from exc
             raise

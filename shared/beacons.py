@@ -241,11 +241,12 @@ def _consent_flags(consent: Any, where: str, ctx: Context) -> tuple[bool | None,
         return ctx.analytics_default, ctx.ads_default
     if not isinstance(consent, dict):
         raise Invalid("wrong_type", where, f"{where} must be an object, got {_kind(consent)}")
+    if not consent.keys() <= CONSENT_KEYS:  # one set operation for the usual, valid, object
+        key = next(k for k in consent if k not in CONSENT_KEYS)
+        at = f"{where}.{key[:40]}"
+        raise Invalid("unknown_purpose", at, f"{at} is not a purpose: {', '.join(PURPOSES)} or ads")
     for key, value in consent.items():
-        if key not in CONSENT_KEYS:
-            at = f"{where}.{key[:40]}"
-            raise Invalid("unknown_purpose", at, f"{at} is not a purpose: {', '.join(PURPOSES)} or ads")
-        if value is not None and not isinstance(value, bool):
+        if value is not None and value.__class__ is not bool:
             raise Invalid("wrong_type", f"{where}.{key}", f"{where}.{key} must be true or false, got {_kind(value)}")
     analytics = consent.get("analytics")
     ads = consent.get("ad_user_data")

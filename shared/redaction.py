@@ -25,6 +25,7 @@ PERSONAL_KEYS: Final = frozenset({"visitor_id", "member_id", "email", "phone"})
 _CLICK_ID: Final = re.compile(
     r"(?<=[?&#;])(" + "|".join(re.escape(name) for name, _ in CLICK_IDS) + r")=[^&#]+", re.IGNORECASE
 )
+_CLICK_NAMES: Final = tuple(name.lower() + "=" for name, _ in CLICK_IDS)
 # A run of digits written like a phone number, not part of a longer word or number (hex ids, SKUs).
 _PHONE_RUN: Final = re.compile(r"(?<![\w+])\+?\(?\d[\d \-().]{6,20}\d(?![\w])")
 # What may stand around an address in text or JSON: the address is the run between them.
@@ -38,7 +39,8 @@ def strip_click_ids(url: str | None) -> str | None:
     The parameter stays, so the landing is still classified as the ad click it was (medium, network,
     click id type), but no longer carries the id an ad platform could match to a person.
     """
-    if not url or ("?" not in url and "#" not in url):
+    # Most URLs hold no click id: substring tests (in C) rule that out at a fraction of the regex's cost.
+    if not url or not any(map(url.lower().__contains__, _CLICK_NAMES)):
         return url
     return _CLICK_ID.sub(lambda m: f"{m.group(1)}={REDACTED}", url)
 

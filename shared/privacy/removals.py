@@ -33,12 +33,7 @@ class RemovalQueue:
 
     def request_removal(self, site_id: str, customers: Mapping[str, str], requested_at: datetime) -> int:
         if customers:
-            ordered = sorted(customers.items())
-            params = {
-                "site_id": site_id,
-                "customer_ids": [customer for customer, _ in ordered],
-                "request_ids": [request for _, request in ordered],
-                "requested_at": requested_at,
-            }
+            entries = sorted(f"{customer}|{request}" for customer, request in customers.items())
+            params = {"site_id": site_id, "entries": entries, "requested_at": requested_at}
             self._warehouse.query(load_sql("privacy/audience_removals"), params)
         return len(customers)

@@ -74,19 +74,11 @@ def suppress(
 
     One MERGE per call, keyed by suppression_id, so a retried erasure adds nothing.
     """
-    rows = sorted((id_hash(salt, site_id, i.type, i.value), i.type, request) for i, request in identifiers.items())
-    if rows:
-        hashes, types, requests = (list(column) for column in zip(*rows, strict=True))
-        params = {
-            "site_id": site_id,
-            "id_hashes": hashes,
-            "id_types": types,
-            "request_ids": requests,
-            "suppressed_at": suppressed_at,
-            "reason": REASON,
-        }
+    entries = sorted(f"{i.type}|{id_hash(salt, site_id, i.type, i.value)}|{r}" for i, r in identifiers.items())
+    if entries:
+        params = {"site_id": site_id, "entries": entries, "suppressed_at": suppressed_at, "reason": REASON}
         warehouse.query(load_sql("privacy/suppress"), params)
-    return len(rows)
+    return len(entries)
 
 
 def row_identifiers(spec: TableSpec, row: Mapping[str, Any]) -> set[Identifier]:

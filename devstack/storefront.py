@@ -388,6 +388,7 @@ class Storefront:
             "ts": ts,
             "visitor_id": visitor.visitor_id,
             "url": f"{ORIGIN}/?m={marker}",
+            "consent": {"analytics": True, "ads": True},  # as the shop's other beacons: the site's default would refuse
         }
         kind = rng.choice(
             [

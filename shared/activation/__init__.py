@@ -1,0 +1,1 @@
+"""Activation rules shared by every destination: customer-file keys and hashing, deltas, campaigns."""

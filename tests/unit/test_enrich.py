@@ -1058,6 +1058,24 @@ DEVICE_CASES = [
     ("galaxy-phone-still-mobile",
      "Mozilla/5.0 (Linux; Android 14; SM-S928N) AppleWebKit/537.36 (KHTML, like Gecko) "
      "Chrome/124.0.0.0 Mobile Safari/537.36", "mobile"),
+    # Found by `scripts/bench devices` (benchmarks/README.md, "Device classes"): TVs and consoles
+    # were desktops or tablets, apps' own Android HTTP stacks tablets, branded Chromebooks tablets.
+    ("android-tv-without-mobile",
+     "Mozilla/5.0 (Linux; Android 12; BRAVIA 4K UR2) AppleWebKit/537.36 (KHTML, like Gecko) "
+     "Chrome/120.0.0.0 Safari/537.36", "other"),
+    ("fire-tv-silk", "Mozilla/5.0 (Linux; Android 9; AFTMM) AppleWebKit/537.36 (KHTML, like Gecko) "
+     "Silk/120.3.1 like Chrome/120.0.6099.230 Safari/537.36", "other"),
+    ("xbox-edge", "Mozilla/5.0 (Windows NT 10.0; Win64; x64; Xbox; Xbox Series X) AppleWebKit/537.36 "
+     "(KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36 Edg/120.0.0.0", "other"),
+    ("hbbtv-set", "Mozilla/5.0 (Linux; Android 11; 55QLED) AppleWebKit/537.36 (KHTML, like Gecko) "
+     "Chrome/96.0.4664.104 Safari/537.36 HbbTV/1.6.1 (+DRM; Maker; 55QLED; 1.0; 1.0;)", "other"),
+    ("dalvik-on-a-phone", "Dalvik/2.1.0 (Linux; U; Android 14; SM-S921N Build/UP1A.231005.007)", "mobile"),
+    ("app-http-stack-on-a-phone",
+     "com.example.shop/3.2.1 (Linux; U; Android 13; ko_KR; SM-A536N Build/TP1A.220624.014) gzip", "mobile"),
+    ("dalvik-on-a-galaxy-tab-still-tablet",
+     "Dalvik/2.1.0 (Linux; U; Android 14; SM-X716N Build/UP1A.231005.007)", "tablet"),
+    ("dalvik-on-a-branded-chromebook",
+     "Dalvik/2.1.0 (Linux; U; Android 9; Acer Chromebook R11 (CB5-132T / C738T) Build/R76-12239.92.0)", "desktop"),
 ]  # fmt: skip
 
 

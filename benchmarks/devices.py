@@ -17,6 +17,9 @@ peripherals) is "other", the class our schema keeps for screens that are none of
 marketer segments on. Cases are left out when our collector could not see what decided Matomo's
 answer (`headers`: Client Hints, which collect does not read) or when Matomo has no type either.
 
+`--browsers` keeps only user agents that start as browsers' do ("Mozilla/", "Opera/"): what a
+page's tracker sends, without the apps' own HTTP clients (Dalvik, podcast and media players).
+
 The corpus has one case per device model, not per visitor, so its shares are not traffic: read
 the per-class lines, not the total, for what a shop would see. By default each class is sampled
 (`--per-class`, seeded) so that a run stays under a minute; `--per-class 0` takes every case.
@@ -57,6 +60,7 @@ MATOMO_CLASSES: dict[str, str] = {
     "peripheral": OTHER,
 }
 SHOP_CLASSES = frozenset({MOBILE, TABLET, DESKTOP, BOT})  # what segments and reports split on
+BROWSER_PREFIXES = ("Mozilla/", "Opera/")
 
 # The C loader when PyYAML was built with libyaml (about 3x faster on 17 MB); BaseLoader semantics
 # either way: every scalar a string, so a user agent such as "1.0" is not read as a number.
@@ -109,6 +113,10 @@ def load_fixtures(folder: Path) -> tuple[list[Case], Counter[str]]:
         cases.extend(kept)
         excluded.update(left_out)
     return cases, excluded
+
+
+def browsers_only(cases: Iterable[Case]) -> list[Case]:
+    return [case for case in cases if case.user_agent.startswith(BROWSER_PREFIXES)]
 
 
 def sample(cases: Sequence[Case], per_class: int, seed: int) -> list[Case]:
@@ -183,6 +191,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--per-class", type=int, default=600, help="cases per class, 0 for all (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=14, help="seed of the sample (default: %(default)s)")
     parser.add_argument("--repo", type=Path, help="measure the parser of this checkout instead of this one")
+    parser.add_argument("--browsers", action="store_true", help="only user agents that start as a browser's")
     parser.add_argument("--misses", action="store_true", help="list the cases classified differently")
     args = parser.parse_args(argv)
     started = time.perf_counter()
@@ -192,12 +201,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"bench devices: cannot read {args.fixtures}: {error}", file=sys.stderr)
         return 1
     classify, source = device_classifier(args.repo)
+    if args.browsers:
+        cases = browsers_only(cases)
     chosen = sample(cases, args.per_class, args.seed)
     loaded = time.perf_counter()
     result = evaluate(chosen, classify)
     left_out = ", ".join(f"{reason} {n}" for reason, n in excluded.most_common())
     print(f"parser: {source}")
-    print(f"cases: {len(cases)} mapped, {len(chosen)} measured (--per-class {args.per_class}); left out: {left_out}")
+    scope = f"--per-class {args.per_class}{', --browsers' if args.browsers else ''}"
+    print(f"cases: {len(cases)} mapped, {len(chosen)} measured ({scope}); left out: {left_out}")
     print("\n".join(report(result)))
     elapsed = time.perf_counter() - started
     print(f"seconds: {elapsed:.1f} ({loaded - started:.1f} reading, {elapsed - (loaded - started):.1f} classifying)")

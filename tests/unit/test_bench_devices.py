@@ -9,6 +9,7 @@ import pytest
 from benchmarks.devices import (
     MATOMO_CLASSES,
     Case,
+    browsers_only,
     device_classifier,
     evaluate,
     load_fixtures,
@@ -86,6 +87,12 @@ def test_user_agents_stay_text() -> None:
     """A user agent that looks like a number is still a string (BaseLoader semantics)."""
     kept, _ = read_cases([{"user_agent": "1.0", "device": {"type": "desktop"}}])
     assert kept == [Case("desktop", "1.0")]
+
+
+def test_browsers_only_drops_apps_http_clients() -> None:
+    cases = [Case("smartphone", IPHONE), Case("smartphone", "Dalvik/2.1.0 (Linux; U; Android 14)"),
+             Case("tablet", "Opera/9.80 (Android 4.0.4; Linux; Opera Tablet/ADR-1301)")]  # fmt: skip
+    assert browsers_only(cases) == [cases[0], cases[2]]
 
 
 def test_the_sample_caps_each_class_and_repeats() -> None:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
+from shared.offline_import.consents import FIELDS as CONSENT_COLUMNS
 from shared.offline_import.sources import UnusableFile
 
 KINDS = ("customers", "orders")
@@ -32,6 +33,7 @@ FIELDS: dict[str, tuple[str, ...]] = {
         "given_name",
         "family_name",
         "region",
+        *CONSENT_COLUMNS,
     ),
     "orders": (
         "order_id",
@@ -63,6 +65,17 @@ _SYNONYM_TEXT = {
     "region": "region province state 지역 시도 거주지역 지역명",
     "joined_at": "joined_at join_date signup_date signed_up_at registered_at created_at 가입일 가입일시 가입일자 "
     "등록일",
+    "marketing_consent": "marketing_consent marketing_opt_in marketing_agree 마케팅수신동의 마케팅동의 "
+    "광고성정보수신동의 광고수신동의 마케팅수신여부 광고성정보수신여부",
+    "night_marketing_consent": "night_marketing_consent night_marketing 야간광고수신동의 야간수신동의 "
+    "야간마케팅수신동의",
+    "ad_user_data_consent": "ad_user_data_consent ad_consent 광고플랫폼제공동의 맞춤광고정보제공동의",
+    "ad_personalization_consent": "ad_personalization_consent personalized_ads_consent 맞춤형광고동의",
+    "email_opt_in": "email_opt_in email_consent email_subscribed 이메일수신동의 이메일수신여부 메일수신동의 "
+    "메일수신여부",
+    "sms_opt_in": "sms_opt_in sms_consent sms_subscribed 문자수신동의 sms수신동의 sms수신여부 문자수신여부",
+    "alimtalk_opt_in": "alimtalk_opt_in 알림톡수신동의 알림톡수신여부 카카오톡수신동의",
+    "consent_at": "consent_at consented_at opt_in_at 동의일시 동의일 수신동의일 수신동의일시 마케팅동의일",
     "order_id": "order_id order_no order_number receipt_no transaction_id 주문번호 주문ID 영수증번호 거래번호",
     "ordered_at": "ordered_at order_date order_time order_datetime purchased_at transaction_date 주문일시 주문일자 "
     "주문일 구매일시 결제일시 거래일시",

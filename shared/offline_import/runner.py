@@ -11,6 +11,7 @@ from typing import Any
 from shared import beacons
 from shared.beacons import Context, Invalid, Limits, Rejection
 from shared.config import Site
+from shared.offline_import.consents import CONSENT_TABLE, SUBSCRIPTION_TABLE
 from shared.offline_import.mapping import TABLES
 from shared.offline_import.shaping import ImportJob, Shaper, records
 from shared.offline_import.sources import Line, UnusableFile
@@ -98,6 +99,9 @@ def run_import(
         else:
             report.valid[shaped.table] += 1
             chunk.add(shaped.table, shaped.row)
+            for table, row in shaped.ledger:  # consent and subscription columns (consents.py)
+                report.valid[table] += 1
+                chunk.add(table, row)
             if shaped.dropped:
                 report.kept_with_dropped += 1
             for dropped in shaped.dropped:
@@ -192,7 +196,7 @@ class _Chunk:
     def flush(self) -> None:
         if self.warehouse is not None and self.size:
             self._drop_suppressed()
-            batches = {t: (rows, [r["event_id"] for r in rows]) for t, rows in self.rows.items()}
+            batches = {t: (rows, [r[table_spec(t).row_id] for r in rows]) for t, rows in self.rows.items()}
             if self.bad:
                 batches[BAD_ROWS] = (self.bad, [b["bad_row_id"] for b in self.bad])
             results = self.warehouse.insert_many(batches)
@@ -245,6 +249,12 @@ def format_summary(report: ImportReport) -> str:
         out.append(f"  dry run, nothing written: {report.valid[table]} valid")
     else:
         out.append(f"  accepted: {table} {report.inserted[table]} new, {report.duplicates} already present")
+    ledger = [t for t in (CONSENT_TABLE, SUBSCRIPTION_TABLE) if report.valid[t] or report.inserted[t]]
+    if ledger:
+        counts = ", ".join(
+            f"{t} {report.valid[t]} valid" if report.dry_run else f"{t} {report.inserted[t]} new" for t in ledger
+        )
+        out.append(f"  consent and subscription columns: {counts}")
     if report.kept_with_dropped:
         fields = ", ".join(f"{name} {n}" for name, n in report.dropped.most_common())
         where = "" if report.dry_run else f" → {BAD_ROWS}"

@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 
 from shared import beacons
 from shared.beacons import Context, Invalid, Limits, Rejection
+from shared.offline_import import consents
 from shared.offline_import.mapping import ITEM_FIELDS, Plan, header_key
 from shared.offline_import.people import region_name, resolve_names
 from shared.offline_import.sources import Line, Source
@@ -87,11 +88,13 @@ class Dropped:
 
 @dataclass(frozen=True)
 class Shaped:
-    """A valid row, and the invalid optional fields that were dropped to keep it."""
+    """A valid row, the invalid optional fields that were dropped to keep it, and the consent and
+    subscription ledger rows the record's columns give (table, row)."""
 
     table: str
     row: dict[str, Any]
     dropped: list[Dropped] = field(default_factory=list)
+    ledger: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
 
 
 @dataclass
@@ -106,6 +109,7 @@ class _Draft:
     required: frozenset[str] = frozenset()  # props that identify the record: never dropped
     columns: dict[str, Any] = field(default_factory=dict)  # row columns the protocol has no props for
     dropped: list[Dropped] = field(default_factory=list)
+    ledger: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
 
 
 # An order's own props: without them there is no order (the key, its type and its money).
@@ -139,7 +143,7 @@ class Shaper:
             else:
                 row.update(draft.columns)
                 row["event_id"] = self._event_id(draft.key, row, draft.ts_from_file)
-                return Shaped(table, row, draft.dropped)
+                return Shaped(table, row, draft.dropped, draft.ledger)
         raise AssertionError("unreachable: every pass drops a field or returns")  # pragma: no cover
 
     def _drop(self, rejection: Rejection, n: int, draft: _Draft) -> None:
@@ -213,7 +217,27 @@ class Shaper:
         }
         aliases = {"ts": "joined_at"} | ({"birth_year": "birth_date"} if "birth_year" not in values else {})
         columns = self._people(values, n, dropped)
-        return _Draft(event, member_id, when is not None, aliases, columns=columns, dropped=dropped)
+        ledger = self._consents(values, member_id, when, n, dropped)
+        return _Draft(event, member_id, when is not None, aliases, columns=columns, dropped=dropped, ledger=ledger)
+
+    def _consents(
+        self, values: Mapping[str, Any], member_id: str, joined: datetime | None, n: int, dropped: list[Dropped]
+    ) -> list[tuple[str, dict[str, Any]]]:
+        """Consent and subscription columns (shared/offline_import/consents.py), dated by consent_at,
+        else the join date, else the export."""
+        if not any(name in values for name in consents.FIELDS if name != "consent_at"):
+            return []
+        when = None
+        if "consent_at" in values:
+            when = _optional(
+                dropped, "consent_at", parse_time, values["consent_at"], self.job.tz, f"line {n}: consent_at"
+            )
+        rows, problems = consents.ledger_rows(
+            values, self.job.site_id, member_id, when or joined or self.job.as_of, self.ctx.collected_at,
+            self.job.request_id, n,
+        )  # fmt: skip
+        dropped.extend(_dropped(name, rejection) for name, rejection in problems)
+        return rows
 
     def _people(self, values: Mapping[str, Any], n: int, dropped: list[Dropped]) -> dict[str, Any]:
         """Name and region columns: names split by `resolve_names`, Korean regions named as geo names them."""

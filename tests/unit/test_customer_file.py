@@ -8,6 +8,7 @@ taken from coreutils' sha256sum, so a change of encoding (UTF-8 for Hangul) cann
 from __future__ import annotations
 
 import hashlib
+import re
 import unicodedata
 
 import pytest
@@ -299,3 +300,12 @@ def test_any_profile_hashes_without_raising_and_without_empty_digests(values: li
     assert EMPTY_SHA256 not in row
     for key, value in zip(KEYS, row, strict=True):
         assert value is None or (value != "" and (key in UNHASHED or len(value) == 64))
+
+
+def test_the_publish_bench_runs_and_ends_with_its_ratio(capsys: pytest.CaptureFixture[str]) -> None:
+    """A small run of `scripts/bench publish`: its digests are checked against the bare loop's."""
+    from benchmarks import publish
+
+    assert publish.main(["--profiles", "2500", "--batch", "1000"]) == 0
+    last = capsys.readouterr().out.splitlines()[-1]
+    assert re.fullmatch(r"publish hash ratio: \d+\.\d\d", last), last

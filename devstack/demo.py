@@ -189,7 +189,7 @@ def refine_and_segment(pipeline: LocalPipeline, days: int, out: Path, timings: T
     from datetime import UTC, datetime, timedelta
 
     from cli.refine import backfill
-    from devstack import consent_demo
+    from devstack import consent_demo, preferences_demo
     from shared.adapters.firestore_store import FirestoreStore
     from shared.config import LOCAL_PRIVACY_SALT
     from shared.services import discover, segments
@@ -219,6 +219,10 @@ def refine_and_segment(pipeline: LocalPipeline, days: int, out: Path, timings: T
         profiles = warehouse.query("SELECT COUNT(*) AS n, COUNTIF(is_member) AS members FROM refined.profiles")[0]
     finally:
         warehouse.close()
+    with timings.stage("preference centre"):
+        preferences_report, preferences_ok = preferences_demo.run(
+            pipeline, SITE_ID, out / "logs", now, LOCAL_PRIVACY_SALT
+        )
     print(f"Refinement: {run.status} in {timings.stages['refine']:.1f}s; rows {run.rows}")
     print(f"  profiles {profiles['n']:,} (members {profiles['members']:,})")
     print("  RFM groups (customers with an order in the period)")
@@ -235,7 +239,8 @@ def refine_and_segment(pipeline: LocalPipeline, days: int, out: Path, timings: T
     for segment_id, error in sorted(built.failed.items()):
         print(f"    {segment_id:<40} FAILED: {error}")
     print(consent_report)
-    return run.status == "succeeded" and not built.failed and not built.invalid
+    print(preferences_report)
+    return run.status == "succeeded" and not built.failed and not built.invalid and preferences_ok
 
 
 def main(argv: list[str] | None = None) -> int:

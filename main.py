@@ -10,6 +10,7 @@ from functions.discover.main import discover
 from functions.load_dead_letters.main import load_dead_letters
 from functions.load_events.main import load_events
 from functions.preferences.main import preferences
+from functions.privacy_requests.main import privacy_requests
 from functions.refine.main import refine
 from functions.sync_schedules.main import sync_schedules
 from functions.validate_config.main import validate_config
@@ -21,6 +22,7 @@ __all__ = [
     "load_dead_letters",
     "load_events",
     "preferences",
+    "privacy_requests",
     "refine",
     "sync_schedules",
     "validate_config",

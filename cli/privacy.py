@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from shared import bootstrap
+from shared.adapters.folder_blobs import FolderBlobs
 from shared.config import ConfigError, Settings
 from shared.ports import DocumentStore, TransientError
 from shared.privacy.receipts import DONE, Receipt
@@ -85,14 +86,15 @@ def _documents(settings: Settings, choice: str) -> DocumentStore | None:
     return bootstrap.build_documents(settings) if wanted else None
 
 
-def run(args: argparse.Namespace, settings: Settings, request: PrivacyRequest, salt: str) -> Receipt:
+def run(args: argparse.Namespace, settings: Settings, request: PrivacyRequest) -> Receipt:
     warehouse = bootstrap.build_warehouse(settings)
     documents = _documents(settings, args.documents)
+    ports = bootstrap.build_privacy_ports(settings, warehouse, FolderBlobs(settings.privacy.export_dir))
     try:
         if args.kind == "export":
-            blobs = bootstrap.build_export_blobs(settings)
+            assert ports.blobs is not None
             [receipt] = privacy.export(
-                warehouse, [request], blobs=blobs, now=datetime.now(UTC), documents=documents, sites=settings.sites
+                warehouse, [request], blobs=ports.blobs, now=datetime.now(UTC), documents=documents, sites=ports.sites
             )
             return receipt
         deadline = time.monotonic() + args.wait * 60
@@ -101,12 +103,12 @@ def run(args: argparse.Namespace, settings: Settings, request: PrivacyRequest, s
             [receipt] = privacy.erase(
                 warehouse,
                 [request],
-                salt=salt,
+                salt=ports.salt,
                 now=now,
-                removals=bootstrap.build_audience_removals(warehouse),
+                removals=ports.removals,
                 documents=documents,
-                dml=bootstrap.privacy_dml(settings, now),
-                sites=settings.sites,
+                dml=ports.dml(now),
+                sites=ports.sites,
             )
             if receipt.status == DONE or time.monotonic() >= deadline:
                 return receipt
@@ -121,8 +123,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = _settings(args.out)
         request = request_from(args)
-        salt = settings.privacy.require_salt()  # before anything is opened: hashing needs it
-        receipt = run(args, settings, request, salt)
+        settings.privacy.require_salt()  # before anything is opened: hashing needs it
+        receipt = run(args, settings, request)
     except RequestError as exc:
         print(f"privacy: {exc.field}: {exc.reason}", file=sys.stderr)
         return 2

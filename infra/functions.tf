@@ -115,6 +115,20 @@ locals {
       timeout       = 540
     }
 
+    privacy_requests = {
+      description = "Erases or exports the people the pending Firestore privacy_requests name, in batches, and writes each receipt back (jobs message {\"job\": \"privacy_requests\"})."
+      trigger     = { type = "pubsub", topic = "jobs", filter = "attributes.job = \"privacy_requests\"" }
+      # Suppresses erased identifiers as salted hashes (privacy.suppressions).
+      secrets = { CDP_PRIVACY_SALT = "privacy-salt" }
+      # One run at a time: two runs would take the same pending requests. The statements run in
+      # BigQuery (one per table per batch of 100); the function waits for them.
+      memory        = "1Gi"
+      cpu           = "1"
+      concurrency   = 1
+      max_instances = 1
+      timeout       = 540
+    }
+
     sync_schedules = {
       description = "Makes the Cloud Scheduler jobs <prefix>-seg-* match the schedules of the Firestore segments (jobs message {\"job\": \"sync_schedules\"})."
       trigger     = { type = "pubsub", topic = "jobs", filter = "attributes.job = \"sync_schedules\"" }

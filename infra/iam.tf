@@ -82,6 +82,25 @@ locals {
       # Records each edit in the audit log (shared/services/audit.py).
       { role = "custom:stream_rows", on = "table:audit.config_changes" },
     ]
+    privacy_requests = [
+      { role = "roles/bigquery.jobUser", on = "project" },
+      # Finds and deletes a person's rows: in the raw tables one by one (no dataset-wide role may
+      # rewrite the system of record), in the derived datasets whole; adds to privacy.suppressions.
+      { role = "roles/bigquery.dataEditor", on = "table:raw.page" },
+      { role = "roles/bigquery.dataEditor", on = "table:raw.land" },
+      { role = "roles/bigquery.dataEditor", on = "table:raw.user" },
+      { role = "roles/bigquery.dataEditor", on = "table:raw.conv" },
+      { role = "roles/bigquery.dataEditor", on = "table:raw.event" },
+      { role = "roles/bigquery.dataEditor", on = "table:raw.consent" },
+      { role = "roles/bigquery.dataEditor", on = "table:raw.subscription" },
+      { role = "roles/bigquery.dataEditor", on = "table:raw.bad_rows" },
+      { role = "roles/bigquery.dataEditor", on = "dataset:refined" },
+      { role = "roles/bigquery.dataEditor", on = "dataset:audiences" },
+      { role = "roles/bigquery.dataEditor", on = "dataset:privacy" },
+      # Reads and answers privacy_requests, deletes documents naming the person, records `runs`.
+      { role = "roles/datastore.user", on = "project" },
+      { role = "roles/secretmanager.secretAccessor", on = "secret:privacy-salt" },
+    ]
     sync_schedules = [
       # Reads `segments`, writes status.schedule and `runs`.
       { role = "roles/datastore.user", on = "project" },

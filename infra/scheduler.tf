@@ -25,6 +25,12 @@ locals {
       schedule    = "20 6 * * *"
       description = "Find and explain the K-Means discovery segments."
     }
+    # Privacy requests written to Firestore are processed within 30 minutes; an erasure left
+    # pending by rows still in BigQuery's streaming buffer is retried by the next run.
+    privacy_requests = {
+      schedule    = "10,40 * * * *"
+      description = "Erase or export the people pending privacy requests name."
+    }
     # Segment schedules edited in Firestore reach Cloud Scheduler within 10 minutes.
     sync_schedules = {
       schedule    = "*/10 * * * *"

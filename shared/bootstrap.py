@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import TYPE_CHECKING, Generic, TypeVar
 
 from shared.beacons import Limits
-from shared.config import ConfigError, ScheduleSettings, Settings, get_settings
+from shared.config import ScheduleSettings, Settings, get_settings
 from shared.logs import configure_logging
 from shared.ports import DocumentStore, EventBus, JobScheduler, Warehouse
 from shared.ports.blobs import BlobStore
@@ -20,8 +20,7 @@ from shared.schema import table_specs
 from shared.services.collect import CollectorConfig
 
 if TYPE_CHECKING:
-    from shared.privacy.removals import AudienceRemovals
-    from shared.privacy.statements import Dml
+    from shared.services.privacy import PrivacyPorts
     from shared.services.refine import RefineSettings
 
 
@@ -77,30 +76,36 @@ def build_collector_config(settings: Settings) -> CollectorConfig:
     )
 
 
-def build_export_blobs(settings: Settings) -> BlobStore:
-    """Where privacy exports go: a folder (CDP_PRIVACY_EXPORT_DIR); a bucket adapter comes with GCS."""
-    if settings.privacy.export_bucket:
-        raise ConfigError(
-            "CDP_PRIVACY_EXPORT_BUCKET: exports to Cloud Storage are not built yet; set CDP_PRIVACY_EXPORT_DIR"
-        )
+def build_export_blobs(settings: Settings) -> BlobStore | None:
+    """Where privacy exports go: a folder locally (CDP_PRIVACY_EXPORT_DIR). None on GCP until the
+    Cloud Storage adapter exists: a function has no folder that outlives it, so exports wait."""
+    if settings.privacy.export_bucket or settings.warehouse == "bigquery":
+        return None
     from shared.adapters.folder_blobs import FolderBlobs
 
     return FolderBlobs(settings.privacy.export_dir)
 
 
-def build_audience_removals(warehouse: Warehouse) -> AudienceRemovals:
-    """The erasure hook into publishing: recorded in privacy.audience_removals until publishing
-    provides one that removes people from the ad platforms' audiences at once."""
+def build_privacy_ports(settings: Settings, warehouse: Warehouse, blobs: BlobStore | None = None) -> PrivacyPorts:
+    """Privacy requests' ports; fails here, at cold start, when the suppression salt is missing.
+
+    Audience removals are recorded in privacy.audience_removals until publishing provides a hook
+    that removes people from the ad platforms' audiences at once. On BigQuery deletes leave rows
+    that may still be in the streaming buffer, for a later run.
+    """
     from shared.privacy.removals import RemovalQueue
+    from shared.privacy.statements import STREAMING_BUFFER
+    from shared.services.privacy import PrivacyPorts
 
-    return RemovalQueue(warehouse)
-
-
-def privacy_dml(settings: Settings, now: datetime) -> Dml:
-    """How erasures write deletes here: on BigQuery they leave rows that may still be streaming."""
-    from shared.privacy.statements import STREAMING_BUFFER, Dml
-
-    return Dml(settled_before=now - STREAMING_BUFFER if settings.warehouse == "bigquery" else None)
+    return PrivacyPorts(
+        warehouse=warehouse,
+        removals=RemovalQueue(warehouse),
+        blobs=blobs if blobs is not None else build_export_blobs(settings),
+        salt=settings.privacy.require_salt(),
+        streaming_buffer=STREAMING_BUFFER if settings.warehouse == "bigquery" else None,
+        batch_size=settings.privacy.batch_size,
+        sites=tuple(sorted(settings.sites)),
+    )
 
 
 T = TypeVar("T")
@@ -179,3 +184,8 @@ def refine_settings() -> RefineSettings:
     from shared.services.refine import RefineSettings
 
     return RefineSettings(privacy_salt=settings().privacy.require_salt())
+
+
+@once
+def privacy_ports() -> PrivacyPorts:
+    return build_privacy_ports(settings(), warehouse())

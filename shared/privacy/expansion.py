@@ -9,7 +9,8 @@ whole batch.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any
 
 from shared.ports import Warehouse
 from shared.privacy.statements import Keys
@@ -57,3 +58,26 @@ def expand(
             )
         result[request.request_id] = expansion
     return result
+
+
+def expansion_document(expansion: Expansion) -> dict[str, Any]:
+    """An expansion as a pending request's document keeps it for the retry: a retry must not lose
+    identities the first attempt already erased (site -> nodes and customer ids)."""
+    return {
+        site: {"nodes": sorted(i.node for i in keys.identifiers), "customers": sorted(keys.customers)}
+        for site, keys in expansion.items()
+    }
+
+
+def expansion_from_document(document: Mapping[str, Any]) -> Expansion:
+    """The inverse of expansion_document; ValueError for a document it did not write."""
+    expansion: Expansion = {}
+    for site, data in document.items():
+        identifiers = set()
+        for node in data["nodes"]:
+            id_type, _, value = str(node).partition(":")
+            if not value:
+                raise ValueError(f"not an identity node: {node!r}")
+            identifiers.add(Identifier(id_type, value))
+        expansion[site] = Keys(site, frozenset(identifiers), frozenset(map(str, data["customers"])))
+    return expansion

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from shared.privacy.expansion import Expansion
 
 PENDING, DONE, ERROR = "pending", "done", "error"
 
@@ -41,6 +44,9 @@ class Receipt:
     verified_at: datetime | None = None
     finished_at: datetime | None = None
     error: dict[str, str] | None = None
+    # What the request expanded to: never in document() or summary() (it names the person); a
+    # pending request keeps it on its Firestore document for the retry.
+    expansion: Expansion | None = field(default=None, repr=False)
 
     def count(self, table: str) -> TableCount:
         return self.tables.setdefault(table, TableCount())

@@ -16,30 +16,66 @@ and nothing that brings the person back:
 5. verify: find again; the request is done only when no row is left anywhere. Only then are its
    refined.identities rows deleted (and verified): they are what expansion reads, so a request
    that stays pending keeps them for its retry.
+
+process_requests is the entry point's job: it takes the pending documents of Firestore
+`privacy_requests`, runs them in batches and writes each receipt back on its document.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Collection, Iterator, Mapping, Sequence
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from functools import reduce
 from typing import Any, TypeVar
 
 from shared.ports import DocumentStore, RowsStillStreaming, Warehouse
 from shared.ports.blobs import BlobStore
-from shared.privacy.documents import COLLECTIONS, DocumentKey, erase_documents, find_documents
-from shared.privacy.expansion import Expansion, expand
+from shared.privacy.documents import COLLECTIONS, REQUESTS, DocumentKey, erase_documents, find_documents
+from shared.privacy.expansion import Expansion, expand, expansion_document, expansion_from_document
 from shared.privacy.exports import write_export
-from shared.privacy.receipts import DONE, PENDING, Receipt
+from shared.privacy.receipts import DONE, ERROR, PENDING, Receipt
 from shared.privacy.removals import AudienceRemovals
 from shared.privacy.statements import KEY_PREFIX, Dml, Keys, Owners, Plan, plan
-from shared.privacy.subjects import Identifier, PrivacyRequest
-from shared.privacy.suppression import suppress
+from shared.privacy.subjects import FIELDS, Identifier, PrivacyRequest, RequestError, parse_request
+from shared.privacy.suppression import hashes_of, suppress
+from shared.runs import Run, recorded
 from shared.schema import IDENTIFIER_TYPES, TableSpec, table_specs
 
 EXPANSION_READS = "refined.identities"  # erased last: a retry's expansion reads it
+JOB = "privacy_requests"
 T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class PrivacyPorts:
+    """What privacy requests need, built by the composition root (shared/bootstrap.py)."""
+
+    warehouse: Warehouse
+    removals: AudienceRemovals
+    blobs: BlobStore | None  # None: exports cannot be written here yet (they wait, pending)
+    salt: str = field(repr=False)
+    streaming_buffer: timedelta | None = None  # BigQuery: deletes skip rows this recent
+    batch_size: int = 100
+    sites: tuple[str, ...] = ()
+
+    def dml(self, now: datetime) -> Dml:
+        return Dml(settled_before=now - self.streaming_buffer if self.streaming_buffer else None)
+
+
+@dataclass(kw_only=True)
+class PrivacyRun(Run):
+    """A run of process_requests: its `runs` document."""
+
+    requests: int = 0
+    done: int = 0
+    pending: int = 0
+    refused: int = 0
+
+    def document(self) -> dict[str, Any]:
+        counts = {"requests": self.requests, "done": self.done, "pending": self.pending, "refused": self.refused}
+        return super().document() | counts
 
 
 def subject_tables(specs: Sequence[TableSpec] | None = None) -> list[TableSpec]:
@@ -240,8 +276,108 @@ def _add(total: dict[str, int], more: Mapping[str, int]) -> dict[str, int]:
 
 
 def _describe(receipt: Receipt, expansion: Expansion) -> None:
-    """Counts of what the request expanded to, without naming any identifier."""
+    """Counts of what the request expanded to, without naming any identifier (the expansion itself
+    rides along for the caller to keep on a pending request, outside the receipt's document)."""
+    receipt.expansion = expansion
     receipt.sites = sorted(expansion)
     identifiers = {i for keys in expansion.values() for i in keys.identifiers}
     receipt.identifiers = {t: sum(1 for i in identifiers if i.type == t) for t in IDENTIFIER_TYPES}
     receipt.identifiers["customers"] = len({c for keys in expansion.values() for c in keys.customers})
+
+
+def process_requests(
+    documents: DocumentStore,
+    ports: PrivacyPorts,
+    now: datetime,
+    run_id: str | None = None,
+    collections: Mapping[str, tuple[DocumentKey, ...]] = COLLECTIONS,
+) -> PrivacyRun:
+    """Run every pending request of Firestore `privacy_requests` in batches; write each receipt back.
+
+    A document without a status (new) or with status.state pending is taken. One that cannot be
+    parsed gets status.state error with the field and reason, and nothing else is written for it.
+    A finished request keeps its receipt, and its identifiers are replaced by their suppression
+    hashes (identifier_hashes), so the record proves what was done without naming the person; a
+    pending one keeps its identifiers and the expansion its retry needs.
+    """
+    run = PrivacyRun(job=JOB, run_id=run_id or f"{JOB}-{now:%Y%m%dT%H%M%S%f}", started_at=now)
+    with recorded(documents, run):
+        requests, kept = [], {}
+        for doc_id, doc in documents.list(REQUESTS):
+            status = doc.get("status")
+            if isinstance(status, Mapping) and status.get("state") != PENDING:
+                continue
+            run.requests += 1
+            try:
+                request = parse_request(doc_id, doc)
+                if isinstance(status, Mapping) and status.get("expansion"):
+                    kept[doc_id] = expansion_from_document(status["expansion"])
+            except (RequestError, ValueError, KeyError) as exc:
+                path, reason = (exc.field, exc.reason) if isinstance(exc, RequestError) else ("status", str(exc))
+                error = {"state": ERROR, "error": {"field": path, "reason": reason}, "updated_at": now}
+                documents.set(REQUESTS, doc_id, {"status": error}, merge=True)
+                run.refused += 1
+                continue
+            requests.append(request)
+        receipts: list[tuple[PrivacyRequest, Receipt]] = []
+        # exports first: a person who asks for a copy and for erasure gets the copy
+        exports = [r for r in requests if r.kind == "export"]
+        if ports.blobs is not None:
+            for batch in batches(exports, ports.batch_size):
+                done = export(
+                    ports.warehouse,
+                    batch,
+                    blobs=ports.blobs,
+                    now=now,
+                    documents=documents,
+                    sites=ports.sites,
+                    collections=collections,
+                )
+                receipts += zip(batch, done, strict=True)
+        erasures = [r for r in requests if r.kind == "erase"]
+        for batch in batches(erasures, ports.batch_size):
+            done = erase(
+                ports.warehouse,
+                batch,
+                salt=ports.salt,
+                now=now,
+                removals=ports.removals,
+                documents=documents,
+                dml=ports.dml(now),
+                sites=ports.sites,
+                expansions={r.request_id: kept[r.request_id] for r in batch if r.request_id in kept},
+                collections=collections,
+            )
+            receipts += zip(batch, done, strict=True)
+        for request, receipt in receipts:
+            _write_back(documents, request, receipt, ports.salt, kept.get(request.request_id), now)
+            run.done += receipt.status == DONE
+            run.pending += receipt.status == PENDING
+        if ports.blobs is None:
+            for request in exports:  # valid, and kept until this deployment can write exports
+                waiting = {"state": PENDING, "waiting": ["export storage"], "updated_at": now}
+                documents.set(REQUESTS, request.request_id, {"status": waiting}, merge=True)
+                run.pending += 1
+    return run
+
+
+def _write_back(
+    documents: DocumentStore,
+    request: PrivacyRequest,
+    receipt: Receipt,
+    salt: str,
+    kept: Expansion | None,
+    now: datetime,
+) -> None:
+    """The receipt onto the request's document: state, receipt; and the identifiers' fate."""
+    status: dict[str, Any] = {"state": receipt.status, "receipt": receipt.document(), "updated_at": now}
+    update: dict[str, Any] = {"status": status}
+    if receipt.status == PENDING and receipt.kind == "erase":
+        expansion = kept or receipt.expansion
+        if expansion is not None:
+            status["expansion"] = expansion_document(expansion)
+    if receipt.status == DONE:
+        sites = receipt.sites or ([request.site_id] if request.site_id else [])
+        update |= {name: None for name in FIELDS.values()}
+        update["identifier_hashes"] = {site: hashes_of(salt, site, request.identifiers) for site in sites}
+    documents.set(REQUESTS, request.request_id, update, merge=True)

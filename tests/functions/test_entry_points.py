@@ -37,12 +37,19 @@ SIGNATURES = {
     "load_dead_letters": CLOUD_EVENT,
     "load_events": CLOUD_EVENT,
     "preferences": HTTP,
+    "privacy_requests": CLOUD_EVENT,
     "refine": CLOUD_EVENT,
     "sync_schedules": CLOUD_EVENT,
     "validate_config": CLOUD_EVENT,
 }
 # A message for another job: the `jobs` topic reaches every job function (the emulator ignores filters).
-OTHER_JOB = {"refine": "discover", "discover": "refine", "build_segments": "sync_schedules", "sync_schedules": "refine"}
+OTHER_JOB = {
+    "refine": "discover",
+    "discover": "refine",
+    "build_segments": "sync_schedules",
+    "sync_schedules": "refine",
+    "privacy_requests": "refine",
+}
 ENV = {
     "CDP_PROJECT": "cdp-test",
     "CDP_SITES": json.dumps({"test-shop": {"origins": ["https://shop.example"]}}),

@@ -330,7 +330,7 @@ def test_function_settings_are_settings_the_code_reads(locals_: dict[str, Any]) 
 
 
 # The scheduled jobs and the functions that run them (same name): one run at a time each.
-JOB_FUNCTIONS = {"refine", "discover", "build_segments", "sync_schedules"}
+JOB_FUNCTIONS = {"refine", "discover", "build_segments", "sync_schedules", "privacy_requests"}
 # Service account IDs are at most 30 characters; variables.tf allows prefixes of up to 8.
 LONGEST_PREFIX = 8
 
@@ -793,8 +793,9 @@ def test_secrets_exist_and_are_bound_only_where_granted(locals_: dict[str, Any])
     assert readers == {"collect", "load_events"}
     # The suppression salt: refinement drops the identifiers privacy erasures suppressed.
     holders = {n for n, f in locals_["functions"].items() if "privacy-salt" in f.get("secrets", {}).values()}
-    assert holders == {"refine"}
+    assert holders == {"refine", "privacy_requests"}
     assert locals_["functions"]["refine"]["secrets"] == {"CDP_PRIVACY_SALT": "privacy-salt"}
+    assert locals_["functions"]["privacy_requests"]["secrets"] == {"CDP_PRIVACY_SALT": "privacy-salt"}
 
 
 def test_generated_secrets_never_reach_the_state(locals_: dict[str, Any], tf: dict[str, dict[str, Any]]) -> None:

@@ -393,9 +393,10 @@ class _ObservedApi(FacebookAdsApi):  # type: ignore[misc]
         if response.status() >= 400:
             # FacebookResponse.is_success() takes any non-JSON body for a success ("Too Many Requests"
             # from a front end, an HTML 502 page): the status decides here.
+            where = path if isinstance(path, str) else "/".join(map(str, path))
             raise FacebookRequestError(
                 "Call was not successful",
-                {"method": method, "path": path},
+                {"method": method, "path": where},
                 response.status(),
                 response.headers(),
                 response.body(),

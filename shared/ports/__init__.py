@@ -5,6 +5,20 @@ Services take these as parameters; adapters in shared/adapters implement them; t
 The names are re-exported here so callers can write `from shared.ports import Warehouse`.
 """
 
+from shared.ports.audiences import (
+    AudienceDestination,
+    AudienceGone,
+    AudienceInfo,
+    BatchResult,
+    DestinationError,
+    DestinationUnavailable,
+    PolicyBlocked,
+    SessionStuck,
+    Throttled,
+    TokenExpired,
+    UploadSession,
+    Usage,
+)
 from shared.ports.bus import EventBus
 from shared.ports.documents import DocumentStore
 from shared.ports.errors import JobRejected, RowsStillStreaming, TransientError
@@ -12,6 +26,12 @@ from shared.ports.scheduler import JobScheduler, JobSpec
 from shared.ports.warehouse import InsertResult, MLWarehouse, RowError, Warehouse
 
 __all__ = [
+    "AudienceDestination",
+    "AudienceGone",
+    "AudienceInfo",
+    "BatchResult",
+    "DestinationError",
+    "DestinationUnavailable",
     "DocumentStore",
     "EventBus",
     "InsertResult",
@@ -19,8 +39,14 @@ __all__ = [
     "JobScheduler",
     "JobSpec",
     "MLWarehouse",
+    "PolicyBlocked",
     "RowError",
     "RowsStillStreaming",
+    "SessionStuck",
+    "Throttled",
+    "TokenExpired",
     "TransientError",
+    "UploadSession",
+    "Usage",
     "Warehouse",
 ]

@@ -97,6 +97,8 @@ locals {
       { role = "roles/bigquery.dataEditor", on = "dataset:refined" },
       { role = "roles/bigquery.dataEditor", on = "dataset:audiences" },
       { role = "roles/bigquery.dataEditor", on = "dataset:privacy" },
+      # Records each request, by its id and hashes, in the audit log (shared/services/audit.py).
+      { role = "custom:stream_rows", on = "table:audit.config_changes" },
       # Reads and answers privacy_requests, deletes documents naming the person, records `runs`.
       { role = "roles/datastore.user", on = "project" },
       { role = "roles/secretmanager.secretAccessor", on = "secret:privacy-salt" },

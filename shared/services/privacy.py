@@ -42,6 +42,7 @@ from shared.privacy.subjects import FIELDS, Identifier, PrivacyRequest, RequestE
 from shared.privacy.suppression import hashes_of, suppress
 from shared.runs import Run, recorded
 from shared.schema import IDENTIFIER_TYPES, TableSpec, table_specs
+from shared.services.audit import record_change
 
 EXPANSION_READS = "refined.identities"  # erased last: a retry's expansion reads it
 JOB = "privacy_requests"
@@ -298,16 +299,21 @@ def process_requests(
     parsed gets status.state error with the field and reason, and nothing else is written for it.
     A finished request keeps its receipt, and its identifiers are replaced by their suppression
     hashes (identifier_hashes), so the record proves what was done without naming the person; a
-    pending one keeps its identifiers and the expansion its retry needs.
+    pending one keeps its identifiers and the expansion its retry needs. The audit log
+    (audit.config_changes: hashes and field names, never values) records each request when it is
+    first taken and again when its identifiers are replaced.
     """
     run = PrivacyRun(job=JOB, run_id=run_id or f"{JOB}-{now:%Y%m%dT%H%M%S%f}", started_at=now)
     with recorded(documents, run):
         requests, kept = [], {}
-        for doc_id, doc in documents.list(REQUESTS):
+        originals = dict(documents.list(REQUESTS))
+        for doc_id, doc in originals.items():
             status = doc.get("status")
             if isinstance(status, Mapping) and status.get("state") != PENDING:
                 continue
             run.requests += 1
+            if status is None:
+                record_change(ports.warehouse, REQUESTS, doc_id, None, _written(doc), JOB, recorded_at=now)
             try:
                 request = parse_request(doc_id, doc)
                 if isinstance(status, Mapping) and status.get("expansion"):
@@ -350,7 +356,10 @@ def process_requests(
             )
             receipts += zip(batch, done, strict=True)
         for request, receipt in receipts:
-            _write_back(documents, request, receipt, ports.salt, kept.get(request.request_id), now)
+            update = _write_back(documents, request, receipt, ports.salt, kept.get(request.request_id), now)
+            before = _written(originals[request.request_id])
+            after = _written({**before, **update})
+            record_change(ports.warehouse, REQUESTS, request.request_id, before, after, JOB, recorded_at=now)
             run.done += receipt.status == DONE
             run.pending += receipt.status == PENDING
         if ports.blobs is None:
@@ -368,8 +377,9 @@ def _write_back(
     salt: str,
     kept: Expansion | None,
     now: datetime,
-) -> None:
-    """The receipt onto the request's document: state, receipt; and the identifiers' fate."""
+) -> dict[str, Any]:
+    """The receipt onto the request's document: state, receipt; and the identifiers' fate. Returns
+    the fields written."""
     status: dict[str, Any] = {"state": receipt.status, "receipt": receipt.document(), "updated_at": now}
     update: dict[str, Any] = {"status": status}
     if receipt.status == PENDING and receipt.kind == "erase":
@@ -381,3 +391,9 @@ def _write_back(
         update |= {name: None for name in FIELDS.values()}
         update["identifier_hashes"] = {site: hashes_of(salt, site, request.identifiers) for site in sites}
     documents.set(REQUESTS, request.request_id, update, merge=True)
+    return update
+
+
+def _written(doc: Mapping[str, Any]) -> dict[str, Any]:
+    """A request's fields as a person wrote them, for the audit log: all but the status we write."""
+    return {key: value for key, value in doc.items() if key != "status"}

@@ -71,6 +71,23 @@ def test_pending_requests_are_processed_and_bad_ones_refused(tmp_path: Path) -> 
     assert w.query("select visitor_id from raw.page") == [{"visitor_id": "lee-v1"}]
     recorded = documents.get("runs", "run-1")
     assert recorded is not None and recorded["status"] == "succeeded" and recorded["done"] == 2
+    audit = w.query(
+        "select document_id, action, changed_fields, entry_point from audit.config_changes "
+        "where collection = 'privacy_requests' order by document_id, action"
+    )
+    assert [(a["document_id"], a["action"]) for a in audit] == [
+        ("r-empty", "created"),
+        ("r-kim", "created"),
+        ("r-kim", "updated"),
+        ("r-lee", "created"),
+        ("r-lee", "updated"),
+        ("r-typo", "created"),
+    ]
+    assert {a["entry_point"] for a in audit} == {"privacy_requests"}
+    kim_update = next(a for a in audit if a["document_id"] == "r-kim" and a["action"] == "updated")
+    assert list(kim_update["changed_fields"]) == ["email", "identifier_hashes"]
+    texts = repr(w.query("select * from audit.config_changes"))
+    assert "kim@example.com" not in texts and "lee-m" not in texts, "hashes only, never the identifiers"
 
 
 def test_a_pending_erasure_keeps_its_expansion_for_the_retry(tmp_path: Path) -> None:

@@ -453,15 +453,20 @@ def _read(audience: FakeAudience, fields: str) -> dict[str, Any]:
     return {"id": audience.audience_id} | {name: values[name] for name in wanted if name in values}
 
 
+def _json_object(raw: str, name: str) -> dict[str, Any] | GraphFailure:
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        value = None
+    return value if isinstance(value, dict) else invalid_parameter(f"Param {name} must be a JSON-encoded object")
+
+
 def _payload(raw: str | None) -> tuple[Schema, list[list[Any]]] | GraphFailure:
     if raw is None:
         return invalid_parameter("The parameter payload is required")
-    try:
-        payload = json.loads(raw)
-    except ValueError:
-        return invalid_parameter("Param payload must be a JSON-encoded object")
-    if not isinstance(payload, dict):
-        return invalid_parameter("Param payload must be a JSON-encoded object")
+    payload = _json_object(raw, "payload")
+    if isinstance(payload, GraphFailure):
+        return payload
     schema, data = payload.get("schema"), payload.get("data")
     if isinstance(schema, str):
         if schema not in SINGLE_KEY_SCHEMAS or not isinstance(data, list):
@@ -482,12 +487,9 @@ def _payload(raw: str | None) -> tuple[Schema, list[list[Any]]] | GraphFailure:
 def _session(raw: str | None, required: bool) -> dict[str, Any] | None | GraphFailure:
     if raw is None:
         return invalid_parameter("The parameter session is required") if required else None
-    try:
-        session = json.loads(raw)
-    except ValueError:
-        return invalid_parameter("Param session must be a JSON-encoded object")
-    if not isinstance(session, dict):
-        return invalid_parameter("Param session must be a JSON-encoded object")
+    session = _json_object(raw, "session")
+    if isinstance(session, GraphFailure):
+        return session
     session_id, seq, last = session.get("session_id"), session.get("batch_seq"), session.get("last_batch_flag")
     if not isinstance(session_id, int) or isinstance(session_id, bool) or session_id <= 0:
         return invalid_parameter("Param session[session_id] must be a positive integer")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Final, Protocol
+from typing import Any, Final, Protocol
 
 Row = tuple[str | None, ...]
 
@@ -140,17 +140,8 @@ class DestinationError(RuntimeError):
 class Throttled(DestinationError):
     """A rate limit (codes 17, 613, 80003, 80004 or HTTP 429): wait retry_after seconds and resume."""
 
-    def __init__(
-        self,
-        message: str,
-        *,
-        retry_after: float,
-        code: int | None = None,
-        subcode: int | None = None,
-        http_status: int | None = None,
-        trace_id: str | None = None,
-    ) -> None:
-        super().__init__(message, code=code, subcode=subcode, http_status=http_status, trace_id=trace_id)
+    def __init__(self, message: str, *, retry_after: float, **details: Any) -> None:
+        super().__init__(message, **details)
         self.retry_after = retry_after
 
 

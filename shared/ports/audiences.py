@@ -107,7 +107,8 @@ class AudienceInfo:
 
 @dataclass(frozen=True)
 class Usage:
-    """The rate-limit headers of the latest answer, so a caller slows down before it is throttled.
+    """The rate-limit headers of the latest answer that had them (Meta sends them once calls add
+    up), so a caller slows down before it is throttled.
 
     highest_percent is the largest of X-Business-Use-Case-Usage, X-Ad-Account-Usage and X-App-Usage
     (100 means throttled); regain_access_seconds is how long Meta says access stays blocked.

@@ -1069,6 +1069,10 @@ DEVICE_CASES = [
      "(KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36 Edg/120.0.0.0", "other"),
     ("hbbtv-set", "Mozilla/5.0 (Linux; Android 11; 55QLED) AppleWebKit/537.36 (KHTML, like Gecko) "
      "Chrome/96.0.4664.104 Safari/537.36 HbbTV/1.6.1 (+DRM; Maker; 55QLED; 1.0; 1.0;)", "other"),
+    ("android-box-smart-tv-lowercase", "Mozilla/5.0 (Linux; U; Android 9; Box X2; smart-tv) AppleWebKit/537.36 "
+     "(KHTML, like Gecko) Version/4.0 Safari/537.36", "other"),
+    ("opera-tv-omi", "Mozilla/5.0 (Linux ) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/108.0.0.0 Safari/537.36 "
+     "OPR/46.0.2207.0 OMI/4.23.2.96 Model/Maker-TV01", "other"),
     ("dalvik-on-a-phone", "Dalvik/2.1.0 (Linux; U; Android 14; SM-S921N Build/UP1A.231005.007)", "mobile"),
     ("app-http-stack-on-a-phone",
      "com.example.shop/3.2.1 (Linux; U; Android 13; ko_KR; SM-A536N Build/TP1A.220624.014) gzip", "mobile"),

@@ -44,6 +44,12 @@ _PHONE_SEPARATOR = r"[ .()-]?"
 EARLIEST: Final = date(1900, 1, 1)  # a partition filter that keeps every partition (BigQuery requires one)
 # How long BigQuery may keep streamed rows out of reach of DML: 30 minutes usually, up to 90.
 STREAMING_BUFFER: Final = timedelta(minutes=90)
+# The sweep of late rows (sweep_sql) reads the partitions of events dated up to this long before
+# their arrival (a tracker's queued batch); older late events cost a wider scan on every run, and
+# refinement drops their identifiers anyway, so the next erasure takes them.
+LATE_EVENT_DAYS: Final = timedelta(days=1)
+# What each sweep looks back over; the job runs every 30 minutes, so runs overlap.
+SWEEP_WINDOW: Final = timedelta(hours=3)
 
 
 @dataclass(frozen=True)
@@ -186,6 +192,45 @@ def plan(spec: TableSpec, keys: Keys, dml: Dml | None = None) -> Plan | None:
     site = "(site_id = @site_id or site_id is null)" if texts_only else "site_id = @site_id"
     where = f"{site}\n    and (\n        " + "\n        or ".join(conditions) + "\n    )"
     return Plan(spec, where, params, tuple(group), dml or Dml())
+
+
+def sweep_sql(
+    spec: TableSpec, arrived_since: datetime, salt: str, dml: Dml | None = None
+) -> tuple[str, dict[str, Any]] | None:
+    """Delete the rows of a streamed table that arrived since `arrived_since` and name an identifier
+    on the suppression list: a late beacon from an erased cookie, a replayed dead letter. Rows are
+    matched by hashing their identifiers with the salt, in the partitions of the last days
+    (LATE_EVENT_DAYS before arrived_since); free text cannot be hashed and is left to the next
+    erasure. None for a table that is not streamed (nothing arrives there on its own)."""
+    if not spec.arrival_column or not _NAME.fullmatch(spec.arrival_column):
+        return None
+    conditions = []
+    for key in spec.subject_keys:
+        if key.type in ("text", "customer", "node"):
+            continue
+        value = f"json_value({key.column}, '{key.json_path}')" if key.json_path else key.column
+        for id_type in key.identifier_types():
+            hashed = f"to_hex(sha256(concat(@privacy_salt, site_id, '|{id_type}|', {value})))"
+            condition = f"{hashed} in (select id_hash from privacy.suppressions)"
+            if key.type_column is not None:
+                labels = sorted(label for label, mapped in _type_map(key).items() if mapped == id_type)
+                if not all(_VALUE.fullmatch(label) for label in labels):
+                    continue
+                listed = ", ".join(f"'{label}'" for label in labels)
+                condition = f"({key.type_column} in ({listed}) and {condition})"
+            conditions.append(condition)
+    if not conditions:
+        return None
+    where = [f"{spec.arrival_column} >= @arrived_since"]
+    params: dict[str, Any] = {"arrived_since": arrived_since, "privacy_salt": salt}
+    if spec.partition_field:
+        where.append(f"{spec.partition_field} >= @partition_since")
+        params["partition_since"] = arrived_since.date() - LATE_EVENT_DAYS
+    if dml is not None and dml.settled_before is not None:
+        where.append(f"{spec.arrival_column} < @settled_before")
+        params["settled_before"] = dml.settled_before
+    where.append("(\n        " + "\n        or ".join(conditions) + "\n    )")
+    return f"delete from {spec.name}\nwhere " + "\n    and ".join(where), params
 
 
 def _condition(key: SubjectKey, keys: Keys, params: dict[str, Any]) -> str | None:

@@ -37,7 +37,7 @@ from shared.privacy.expansion import Expansion, expand, expansion_document, expa
 from shared.privacy.exports import write_export
 from shared.privacy.receipts import DONE, ERROR, PENDING, Receipt
 from shared.privacy.removals import AudienceRemovals
-from shared.privacy.statements import KEY_PREFIX, Dml, Keys, Owners, Plan, plan
+from shared.privacy.statements import KEY_PREFIX, SWEEP_WINDOW, Dml, Keys, Owners, Plan, plan, sweep_sql
 from shared.privacy.subjects import FIELDS, Identifier, PrivacyRequest, RequestError, parse_request
 from shared.privacy.suppression import hashes_of, suppress
 from shared.runs import Run, recorded
@@ -73,10 +73,11 @@ class PrivacyRun(Run):
     done: int = 0
     pending: int = 0
     refused: int = 0
+    swept: list[str] = field(default_factory=list)  # streamed tables checked for late rows
 
     def document(self) -> dict[str, Any]:
         counts = {"requests": self.requests, "done": self.done, "pending": self.pending, "refused": self.refused}
-        return super().document() | counts
+        return super().document() | counts | {"swept": list(self.swept)}
 
 
 def subject_tables(specs: Sequence[TableSpec] | None = None) -> list[TableSpec]:
@@ -84,6 +85,27 @@ def subject_tables(specs: Sequence[TableSpec] | None = None) -> list[TableSpec]:
     refined.identities last."""
     chosen = [s for s in (specs if specs is not None else table_specs().values()) if s.subject_keys]
     return sorted(chosen, key=lambda s: (s.name == EXPANSION_READS, s.name))
+
+
+def sweep(
+    warehouse: Warehouse,
+    salt: str,
+    arrived_since: datetime,
+    dml: Dml | None = None,
+    specs: Sequence[TableSpec] | None = None,
+) -> list[str]:
+    """Delete rows that arrived since `arrived_since` naming a suppressed identifier (a late beacon
+    from an erased cookie), one statement per streamed table; return the tables swept."""
+    swept = []
+    for spec in subject_tables(specs):
+        statement = sweep_sql(spec, arrived_since, salt, dml)
+        if statement is not None:
+            try:
+                warehouse.query(*statement)
+            except RowsStillStreaming:
+                continue  # the next run's window still holds these rows
+            swept.append(spec.name)
+    return swept
 
 
 def batches(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
@@ -299,7 +321,8 @@ def process_requests(
     parsed gets status.state error with the field and reason, and nothing else is written for it.
     A finished request keeps its receipt, and its identifiers are replaced by their suppression
     hashes (identifier_hashes), so the record proves what was done without naming the person; a
-    pending one keeps its identifiers and the expansion its retry needs. The audit log
+    pending one keeps its identifiers and the expansion its retry needs. Every run also sweeps the
+    rows that arrived lately and name an erased identifier (sweep). The audit log
     (audit.config_changes: hashes and field names, never values) records each request when it is
     first taken and again when its identifiers are replaced.
     """
@@ -362,6 +385,8 @@ def process_requests(
             record_change(ports.warehouse, REQUESTS, request.request_id, before, after, JOB, recorded_at=now)
             run.done += receipt.status == DONE
             run.pending += receipt.status == PENDING
+        buffer = ports.streaming_buffer or timedelta(0)
+        run.swept = sweep(ports.warehouse, ports.salt, now - buffer - SWEEP_WINDOW, ports.dml(now))
         if ports.blobs is None:
             for request in exports:  # valid, and kept until this deployment can write exports
                 waiting = {"state": PENDING, "waiting": ["export storage"], "updated_at": now}

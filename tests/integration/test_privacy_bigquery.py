@@ -17,7 +17,7 @@ from shared.adapters.bigquery_warehouse import BigQueryWarehouse
 from shared.adapters.folder_blobs import FolderBlobs
 from shared.privacy.removals import RemovalQueue
 from shared.privacy.subjects import build_request, identifier
-from shared.privacy.suppression import WarehouseSuppressions, id_hash
+from shared.privacy.suppression import WarehouseSuppressions, id_hash, suppress
 from shared.schema import table_specs
 from shared.services import privacy
 from shared.services import refine as refinement
@@ -91,3 +91,17 @@ def test_bigquery_exports_then_erases_a_batch(warehouse: BigQueryWarehouse, tmp_
         "select count(*) as n, countif(id_type is null or request_id is null) as bad from privacy.suppressions"
     )
     assert suppressed == {"n": 5 + 1, "bad": 0}  # kim's five identifiers and the unknown member x
+
+
+def test_bigquery_sweeps_a_late_row_of_an_erased_person(warehouse: BigQueryWarehouse) -> None:
+    suppress(warehouse, SALT, "shop", {identifier("visitor", "kim-v1"): "e-kim"}, NOW)  # adds nothing if erased
+    late = History()
+    late.count = 100
+    late.add("raw.page", "05-10 10:00", "kim-v1", page_path="/late")
+    late.add("raw.page", "05-10 10:00", "park-v1", page_path="/late")
+    for table, rows in late.rows.items():
+        assert not warehouse.insert_rows(table, rows, [r["event_id"] for r in rows]).errors
+    swept = privacy.sweep(warehouse, SALT, datetime(2026, 5, 10, 9, tzinfo=UTC))
+    assert "raw.page" in swept and "raw.consent" in swept
+    rows = warehouse.query("select visitor_id from raw.page where event_date = '2026-05-10'")
+    assert rows == [{"visitor_id": "park-v1"}]

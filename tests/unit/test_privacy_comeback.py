@@ -9,6 +9,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from shared.adapters.duckdb_warehouse import DuckDBWarehouse
+from shared.adapters.folder_blobs import FolderBlobs
 from shared.offline_import.mapping import plan_columns
 from shared.offline_import.runner import format_summary, run_import
 from shared.offline_import.shaping import ImportJob
@@ -19,6 +20,7 @@ from shared.privacy.suppression import WarehouseSuppressions
 from shared.services import privacy
 from shared.services import refine as refinement
 from tests.builders import History, new_warehouse
+from tests.fakes import FakeDocumentStore
 
 SITE = "shop"
 SALT = "test-salt"
@@ -102,3 +104,23 @@ def test_a_reimport_skips_the_records_of_erased_people(tmp_path: Path) -> None:
     members = warehouse.query("select member_id from raw.user where source = 'import'")
     assert members == [{"member_id": "dave-m"}]
     assert mentions(warehouse, "raw.bad_rows", "alice") == 0
+
+
+def test_each_run_sweeps_late_rows_of_erased_people_from_the_raw_tables(tmp_path: Path) -> None:
+    warehouse = erased_alice()
+    late = History()
+    late.count = 100
+    late.visit("05-10 10:00", "alice-v1", "/sale")  # arrives two hours before the run
+    late.add("raw.user", "05-10 10:01", "carol-v1", "carol-m", email="alice@example.com")
+    late.visit("05-10 10:30", "carol-v1", "/")
+    late.add("raw.page", "05-09 08:00", "alice-v1", collected="05-10 09:30", page_path="/old")  # a queued batch
+    late.load(warehouse)
+    ports = privacy.PrivacyPorts(warehouse, RemovalQueue(warehouse), FolderBlobs(tmp_path), SALT, sites=(SITE,))
+
+    run = privacy.process_requests(FakeDocumentStore(), ports, NOW)
+
+    assert {"raw.page", "raw.land", "raw.user", "raw.conv", "raw.consent", "raw.subscription"} <= set(run.swept)
+    assert "raw.bad_rows" not in run.swept, "free text cannot be hashed: left to the next erasure"
+    assert mentions(warehouse, "raw.page", "alice") == 0 and mentions(warehouse, "raw.land", "alice") == 0
+    assert mentions(warehouse, "raw.user", "alice@example.com") == 0, "a new member using the erased e-mail"
+    assert mentions(warehouse, "raw.page", "carol-v1") == 1 and mentions(warehouse, "raw.page", "bob-v1") == 1

@@ -11,7 +11,7 @@ import pytest
 import sqlglot
 
 from shared.adapters.bigquery_warehouse import qualify_tables
-from shared.privacy.statements import Dml, Keys, Owners, plan, text_pattern
+from shared.privacy.statements import Dml, Keys, Owners, plan, sweep_sql, text_pattern
 from shared.privacy.subjects import Identifier, RequestError, parse_request
 from shared.schema import table_spec
 from shared.services.privacy import subject_tables
@@ -176,3 +176,35 @@ def test_declarations_that_do_not_fit_their_table_are_refused() -> None:
         _check_subject(replace(page, subject_keys=(SubjectKey("nickname", "member"),)))
     with pytest.raises(ValueError, match="json_path"):
         _check_subject(replace(table_spec("raw.conv"), subject_keys=(SubjectKey("properties", "email"),)))
+
+
+def test_the_sweep_hashes_each_declared_identifier_of_streamed_tables_only() -> None:
+    since = datetime(2026, 5, 10, 9, tzinfo=UTC)
+    settled = Dml(settled_before=datetime(2026, 5, 10, 10, 30, tzinfo=UTC))
+    swept = {s.name: sweep_sql(s, since, "pepper", settled) for s in subject_tables()}
+    assert {name for name, statement in swept.items() if statement} == {
+        "raw.page",
+        "raw.land",
+        "raw.user",
+        "raw.conv",
+        "raw.event",
+        "raw.consent",
+        "raw.subscription",
+    }
+    sql, params = swept["raw.user"] or ("", {})
+    assert parameter_names(sql) == set(params) and to_duckdb(sql) and "pepper" not in sql
+    assert params["partition_since"] == date(2026, 5, 9) and params["settled_before"] == settled.settled_before
+    qualified = qualify_tables(sql, "acme", "cdp_")
+    assert (
+        "collected_at >= @arrived_since AND event_date >= @partition_since AND collected_at < @settled_before"
+        in qualified
+    )
+    assert (
+        "TO_HEX(SHA256(CONCAT(@privacy_salt, site_id, '|email|', email))) "
+        "IN (SELECT id_hash FROM `acme`.cdp_privacy.suppressions)" in qualified
+    )
+    consent, _ = swept["raw.consent"] or ("", {})
+    assert (
+        "(subject_type in ('email') and to_hex(sha256(concat(@privacy_salt, site_id, '|email|', subject_value)))"
+        in consent
+    )

@@ -100,16 +100,7 @@ def run(args: argparse.Namespace, settings: Settings, request: PrivacyRequest) -
         deadline = time.monotonic() + args.wait * 60
         while True:
             now = datetime.now(UTC)
-            [receipt] = privacy.erase(
-                warehouse,
-                [request],
-                salt=ports.salt,
-                now=now,
-                removals=ports.removals,
-                documents=documents,
-                dml=ports.dml(now),
-                sites=ports.sites,
-            )
+            [receipt] = privacy.erase_with(ports, [request], now, documents)
             if receipt.status == DONE or time.monotonic() >= deadline:
                 return receipt
             print(f"privacy: pending ({receipt.left} rows left); trying again in 5 minutes", file=sys.stderr)

@@ -175,6 +175,29 @@ def erase(
     return [receipts[r.request_id] for r in requests]
 
 
+def erase_with(
+    ports: PrivacyPorts,
+    requests: Sequence[PrivacyRequest],
+    now: datetime,
+    documents: DocumentStore | None = None,
+    expansions: Mapping[str, Expansion] | None = None,
+    collections: Mapping[str, tuple[DocumentKey, ...]] = COLLECTIONS,
+) -> list[Receipt]:
+    """erase with the ports the composition root built (the job and the command line)."""
+    return erase(
+        ports.warehouse,
+        requests,
+        salt=ports.salt,
+        now=now,
+        removals=ports.removals,
+        documents=documents,
+        dml=ports.dml(now),
+        sites=ports.sites,
+        expansions=expansions,
+        collections=collections,
+    )
+
+
 def export(
     warehouse: Warehouse,
     requests: Sequence[PrivacyRequest],
@@ -365,18 +388,8 @@ def process_requests(
                 receipts += zip(batch, done, strict=True)
         erasures = [r for r in requests if r.kind == "erase"]
         for batch in batches(erasures, ports.batch_size):
-            done = erase(
-                ports.warehouse,
-                batch,
-                salt=ports.salt,
-                now=now,
-                removals=ports.removals,
-                documents=documents,
-                dml=ports.dml(now),
-                sites=ports.sites,
-                expansions={r.request_id: kept[r.request_id] for r in batch if r.request_id in kept},
-                collections=collections,
-            )
+            kept_here = {r.request_id: kept[r.request_id] for r in batch if r.request_id in kept}
+            done = erase_with(ports, batch, now, documents, kept_here, collections)
             receipts += zip(batch, done, strict=True)
         for request, receipt in receipts:
             update = _write_back(documents, request, receipt, ports.salt, kept.get(request.request_id), now)

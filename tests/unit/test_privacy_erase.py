@@ -6,7 +6,7 @@ row of every table whole, so it does not depend on the declarations it tests."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -145,8 +145,8 @@ def warehouse() -> DuckDBWarehouse:
 def test_erasing_one_person_leaves_nothing_of_them_in_any_table_and_the_other_intact(
     warehouse: DuckDBWarehouse,
 ) -> None:
-    alice = ALICE.__class__(**{**vars(ALICE), "customer": customer_of(warehouse, ALICE.member)})
-    bob = BOB.__class__(**{**vars(BOB), "customer": customer_of(warehouse, BOB.member)})
+    alice = replace(ALICE, customer=customer_of(warehouse, ALICE.member))
+    bob = replace(BOB, customer=customer_of(warehouse, BOB.member))
     [second_browser] = warehouse.query("select customer_id from refined.identities where node = 'visitor:alice-v2'")
     assert second_browser["customer_id"] == alice.customer, "resolution joins alice-v2 through the e-mail"
     fill(warehouse, [alice, bob])

@@ -189,7 +189,7 @@ def refine_and_segment(pipeline: LocalPipeline, days: int, out: Path, timings: T
     from datetime import UTC, datetime, timedelta
 
     from cli.refine import backfill
-    from devstack import consent_demo, preferences_demo
+    from devstack import consent_demo, preferences_demo, privacy_demo
     from shared.adapters.firestore_store import FirestoreStore
     from shared.config import LOCAL_PRIVACY_SALT
     from shared.services import discover, segments
@@ -219,6 +219,8 @@ def refine_and_segment(pipeline: LocalPipeline, days: int, out: Path, timings: T
         profiles = warehouse.query("SELECT COUNT(*) AS n, COUNTIF(is_member) AS members FROM refined.profiles")[0]
     finally:
         warehouse.close()
+    with timings.stage("privacy requests"):
+        privacy_report, privacy_ok = privacy_demo.run(pipeline, SITE_ID, out, now)
     with timings.stage("preference centre"):
         preferences_report, preferences_ok = preferences_demo.run(
             pipeline, SITE_ID, out / "logs", now, LOCAL_PRIVACY_SALT
@@ -239,8 +241,9 @@ def refine_and_segment(pipeline: LocalPipeline, days: int, out: Path, timings: T
     for segment_id, error in sorted(built.failed.items()):
         print(f"    {segment_id:<40} FAILED: {error}")
     print(consent_report)
+    print(privacy_report)
     print(preferences_report)
-    return run.status == "succeeded" and not built.failed and not built.invalid and preferences_ok
+    return run.status == "succeeded" and not built.failed and not built.invalid and preferences_ok and privacy_ok
 
 
 def main(argv: list[str] | None = None) -> int:

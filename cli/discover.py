@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -30,6 +31,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--k", type=int, help="this k instead of the config's (auto) choice")
     args = parser.parse_args(argv)
 
+    # Out of the box against the local DuckDB file, as scripts/import and scripts/segments run.
+    os.environ.setdefault("CDP_PROJECT", os.environ.get("GOOGLE_CLOUD_PROJECT", "cdp-local"))
     documents = bootstrap.documents()
     override = None
     if args.k is not None:  # parse_config ignores the fields the job writes back

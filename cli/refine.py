@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -74,6 +75,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.date_from > args.date_to:
         parser.error(f"FROM {args.date_from} is after TO {args.date_to}")
 
+    # Out of the box against the local DuckDB file, as scripts/import and scripts/segments run.
+    os.environ.setdefault("CDP_PROJECT", os.environ.get("GOOGLE_CLOUD_PROJECT", "cdp-local"))
     warehouse = bootstrap.warehouse()
     documents = None if args.no_record else bootstrap.documents()
     now = datetime.now(UTC)

@@ -165,6 +165,7 @@ def test_the_handler_runs_its_job_and_ignores_others(monkeypatch: pytest.MonkeyP
     warehouse, documents = new_warehouse(small()), FakeDocumentStore()
     monkeypatch.setattr(bootstrap, "warehouse", lambda: warehouse)
     monkeypatch.setattr(bootstrap, "documents", lambda: documents)
+    monkeypatch.setattr(bootstrap, "refine_settings", lambda: refinement.RefineSettings(privacy_salt="test-salt"))
 
     handler(jobs_event({"job": "build_segments"}))
     handler(jobs_event({"job": "refine", "from": "2026-05-02", "to": "2026-05-01"}))  # rejected, acknowledged
@@ -181,6 +182,7 @@ def test_the_backfill_command(monkeypatch: pytest.MonkeyPatch, capsys: pytest.Ca
     warehouse = new_warehouse(small())
     monkeypatch.setattr(bootstrap, "warehouse", lambda: warehouse)
     monkeypatch.setattr(bootstrap, "documents", lambda: pytest.fail("--no-record must not reach Firestore"))
+    monkeypatch.setattr(bootstrap, "refine_settings", lambda: refinement.RefineSettings(privacy_salt="test-salt"))
     code = refine_cli.main(["backfill", "2026-05-08", "2026-05-10", "--chunk-days", "2", "--no-record"])
     assert code == 0
     printed = json.loads(capsys.readouterr().out.splitlines()[-1])

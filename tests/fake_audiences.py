@@ -31,6 +31,7 @@ from shared.ports.audiences import (
 )
 
 _HASH = re.compile(r"[0-9a-f]{64}")
+_BATCH_OPS = ("add", "remove", "replace")
 
 
 class Crash(BaseException):
@@ -64,7 +65,9 @@ class FakeAudiences:
     current_usage: Usage = field(default_factory=Usage)
     restricted: set[str] = field(default_factory=set)
     failures: list[BaseException] = field(default_factory=list)
-    crash_after_call: int | None = None  # the call that number (1-based) is applied, then Crash
+    fail_on_batch: dict[int, BaseException] = field(default_factory=dict)  # batch call number (from 1) -> raised
+    crash_after_call: int | None = None  # the batch call of that number is applied, then Crash
+    unreadable: frozenset[str] = frozenset()  # values the platform cannot read (counted invalid)
     _sessions: dict[str, _Session] = field(default_factory=dict)
     _ended: dict[tuple[str, int], _Session] = field(default_factory=dict)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(23850000000000001))
@@ -161,9 +164,11 @@ class FakeAudiences:
         self.calls.append(Call(op, audience_id, tuple(schema), list(rows), session))
         if self.failures:
             raise self.failures.pop(0)
+        if op in _BATCH_OPS and self._batch_calls() in self.fail_on_batch:
+            raise self.fail_on_batch.pop(self._batch_calls())
         if audience_id and op != "create" and audience_id not in self.members:
             raise AudienceGone(f"Object with ID '{audience_id}' does not exist", code=100, subcode=33)
-        if audience_id in self.restricted and op in ("add", "remove", "replace"):
+        if audience_id in self.restricted and op in _BATCH_OPS:
             raise PolicyBlocked("Audience Upload Blocked", code=100, subcode=1713230)
 
     def _batch(
@@ -174,14 +179,16 @@ class FakeAudiences:
         assert payload_bytes(schema, rows) <= MAX_BATCH_BYTES, payload_bytes(schema, rows)
         assert all(len(row) == len(schema) for row in rows)
         key = tuple(schema)
-        valid = {(key, row) for row in rows if _readable(key, row)}
-        result = BatchResult(
-            audience_id, len(rows), len(rows) - len(valid), {}, session.session_id if session else None
-        )
-        return result, valid
+        valid = {(key, row) for row in rows if _readable(key, row) and not self.unreadable & set(row)}
+        samples = {v: k for row in rows for k, v in zip(key, row, strict=True) if v in self.unreadable}
+        invalid = sum(1 for row in rows if (key, row) not in valid)
+        return BatchResult(audience_id, len(rows), invalid, samples, session.session_id if session else None), valid
+
+    def _batch_calls(self) -> int:
+        return sum(1 for c in self.calls if c.op in _BATCH_OPS)
 
     def _after(self, result: BatchResult) -> BatchResult:
-        applied = sum(1 for c in self.calls if c.op in ("add", "remove", "replace"))
+        applied = self._batch_calls()
         if self.crash_after_call is not None and applied >= self.crash_after_call:
             self.crash_after_call = None
             raise Crash(f"killed after call {applied}")

@@ -227,6 +227,7 @@ class Removal:
     keys: tuple[str, ...]
     row: Row
     reason: str
+    shared: bool = False  # another customer is to hold the same row: recorded, not sent
 
 
 def additions(
@@ -278,6 +279,7 @@ def removals(warehouse: Warehouse, publication_id: str, page_rows: int = PAGE_RO
                 tuple(r["keys"]),
                 sent(r["hashes"]),
                 str(r["reason"]),
+                bool(r["shared"]),
             )
             for r in rows
         ]

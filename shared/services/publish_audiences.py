@@ -297,7 +297,8 @@ class _Run:
 
     def remove(self) -> None:
         for page in removals(self.warehouse, self.publication.id, self.page_rows):
-            for keys, group in groupby(page, key=lambda r: r.keys):
+            self._record_shared([r for r in page if r.shared])
+            for keys, group in groupby((r for r in page if not r.shared), key=lambda r: r.keys):
                 rows = list(group)
                 for part in self._batches(keys, [r.row for r in rows]):
                     self._remove_batch(keys, rows[part])
@@ -308,6 +309,16 @@ class _Run:
         if not self.dry:
             ledger.record_removed(self.warehouse, self.publication.id, rows, run_id=self.run_id, at=self.now)
             self._logged("remove", self.seq, len(rows), result)
+        self._count_removed(rows)
+
+    def _record_shared(self, rows: list[Removal]) -> None:
+        """Rows another customer is to hold as well leave the ledger only: a removal would take
+        that customer out of the audience too."""
+        if rows and not self.dry:
+            ledger.record_removed(self.warehouse, self.publication.id, rows, run_id=self.run_id, at=self.now)
+        self._count_removed(rows)
+
+    def _count_removed(self, rows: list[Removal]) -> None:
         for row in rows:
             self.report.removed[row.reason] = self.report.removed.get(row.reason, 0) + 1
 

@@ -2,7 +2,7 @@
 -- the next publish run can send the platform the exact hashes to forget. A retried erasure copies
 -- nothing twice.
 insert into audiences.publication_erasures (
-    entry_id, publication_id, site_id, audience_id, customer_id, keys, hashes, requested_at
+    entry_id, publication_id, site_id, audience_id, customer_id, row_hash, keys, hashes, requested_at
 )
 select
     l.entry_id,
@@ -10,6 +10,7 @@ select
     l.site_id,
     l.audience_id,
     l.customer_id,
+    l.row_hash,
     l.keys,
     l.hashes,
     @requested_at as requested_at

@@ -4,6 +4,8 @@
 -- gate found a suppressed identifier), has another row now (key_changed; also when no key is left),
 -- is a member the gate refuses (no_consent), or left the segment. Then rows of erased customers that
 -- the erasure copied out of the ledger (publication_erasures) before deleting it.
+-- `shared`: another customer is to hold the very same row (a family's shared e-mail and phone);
+-- sending its removal would take them out too, so the row only leaves the ledger.
 with
 
 staged as (
@@ -27,6 +29,7 @@ copied as (
         entry_id,
         site_id,
         customer_id,
+        row_hash,
         keys,
         hashes,
         'erased' as reason
@@ -39,6 +42,7 @@ held as (
         l.entry_id,
         l.site_id,
         l.customer_id,
+        l.row_hash,
         l.keys,
         l.hashes,
         case
@@ -57,15 +61,25 @@ held as (
         and l.entry_id not in (select entry_id from copied)
 ),
 
+leaving as (
+    select * from held
+    union all
+    select * from copied
+),
+
 final as (
     select
-        array_to_string(keys, ',') as schema_key,
-        *
-    from (
-        select * from held
-        union all
-        select * from copied
-    )
+        array_to_string(r.keys, ',') as schema_key,
+        r.*,
+        exists (
+            select 1
+            from audiences.publication_staging as o
+            where
+                o.publication_id = @publication_id
+                and o.row_hash = r.row_hash
+                and o.customer_id != r.customer_id
+        ) as shared
+    from leaving as r
 )
 
 select * from final

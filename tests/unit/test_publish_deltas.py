@@ -1,0 +1,149 @@
+"""The delta's parts: row identity, request batches within both limits, rows two customers share,
+a multi-site segment, and the consent gate as a property: nobody without ad_user_data is uploaded."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from shared.activation.customer_file import hash_row
+from shared.activation.deltas import batches, row_hash, sent, stored
+from shared.ports.audiences import MAX_BATCH_BYTES, payload_bytes
+from shared.services import consent
+from shared.services.publish_audiences import publish
+from tests.builders import SALT
+from tests.fake_audiences import FakeAudiences
+from tests.publish_world import KEYS, SEGMENT, SITE, World, facebook, publication, segment
+
+HEX = "0123456789abcdef"
+
+
+def test_a_row_is_identified_by_its_schema_and_values() -> None:
+    row = ("a" * 64, None)
+    assert row_hash(("EMAIL", "PHONE"), row) != row_hash(("EMAIL", "FN"), row)
+    assert row_hash(("EMAIL", "PHONE"), row) != row_hash(("EMAIL", "PHONE"), ("a" * 64, "b" * 64))
+    assert row_hash(("EMAIL", "PHONE"), row) == row_hash(["EMAIL", "PHONE"], ["a" * 64, None])
+    assert sent(stored(row)) == row and stored(row) == ["a" * 64, ""]
+
+
+@given(
+    rows=st.lists(
+        st.tuples(st.sampled_from(["a" * 64, "b" * 64, None]), st.text(alphabet="김민지ab", max_size=30) | st.none()),
+        max_size=400,
+    ),
+    max_rows=st.integers(1, 50),
+    max_bytes=st.integers(200, 3000),
+)
+def test_batches_cover_the_rows_in_order_within_both_limits(
+    rows: list[tuple[str | None, str | None]], max_rows: int, max_bytes: int
+) -> None:
+    schema = ("EMAIL", "FN")
+    parts = list(batches(schema, rows, max_rows, max_bytes))
+    assert [i for part in parts for i in range(len(rows))[part]] == list(range(len(rows)))
+    for part in parts:
+        chunk = rows[part]
+        assert 1 <= len(chunk) <= max_rows and payload_bytes(schema, chunk) <= max_bytes
+    for before, after in zip(parts, parts[1:], strict=False):  # a batch ends only when the next row would not fit
+        chunk = rows[before.start : after.start + 1]
+        assert len(chunk) > max_rows or payload_bytes(schema, chunk) > max_bytes
+
+
+def test_sixty_kilobytes_of_four_keys_is_a_few_hundred_rows() -> None:
+    rows = [tuple(c * 64 for c in HEX[i % 16] * 4) for i in range(1000)]
+    sizes = [len(rows[part]) for part in batches(KEYS, rows)]
+    assert sizes == [222, 222, 222, 222, 112]  # 270 bytes a row
+    assert payload_bytes(KEYS, rows[:222]) <= MAX_BATCH_BYTES < payload_bytes(KEYS, rows[:223])
+
+
+def test_a_row_over_the_cap_is_refused() -> None:
+    try:
+        list(batches(("EXTERN_ID",), [("x" * 5000,)], max_bytes=1000))
+    except ValueError as error:
+        assert "over the 1,000-byte cap" in str(error)
+    else:
+        raise AssertionError("a row larger than a request was batched")
+
+
+def test_a_row_two_customers_share_leaves_the_ledger_without_a_removal() -> None:
+    world, port = World(), FakeAudiences()
+    mum = world.person("mum", email="family@example.com")
+    world.person("son", email="family@example.com")  # the same e-mail: the same row
+    audience = port.create_audience("vip", "", "USER_PROVIDED_ONLY")
+    pub = publication(audience, keys=["EMAIL"])
+    publish(world.warehouse, port, pub, facebook(), segment(), world.tick(), "r1", salt=SALT)
+    assert len(port.held(audience)) == 1
+    world.leave(mum)
+    report = publish(world.warehouse, port, pub, facebook(), segment(), world.tick(), "r2", salt=SALT)
+    assert report.removed == {"left_segment": 1} and port.sent("remove") == []
+    assert port.held(audience) == world.desired(("EMAIL",)) != set()
+    held = world.warehouse.query("select customer_id from audiences.publication_ledger where removed_at is null")
+    assert held == [{"customer_id": "c_son"}]
+
+
+def test_a_segment_of_every_site_is_gated_per_site() -> None:
+    world, port = World(), FakeAudiences()
+    world.person("ann", email="ann@example.com")
+    other = {
+        "membership_id": f"{SEGMENT}/c_zed",
+        "segment_id": SEGMENT,
+        "customer_id": "c_zed",
+        "site_id": "other",
+        "computed_at": world.clock.isoformat(),
+    }
+    world.warehouse.insert_rows("audiences.segment_members", [other], [other["membership_id"]])
+    audience = port.create_audience("vip", "", "USER_PROVIDED_ONLY")
+    report = publish(
+        world.warehouse, port, publication(audience), facebook(), segment(None), world.tick(), "r1", salt=SALT
+    )
+    assert (report.staged.members, report.staged.eligible, report.added) == (2, 1, 1)
+    staged = world.warehouse.query("select site_id, reason from audiences.publication_staging order by site_id")
+    assert staged == [{"site_id": "other", "reason": "no_consent"}, {"site_id": SITE, "reason": "eligible"}]
+
+
+PEOPLE = ("ann", "bob", "cat", "dan")
+step = st.tuples(st.sampled_from(PEOPLE), st.sampled_from(["grant", "withdraw", "leave", "join", "email"]))
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    decisions=st.lists(st.tuples(st.sampled_from(PEOPLE), st.booleans() | st.none())),
+    changes=st.lists(step, max_size=8),
+)
+def test_nobody_without_ad_user_data_is_ever_uploaded(
+    decisions: list[tuple[str, bool | None]], changes: list[tuple[str, str]]
+) -> None:
+    world, port = World(), FakeAudiences()
+    people = {name: world.person(name, email=f"{name}@example.com", consent=None) for name in PEOPLE}
+    for name, granted in decisions:
+        if granted is not None:
+            world.decide(people[name], granted)
+    audience = port.create_audience("vip", "", "USER_PROVIDED_ONLY")
+    members = set(PEOPLE)
+    for n, (name, change) in enumerate([("ann", "none"), *changes]):
+        _apply(world, people[name], change, members)
+        now, calls = world.tick(), len(port.calls)
+        report = publish(world.warehouse, port, publication(audience), facebook(), segment(), now, f"r{n}", salt=SALT)
+        assert report.failure is None
+        gate = consent.eligible_audience(world.warehouse, SITE, "ad_user_data", None, now, SALT, segment_id=SEGMENT)
+        allowed = {e.customer_id for e in gate if e.eligible}
+        uploaded = {row for call in port.calls[calls:] if call.op == "add" for row in call.rows}
+        assert uploaded <= {hash_row(people[c[2:]].profile(), KEYS) for c in allowed}
+        held = world.warehouse.query("select customer_id from audiences.publication_ledger where removed_at is null")
+        assert {r["customer_id"] for r in held} <= allowed
+        assert port.held(audience) == world.desired(at=now)
+
+
+def _apply(world: World, person: Any, change: str, members: set[str]) -> None:
+    name = person.customer_id[2:]
+    if change in ("grant", "withdraw"):
+        world.decide(person, change == "grant")
+    elif change == "leave" and name in members:
+        world.leave(person)
+        members.discard(name)
+    elif change == "join" and name not in members:
+        world.join(person)
+        members.add(name)
+    elif change == "email":
+        world.change(person, email=f"{name}.{world.events}{len(members)}@example.com")

@@ -212,10 +212,6 @@ class Addition:
     row_hash: str
     row: Row
 
-    @property
-    def entry(self) -> str:
-        return f"{self.customer_id}|{self.row_hash}"
-
 
 @dataclass(frozen=True)
 class Removal:

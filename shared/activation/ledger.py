@@ -41,15 +41,18 @@ def record_added(
     at: datetime,
     session_id: int | None = None,
 ) -> None:
-    """The audience now holds these staged rows (a replace session: the session sent them)."""
+    """The audience now holds these staged rows (a replace session: the session sent them): one
+    batch, a run of consecutive pending rows as deltas.additions pages them."""
+    first, last = rows[0], rows[-1]
     params = {
         "publication_id": publication_id,
         "destination_id": destination_id,
         "audience_id": audience_id,
         "keys": list(keys),
-        "entries": [r.entry for r in rows],
-        "first_customer": min(r.customer_id for r in rows),
-        "last_customer": max(r.customer_id for r in rows),
+        "first_customer": first.customer_id,
+        "first_hash": first.row_hash,
+        "last_customer": last.customer_id,
+        "last_hash": last.row_hash,
         "run_id": run_id,
         "added_at": at,
         "session_id": session_id,

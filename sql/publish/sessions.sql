@@ -23,6 +23,7 @@ latest as (
         outcome as latest_outcome,
         error as latest_error
     from batches
+    where true  -- BigQuery takes QUALIFY only beside WHERE, GROUP BY or HAVING
     qualify row_number() over (partition by session_id order by sent_at desc, batch_seq desc, attempt desc) = 1
 ),
 

@@ -3,8 +3,11 @@ a multi-site segment, and the consent gate as a property: nobody without ad_user
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
+import pytest
+import sqlglot
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -13,6 +16,7 @@ from shared.activation.deltas import batches, row_hash, sent, stored
 from shared.ports.audiences import MAX_BATCH_BYTES, payload_bytes
 from shared.services import consent
 from shared.services.publish_audiences import publish
+from shared.sql import SQL_DIR, load_sql, parameter_names, to_duckdb
 from tests.builders import SALT
 from tests.fake_audiences import FakeAudiences
 from tests.publish_world import KEYS, SEGMENT, SITE, World, facebook, publication, segment
@@ -147,3 +151,22 @@ def _apply(world: World, person: Any, change: str, members: set[str]) -> None:
         members.add(name)
     elif change == "email":
         world.change(person, email=f"{name}.{world.events}{len(members)}@example.com")
+
+
+FILES = sorted(path.stem for path in (SQL_DIR / "publish").glob("*.sql"))
+CALLERS = ("shared/activation/deltas.py", "shared/activation/ledger.py", "shared/services/publish_audiences.py")
+
+
+def test_every_publish_statement_is_used_and_every_use_has_its_file() -> None:
+    used = set()
+    for caller in CALLERS:
+        used |= set(re.findall(r'\brun(?:_arrow)?\(\s*[^,()]+,\s*"([a-z_]+)"', (SQL_DIR.parent / caller).read_text()))
+    assert used == set(FILES)
+
+
+@pytest.mark.parametrize("name", FILES)
+def test_one_bigquery_statement_that_duckdb_runs(name: str) -> None:
+    sql = load_sql(f"publish/{name}")
+    [statement] = sqlglot.parse(sql, read="bigquery")
+    assert statement is not None and to_duckdb(sql)
+    assert parameter_names(sql), "values reach the statement as parameters"

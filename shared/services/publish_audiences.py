@@ -190,9 +190,9 @@ def publish(
         )  # fmt: skip
         if publication.mode == "replace" and (report.staged.desired or job.open_session() is not None):
             job.replace()
-        else:  # replace with nobody to hold: a session cannot be empty, so the held rows are removed
-            if publication.mode != "add_only":
-                job.remove()
+        if publication.mode == "mirror" or (publication.mode == "replace" and not report.staged.desired):
+            job.remove()  # replace: a session holds at least one row, so an empty set is reached by removals
+        if publication.mode in ("mirror", "add_only"):
             job.add()
     except _Stop as stop:
         report.failure = stop.failure

@@ -405,25 +405,23 @@ class _Run:
         )  # fmt: skip
 
     def _logged(
-        self, op: str, seq: int, rows: int, result: BatchResult | None, session: UploadSession | None = None
+        self,
+        op: str,
+        seq: int,
+        rows: int,
+        result: BatchResult | None,
+        session: UploadSession | None = None,
+        *,
+        outcome: str = "ok",
+        error: str | None = None,
     ) -> None:
-        ledger.log(
-            self.warehouse,
-            ledger.LogEntry(
-                self.run_id,
-                self.publication.id,
-                self.audience_id,
-                seq,
-                op,
-                rows,
-                _clock(),
-                "ok",
-                attempt=self.attempt,
-                result=result,
-                session_id=session.session_id if session else None,
-                last_batch=session.last_batch_flag if session else None,
-            ),  # fmt: skip
-        )
+        entry = ledger.LogEntry(
+            self.run_id, self.publication.id, self.audience_id, seq, op, rows, _clock(), outcome,
+            attempt=self.attempt, result=result, error=error,
+            session_id=session.session_id if session else None,
+            last_batch=session.last_batch_flag if session else None,
+        )  # fmt: skip
+        ledger.log(self.warehouse, entry)
 
     def _send(
         self, op: str, keys: Sequence[str], rows: list[Row], seq: int, session: UploadSession | None = None
@@ -431,7 +429,7 @@ class _Run:
         """One batch through the port (or into the outbox)."""
         self.report.batches += 1
         if self.dry:
-            self._write_body(op, keys, rows, seq, session)
+            self._write_body(op, keys, rows, session)
             return None
         calls: dict[str, Callable[[], BatchResult]] = {
             "add": lambda: self.port.add(self.audience_id, keys, rows),
@@ -460,30 +458,13 @@ class _Run:
                 return call()
             except DestinationError as exc:
                 if seq:
-                    self._log_refusal(exc, op, seq, rows, session)
+                    outcome = "throttled" if isinstance(exc, Throttled) else "error"
+                    error = f"{type(exc).__name__}: {exc.message}"
+                    self._logged(op, seq, rows, None, session, outcome=outcome, error=error)
                 if not isinstance(exc, Throttled):
                     raise _Stop(self._failure(exc)) from None
                 self._wait(exc.retry_after)
                 self.attempt += 1
-
-    def _log_refusal(self, exc: DestinationError, op: str, seq: int, rows: int, session: UploadSession | None) -> None:
-        ledger.log(
-            self.warehouse,
-            ledger.LogEntry(
-                self.run_id,
-                self.publication.id,
-                self.audience_id,
-                seq,
-                op,
-                rows,
-                _clock(),
-                "throttled" if isinstance(exc, Throttled) else "error",
-                attempt=self.attempt,
-                session_id=session.session_id if session else None,
-                last_batch=session.last_batch_flag if session else None,
-                error=f"{type(exc).__name__}: {exc.message}",
-            ),  # fmt: skip
-        )
 
     def _failure(self, exc: DestinationError) -> Failure:
         audience = self.audience_id or "(new)"
@@ -531,13 +512,10 @@ class _Run:
             self.report.waited_seconds += seconds
             self.sleep(seconds)
 
-    def _write_body(
-        self, op: str, keys: Sequence[str], rows: list[Row], seq: int, session: UploadSession | None
-    ) -> None:
+    def _write_body(self, op: str, keys: Sequence[str], rows: list[Row], session: UploadSession | None) -> None:
+        """The request the adapter would send, as its form fields, into the outbox."""
         assert self.outbox is not None
-        method, edge = {"add": ("POST", "users"), "remove": ("DELETE", "users"), "replace": ("POST", "usersreplace")}[
-            op
-        ]
+        method, edge = _REQUESTS[op]
         body: dict[str, Any] = {"payload": payload_json(keys, rows)}
         if session is not None:
             body["session"] = json.dumps(
@@ -558,6 +536,10 @@ class _Run:
         name = f"{self.publication.id}/{self.run_id}/{self.report.batches:05d}-{op}.json"
         data = json.dumps(request, ensure_ascii=False, indent=1).encode()
         self.report.outbox.append(self.outbox.write(name, data, "application/json"))
+
+
+_REQUESTS: Final = {"add": ("POST", "users"), "remove": ("DELETE", "users"), "replace": ("POST", "usersreplace")}
+"""Graph API method and edge of each operation (shared/adapters/facebook_audiences.py)."""
 
 
 def _clock() -> datetime:

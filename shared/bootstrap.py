@@ -89,17 +89,18 @@ def build_export_blobs(settings: Settings) -> BlobStore | None:
 def build_privacy_ports(settings: Settings, warehouse: Warehouse, blobs: BlobStore | None = None) -> PrivacyPorts:
     """Privacy requests' ports; fails here, at cold start, when the suppression salt is missing.
 
-    Audience removals are recorded in privacy.audience_removals until publishing provides a hook
-    that removes people from the ad platforms' audiences at once. On BigQuery deletes leave rows
-    that may still be in the streaming buffer, for a later run.
+    Audience removals go through publishing's hook: the erased customers' uploaded rows are kept in
+    audiences.publication_erasures and the request in privacy.audience_removals, for each
+    publication's next run to remove. On BigQuery deletes leave rows that may still be in the
+    streaming buffer, for a later run.
     """
-    from shared.privacy.removals import RemovalQueue
+    from shared.activation.ledger import LedgerRemovals
     from shared.privacy.statements import STREAMING_BUFFER
     from shared.services.privacy import PrivacyPorts
 
     return PrivacyPorts(
         warehouse=warehouse,
-        removals=RemovalQueue(warehouse),
+        removals=LedgerRemovals(warehouse),
         blobs=blobs if blobs is not None else build_export_blobs(settings),
         salt=settings.privacy.require_salt(),
         streaming_buffer=STREAMING_BUFFER if settings.warehouse == "bigquery" else None,

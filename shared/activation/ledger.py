@@ -195,8 +195,8 @@ class LedgerRemovals:
     An erasure deletes the customer's ledger rows with everything else about them, yet the platform
     can only forget a person whose exact hashes it is sent again. So before that, this copies the
     customer's held rows to audiences.publication_erasures (kept until sent, then deleted) and
-    records the request in privacy.audience_removals as RemovalQueue does; each publication's next
-    run removes them with reason erased.
+    records the request in privacy.audience_removals as RemovalQueue does, for the customers that
+    had anything uploaded; each publication's next run removes them with reason erased.
     """
 
     def __init__(self, warehouse: Warehouse) -> None:
@@ -204,7 +204,9 @@ class LedgerRemovals:
         self._queue = RemovalQueue(warehouse)
 
     def request_removal(self, site_id: str, customers: Mapping[str, str], requested_at: datetime) -> int:
-        if customers:
-            params = {"site_id": site_id, "customer_ids": sorted(customers), "requested_at": requested_at}
-            run(self._warehouse, "hold_erased", params)
-        return self._queue.request_removal(site_id, customers, requested_at)
+        if not customers:
+            return 0
+        params = {"site_id": site_id, "customer_ids": sorted(customers), "requested_at": requested_at}
+        run(self._warehouse, "hold_erased", params)
+        held = {str(r["customer_id"]) for r in run(self._warehouse, "erasures_held", params)}
+        return self._queue.request_removal(site_id, {c: r for c, r in customers.items() if c in held}, requested_at)

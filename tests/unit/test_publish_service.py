@@ -175,6 +175,16 @@ def test_an_erasure_keeps_the_hashes_until_the_platform_is_told(world: World, po
     assert world.warehouse.query("select * from privacy.audience_removals") == []
 
 
+def test_erasing_someone_never_uploaded_leaves_nothing_to_remove(world: World, port: FakeAudiences) -> None:
+    people = shop(world)
+    audience = port.create_audience("vip", "", "USER_PROVIDED_ONLY")
+    run(world, port, audience, "r1")
+    world.erase(people["bob"], ledger.LedgerRemovals(world.warehouse))  # refused consent: never uploaded
+    assert world.warehouse.query("select * from audiences.publication_erasures") == []
+    assert world.warehouse.query("select * from privacy.audience_removals") == []
+    assert run(world, port, audience, "r2").batches == 0
+
+
 def test_a_crash_before_a_batch_leaves_the_rest_to_the_next_run(world: World, port: FakeAudiences) -> None:
     shop(world, 58)  # 60 rows to add: 6 batches of 10
     audience = port.create_audience("vip", "", "USER_PROVIDED_ONLY")

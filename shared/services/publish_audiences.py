@@ -60,6 +60,7 @@ from shared.ports.audiences import (
     Throttled,
     TokenExpired,
     UploadSession,
+    Usage,
     payload_json,
 )
 from shared.ports.blobs import BlobStore
@@ -260,6 +261,7 @@ class _Run:
         self.seq = 0 if self.dry else ledger.last_batch_seq(warehouse, run_id, publication.id)
         self.audience_id = ""
         self.attempt = 1  # of the batch being sent: 2 and on after throttling
+        self._paced: Usage | None = None
 
     # -- the audience -------------------------------------------------------------------------------
 
@@ -505,8 +507,13 @@ class _Run:
         self.sleep(seconds)
 
     def _pace(self) -> None:
-        """Slow down before the platform throttles: a pause while usage is near its limit."""
+        """Slow down before the platform throttles: a pause when an answer reports usage near the
+        limit. The port keeps the latest usage that came with headers, so a figure already paced
+        for (no newer answer carried one) does not pause the run again."""
         usage = self.port.usage()
+        if usage is self._paced:
+            return
+        self._paced = usage
         if usage.highest_percent >= SLOW_DOWN_PERCENT:
             seconds = max(usage.regain_access_seconds, PAUSE_SECONDS)
             self.report.waited_seconds += seconds

@@ -317,10 +317,19 @@ def test_throttling_beyond_the_limit_stops_and_the_next_run_resumes(world: World
 def test_high_usage_slows_the_run_down(world: World, port: FakeAudiences) -> None:
     shop(world, 8)
     audience = port.create_audience("vip", "", "USER_PROVIDED_ONLY")
-    port.current_usage = Usage(highest_percent=95.0, regain_access_seconds=0.0)
+    port.usage = lambda: Usage(highest_percent=95.0, regain_access_seconds=0.0)  # type: ignore[method-assign]
     slept: list[float] = []
     run(world, port, audience, "r1", sleep=slept.append, max_batch_rows=5)
-    assert slept == [10.0, 10.0]
+    assert slept == [10.0, 10.0]  # each answer reported 95 %
+
+
+def test_usage_no_answer_repeats_is_paced_for_once(world: World, port: FakeAudiences) -> None:
+    shop(world, 8)
+    audience = port.create_audience("vip", "", "USER_PROVIDED_ONLY")
+    port.current_usage = Usage(highest_percent=100.0, regain_access_seconds=42.0)  # kept from one answer
+    slept: list[float] = []
+    run(world, port, audience, "r1", sleep=slept.append, max_batch_rows=5)
+    assert slept == [42.0]
 
 
 @pytest.mark.parametrize(

@@ -168,12 +168,9 @@ class World:
 
 
 def segment(site_id: str | None = SITE) -> Segment:
-    doc = (
-        segment_doc({"all": [leaf("rvn_ltv", "gte", 0)]}, site_id=site_id)
-        if site_id
-        else segment_doc({"all": [leaf("rvn_ltv", "gte", 0)]})
-    )
-    return parse_segment(SEGMENT, doc)
+    """The published segment; without a site it covers every site its members belong to."""
+    rules = {"all": [leaf("rvn_ltv", "gte", 0)]}
+    return parse_segment(SEGMENT, segment_doc(rules, **({"site_id": site_id} if site_id else {})))
 
 
 def facebook(**fields: Any) -> Destination:

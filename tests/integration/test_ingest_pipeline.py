@@ -65,6 +65,7 @@ def test_every_entry_point_resolves_to_the_signature_its_trigger_needs() -> None
         "load_dead_letters": "cloudevent",
         "load_events": "cloudevent",
         "preferences": "http",
+        "privacy_requests": "cloudevent",
         "refine": "cloudevent",
         "sync_schedules": "cloudevent",
         "validate_config": "cloudevent",

@@ -58,18 +58,8 @@ def test_every_entry_point_resolves_to_the_signature_its_trigger_needs() -> None
     # An alias or a renamed export silently turns a CloudEvent function into an HTTP one.
     import main
 
-    expected = {
-        "build_segments": "cloudevent",
-        "collect": "http",
-        "discover": "cloudevent",
-        "load_dead_letters": "cloudevent",
-        "load_events": "cloudevent",
-        "preferences": "http",
-        "privacy_requests": "cloudevent",
-        "refine": "cloudevent",
-        "sync_schedules": "cloudevent",
-        "validate_config": "cloudevent",
-    }
+    from tests.functions.test_entry_points import SIGNATURES as expected  # one list of every entry point
+
     assert set(main.__all__) == set(expected)
     for name, signature in expected.items():
         assert getattr(main, name).__name__ == name

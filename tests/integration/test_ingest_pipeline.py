@@ -57,7 +57,6 @@ def send(pipeline: LocalPipeline, body: Any, **headers: str) -> requests.Respons
 def test_every_entry_point_resolves_to_the_signature_its_trigger_needs() -> None:
     # An alias or a renamed export silently turns a CloudEvent function into an HTTP one.
     import main
-
     from tests.functions.test_entry_points import SIGNATURES as expected  # one list of every entry point
 
     assert set(main.__all__) == set(expected)

@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from benchmarks.refine import LAST_DAY, checkpoint, generate
-from shared.adapters.duckdb_warehouse import DuckDBWarehouse
+from shared.adapters.duckdb_warehouse import DuckDBWarehouse, remove_database
 from shared.privacy.receipts import DONE, Receipt
 from shared.privacy.removals import RemovalQueue
 from shared.privacy.subjects import PrivacyRequest, build_request, identifier
@@ -76,8 +76,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"machine: {os.cpu_count()} cores, load average {' / '.join(f'{x:.2f}' for x in os.getloadavg())}")
     WORK_DIR.mkdir(parents=True, exist_ok=True)
     path = WORK_DIR / "erase.duckdb"  # not privacy.duckdb: DuckDB names the catalog after the file
-    for stale in (path, Path(f"{path}.wal"), Path(f"{path}.lock")):
-        stale.unlink(missing_ok=True)
+    remove_database(path)
     warehouse = DuckDBWarehouse(path, idle_release=3600, max_hold=3600)  # one process: hold the file
     warehouse.ensure_tables(list(table_specs().values()))
     with warehouse.connection() as conn:
@@ -120,8 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"verified: {len(receipts)} receipts done, 0 rows left; peak memory {peak_mb():,.0f} MB")
     warehouse.close()
     if not args.keep:
-        for leftover in (path, Path(f"{path}.wal"), Path(f"{path}.lock")):
-            leftover.unlink(missing_ok=True)
+        remove_database(path)
     print(f"privacy batch/single ratio: {batch_seconds / single_seconds:.2f}")
     return 0
 

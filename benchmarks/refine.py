@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-from shared.adapters.duckdb_warehouse import DuckDBWarehouse
+from shared.adapters.duckdb_warehouse import DuckDBWarehouse, remove_database
 from shared.ports import Warehouse
 from shared.schema import table_specs
 from shared.services import refine as refinement
@@ -178,8 +178,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"machine: {os.cpu_count()} cores, load average {' / '.join(f'{x:.2f}' for x in os.getloadavg())}")
     WORK_DIR.mkdir(parents=True, exist_ok=True)
     path = WORK_DIR / "refine.duckdb"
-    for stale in (path, Path(f"{path}.wal"), Path(f"{path}.lock")):
-        stale.unlink(missing_ok=True)
+    remove_database(path)
     warehouse = DuckDBWarehouse(path, idle_release=3600, max_hold=3600)  # one process: hold the file
     warehouse.ensure_tables(list(table_specs().values()))
     with warehouse.connection() as conn:
@@ -215,8 +214,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"20 segments over {incremental.rows['profiles']:,} profiles: {build(warehouse):.2f} s")
     warehouse.close()
     if not args.keep:
-        for leftover in (path, Path(f"{path}.wal"), Path(f"{path}.lock")):
-            leftover.unlink(missing_ok=True)
+        remove_database(path)
     print(f"incremental/full ratio: {incremental_seconds / full_seconds:.2f}")
     return 0
 

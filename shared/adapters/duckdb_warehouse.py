@@ -653,6 +653,13 @@ class DuckDBWarehouse:
         return int(data.num_rows)
 
 
+def remove_database(path: str | Path) -> None:
+    """Delete a closed warehouse file and every file kept beside it: DuckDB's WAL, our lock and
+    hand-over files, the write-behind journal and its quarantine."""
+    for suffix in ("", ".wal", ".lock", ".want", ".buffer", ".buffer.rejected.ndjson"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+
+
 def _close_at_exit(warehouse: ref[DuckDBWarehouse]) -> None:
     """Move buffered rows into the file when the process ends normally; a killed one leaves its
     journal, which the next process to open the file recovers."""

@@ -1,0 +1,53 @@
+"""The SecretStore on GCP: Secret Manager, latest version of a secret in the project.
+
+Each run reads the token afresh (a rotated token is used at the next run, with no redeploy); the
+value is returned, never logged. A secret that does not exist, has no enabled version, or that the
+function's service account may not read is SecretMissing: to the marketer all three mean "fix the
+secret named in the destination".
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from google.api_core import exceptions, retry
+
+from shared.ports.errors import TransientError
+from shared.ports.secrets import SecretMissing
+
+
+class SecretManagerSecrets:
+    def __init__(self, project: str, client: Any = None, timeout: float = 30.0) -> None:
+        if client is None:
+            from google.cloud import secretmanager
+
+            client = secretmanager.SecretManagerServiceClient()
+        self._client = client
+        self._project = project
+        self._timeout = timeout
+        self._retry = retry.Retry(predicate=retry.if_transient_error, initial=0.2, maximum=5.0, timeout=timeout)
+
+    def _version(self, name: str) -> str:
+        return f"projects/{self._project}/secrets/{name}/versions/latest"
+
+    def get(self, name: str) -> str:
+        try:
+            response = self._client.access_secret_version(
+                request={"name": self._version(name)}, retry=self._retry, timeout=self._timeout
+            )
+        except (exceptions.NotFound, exceptions.Forbidden, exceptions.FailedPrecondition) as exc:
+            # Forbidden covers PermissionDenied, the gRPC transport's name for it
+            raise SecretMissing(f"secret {name} in project {self._project}: {exc.message}") from None
+        except (exceptions.RetryError, exceptions.ServerError, exceptions.DeadlineExceeded) as exc:
+            raise TransientError(f"Secret Manager did not answer: {exc}") from None
+        value: str = response.payload.data.decode("utf-8").strip()
+        if not value:
+            raise SecretMissing(f"secret {name} in project {self._project}: the latest version is empty")
+        return value
+
+    def exists(self, name: str) -> bool:
+        try:
+            self.get(name)
+        except SecretMissing:
+            return False
+        return True

@@ -172,6 +172,34 @@ class PreferenceSettings:
 
 
 @dataclass(frozen=True)
+class PublishSettings:
+    """Publishing audiences (env CDP_PUBLISH_*, docs/publishing.md): where the Graph API is, where
+    dry runs' request bodies and file exports go (a folder locally, a bucket on GCP), and where
+    local runs find the secrets destinations name (on GCP: Secret Manager)."""
+
+    graph_url: str = "https://graph.facebook.com"
+    outbox_dir: str = ".local/publish-outbox"
+    export_dir: str = ".local/exports"
+    bucket: str | None = None  # on GCP: outbox/ and exports/ in this bucket
+    secrets_dir: str | None = None
+    dry_run: bool = False  # every run of this deployment writes bodies to the outbox and sends nothing
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> PublishSettings:
+        dry_run = env.get("CDP_PUBLISH_DRY_RUN", "false").strip().lower()
+        if dry_run not in ("true", "false", "1", "0", ""):
+            raise ConfigError(f"CDP_PUBLISH_DRY_RUN must be true or false, got {dry_run!r}")
+        return cls(
+            graph_url=env.get("CDP_FACEBOOK_GRAPH_URL", cls.graph_url).rstrip("/"),
+            outbox_dir=env.get("CDP_PUBLISH_OUTBOX_DIR", cls.outbox_dir),
+            export_dir=env.get("CDP_PUBLISH_EXPORT_DIR", cls.export_dir),
+            bucket=env.get("CDP_PUBLISH_BUCKET") or None,
+            secrets_dir=env.get("CDP_SECRETS_DIR") or None,
+            dry_run=dry_run in ("true", "1"),
+        )
+
+
+@dataclass(frozen=True)
 class Settings:
     """The deployment-wide settings, plus one section per part that needs its own (collect, schedules;
     activation and messaging later). Each section reads its own variables in from_env."""
@@ -194,6 +222,7 @@ class Settings:
     schedules: ScheduleSettings = field(default_factory=ScheduleSettings)
     privacy: PrivacySettings = field(default_factory=lambda: PrivacySettings(salt=LOCAL_PRIVACY_SALT))
     preferences: PreferenceSettings = field(default_factory=lambda: PreferenceSettings(key=LOCAL_PREFERENCE_KEY))
+    publish: PublishSettings = field(default_factory=PublishSettings)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -219,6 +248,7 @@ class Settings:
             schedules=ScheduleSettings.from_env(env),
             privacy=PrivacySettings.from_env(env, warehouse),
             preferences=PreferenceSettings.from_env(env, warehouse),
+            publish=PublishSettings.from_env(env),
         )
 
     # Shortcuts into the collect section for callers written before the sections.

@@ -50,6 +50,7 @@ PUBLICATION_FIELDS: Final = (
     "keys",
     "schedule",
     "enabled",
+    "dry_run",
 )
 OUTPUT_FIELDS: Final = ("status", "computed_at", "last_success", "audience_size")
 """Fields the publishing job and validate_config write back; never the marketer's."""
@@ -107,6 +108,7 @@ class Publication:
     name: str = ""
     customer_file_source: str | None = None  # required when the audience is to be created
     schedule: Schedule | None = None
+    dry_run: bool = False  # write the request bodies to the outbox, send nothing
 
     @property
     def creates_audience(self) -> bool:
@@ -178,6 +180,9 @@ def parse_publication(
     enabled = doc.get("enabled", True)
     if not isinstance(enabled, bool):
         parser.fail("enabled", f"expected true or false, got {describe(enabled)}")
+    dry_run = doc.get("dry_run", False)
+    if not isinstance(dry_run, bool):
+        parser.fail("dry_run", f"expected true or false, got {describe(dry_run)}")
     if parser.problems or segment_id is None or destination_id is None or audience_id is None:
         raise parser.error()
     return Publication(
@@ -191,6 +196,7 @@ def parse_publication(
         name=name,
         customer_file_source=source,
         schedule=schedule,
+        dry_run=bool(dry_run),
     )
 
 

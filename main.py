@@ -11,6 +11,7 @@ from functions.load_dead_letters.main import load_dead_letters
 from functions.load_events.main import load_events
 from functions.preferences.main import preferences
 from functions.privacy_requests.main import privacy_requests
+from functions.publish_audiences.main import publish_audiences
 from functions.refine.main import refine
 from functions.sync_schedules.main import sync_schedules
 from functions.validate_config.main import validate_config
@@ -23,6 +24,7 @@ __all__ = [
     "load_events",
     "preferences",
     "privacy_requests",
+    "publish_audiences",
     "refine",
     "sync_schedules",
     "validate_config",

@@ -20,7 +20,11 @@ from shared.schema import table_specs
 from shared.services.collect import CollectorConfig
 
 if TYPE_CHECKING:
+    from shared.activation.publications import Destination
+    from shared.ports import AudienceDestination
+    from shared.ports.secrets import SecretStore
     from shared.services.privacy import PrivacyPorts
+    from shared.services.publish_job import PublishPorts
     from shared.services.refine import RefineSettings
 
 
@@ -109,6 +113,64 @@ def build_privacy_ports(settings: Settings, warehouse: Warehouse, blobs: BlobSto
     )
 
 
+def build_secrets(settings: Settings) -> SecretStore:
+    """Secrets a configuration names at run time: Secret Manager on GCP, env or a folder locally."""
+    if settings.warehouse == "bigquery":
+        from shared.adapters.secret_manager import SecretManagerSecrets
+
+        return SecretManagerSecrets(settings.project)
+    from shared.adapters.local_secrets import LocalSecrets
+
+    return LocalSecrets(settings.publish.secrets_dir)
+
+
+def build_publish_blobs(settings: Settings, folder: str) -> BlobStore | None:
+    """Where publishing writes files (dry-run bodies, exports): a folder locally; None on GCP until
+    the Cloud Storage adapter is wired, so a dry run there stops with a clear error."""
+    if settings.warehouse == "bigquery":
+        return None
+    from shared.adapters.folder_blobs import FolderBlobs
+
+    return FolderBlobs(folder)
+
+
+def build_connect(settings: Settings, secrets: SecretStore) -> Callable[[Destination], AudienceDestination]:
+    """How a run reaches a destination; the access token is read at each run (rotation needs no deploy)."""
+
+    def connect(destination: Destination) -> AudienceDestination:
+        from shared.activation.publications import FACEBOOK
+
+        if destination.type == FACEBOOK:
+            from shared.adapters.facebook_audiences import FacebookAudiences
+
+            if destination.ad_account_id is None or destination.access_token_secret is None:
+                raise ValueError(f"destination {destination.id} has no ad account or token secret")
+            token = secrets.get(destination.access_token_secret)
+            return FacebookAudiences(
+                destination.ad_account_id,
+                token,
+                api_version=destination.api_version,
+                graph_url=settings.publish.graph_url,
+            )
+        raise ValueError(f"destination {destination.id}: type {destination.type} has no connection yet")
+
+    return connect
+
+
+def build_publish_ports(settings: Settings, warehouse: Warehouse, documents: DocumentStore) -> PublishPorts:
+    from shared.services.publish_job import PublishPorts
+
+    return PublishPorts(
+        warehouse=warehouse,
+        documents=documents,
+        connect=build_connect(settings, build_secrets(settings)),
+        outbox=build_publish_blobs(settings, settings.publish.outbox_dir),
+        salt=settings.privacy.require_salt(),
+        dry_run=settings.publish.dry_run,
+        min_interval_minutes=settings.schedules.min_interval_minutes,
+    )
+
+
 T = TypeVar("T")
 _building = threading.RLock()  # re-entrant: an accessor's build calls settings()
 
@@ -190,3 +252,8 @@ def refine_settings() -> RefineSettings:
 @once
 def privacy_ports() -> PrivacyPorts:
     return build_privacy_ports(settings(), warehouse())
+
+
+@once
+def publish_ports() -> PublishPorts:
+    return build_publish_ports(settings(), warehouse(), documents())

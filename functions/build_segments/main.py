@@ -10,6 +10,7 @@ from cloudevents.http import CloudEvent
 from shared import bootstrap, jobs
 from shared.ports import TransientError
 from shared.services import segments
+from shared.services.publish_job import after_build
 
 log = logging.getLogger(__name__)
 
@@ -38,5 +39,12 @@ def build_segments(cloud_event: CloudEvent) -> None:
             "failed": sorted(report.failed),
         },
     )
+    if report.built:  # membership changed: the publications of these segments follow within this build
+        try:
+            after_build(
+                bootstrap.documents(), bootstrap.bus(), bootstrap.schedule_config().topic, report.built, build.run_at
+            )
+        except Exception:  # noqa: BLE001 - the publications' own schedules still run; a retry would not rebuild
+            log.exception("could not ask for the publications of the built segments to run")
     if report.transient:  # redelivery rebuilds only these: the others are no longer due
         raise TransientError(f"segments failed on an outage: {', '.join(report.transient)}")

@@ -38,6 +38,7 @@ SIGNATURES = {
     "load_events": CLOUD_EVENT,
     "preferences": HTTP,
     "privacy_requests": CLOUD_EVENT,
+    "publish_audiences": CLOUD_EVENT,
     "refine": CLOUD_EVENT,
     "sync_schedules": CLOUD_EVENT,
     "validate_config": CLOUD_EVENT,
@@ -49,6 +50,7 @@ OTHER_JOB = {
     "build_segments": "sync_schedules",
     "sync_schedules": "refine",
     "privacy_requests": "refine",
+    "publish_audiences": "build_segments",
 }
 ENV = {
     "CDP_PROJECT": "cdp-test",

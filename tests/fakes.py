@@ -89,3 +89,29 @@ def _matches(actual: Any, op: str, value: Any) -> bool:
     if type(actual) is not type(value) and not (isinstance(actual, int | float) and isinstance(value, int | float)):
         return False
     return bool({"<": actual < value, "<=": actual <= value, ">": actual > value, ">=": actual >= value}[op])
+
+
+@dataclass
+class FakeSecrets:
+    """A SecretStore in memory: `values` by name; `down` fails like an unreachable Secret Manager.
+    `asked` records each call, so a test sees whether a value was read or only looked for."""
+
+    values: dict[str, str] = field(default_factory=dict)
+    down: bool = False
+    asked: list[tuple[str, str]] = field(default_factory=list)
+
+    def get(self, name: str) -> str:
+        from shared.ports.secrets import SecretMissing
+
+        self.asked.append(("get", name))
+        if self.down:
+            raise TransientError("fake Secret Manager is down")
+        if name not in self.values:
+            raise SecretMissing(f"secret {name} not found")
+        return self.values[name]
+
+    def exists(self, name: str) -> bool:
+        self.asked.append(("exists", name))
+        if self.down:
+            raise TransientError("fake Secret Manager is down")
+        return name in self.values

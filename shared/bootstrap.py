@@ -257,3 +257,9 @@ def privacy_ports() -> PrivacyPorts:
 @once
 def publish_ports() -> PublishPorts:
     return build_publish_ports(settings(), warehouse(), documents())
+
+
+@once
+def secrets() -> SecretStore:
+    """validate_config asks whether the secrets destinations name exist (never reads them there)."""
+    return build_secrets(settings())

@@ -1,6 +1,8 @@
-"""validate_config: check a segment the moment a marketer writes it and put the verdict on it (CloudEvent).
+"""validate_config: check a marketer's configuration document the moment it is written and put the
+verdict on it (CloudEvent).
 
-Triggered by Firestore `google.cloud.firestore.document.v1.written` on `segments/{id}`.
+Triggered by Firestore `google.cloud.firestore.document.v1.written` on `segments/{id}`,
+`destinations/{id}` and `publications/{id}` (infra/functions.tf); each collection has its service.
 """
 
 from __future__ import annotations
@@ -12,10 +14,16 @@ import functions_framework
 from cloudevents.http import CloudEvent
 
 from shared import bootstrap
+from shared.services import publication_config
 from shared.services.segments import handle_segment_write
 from shared.tam.events import EventError, decode_document_event
 
 log = logging.getLogger(__name__)
+
+PUBLISHING = {
+    publication_config.DESTINATIONS: publication_config.handle_destination_write,
+    publication_config.PUBLICATIONS: publication_config.handle_publication_write,
+}
 
 
 @functions_framework.cloud_event
@@ -23,7 +31,23 @@ def validate_config(cloud_event: CloudEvent) -> None:
     try:
         change = decode_document_event(cloud_event.data, cloud_event.get("subject"))
     except EventError as exc:  # a redelivery would not read any better: log it and acknowledge
-        log.error("unreadable segment event", extra={"event_id": cloud_event.get("id"), "error": str(exc)})
+        log.error("unreadable config event", extra={"event_id": cloud_event.get("id"), "error": str(exc)})
+        return
+    handle = PUBLISHING.get(change.collection)
+    if handle is not None:
+        outcome = handle(
+            change,
+            bootstrap.warehouse(),
+            bootstrap.documents(),
+            bootstrap.secrets(),
+            now=datetime.now(UTC),
+            min_interval_minutes=bootstrap.schedule_config().min_interval_minutes,
+            event_id=cloud_event.get("id"),
+        )
+        log.info(
+            "publishing config checked",
+            extra={"collection": change.collection, "doc_id": change.doc_id, "outcome": outcome},
+        )
         return
     outcome = handle_segment_write(
         change,

@@ -27,7 +27,7 @@ from shared.config import Settings
 from shared.preferences.links import seal
 from shared.schema import table_spec
 from tests.builders import firestore_event_headers, proto_event
-from tests.fakes import FakeBus, FakeDocumentStore
+from tests.fakes import FakeBus, FakeDocumentStore, FakeSecrets
 
 HTTP, CLOUD_EVENT = "http", "cloudevent"
 SIGNATURES = {
@@ -66,6 +66,7 @@ class Ports:
     warehouse: DuckDBWarehouse
     bus: FakeBus = field(default_factory=FakeBus)
     documents: FakeDocumentStore = field(default_factory=FakeDocumentStore)
+    secrets: FakeSecrets = field(default_factory=FakeSecrets)
     asked: list[str] = field(default_factory=list)
 
     def bad_rows(self) -> list[dict[str, Any]]:
@@ -84,6 +85,7 @@ def ports(monkeypatch: pytest.MonkeyPatch) -> Ports:
         "warehouse": ports.warehouse,
         "bus": ports.bus,
         "documents": ports.documents,
+        "secrets": ports.secrets,
     }
 
     def accessor(name: str, value: object) -> Callable[[], object]:
@@ -204,6 +206,35 @@ def test_validate_config_acknowledges_a_deleted_segment_and_audits_it(ports: Por
     )
     assert change["collection"] == "segments" and change["action"] == "deleted" and change["after_hash"] is None
     assert change["event_id"] == headers["ce-id"]
+
+
+def test_validate_config_checks_a_publication_against_its_segment_and_destination(ports: Ports) -> None:
+    ports.warehouse.ensure_tables([table_spec("audit.config_changes")])
+    publication = {"segment_id": "vip", "destination_id": "meta", "audience_id": "23850000000000001"}
+    destination = {"type": "facebook_custom_audience", "ad_account_id": "act_1", "access_token_secret": "meta-token"}
+    ports.documents.docs = {
+        "segments": {"vip": {"template": "all_users"}},
+        "destinations": {"meta": destination},
+        "publications": {"p1": dict(publication), "p2": {**publication, "segment_id": "gone"}},
+    }
+    ports.secrets.values["meta-token"] = "EAA-token"
+    client = app_client("validate_config")
+    for doc_id in ("p1", "p2"):
+        name = f"projects/cdp-test/databases/(default)/documents/publications/{doc_id}"
+        headers = {**firestore_event_headers(project="cdp-test"), "ce-subject": f"documents/publications/{doc_id}"}
+        body = proto_event(None, ports.documents.docs["publications"][doc_id], name=name)
+        answer = client.post("/", data=body, headers={**headers, "ce-id": f"e-{doc_id}"})
+        assert answer.status_code == 200, answer.get_data(as_text=True)
+    assert ports.asked[:3] == ["warehouse", "documents", "secrets"]  # the publishing ports, then the schedule config
+    statuses = {k: v["status"] for k, v in ports.documents.docs["publications"].items()}
+    assert statuses["p1"]["state"] == "ok" and statuses["p1"]["error"] is None
+    assert statuses["p2"]["error"] == 'segment_id: no segment "gone": segments/gone does not exist'
+    assert ports.secrets.asked == [("exists", "meta-token")] * 2  # looked for, never read
+    audited = ports.warehouse.query("select collection, document_id, action, event_id from audit.config_changes")
+    assert sorted(tuple(r.values()) for r in audited) == [
+        ("publications", "p1", "created", "e-p1"),
+        ("publications", "p2", "created", "e-p2"),
+    ]
 
 
 def test_preferences_serves_the_page_and_one_click_unsubscribe(ports: Ports) -> None:

@@ -115,6 +115,28 @@ locals {
       timeout       = 540
     }
 
+    publish_audiences = {
+      description = "Keeps each publication's audience on its ad platform equal to its segment's consented members: adds, removes, replace sessions (jobs message {\"job\": \"publish_audiences\"})."
+      # Fed by each publication's schedule (sync_schedules) and by build_segments after a build.
+      trigger = { type = "pubsub", topic = "jobs", filter = "attributes.job = \"publish_audiences\"" }
+      env = {
+        CDP_JOBS_TOPIC = "jobs"
+      }
+      # The consent gate matches suppressed identifiers with the salt of their hashes.
+      secrets = { CDP_PRIVACY_SALT = "privacy-salt" }
+      # Access tokens a destination may name (access_token_secret), read at each run through the
+      # Secret Manager API rather than bound at deploy: a rotated token needs no redeploy. Another
+      # ad account's token is one more secret in secrets.tf, here, and a secretAccessor row (iam.tf).
+      reads_secrets = ["facebook-access-token"]
+      memory        = "1Gi"
+      cpu           = "1"
+      # One run at a time: two runs of one publication would both send the same delta. Throttling
+      # waits (up to 15 min in all) happen inside the run, so the timeout is the maximum.
+      concurrency   = 1
+      max_instances = 1
+      timeout       = 540
+    }
+
     privacy_requests = {
       description = "Erases or exports the people the pending Firestore privacy_requests name, in batches, and writes each receipt back (jobs message {\"job\": \"privacy_requests\"})."
       trigger     = { type = "pubsub", topic = "jobs", filter = "attributes.job = \"privacy_requests\"" }

@@ -72,6 +72,8 @@ locals {
       { role = "roles/bigquery.dataEditor", on = "dataset:audiences" },
       # Reads `segments`, writes their status, size and members' counts back; records `runs`.
       { role = "roles/datastore.user", on = "project" },
+      # Asks publish_audiences to run the publications of the segments it built.
+      { role = "roles/pubsub.publisher", on = "topic:jobs" },
     ]
     validate_config = [
       # The size estimate is a COUNT(*) query over refined.profiles.
@@ -102,6 +104,21 @@ locals {
       # Reads and answers privacy_requests, deletes documents naming the person, records `runs`.
       { role = "roles/datastore.user", on = "project" },
       { role = "roles/secretmanager.secretAccessor", on = "secret:privacy-salt" },
+    ]
+    publish_audiences = [
+      { role = "roles/bigquery.jobUser", on = "project" },
+      # Reads members, profiles, identities, names (raw.user) and the consent ledgers; writes the
+      # publication ledger, log and staging (audiences) and takes done erasures off privacy.audience_removals.
+      { role = "roles/bigquery.dataViewer", on = "dataset:refined" },
+      { role = "roles/bigquery.dataViewer", on = "table:raw.user" },
+      { role = "roles/bigquery.dataViewer", on = "table:raw.consent" },
+      { role = "roles/bigquery.dataViewer", on = "table:raw.subscription" },
+      { role = "roles/bigquery.dataEditor", on = "dataset:audiences" },
+      { role = "roles/bigquery.dataEditor", on = "dataset:privacy" },
+      # Reads publications, destinations and segments; writes publications' status and `runs`.
+      { role = "roles/datastore.user", on = "project" },
+      { role = "roles/secretmanager.secretAccessor", on = "secret:privacy-salt" },
+      { role = "roles/secretmanager.secretAccessor", on = "secret:facebook-access-token" },
     ]
     sync_schedules = [
       # Reads `segments`, writes status.schedule and `runs`.

@@ -254,3 +254,35 @@ resource "google_monitoring_alert_policy" "segment_build_failures" {
     auto_close = "86400s"
   }
 }
+
+# --- Publishing ------------------------------------------------------------------------------------
+# publish_audiences logs {"message": "publication stopped"} when a publication needs a person: a
+# policy block, an expired token, a deleted audience or bad configuration (its status.error says
+# which field). Throttling and outages are retried and do not log this.
+resource "google_monitoring_alert_policy" "publication_failures" {
+  display_name = "CDP ${var.prefix}: a publication stopped"
+  combiner     = "OR"
+
+  conditions {
+    display_name = "publish_audiences logged a stopped publication"
+    condition_matched_log {
+      filter = "resource.type = \"cloud_run_revision\" AND resource.labels.service_name = \"${local.function_names["publish_audiences"]}\" AND jsonPayload.message = \"publication stopped\""
+      label_extractors = {
+        publication_id = "EXTRACT(jsonPayload.publication_id)"
+      }
+    }
+  }
+
+  documentation {
+    mime_type = "text/markdown"
+    content   = "A publication stopped and needs a person; the others ran. Its Firestore document publications/{id} has the field to fix in status.error (docs/publishing.md, \"When a run stops\")."
+  }
+
+  notification_channels = local.notification_channels
+  alert_strategy {
+    notification_rate_limit {
+      period = "3600s"
+    }
+    auto_close = "86400s"
+  }
+}

@@ -157,6 +157,8 @@ def run_one(
         log.exception("publication run failed", extra={"publication_id": publication_id})
         report.failure = Failure("", f"could not run: {error_text(exc)}", retry=True)
     _write_status(ports.documents, publication_id, report, now)
+    if report.state == "error":  # a person must act: infra/monitoring.tf alerts on this line
+        log.error("publication stopped", extra={"publication_id": publication_id, "error": str(report.failure)})
     return report
 
 

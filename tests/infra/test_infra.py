@@ -772,13 +772,14 @@ def test_secrets_exist_and_are_bound_only_where_granted(locals_: dict[str, Any])
     } <= secrets
     for name, f in locals_["functions"].items():
         bound = set(f.get("secrets", {}).values())
-        assert bound <= secrets, f"{name} binds an undeclared secret"
+        read = set(f.get("reads_secrets", []))  # read through the API at run time, not bound at deploy
+        assert bound <= secrets and read <= secrets, f"{name} binds or reads an undeclared secret"
         granted = {
             g["on"].split(":", 1)[1]
             for g in locals_["function_roles"][name]
             if g["role"] == "roles/secretmanager.secretAccessor"
         }
-        assert bound == granted, f"{name}: secrets bound {bound} but secretAccessor on {granted}"
+        assert bound | read == granted, f"{name}: secrets bound {bound}, read {read}, but secretAccessor on {granted}"
     # The IP salt: collect hashes beacons' addresses, the preference centre the proof of a change.
     holders = {n for n, f in locals_["functions"].items() if "ip-salt" in f.get("secrets", {}).values()}
     assert holders == {"collect", "preferences"}
@@ -793,7 +794,7 @@ def test_secrets_exist_and_are_bound_only_where_granted(locals_: dict[str, Any])
     assert readers == {"collect", "load_events"}
     # The suppression salt: refinement drops the identifiers privacy erasures suppressed.
     holders = {n for n, f in locals_["functions"].items() if "privacy-salt" in f.get("secrets", {}).values()}
-    assert holders == {"refine", "privacy_requests"}
+    assert holders == {"refine", "privacy_requests", "publish_audiences"}
     assert locals_["functions"]["refine"]["secrets"] == {"CDP_PRIVACY_SALT": "privacy-salt"}
     assert locals_["functions"]["privacy_requests"]["secrets"] == {"CDP_PRIVACY_SALT": "privacy-salt"}
 
@@ -873,6 +874,19 @@ def test_roles_are_least_privilege_for_todays_functions(locals_: dict[str, Any])
         ("roles/bigquery.dataViewer", "dataset:refined"),
         ("roles/bigquery.dataEditor", "dataset:audiences"),
         ("roles/datastore.user", "project"),
+        ("roles/pubsub.publisher", "topic:jobs"),  # asks publish_audiences to follow a build
+    }
+    # Publishing reads three raw tables (names, the consent ledgers), not the whole dataset, and may
+    # read only the token secrets it is given.
+    assert roles["publish_audiences"] == {
+        ("roles/bigquery.jobUser", "project"),
+        ("roles/bigquery.dataViewer", "dataset:refined"),
+        *{("roles/bigquery.dataViewer", f"table:{t}") for t in ("raw.user", "raw.consent", "raw.subscription")},
+        ("roles/bigquery.dataEditor", "dataset:audiences"),
+        ("roles/bigquery.dataEditor", "dataset:privacy"),
+        ("roles/datastore.user", "project"),
+        ("roles/secretmanager.secretAccessor", "secret:privacy-salt"),
+        ("roles/secretmanager.secretAccessor", "secret:facebook-access-token"),
     }
     assert roles["validate_config"] == {
         ("roles/bigquery.jobUser", "project"),
@@ -1154,6 +1168,16 @@ def test_monitoring_watches_dead_letters_errors_and_rejections(tf: dict[str, dic
     collect_service = (ROOT / "shared" / "services" / "collect.py").read_text()
     assert re.search(r'log\.\w+\(\s*"beacon rejected",\s*extra=\{"reason"', collect_service)
     assert resource(tf, "google_monitoring_alert_policy", "rejected_beacons")
+
+
+def test_monitoring_watches_stopped_publications(tf: dict[str, dict[str, Any]], locals_: dict[str, Any]) -> None:
+    from shared.services import publish_job
+
+    policy = resource(tf, "google_monitoring_alert_policy", "publication_failures")
+    matched = policy["conditions"][0]["condition_matched_log"][0]
+    assert "publication stopped" in matched["filter"] and "jsonPayload.message" in matched["filter"]
+    assert 'function_names["publish_audiences"]' in matched["filter"]
+    assert '"publication stopped"' in Path(publish_job.__file__).read_text()  # the line the service logs
 
 
 def test_monitoring_watches_stale_and_failing_segments(tf: dict[str, dict[str, Any]]) -> None:

@@ -80,9 +80,13 @@ class CollectSettings:
 class ScheduleSettings:
     """What sync_schedules needs to know about the deployment (env CDP_SCHEDULE_* / CDP_JOBS_TOPIC)."""
 
-    job_prefix: str = "cdp-seg-"  # every job we manage, and only those, starts with this
+    job_prefix: str = "cdp-seg-"  # every segment job we manage, and only those, starts with this
     topic: str = "jobs"
     segment_job: str = "build_segments"  # the job a segment's schedule fires
+    # Publications' jobs: a prefix of their own, neither a prefix of the other, so no segment id can
+    # name a publication's job and neither kind's sync deletes the other's jobs.
+    publication_job_prefix: str = "cdp-pub-"
+    publication_job: str = "publish_audiences"  # the job a publication's schedule fires
     default_time_zone: str = "Asia/Seoul"
     # The schedule of a segment that names none (None: such a segment gets no job). Segment parsing
     # (shared/tam) builds such segments daily at 07:00, so the job fires then too.
@@ -94,8 +98,18 @@ class ScheduleSettings:
     def from_env(cls, env: Mapping[str, str] | None = None) -> ScheduleSettings:
         env = os.environ if env is None else env
         prefix = env.get("CDP_SCHEDULE_JOB_PREFIX", cls.job_prefix)
-        if not re.fullmatch(r"[A-Za-z0-9_-]{2,100}", prefix):
-            raise ConfigError(f"CDP_SCHEDULE_JOB_PREFIX must be 2-100 letters, digits, '-' or '_', got {prefix!r}")
+        publication_prefix = env.get("CDP_SCHEDULE_PUBLICATION_JOB_PREFIX", cls.publication_job_prefix)
+        for name, value in (
+            ("CDP_SCHEDULE_JOB_PREFIX", prefix),
+            ("CDP_SCHEDULE_PUBLICATION_JOB_PREFIX", publication_prefix),
+        ):
+            if not re.fullmatch(r"[A-Za-z0-9_-]{2,100}", value):
+                raise ConfigError(f"{name} must be 2-100 letters, digits, '-' or '_', got {value!r}")
+        if prefix.startswith(publication_prefix) or publication_prefix.startswith(prefix):
+            raise ConfigError(
+                f"CDP_SCHEDULE_JOB_PREFIX {prefix!r} and CDP_SCHEDULE_PUBLICATION_JOB_PREFIX {publication_prefix!r} "
+                "overlap: each sync would delete the other's jobs"
+            )
         minutes = env.get("CDP_SCHEDULE_MIN_INTERVAL_MINUTES", str(cls.min_interval_minutes))
         if not minutes.isascii() or not minutes.isdigit():
             raise ConfigError(f"CDP_SCHEDULE_MIN_INTERVAL_MINUTES must be a whole number, got {minutes!r}")
@@ -103,6 +117,8 @@ class ScheduleSettings:
             job_prefix=prefix,
             topic=env.get("CDP_JOBS_TOPIC", cls.topic),
             segment_job=env.get("CDP_SCHEDULE_SEGMENT_JOB", cls.segment_job),
+            publication_job_prefix=publication_prefix,
+            publication_job=env.get("CDP_SCHEDULE_PUBLICATION_JOB", cls.publication_job),
             default_time_zone=env.get("CDP_SCHEDULE_TIME_ZONE", cls.default_time_zone),
             default_cron=env.get("CDP_SCHEDULE_DEFAULT_CRON", cls.default_cron or "") or None,
             min_interval_minutes=int(minutes),

@@ -1,23 +1,27 @@
-"""Segment schedules: Firestore `segments` documents become scheduler jobs, kept in step by sync_schedules.
+"""Segment and publication schedules: Firestore `segments` and `publications` documents become
+scheduler jobs, kept in step by sync_schedules.
 
-Marketers set `schedule` and `enabled` on a segment; nobody edits Cloud Scheduler by hand. The
+Marketers set `schedule` and `enabled` on a segment or a publication; nobody edits Cloud Scheduler by hand. The
 `JobScheduler` port (shared/ports/scheduler.py) has one adapter per place jobs can live: Cloud
 Scheduler in production (shared/adapters/cloud_scheduler.py) and an in-process cron runner locally
 (devstack/local_scheduler.py), which has no emulator to stand in for it.
 
 A managed job publishes, like the fixed jobs of infra/scheduler.tf, a jobs message (shared/jobs.py)
-naming the segment: `{"job": "build_segments", "segment_id": "<id>"}`.
+naming the segment: `{"job": "build_segments", "segment_id": "<id>"}`, or the publication:
+`{"job": "publish_audiences", "publication_id": "<id>"}`. Each kind's jobs have their own prefix
+(ScheduleSettings), so the two never share a name and each is listed and pruned on its own.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from shared.activation.publications import InvalidConfig, parse_publication
 from shared.config import ScheduleSettings
 from shared.cron import check_schedule
 from shared.ports.documents import DocumentStore
@@ -26,6 +30,9 @@ from shared.ports.scheduler import MAX_DESCRIPTION, JobScheduler, JobSpec
 from shared.runs import Run, recorded
 
 JOB = "sync_schedules"
+PUBLICATIONS = "publications"
+# Plans one document: adds its job to `wanted` and returns its status.schedule entry.
+Plan = Callable[[str, Mapping[str, Any], ScheduleSettings, datetime, dict[str, tuple[str, JobSpec]], "SyncReport"], Any]
 
 
 def segment_job_name(segment_id: str, prefix: str) -> str:
@@ -58,6 +65,36 @@ def segment_job(segment_id: str, segment: Mapping[str, Any], config: ScheduleSet
     )
 
 
+def publication_job(
+    publication_id: str, publication: Mapping[str, Any], config: ScheduleSettings, now: datetime
+) -> JobSpec | str | None:
+    """The job a publication document asks for; None when it has no schedule (it is published after
+    each build of its segment only); else the reason it cannot have one, with the field path. An
+    invalid publication has no job, whatever field is wrong: its runs would only fail."""
+    try:
+        parse_publication(publication_id, publication, min_interval_minutes=config.min_interval_minutes, now=now)
+    except InvalidConfig as exc:
+        return str(exc.problems[0])
+    if publication.get("schedule") is None:
+        return None
+    checked = check_schedule(publication["schedule"], config.default_time_zone, config.min_interval_minutes, now)
+    if checked.first is not None or checked.cron is None or checked.timezone is None:
+        return checked.first or "schedule: invalid"
+    name = publication.get("name")
+    label = (
+        f"{publication_id} ({name})" if isinstance(name, str) and name and name != publication_id else publication_id
+    )
+    description = f"Publishes audience {label}. Managed by sync_schedules from Firestore publications/{publication_id}."
+    return JobSpec(
+        name=segment_job_name(publication_id, config.publication_job_prefix),
+        cron=" ".join(checked.cron.split()),
+        time_zone=checked.timezone,
+        topic=config.topic,
+        message={"job": config.publication_job, "publication_id": publication_id},
+        description=description[:MAX_DESCRIPTION],
+    )
+
+
 @dataclass(kw_only=True)
 class SyncReport(Run):
     """What a sync did; also its `runs` document (status ok, partial when a segment failed, or failed)."""
@@ -67,7 +104,7 @@ class SyncReport(Run):
     updated: list[str] = field(default_factory=list)
     deleted: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
-    errors: dict[str, str] = field(default_factory=dict)  # segment id -> message
+    errors: dict[str, str] = field(default_factory=dict)  # segment id, or publications/<id> -> message
 
     def counts(self) -> dict[str, int]:
         return {
@@ -95,45 +132,67 @@ def sync_schedules(
     now: datetime,
     run_id: str | None = None,
 ) -> SyncReport:
-    """Make the scheduler's jobs under config.job_prefix exactly the enabled, valid segment schedules.
+    """Make the scheduler's jobs under config.job_prefix exactly the enabled, valid segment schedules,
+    and those under config.publication_job_prefix the enabled, valid publication schedules.
 
-    Creates missing jobs, updates changed ones, deletes those whose segment is gone, disabled or has an
-    invalid schedule (a segment without one gets config.default_cron); jobs without the prefix are
-    never read or touched. Each segment's outcome goes to its `status.schedule`, written only when it
-    changes, so a repeated run writes nothing but its run record, `runs/<run_id>`, written once at the
-    end. One bad segment never stops the others.
+    Creates missing jobs, updates changed ones, deletes those whose document is gone, disabled or
+    invalid (a segment without a schedule gets config.default_cron, a publication none); jobs without
+    either prefix are never read or touched. Each document's outcome goes to its `status.schedule`,
+    written only when it changes, so a repeated run writes nothing but its run record,
+    `runs/<run_id>`, written once at the end. One bad document never stops the others.
     """
     report = SyncReport(run_id=run_id or f"{JOB}-{now.strftime('%Y%m%dT%H%M%S%fZ')}", started_at=now)
     with recorded(documents, report, record_start=False):
-        segments = documents.list("segments")
-        wanted: dict[str, tuple[str, JobSpec]] = {}
-        outcomes: dict[str, dict[str, Any] | None] = {}
-        for segment_id, segment in segments:
-            outcomes[segment_id] = _plan(segment_id, segment, config, now, wanted, report)
-
-        existing = {job.name: job for job in scheduler.list_jobs(config.job_prefix)}
-        for name, (segment_id, spec) in sorted(wanted.items()):
-            current = existing.get(name)
-            if current == spec:
-                report.unchanged.append(name)
-                continue
-            try:
-                scheduler.upsert_job(spec)
-            except JobRejected as exc:
-                report.errors[segment_id] = f"schedule: the scheduler refused the job: {exc}"
-                outcomes[segment_id] = {"state": "error", "error": report.errors[segment_id]}
-                continue
-            (report.updated if current else report.created).append(name)
-        # A job refused on update goes too: it must not keep firing on the schedule the marketer replaced.
-        keep = {*report.created, *report.updated, *report.unchanged}
-        for name in sorted(set(existing) - keep):
-            scheduler.delete_job(name)
-            report.deleted.append(name)
-
-        for segment_id, segment in segments:
-            _record_outcome(documents, segment_id, segment, outcomes[segment_id], now)
+        _sync("segments", config.job_prefix, _plan, documents, scheduler, config, now, report)
+        _sync(PUBLICATIONS, config.publication_job_prefix, _plan_publication, documents, scheduler, config, now, report)
         report.status = "partial" if report.errors else "ok"
     return report
+
+
+def _sync(
+    collection: str,
+    prefix: str,
+    plan: Plan,
+    documents: DocumentStore,
+    scheduler: JobScheduler,
+    config: ScheduleSettings,
+    now: datetime,
+    report: SyncReport,
+) -> None:
+    """One kind of document: its jobs (all under `prefix`) made to match what its documents ask for."""
+    docs = documents.list(collection)
+    wanted: dict[str, tuple[str, JobSpec]] = {}
+    outcomes: dict[str, dict[str, Any] | None] = {}
+    for doc_id, doc in docs:
+        outcomes[doc_id] = plan(doc_id, doc, config, now, wanted, report)
+
+    existing = {job.name: job for job in scheduler.list_jobs(prefix)}
+    for name, (doc_id, spec) in sorted(wanted.items()):
+        current = existing.get(name)
+        if current == spec:
+            report.unchanged.append(name)
+            continue
+        try:
+            scheduler.upsert_job(spec)
+        except JobRejected as exc:
+            key = _error_key(collection, doc_id)
+            report.errors[key] = f"schedule: the scheduler refused the job: {exc}"
+            outcomes[doc_id] = {"state": "error", "error": report.errors[key]}
+            continue
+        (report.updated if current else report.created).append(name)
+    # A job refused on update goes too: it must not keep firing on the schedule the marketer replaced.
+    keep = {*report.created, *report.updated, *report.unchanged}
+    for name in sorted(set(existing) - keep):
+        scheduler.delete_job(name)
+        report.deleted.append(name)
+
+    for doc_id, doc in docs:
+        _record_outcome(documents, collection, doc_id, doc, outcomes[doc_id], now)
+
+
+def _error_key(collection: str, doc_id: str) -> str:
+    """report.errors' key: a segment's id as it always was; other documents by path, as ids may repeat."""
+    return doc_id if collection == "segments" else f"{collection}/{doc_id}"
 
 
 def _plan(
@@ -167,6 +226,35 @@ def _plan(
     return {"state": "scheduled", "job": planned.name, "cron": planned.cron, "timezone": planned.time_zone}
 
 
+def _plan_publication(
+    publication_id: str,
+    publication: Mapping[str, Any],
+    config: ScheduleSettings,
+    now: datetime,
+    wanted: dict[str, tuple[str, JobSpec]],
+    report: SyncReport,
+) -> dict[str, Any] | None:
+    """Add the publication's job to wanted; return the status.schedule entry it should carry."""
+    if publication.get("enabled", True) is not True:
+        return {"state": "off", "reason": "the publication is not enabled"}
+    try:
+        planned = publication_job(publication_id, publication, config, now)
+    except Exception as exc:  # noqa: BLE001 - one publication's data never stops the others
+        planned = f"schedule: could not be planned: {type(exc).__name__}: {str(exc)[:200]}"
+    if planned is None:
+        return None
+    key = _error_key(PUBLICATIONS, publication_id)
+    if isinstance(planned, str):
+        report.errors[key] = planned
+        return {"state": "error", "error": planned}
+    if planned.name in wanted:  # two ids that sanitise to one job name
+        other = wanted[planned.name][0]
+        report.errors[key] = f"schedule: job name {planned.name} is already used by publication {other}; rename it"
+        return {"state": "error", "error": report.errors[key]}
+    wanted[planned.name] = (publication_id, planned)
+    return {"state": "scheduled", "job": planned.name, "cron": planned.cron, "timezone": planned.time_zone}
+
+
 def _schedule_entry(segment: Mapping[str, Any]) -> dict[str, Any] | None:
     """The segment's status.schedule without its timestamp, for comparison."""
     status = segment.get("status")
@@ -175,14 +263,19 @@ def _schedule_entry(segment: Mapping[str, Any]) -> dict[str, Any] | None:
 
 
 def _record_outcome(
-    documents: DocumentStore, segment_id: str, listed: Mapping[str, Any], entry: dict[str, Any] | None, now: datetime
+    documents: DocumentStore,
+    collection: str,
+    segment_id: str,
+    listed: Mapping[str, Any],
+    entry: dict[str, Any] | None,
+    now: datetime,
 ) -> None:
     """Write status.schedule if it differs (ignoring its timestamp), keeping the rest of status:
-    validate_config and build_segments own the other keys. Before a write the document is read again,
+    validate_config and the build or publish job own the other keys. Before a write the document is read again,
     so a status they wrote during this run is not put back to what it was when the run listed it."""
     if _schedule_entry(listed) == entry:
         return
-    segment = documents.get("segments", segment_id)
+    segment = documents.get(collection, segment_id)
     if segment is None or _schedule_entry(segment) == entry:
         return  # deleted meanwhile, or already right
     status = segment.get("status")
@@ -191,4 +284,4 @@ def _record_outcome(
         status.pop("schedule", None)
     else:
         status["schedule"] = {**entry, "updated_at": now}
-    documents.set("segments", segment_id, {"status": status}, merge=True)
+    documents.set(collection, segment_id, {"status": status}, merge=True)

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from cloudevents.http import CloudEvent
 
+from shared.activation.customer_file import KEYS
 from shared.config import ScheduleSettings as ScheduleConfig
 from shared.cron import cron_error
 from shared.jobs import fixed_job_spec, job_of
@@ -185,7 +186,7 @@ def test_jobs_without_our_prefix_are_never_touched() -> None:
     sync_schedules(docs, jobs, CONFIG, NOW)
 
     assert jobs.jobs == foreign
-    assert {name for verb, name in jobs.calls if verb == "list"} == {"cdp-seg-"}
+    assert {name for verb, name in jobs.calls if verb == "list"} == {"cdp-seg-", "cdp-pub-"}
     assert all(name.startswith("cdp-seg-") for _, name in jobs.writes())
 
 
@@ -390,3 +391,119 @@ def test_the_handler_syncs_on_its_own_message_and_ignores_other_jobs(monkeypatch
     handler(pubsub_event({"job": "sync_schedules"}, message_id="42"))
     assert sorted(jobs.jobs) == ["cdp-seg-a"]
     assert docs.docs["runs"]["sync_schedules-42"]["status"] == "ok"
+
+
+# --- publications ---------------------------------------------------------------------------------
+
+
+def publication(cron: str | None = "30 9 * * *", **extra: Any) -> dict[str, Any]:
+    doc: dict[str, Any] = {"segment_id": "vip", "destination_id": "meta", "audience_id": "23850000000000001", **extra}
+    if cron is not None:
+        doc["schedule"] = {"cron": cron}
+    return doc
+
+
+def publications_store(**publications: dict[str, Any]) -> CountingStore:
+    docs = CountingStore()
+    for publication_id, doc in publications.items():
+        docs.set("publications", publication_id, doc)
+    docs.sets.clear()
+    return docs
+
+
+def test_a_scheduled_publication_becomes_a_job_that_publishes_its_audience() -> None:
+    docs, jobs = publications_store(p1=publication("30 9 * * 1-5", name="VIP to Meta")), FakeJobs()
+
+    report = sync_schedules(docs, jobs, CONFIG, NOW)
+
+    assert report.created == ["cdp-pub-p1"] and report.status == "ok"
+    job = jobs.jobs["cdp-pub-p1"]
+    assert (job.cron, job.time_zone, job.topic) == ("30 9 * * 1-5", "Asia/Seoul", "jobs")
+    assert job.data == b'{"job":"publish_audiences","publication_id":"p1"}'
+    assert job.attributes == {"job": "publish_audiences"}
+    assert "p1 (VIP to Meta)" in job.description and "publications/p1" in job.description
+    assert docs.docs["publications"]["p1"]["status"]["schedule"] == {
+        "state": "scheduled",
+        "job": "cdp-pub-p1",
+        "cron": "30 9 * * 1-5",
+        "timezone": "Asia/Seoul",
+        "updated_at": NOW,
+    }
+    assert sync_schedules(docs, jobs, CONFIG, NOW).unchanged == ["cdp-pub-p1"]
+
+
+def test_the_publication_job_is_what_publish_audiences_takes() -> None:
+    from shared.services.publish_audiences import JOB as PUBLISH_JOB
+    from shared.services.publish_job import publish_job
+
+    assert CONFIG.publication_job == PUBLISH_JOB
+    docs, jobs = publications_store(p1=publication()), FakeJobs()
+    sync_schedules(docs, jobs, CONFIG, NOW)
+    assert publish_job(jobs.jobs["cdp-pub-p1"].message, NOW).publications == ("p1",)
+
+
+@pytest.mark.parametrize(
+    ("change", "entry"),
+    [
+        ({"enabled": False}, {"state": "off", "reason": "the publication is not enabled"}),
+        ({"schedule": None}, None),  # published after each build of its segment only
+        (
+            {"keys": ["EMAIL", "MAIL"]},
+            {"state": "error", "error": 'keys[1]: unsupported key "MAIL"; one of ' + ", ".join(KEYS)},
+        ),
+        ({"schedule": {"cron": "*/5 * * * *"}}, "error"),
+    ],
+)
+def test_a_disabled_unscheduled_or_invalid_publication_has_no_job(change: dict[str, Any], entry: Any) -> None:
+    docs, jobs = publications_store(p1=publication()), FakeJobs()
+    sync_schedules(docs, jobs, CONFIG, NOW)
+    assert sorted(jobs.jobs) == ["cdp-pub-p1"]
+    docs.set("publications", "p1", {**docs.docs["publications"]["p1"], **change})
+
+    report = sync_schedules(docs, jobs, CONFIG, NOW)
+
+    assert jobs.jobs == {} and report.deleted == ["cdp-pub-p1"]
+    found = docs.docs["publications"]["p1"]["status"].get("schedule")
+    if entry == "error":
+        assert found["state"] == "error" and found["error"].startswith("schedule.cron: ")
+        assert report.errors == {"publications/p1": found["error"]} and report.status == "partial"
+    else:
+        assert (found and {k: v for k, v in found.items() if k != "updated_at"}) == entry
+        assert report.errors == ({"publications/p1": entry["error"]} if entry and "error" in entry else {})
+
+
+def test_a_deleted_publication_loses_its_job_and_keeps_its_segments_job_of_the_same_id_apart() -> None:
+    docs, jobs = publications_store(vip=publication()), FakeJobs()
+    docs.set("segments", "vip", segment("0 6 * * *"))
+    sync_schedules(docs, jobs, CONFIG, NOW)
+    assert sorted(jobs.jobs) == ["cdp-pub-vip", "cdp-seg-vip"]
+
+    docs.delete("publications", "vip")
+    report = sync_schedules(docs, jobs, CONFIG, NOW)
+
+    assert report.deleted == ["cdp-pub-vip"] and sorted(jobs.jobs) == ["cdp-seg-vip"]
+    docs.delete("segments", "vip")
+    assert sync_schedules(docs, jobs, CONFIG, NOW).deleted == ["cdp-seg-vip"] and jobs.jobs == {}
+
+
+def test_the_publication_outcome_keeps_the_validation_status() -> None:
+    validated: dict[str, Any] = {"state": "ok", "stage": "validate", "error": None, "errors": [], "at": NOW}
+    docs, jobs = publications_store(p1={**publication(), "status": validated}), FakeJobs()
+    sync_schedules(docs, jobs, CONFIG, NOW)
+    status = docs.docs["publications"]["p1"]["status"]
+    assert {k: v for k, v in status.items() if k != "schedule"} == validated
+    assert status["schedule"]["state"] == "scheduled"
+
+
+def test_the_two_job_prefixes_must_not_overlap() -> None:
+    from shared.config import ConfigError
+
+    config = ScheduleConfig.from_env(
+        {"CDP_SCHEDULE_JOB_PREFIX": "stg-seg-", "CDP_SCHEDULE_PUBLICATION_JOB_PREFIX": "stg-pub-"}
+    )
+    assert (config.job_prefix, config.publication_job_prefix) == ("stg-seg-", "stg-pub-")
+    for segments, publications in (("cdp-", "cdp-pub-"), ("cdp-pub-x", "cdp-pub-"), ("cdp-seg-", "bad prefix")):
+        with pytest.raises(ConfigError, match="CDP_SCHEDULE_PUBLICATION_JOB_PREFIX"):
+            ScheduleConfig.from_env(
+                {"CDP_SCHEDULE_JOB_PREFIX": segments, "CDP_SCHEDULE_PUBLICATION_JOB_PREFIX": publications}
+            )

@@ -1,4 +1,4 @@
-"""sync_schedules: segment and publication schedules in Firestore become Cloud Scheduler jobs (CloudEvent, `jobs` topic)."""
+"""sync_schedules: segment and publication schedules in Firestore become Cloud Scheduler jobs (`jobs` topic)."""
 
 from __future__ import annotations
 

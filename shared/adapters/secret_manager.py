@@ -46,8 +46,15 @@ class SecretManagerSecrets:
         return value
 
     def exists(self, name: str) -> bool:
+        """Whether the latest version is enabled, read from its metadata (versions.get): a checker such
+        as validate_config needs roles/secretmanager.viewer on the secret, never the token. An enabled
+        but empty version counts as existing; get() refuses it at run time."""
         try:
-            self.get(name)
-        except SecretMissing:
+            version = self._client.get_secret_version(
+                request={"name": self._version(name)}, retry=self._retry, timeout=self._timeout
+            )
+        except (exceptions.NotFound, exceptions.Forbidden, exceptions.FailedPrecondition, exceptions.BadRequest):
             return False
-        return True
+        except (exceptions.RetryError, exceptions.ServerError, exceptions.DeadlineExceeded) as exc:
+            raise TransientError(f"Secret Manager did not answer: {exc}") from None
+        return getattr(version.state, "name", None) == "ENABLED"

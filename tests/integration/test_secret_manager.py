@@ -24,8 +24,9 @@ from shared.ports.errors import TransientError
 from shared.ports.secrets import SecretMissing
 
 PROJECT = "cdp-test"
-ACCESS = re.compile(r"^/v1/projects/([^/]+)/secrets/([^/]+)/versions/latest:access$")
-SECRETS = {"facebook-access-token": "EAAtoken-value", "empty": ""}
+ACCESS = re.compile(r"^/v1/projects/([^/]+)/secrets/([^/]+)/versions/latest(:access)?$")
+SECRETS = {"facebook-access-token": "EAAtoken-value", "empty": "", "disabled": "EAAold"}
+DISABLED = {"disabled"}  # its latest version is disabled
 DENIED = {"someone-elses"}
 
 
@@ -46,8 +47,10 @@ class _Handler(BaseHTTPRequestHandler):
         if name not in SECRETS:
             message = f"Secret [projects/1/secrets/{name}] not found or has no versions."
             return self._answer(404, {"error": {"code": 404, "message": message, "status": "NOT_FOUND"}})
-        data = base64.b64encode(SECRETS[name].encode()).decode()
         version = f"projects/{PROJECT}/secrets/{name}/versions/3"
+        if match.group(3) is None:  # versions.get: the version's metadata, never its payload
+            return self._answer(200, {"name": version, "state": "DISABLED" if name in DISABLED else "ENABLED"})
+        data = base64.b64encode(SECRETS[name].encode()).decode()
         self._answer(200, {"name": version, "payload": {"data": data}})
 
     def _answer(self, status: int, body: dict[str, object]) -> None:
@@ -86,7 +89,20 @@ def test_reads_the_latest_version(fake: tuple[SecretManagerSecrets, list[str]]) 
     assert secrets.get("facebook-access-token") == "EAAtoken-value"
     latest = f"/v1/projects/{PROJECT}/secrets/facebook-access-token/versions/latest:access"
     assert [p.split("?")[0] for p in paths] == [latest]
-    assert secrets.exists("facebook-access-token") is True
+
+
+def test_exists_reads_the_latest_versions_metadata_never_its_value(
+    fake: tuple[SecretManagerSecrets, list[str]],
+) -> None:
+    secrets, paths = fake
+    found = {
+        name: secrets.exists(name) for name in ("facebook-access-token", "disabled", "no-such-secret", "someone-elses")
+    }
+    assert found == {"facebook-access-token": True, "disabled": False, "no-such-secret": False, "someone-elses": False}
+    assert paths and not [p for p in paths if ":access" in p]
+    assert secrets.exists("empty") is True  # enabled; its emptiness shows when a run reads it
+    with pytest.raises(TransientError, match="try later"):
+        secrets.exists("outage")
 
 
 @pytest.mark.parametrize(
@@ -100,7 +116,6 @@ def test_missing_denied_or_empty_is_secret_missing(
     with pytest.raises(SecretMissing, match=words) as caught:
         secrets.get(name)
     assert name in str(caught.value)
-    assert secrets.exists(name) is False
 
 
 def test_an_outage_is_transient(fake: tuple[SecretManagerSecrets, list[str]]) -> None:

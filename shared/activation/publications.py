@@ -38,6 +38,7 @@ DESTINATION_FIELDS: Final = (
     "access_token_secret",
     "api_version",
     "default_keys",
+    "prefix",
 )
 PUBLICATION_FIELDS: Final = (
     "id",
@@ -59,6 +60,8 @@ _ID: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}")
 _GRAPH_ID: Final = re.compile(r"[0-9]{1,32}")
 _AD_ACCOUNT: Final = re.compile(r"(?:act_)?[0-9]{1,32}")
 _API_VERSION: Final = re.compile(r"v[0-9]{1,3}\.[0-9]{1,2}")
+# A folder in the export bucket: up to 8 '/'-separated names, none starting with a dot ('..' included).
+_PREFIX: Final = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,62}(?:/[A-Za-z0-9_-][A-Za-z0-9_.-]{0,62}){0,7}")
 # A Secret Manager secret: its id (letters, digits, - and _, up to 255) or its resource name,
 # optionally with a version.
 _SECRET: Final = re.compile(
@@ -92,6 +95,7 @@ class Destination:
     access_token_secret: str | None = None  # a Secret Manager name; the token is read at run time
     api_version: str = DEFAULT_API_VERSION
     default_keys: tuple[str, ...] = DEFAULT_KEYS
+    prefix: str = ""  # file export: the folder of the bucket its runs are written under
 
 
 @dataclass(frozen=True)
@@ -131,6 +135,9 @@ def parse_destination(destination_id: str, doc: Any) -> Destination:
     secret = parser.secret(doc, facebook)
     version = parser.matching(doc, "api_version", _API_VERSION, "a Graph API version such as v26.0", False)
     default_keys = parser.keys(doc, "default_keys")
+    prefix = parser.matching(doc, "prefix", _PREFIX, "a folder such as exports/naver", False)
+    if prefix is not None and kind == FACEBOOK:
+        parser.fail("prefix", "applies only to file_export destinations")
     if parser.problems or kind is None:
         raise parser.error()
     return Destination(
@@ -141,6 +148,7 @@ def parse_destination(destination_id: str, doc: Any) -> Destination:
         access_token_secret=secret,
         api_version=version or DEFAULT_API_VERSION,
         default_keys=default_keys or DEFAULT_KEYS,
+        prefix=prefix or "",
     )
 
 

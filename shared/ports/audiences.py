@@ -13,7 +13,8 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final, Protocol
+from datetime import datetime
+from typing import Any, Final, Protocol, runtime_checkable
 
 Row = tuple[str | None, ...]
 
@@ -198,4 +199,19 @@ class AudienceDestination(Protocol):
 
     def usage(self) -> Usage:
         """Rate-limit usage as of the latest answer."""
+        ...
+
+
+@runtime_checkable
+class RunFiles(Protocol):
+    """A destination that delivers a run's batches together, as files (the file export): the
+    service tells it which run the batches belong to, and when the run is over."""
+
+    def begin(self, publication_id: str, run_id: str, at: datetime) -> None:
+        """The batches that follow belong to this run of this publication (a retry repeats the run id)."""
+        ...
+
+    def finish(self, *, final: bool) -> list[str]:
+        """Write the run's files from every batch it took, and return where they are. final: the run
+        did not stop part-way, so its files will not change again."""
         ...

@@ -44,7 +44,7 @@ from shared.activation.deltas import (
     sent,
     stage,
 )
-from shared.activation.publications import FACEBOOK, Destination, Publication, check_pair
+from shared.activation.publications import FACEBOOK, FILE_EXPORT, Destination, Publication, check_pair
 from shared.ports import Warehouse
 from shared.ports.audiences import (
     MAX_BATCH_BYTES,
@@ -56,6 +56,7 @@ from shared.ports.audiences import (
     DestinationUnavailable,
     PolicyBlocked,
     Row,
+    RunFiles,
     SessionStuck,
     Throttled,
     TokenExpired,
@@ -170,7 +171,7 @@ def publish(
     if dry_run and outbox is None:
         raise ValueError("a dry run needs an outbox for its request bodies")
     report = Report(publication.id, run_id, publication.mode, dry_run=dry_run)
-    problem = _unusable(publication, destination, segment)
+    problem = _unusable(publication, destination, segment, destination_port)
     if problem is not None:
         report.failure = problem
         return report
@@ -178,6 +179,9 @@ def publish(
         report.disabled = True
         return report
     keys = publication.keys_for(destination)
+    files = destination_port if isinstance(destination_port, RunFiles) and not dry_run else None
+    if files is not None:  # a file export: batches gather into the run's files, written at the end
+        files.begin(publication.id, run_id, now)
     job = _Run(
         warehouse, destination_port, publication, destination, keys, now, run_id, report,
         sleep=sleep, outbox=outbox, page_rows=page_rows, max_rows=max_batch_rows, max_bytes=max_batch_bytes,
@@ -197,6 +201,11 @@ def publish(
             job.add()
     except _Stop as stop:
         report.failure = stop.failure
+    if files is not None:
+        try:
+            report.outbox.extend(files.finish(final=report.failure is None))
+        except DestinationError as exc:  # the batches stay spooled: the next run writes them
+            report.failure = report.failure or Failure("destination_id", f"files not written: {exc.message}", True)
     if report.failure is None and not dry_run:
         job.read_size()
     log.info(
@@ -214,10 +223,13 @@ def publish(
     return report
 
 
-def _unusable(publication: Publication, destination: Destination, segment: Segment) -> Failure | None:
+def _unusable(
+    publication: Publication, destination: Destination, segment: Segment, port: AudienceDestination
+) -> Failure | None:
     """Bad input that must stop a run before anything is sent."""
-    if destination.type != FACEBOOK:
-        return Failure("destination_id", f"{destination.id} is a {destination.type} destination, not an ad platform's")
+    wrong_port = (destination.type == FILE_EXPORT) != isinstance(port, RunFiles)  # the caller picks it by type
+    if destination.type not in (FACEBOOK, FILE_EXPORT) or wrong_port:
+        return Failure("destination_id", f"{destination.id} is a {destination.type} destination, not this port's")
     if publication.segment_id != segment.id:
         return Failure("segment_id", f"names {publication.segment_id}, but segment {segment.id} was given")
     problems = check_pair(publication, destination)

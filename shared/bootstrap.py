@@ -81,13 +81,22 @@ def build_collector_config(settings: Settings) -> CollectorConfig:
 
 
 def build_export_blobs(settings: Settings) -> BlobStore | None:
-    """Where privacy exports go: a folder locally (CDP_PRIVACY_EXPORT_DIR). None on GCP until the
-    Cloud Storage adapter exists: a function has no folder that outlives it, so exports wait."""
-    if settings.privacy.export_bucket or settings.warehouse == "bigquery":
+    """Where privacy exports go: the bucket CDP_PRIVACY_EXPORT_BUCKET (under privacy-exports/), else
+    a folder locally (CDP_PRIVACY_EXPORT_DIR). None on GCP without a bucket: a function has no
+    folder that outlives it, so exports wait."""
+    return _blobs(settings, settings.privacy.export_bucket, "privacy-exports", settings.privacy.export_dir)
+
+
+def _blobs(settings: Settings, bucket: str | None, prefix: str, folder: str) -> BlobStore | None:
+    if bucket:
+        from shared.adapters.gcs_blobs import GcsBlobs
+
+        return GcsBlobs(bucket, prefix=prefix)
+    if settings.warehouse == "bigquery":
         return None
     from shared.adapters.folder_blobs import FolderBlobs
 
-    return FolderBlobs(settings.privacy.export_dir)
+    return FolderBlobs(folder)
 
 
 def build_privacy_ports(settings: Settings, warehouse: Warehouse, blobs: BlobStore | None = None) -> PrivacyPorts:
@@ -124,14 +133,10 @@ def build_secrets(settings: Settings) -> SecretStore:
     return LocalSecrets(settings.publish.secrets_dir)
 
 
-def build_publish_blobs(settings: Settings, folder: str) -> BlobStore | None:
-    """Where publishing writes files (dry-run bodies, exports): a folder locally; None on GCP until
-    the Cloud Storage adapter is wired, so a dry run there stops with a clear error."""
-    if settings.warehouse == "bigquery":
-        return None
-    from shared.adapters.folder_blobs import FolderBlobs
-
-    return FolderBlobs(folder)
+def build_publish_blobs(settings: Settings, prefix: str, folder: str) -> BlobStore | None:
+    """Where publishing writes files (prefix outbox: dry-run bodies; exports: file exports): the
+    bucket CDP_PUBLISH_BUCKET, else a folder locally; None on GCP without a bucket."""
+    return _blobs(settings, settings.publish.bucket, prefix, folder)
 
 
 def build_connect(settings: Settings, secrets: SecretStore) -> Callable[[Destination], AudienceDestination]:
@@ -164,7 +169,7 @@ def build_publish_ports(settings: Settings, warehouse: Warehouse, documents: Doc
         warehouse=warehouse,
         documents=documents,
         connect=build_connect(settings, build_secrets(settings)),
-        outbox=build_publish_blobs(settings, settings.publish.outbox_dir),
+        outbox=build_publish_blobs(settings, "outbox", settings.publish.outbox_dir),
         salt=settings.privacy.require_salt(),
         dry_run=settings.publish.dry_run,
         min_interval_minutes=settings.schedules.min_interval_minutes,

@@ -39,7 +39,7 @@ class GcsBlobs:
     def __init__(
         self, bucket: str, prefix: str = "", client: Any = None, timeout: float = 60.0, chunk_size: int = CHUNK_SIZE
     ) -> None:
-        from google.cloud import storage
+        import google.cloud.storage as storage
         from google.cloud.storage.retry import DEFAULT_RETRY
 
         if not bucket or "/" in bucket or ":" in bucket:

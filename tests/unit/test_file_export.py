@@ -32,6 +32,7 @@ from tests.builders import SALT
 from tests.fake_audiences import Crash
 from tests.publish_world import KEYS, SEGMENT, World, segment
 from tests.unit.test_customer_file import SHA256SUM
+from tests.unit.test_publish_service import shop  # Ann, Bob (refused), Cat, Dan (undecided), Eve (no key)
 
 AT = datetime(2026, 11, 2, 4, 30, tzinfo=UTC)
 PUBLICATION = "vip-files"
@@ -92,21 +93,6 @@ def as_desired(path: Path) -> set[tuple[tuple[str, ...], Row]]:
     header, rows = read_csv(path)
     keys = tuple(key for column in header for key, name in HEADERS.items() if name == column)
     return {(keys, row) for row in rows}
-
-
-def shop(world: World, count: int = 0) -> dict[str, Any]:
-    """Ann (all keys, Hangul names), Bob (refused consent), Cat (e-mail, a Latin name), Dan (never
-    decided), Eve (consenting, no key); and `count` members with an e-mail and a phone."""
-    people = {
-        "ann": world.person("ann", email="ann@example.com", phone="010-1234-5678", given="민지", family="김"),
-        "bob": world.person("bob", email="bob@example.com", consent=False),
-        "cat": world.person("cat", email="Cat@Example.com", given="Cat"),
-        "dan": world.person("dan", email="dan@example.com", consent=None),
-        "eve": world.person("eve"),
-    }
-    for n in range(count):
-        people[f"p{n:03d}"] = world.person(f"p{n:03d}", email=f"p{n:03d}@example.com", phone=f"010-5555-{n:04d}")
-    return people
 
 
 # -- the adapter alone --------------------------------------------------------------------------------------

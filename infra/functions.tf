@@ -11,7 +11,8 @@ locals {
   #             dead_letter = false for a consumer of a dead-letter topic (nowhere further to go).
   #   firestore an Eventarc Firestore document trigger: trigger.event_type, trigger.document (a path
   #             pattern), trigger.database and trigger.region (the database's location);
-  #             trigger.retry (default false). Invoked as its own <name>-trg account (iam.tf).
+  #             trigger.retry (default false); trigger.more_documents, more patterns by a short
+  #             name (each one more Eventarc trigger). Invoked as its own <name>-trg account (iam.tf).
   # Omitted settings take the defaults of modules/function/variables.tf. No resource may be referenced
   # here: project.tf derives the APIs to enable from this map, and every resource depends on them.
   functions = {
@@ -152,14 +153,15 @@ locals {
     }
 
     sync_schedules = {
-      description = "Makes the Cloud Scheduler jobs <prefix>-seg-* match the schedules of the Firestore segments (jobs message {\"job\": \"sync_schedules\"})."
+      description = "Makes the Cloud Scheduler jobs <prefix>-seg-* and <prefix>-pub-* match the schedules of the Firestore segments and publications (jobs message {\"job\": \"sync_schedules\"})."
       trigger     = { type = "pubsub", topic = "jobs", filter = "attributes.job = \"sync_schedules\"" }
       # shared/config.py ScheduleSettings.from_env.
       env = {
-        CDP_SCHEDULER_LOCATION  = var.region # where scheduler.tf puts the fixed jobs too
-        CDP_SCHEDULE_JOB_PREFIX = local.schedule_job_prefix
-        CDP_SCHEDULE_TIME_ZONE  = var.time_zone
-        CDP_JOBS_TOPIC          = "jobs" # google_pubsub_topic.topic["jobs"], named by its key
+        CDP_SCHEDULER_LOCATION              = var.region # where scheduler.tf puts the fixed jobs too
+        CDP_SCHEDULE_JOB_PREFIX             = local.schedule_job_prefix
+        CDP_SCHEDULE_PUBLICATION_JOB_PREFIX = local.publication_job_prefix
+        CDP_SCHEDULE_TIME_ZONE              = var.time_zone
+        CDP_JOBS_TOPIC                      = "jobs" # google_pubsub_topic.topic["jobs"], named by its key
       }
       memory        = "512Mi"
       concurrency   = 1
@@ -169,15 +171,17 @@ locals {
 
     # --- Firestore document events -----------------------------------------------------------------
     validate_config = {
-      description = "Validates a segment the moment it is written and puts the verdict (errors by field, or the size estimate) on segments/{id}.status."
+      description = "Validates a segment, destination or publication the moment it is written and puts the verdict (errors by field, or what it will do) on its status."
       trigger = {
         type       = "firestore"
         event_type = "google.cloud.firestore.document.v1.written"
         database   = "(default)" # google_firestore_database.main
         document   = "segments/{id}"
-        region     = local.firestore_location
+        # Publishing's configuration (shared/services/publication_config.py).
+        more_documents = { destinations = "destinations/{id}", publications = "publications/{id}" }
+        region         = local.firestore_location
         # A validation that fails would fail again on the same document: retrying would only loop.
-        # The next edit of the segment validates it anew.
+        # The next edit of the document validates it anew.
         retry = false
       }
       memory        = "512Mi"

@@ -79,10 +79,13 @@ locals {
       # The size estimate is a COUNT(*) query over refined.profiles.
       { role = "roles/bigquery.jobUser", on = "project" },
       { role = "roles/bigquery.dataViewer", on = "dataset:refined" },
-      # Reads the segment and writes its status.
+      # Reads the segment, destination or publication (and those it names) and writes its status.
       { role = "roles/datastore.user", on = "project" },
       # Records each edit in the audit log (shared/services/audit.py).
       { role = "custom:stream_rows", on = "table:audit.config_changes" },
+      # Checks that the token secret a destination names exists, from the version's metadata
+      # (versions.get): the secrets publish_audiences reads, and never their values.
+      { role = "roles/secretmanager.viewer", on = "secret:facebook-access-token" },
     ]
     privacy_requests = [
       { role = "roles/bigquery.jobUser", on = "project" },
@@ -121,9 +124,10 @@ locals {
       { role = "roles/secretmanager.secretAccessor", on = "secret:facebook-access-token" },
     ]
     sync_schedules = [
-      # Reads `segments`, writes status.schedule and `runs`.
+      # Reads `segments` and `publications`, writes their status.schedule and `runs`.
       { role = "roles/datastore.user", on = "project" },
-      # Creates, updates and deletes the <prefix>-seg-* Cloud Scheduler jobs (see custom_roles).
+      # Creates, updates and deletes the <prefix>-seg-* and <prefix>-pub-* Cloud Scheduler jobs (see
+      # custom_roles).
       { role = "custom:schedule_jobs", on = "project" },
     ]
   }
@@ -134,7 +138,7 @@ locals {
     # Cloud Scheduler jobs have no IAM policy of their own, so job management can only be granted
     # project-wide. roles/cloudscheduler.admin would add pause, resume, force-run and enable of every
     # job (the fixed ones included); this role keeps to what the sync does.
-    # It cannot be narrowed to the <prefix>-seg-* jobs with an IAM condition: Cloud Scheduler
+    # It cannot be narrowed to the sync's own jobs with an IAM condition: Cloud Scheduler
     # (cloudscheduler.googleapis.com) is not among the services that recognise resource attributes
     # in conditions (https://cloud.google.com/iam/docs/conditions-resource-attributes: "Other
     # services and resource types do not recognize resource attributes"), and a condition on the
@@ -142,11 +146,11 @@ locals {
     # that publishes to any topic of the project
     # (https://cloud.google.com/scheduler/docs/access-control), `beacons` included: the adapter
     # refuses every topic but `jobs` (shared/adapters/cloud_scheduler.py), the sync touches only jobs
-    # named <prefix>-seg-*, and the loader refuses every beacons message not signed with `bus-key`,
-    # which only collect and the loader may read (secrets.tf).
+    # named <prefix>-seg-* and <prefix>-pub-*, and the loader refuses every beacons message not
+    # signed with `bus-key`, which only collect and the loader may read (secrets.tf).
     schedule_jobs = {
       title       = "CDP segment schedule sync"
-      description = "List, read, create, update and delete Cloud Scheduler jobs: what sync_schedules needs to keep the per-segment jobs in step with Firestore."
+      description = "List, read, create, update and delete Cloud Scheduler jobs: what sync_schedules needs to keep the per-segment and per-publication jobs in step with Firestore."
       permissions = [
         "cloudscheduler.jobs.create",
         "cloudscheduler.jobs.delete",

@@ -31,17 +31,20 @@ locals {
       schedule    = "10,40 * * * *"
       description = "Erase or export the people pending privacy requests name."
     }
-    # Segment schedules edited in Firestore reach Cloud Scheduler within 10 minutes.
+    # Segment and publication schedules edited in Firestore reach Cloud Scheduler within 10 minutes.
     sync_schedules = {
       schedule    = "*/10 * * * *"
-      description = "Sync the per-segment Cloud Scheduler jobs with the Firestore segments."
+      description = "Sync the per-segment and per-publication Cloud Scheduler jobs with Firestore."
     }
   }
 
-  # Jobs sync_schedules manages: one per scheduled segment, named <prefix>-seg-<segment id>, not
-  # declared here (CDP_SCHEDULE_JOB_PREFIX, docs/scheduling.md). The sync deletes every job with
-  # this prefix that no segment asks for, so no fixed job may carry it (checked below).
-  schedule_job_prefix = "${var.prefix}-seg-"
+  # Jobs sync_schedules manages: one per scheduled segment, named <prefix>-seg-<segment id>, and
+  # one per scheduled publication, <prefix>-pub-<publication id>, not declared here
+  # (CDP_SCHEDULE_JOB_PREFIX, CDP_SCHEDULE_PUBLICATION_JOB_PREFIX, docs/scheduling.md). The sync
+  # deletes every job with these prefixes that no document asks for, so no fixed job may carry
+  # either (checked below).
+  schedule_job_prefix    = "${var.prefix}-seg-"
+  publication_job_prefix = "${var.prefix}-pub-"
 
   jobs = {
     for name, job in local.scheduled_jobs : name => merge(job, {
@@ -61,6 +64,10 @@ resource "terraform_data" "schedules_check" {
     precondition {
       condition     = alltrue([for name in keys(local.scheduled_jobs) : !startswith("${var.prefix}-${replace(name, "_", "-")}", local.schedule_job_prefix)])
       error_message = "A fixed job's name starts with ${local.schedule_job_prefix}, the prefix of the jobs sync_schedules manages and deletes."
+    }
+    precondition {
+      condition     = alltrue([for name in keys(local.scheduled_jobs) : !startswith("${var.prefix}-${replace(name, "_", "-")}", local.publication_job_prefix)])
+      error_message = "A fixed job's name starts with ${local.publication_job_prefix}, the prefix of the publication jobs sync_schedules manages and deletes."
     }
   }
 }

@@ -21,6 +21,8 @@ from shared.services.collect import CollectorConfig
 
 if TYPE_CHECKING:
     from shared.activation.publications import Destination
+    from shared.adapters.folder_blobs import FolderBlobs
+    from shared.adapters.gcs_blobs import GcsBlobs
     from shared.ports import AudienceDestination
     from shared.ports.secrets import SecretStore
     from shared.services.privacy import PrivacyPorts
@@ -87,7 +89,7 @@ def build_export_blobs(settings: Settings) -> BlobStore | None:
     return _blobs(settings, settings.privacy.export_bucket, "privacy-exports", settings.privacy.export_dir)
 
 
-def _blobs(settings: Settings, bucket: str | None, prefix: str, folder: str) -> BlobStore | None:
+def _blobs(settings: Settings, bucket: str | None, prefix: str, folder: str) -> GcsBlobs | FolderBlobs | None:
     if bucket:
         from shared.adapters.gcs_blobs import GcsBlobs
 
@@ -140,10 +142,13 @@ def build_publish_blobs(settings: Settings, prefix: str, folder: str) -> BlobSto
 
 
 def build_connect(settings: Settings, secrets: SecretStore) -> Callable[[Destination], AudienceDestination]:
-    """How a run reaches a destination; the access token is read at each run (rotation needs no deploy)."""
+    """How a run reaches a destination: Facebook with the access token read at each run (rotation
+    needs no deploy), a file export through the files bucket's exports/ (a folder locally)."""
+    exports = _blobs(settings, settings.publish.bucket, "exports", settings.publish.export_dir)
 
     def connect(destination: Destination) -> AudienceDestination:
         from shared.activation.publications import FACEBOOK
+        from shared.ports import DestinationError
 
         if destination.type == FACEBOOK:
             from shared.adapters.facebook_audiences import FacebookAudiences
@@ -157,7 +162,11 @@ def build_connect(settings: Settings, secrets: SecretStore) -> Callable[[Destina
                 api_version=destination.api_version,
                 graph_url=settings.publish.graph_url,
             )
-        raise ValueError(f"destination {destination.id}: type {destination.type} has no connection yet")
+        from shared.adapters.file_export import FileExportAudience
+
+        if exports is None:
+            raise DestinationError("has nowhere to write files: CDP_PUBLISH_BUCKET is not set (Terraform sets it)")
+        return FileExportAudience(exports, destination)
 
     return connect
 

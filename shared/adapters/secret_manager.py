@@ -18,14 +18,20 @@ from shared.ports.secrets import SecretMissing
 
 class SecretManagerSecrets:
     def __init__(self, project: str, client: Any = None, timeout: float = 30.0) -> None:
-        if client is None:
-            from google.cloud import secretmanager
-
-            client = secretmanager.SecretManagerServiceClient()
-        self._client = client
+        self._given = (
+            client  # None: the default client, made at first use (a run with no secret to read never needs it)
+        )
         self._project = project
         self._timeout = timeout
         self._retry = retry.Retry(predicate=retry.if_transient_error, initial=0.2, maximum=5.0, timeout=timeout)
+
+    @property
+    def _client(self) -> Any:
+        if self._given is None:
+            from google.cloud import secretmanager
+
+            self._given = secretmanager.SecretManagerServiceClient()
+        return self._given
 
     def _version(self, name: str) -> str:
         return f"projects/{self._project}/secrets/{name}/versions/latest"

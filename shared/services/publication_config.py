@@ -41,8 +41,8 @@ from shared.tam.rules import Problem, describe
 
 log = logging.getLogger(__name__)
 
-DESTINATIONS: Final = "destinations"
-PUBLICATIONS: Final = "publications"
+DESTINATIONS = "destinations"
+PUBLICATIONS = "publications"
 ENTRY_POINT: Final = "validate_config"
 SECRET_FIELD: Final = "access_token_secret"
 

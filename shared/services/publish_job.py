@@ -27,13 +27,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from shared.activation.publications import (
-    FACEBOOK,
     InvalidConfig,
     parse_destination,
     parse_publication,
 )
 from shared.cron import MIN_INTERVAL_MINUTES
-from shared.ports import AudienceDestination, DocumentStore, EventBus, TransientError, Warehouse
+from shared.ports import AudienceDestination, DestinationError, DocumentStore, EventBus, TransientError, Warehouse
 from shared.ports.blobs import BlobStore
 from shared.ports.secrets import SecretMissing
 from shared.runs import Run, error_text, recorded
@@ -196,8 +195,9 @@ def _run(
     try:
         port = ports.connect(destination)
     except SecretMissing as exc:
-        field_name = "access_token_secret" if destination.type == FACEBOOK else "destination"
-        return stopped("destination_id", f"destination {destination.id}'s {field_name}: {exc}")
+        return stopped("destination_id", f"destination {destination.id}'s access_token_secret: {exc}")
+    except DestinationError as exc:  # e.g. a file export with no bucket to write to
+        return stopped("destination_id", f"destination {destination.id} {exc}")
     return publish(
         ports.warehouse, port, publication, destination, segment, now, run_id,
         salt=ports.salt, sleep=ports.sleep, dry_run=dry_run, outbox=ports.outbox,

@@ -357,28 +357,35 @@ def test_sync_schedules_gets_the_schedule_settings_of_this_deployment(
     assert env == {
         "CDP_SCHEDULER_LOCATION": "${var.region}",
         "CDP_SCHEDULE_JOB_PREFIX": "${local.schedule_job_prefix}",
+        "CDP_SCHEDULE_PUBLICATION_JOB_PREFIX": "${local.publication_job_prefix}",
         "CDP_SCHEDULE_TIME_ZONE": "${var.time_zone}",
         "CDP_JOBS_TOPIC": "jobs",
     }
     assert locals_["schedule_job_prefix"] == "${var.prefix}-seg-"
+    assert locals_["publication_job_prefix"] == "${var.prefix}-pub-"
     # The code's defaults are what this deployment sets for prefix "cdp".
     source = (ROOT / "shared" / "config.py").read_text()
     assert 'job_prefix: str = "cdp-seg-"' in source and 'topic: str = "jobs"' in source
+    assert 'publication_job_prefix: str = "cdp-pub-"' in source
     # Topics are named by their key (pubsub.tf); the adapter publishes only to this one.
     assert "jobs" in topic_names(locals_)
     assert resource(tf, "google_pubsub_topic", "topic")["name"] == "${each.key}"
 
 
-def test_validate_config_is_a_firestore_trigger_on_segments(
+def test_validate_config_is_a_firestore_trigger_on_segments_destinations_and_publications(
     locals_: dict[str, Any], tf: dict[str, dict[str, Any]]
 ) -> None:
     trigger = locals_["functions"]["validate_config"]["trigger"]
     segments = module_constant("shared/services/segments.py", "SEGMENTS")
+    destinations, publications = (
+        module_constant("shared/services/publication_config.py", name) for name in ("DESTINATIONS", "PUBLICATIONS")
+    )
     assert trigger == {
         "type": "firestore",
         "event_type": "google.cloud.firestore.document.v1.written",
         "database": "(default)",
         "document": f"{segments}/{{id}}",
+        "more_documents": {destinations: f"{destinations}/{{id}}", publications: f"{publications}/{{id}}"},
         "region": "${local.firestore_location}",
         "retry": False,  # a failed validation must not loop
     }
@@ -409,6 +416,27 @@ def test_validate_config_is_a_firestore_trigger_on_segments(
         "database": ("${event_trigger.value.database}", None),
         "document": ("${event_trigger.value.document}", "match-path-pattern"),
     }
+    # Each further pattern: an Eventarc trigger of its own, the same in all but the document.
+    [more] = [
+        b for t, n, b in blocks({"m": tf["modules/function/main.tf"]}, "resource") if t == "google_eventarc_trigger"
+    ]
+    assert more["for_each"] == '${var.trigger.type == "firestore" ? var.trigger.more_documents : {}}'
+    assert more["location"] == "${coalesce(var.trigger.region, var.region)}"
+    assert more["service_account"] == "${var.trigger_service_account}"
+    assert more["event_data_content_type"] == "application/protobuf"
+    criteria = {c["attribute"]: (c["value"], c.get("operator")) for c in more["matching_criteria"]}
+    assert criteria == {
+        "type": ("${var.trigger.event_type}", None),
+        "database": ("${var.trigger.database}", None),
+        "document": ("${each.value}", "match-path-pattern"),
+    }
+    [run] = more["destination"][0]["cloud_run_service"]
+    assert (run["service"], run["region"]) == (
+        "${google_cloudfunctions2_function.this.service_config[0].service}",
+        "${var.region}",
+    )
+    [retry] = [d["retry_policy"] for d in more["dynamic"] if "retry_policy" in d]
+    assert retry["for_each"] == "${var.trigger.retry ? [] : [1]}" and retry["content"][0]["max_attempts"] == 1
 
 
 def test_firestore_triggers_run_as_their_own_account(locals_: dict[str, Any], tf: dict[str, dict[str, Any]]) -> None:
@@ -894,7 +922,11 @@ def test_roles_are_least_privilege_for_todays_functions(locals_: dict[str, Any])
         ("roles/datastore.user", "project"),
         ("custom:stream_rows", "table:audit.config_changes"),  # the audit log of each edit
     }
+        ("roles/secretmanager.viewer", "secret:facebook-access-token"),  # whether it exists, not its value
     assert roles["sync_schedules"] == {("roles/datastore.user", "project"), ("custom:schedule_jobs", "project")}
+    # validate_config checks for exactly the token secrets a run may read.
+    checked = {on.split(":", 1)[1] for role, on in roles["validate_config"] if role == "roles/secretmanager.viewer"}
+    assert checked == set(locals_["functions"]["publish_audiences"]["reads_secrets"])
 
 
 # What sync_schedules may do to Cloud Scheduler: exactly what CloudSchedulerJobs calls, plus get.
@@ -1142,7 +1174,7 @@ def test_the_fixed_jobs_are_the_scheduled_functions(locals_: dict[str, Any], tf:
         assert len(job["schedule"].split()) == 5 and job["description"]
         # Named as shared/jobs.py fixed_job_spec names them; never under the segment-job prefix,
         # whose unclaimed jobs sync_schedules deletes (also a precondition in scheduler.tf).
-        assert not f"cdp-{name.replace('_', '-')}".startswith("cdp-seg-")
+        assert not f"cdp-{name.replace('_', '-')}".startswith(("cdp-seg-", "cdp-pub-"))
     assert jobs["refine"]["schedule"] == "15 * * * *"
     assert jobs["sync_schedules"]["schedule"] == "*/10 * * * *"
     check = resource(tf, "terraform_data", "schedules_check")
@@ -1150,6 +1182,7 @@ def test_the_fixed_jobs_are_the_scheduled_functions(locals_: dict[str, Any], tf:
     assert any("local.schedule_job_prefix" in c for c in conditions)
 
 
+    assert any("local.publication_job_prefix" in c for c in conditions)
 def test_monitoring_watches_dead_letters_errors_and_rejections(tf: dict[str, dict[str, Any]]) -> None:
     dead = resource(tf, "google_monitoring_alert_policy", "dead_letters")["conditions"][0]["condition_threshold"][0]
     assert (

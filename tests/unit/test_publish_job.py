@@ -176,3 +176,39 @@ def test_after_build_asks_for_the_publications_of_built_segments_only(world: Wor
     [(topic, data, attributes)] = bus.published
     assert (topic, attributes) == ("jobs", {"job": "publish_audiences"})
     assert json.loads(data) == {"job": "publish_audiences", "segment_ids": [SEGMENT], "run_at": at.isoformat()}
+
+
+def test_a_file_export_through_the_composition_root_writes_one_csv_of_the_consented(
+    world: World, tmp_path: Path
+) -> None:
+    from shared import bootstrap
+    from shared.config import Settings
+
+    docs = documents(destination_id="files", audience_id="create")
+    docs.set("destinations", "files", {"type": "file_export", "name": "Kakao Moment upload"})
+    settings = Settings.from_env({"CDP_PROJECT": "p", "CDP_PUBLISH_EXPORT_DIR": str(tmp_path / "exports")})
+    connect = bootstrap.build_connect(settings, bootstrap.build_secrets(settings))
+    report = run_publications(
+        PublishPorts(world.warehouse, docs, connect, None, SALT), PublishJob(run_at=world.tick()), "r1"
+    )
+    assert report.runs["vip-meta"].state == "ok", report.runs["vip-meta"].failure
+    [added] = sorted((tmp_path / "exports").rglob("add.csv"))
+    lines = added.read_text().splitlines()
+    assert lines[0] == "email,phone,fn,ln" and len(lines) == 1 + len(world.desired()) == 3
+    status = docs.get("publications", "vip-meta")["status"]  # type: ignore[index]
+    assert (status["state"], status["added"], status["audience_id"]) == ("ok", 2, "file:files")
+
+
+def test_a_file_export_with_nowhere_to_write_stops_with_the_destination(world: World, tmp_path: Path) -> None:
+    from shared import bootstrap
+    from shared.config import Settings
+
+    docs = documents(destination_id="files")
+    docs.set("destinations", "files", {"type": "file_export"})
+    settings = Settings.from_env({"CDP_PROJECT": "p", "CDP_WAREHOUSE": "bigquery", "CDP_PRIVACY_SALT": "s"})
+    connect = bootstrap.build_connect(settings, bootstrap.build_secrets(settings))
+    run_publications(PublishPorts(world.warehouse, docs, connect, None, SALT), PublishJob(run_at=world.tick()), "r1")
+    error = docs.get("publications", "vip-meta")["status"]["error"]  # type: ignore[index]
+    assert error == (
+        "destination_id: destination files has nowhere to write files: CDP_PUBLISH_BUCKET is not set (Terraform sets it)"
+    )

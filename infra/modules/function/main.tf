@@ -78,6 +78,48 @@ resource "google_cloudfunctions2_function" "this" {
   }
 }
 
+# A function takes one event trigger (above). Each further document pattern is an Eventarc trigger
+# of its own on the function's Cloud Run service, alike in all else: event type, database, the
+# trigger's identity, protobuf data (the only content type Firestore sources deliver) and, unless
+# retry is on, one delivery attempt (the only other value Eventarc allows).
+resource "google_eventarc_trigger" "more_documents" {
+  for_each = var.trigger.type == "firestore" ? var.trigger.more_documents : {}
+
+  project                 = var.project_id
+  location                = coalesce(var.trigger.region, var.region)
+  name                    = "${var.name}-${each.key}"
+  service_account         = var.trigger_service_account
+  event_data_content_type = "application/protobuf"
+
+  matching_criteria {
+    attribute = "type"
+    value     = var.trigger.event_type
+  }
+  matching_criteria {
+    attribute = "database"
+    value     = var.trigger.database
+  }
+  matching_criteria {
+    attribute = "document"
+    value     = each.value
+    operator  = "match-path-pattern"
+  }
+
+  destination {
+    cloud_run_service {
+      service = google_cloudfunctions2_function.this.service_config[0].service
+      region  = var.region
+    }
+  }
+
+  dynamic "retry_policy" {
+    for_each = var.trigger.retry ? [] : [1]
+    content {
+      max_attempts = 1
+    }
+  }
+}
+
 # A gen2 function is served by a Cloud Run service: invoking it takes run.invoker on that service.
 resource "google_cloud_run_v2_service_iam_member" "invoker" {
   for_each = local.invokers

@@ -85,7 +85,7 @@ variable "secrets" {
 }
 
 variable "trigger" {
-  description = "How the function is invoked: http (public or not), pubsub (a push subscription declared by the caller) or firestore (an Eventarc document trigger: event_type, document path pattern, database, region = the database's location, retry)."
+  description = "How the function is invoked: http (public or not), pubsub (a push subscription declared by the caller) or firestore (an Eventarc document trigger: event_type, document path pattern, more_documents, database, region = the database's location, retry)."
   type = object({
     type        = string
     public      = optional(bool, false)
@@ -94,7 +94,10 @@ variable "trigger" {
     dead_letter = optional(bool, true)
     event_type  = optional(string)
     document    = optional(string)
-    database    = optional(string, "(default)")
+    # More document patterns for the same function, keyed by a short name (the Eventarc trigger's
+    # name is <function>-<key>): a function has one event trigger of its own (main.tf).
+    more_documents = optional(map(string), {})
+    database       = optional(string, "(default)")
     # Eventarc takes Firestore events in the database's location (a region, or nam5/eur3); null
     # means the function's region.
     region = optional(string)
@@ -121,6 +124,16 @@ variable "trigger" {
   validation {
     condition     = var.trigger.type != "firestore" || startswith(coalesce(var.trigger.event_type, "-"), "google.cloud.firestore.document.v1.")
     error_message = "A firestore trigger's event_type is a Firestore document event, e.g. google.cloud.firestore.document.v1.written."
+  }
+
+  validation {
+    condition     = length(var.trigger.more_documents) == 0 || var.trigger.type == "firestore"
+    error_message = "trigger.more_documents applies to a firestore trigger only."
+  }
+
+  validation {
+    condition     = alltrue([for key in keys(var.trigger.more_documents) : can(regex("^[a-z][a-z0-9-]{0,20}$", key))])
+    error_message = "trigger.more_documents keys name Eventarc triggers: 1-21 lower-case letters, digits or '-', a letter first."
   }
 
   validation {

@@ -921,12 +921,12 @@ def test_roles_are_least_privilege_for_todays_functions(locals_: dict[str, Any])
         ("roles/bigquery.dataViewer", "dataset:refined"),
         ("roles/datastore.user", "project"),
         ("custom:stream_rows", "table:audit.config_changes"),  # the audit log of each edit
-    }
         ("roles/secretmanager.viewer", "secret:facebook-access-token"),  # whether it exists, not its value
-    assert roles["sync_schedules"] == {("roles/datastore.user", "project"), ("custom:schedule_jobs", "project")}
+    }
     # validate_config checks for exactly the token secrets a run may read.
     checked = {on.split(":", 1)[1] for role, on in roles["validate_config"] if role == "roles/secretmanager.viewer"}
     assert checked == set(locals_["functions"]["publish_audiences"]["reads_secrets"])
+    assert roles["sync_schedules"] == {("roles/datastore.user", "project"), ("custom:schedule_jobs", "project")}
 
 
 # What sync_schedules may do to Cloud Scheduler: exactly what CloudSchedulerJobs calls, plus get.
@@ -1180,9 +1180,9 @@ def test_the_fixed_jobs_are_the_scheduled_functions(locals_: dict[str, Any], tf:
     check = resource(tf, "terraform_data", "schedules_check")
     conditions = [p["condition"] for p in check["lifecycle"][0]["precondition"]]
     assert any("local.schedule_job_prefix" in c for c in conditions)
-
-
     assert any("local.publication_job_prefix" in c for c in conditions)
+
+
 def test_monitoring_watches_dead_letters_errors_and_rejections(tf: dict[str, dict[str, Any]]) -> None:
     dead = resource(tf, "google_monitoring_alert_policy", "dead_letters")["conditions"][0]["condition_threshold"][0]
     assert (

@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 
-from shared.ports.secrets import SecretMissing
+from shared.ports.secrets import SecretMissing, split_name
 
 _NAME = re.compile(r"[A-Za-z0-9_-]{1,255}")  # Secret Manager's secret ids
 
@@ -27,6 +27,7 @@ class LocalSecrets:
         self._environ = os.environ if environ is None else environ
 
     def get(self, name: str) -> str:
+        name = split_name(name)[1]  # locally one value per secret id, whatever project or version is named
         if not _NAME.fullmatch(name):
             raise SecretMissing(f"{name[:80]!r} is not a secret id (letters, digits, - and _)")
         value = self._environ.get(env_name(name))

@@ -13,7 +13,7 @@ from typing import Any
 from google.api_core import exceptions, retry
 
 from shared.ports.errors import TransientError
-from shared.ports.secrets import SecretMissing
+from shared.ports.secrets import SecretMissing, split_name
 
 
 class SecretManagerSecrets:
@@ -34,7 +34,8 @@ class SecretManagerSecrets:
         return self._given
 
     def _version(self, name: str) -> str:
-        return f"projects/{self._project}/secrets/{name}/versions/latest"
+        project, secret, version = split_name(name)
+        return f"projects/{project or self._project}/secrets/{secret}/versions/{version}"
 
     def get(self, name: str) -> str:
         try:

@@ -9,7 +9,20 @@ Manager on GCP (shared/adapters/secret_manager.py); locally environment variable
 
 from __future__ import annotations
 
+import re
 from typing import Protocol
+
+_NAME = re.compile(r"(?:projects/([^/]+)/secrets/)?([^/]+)(?:/versions/([^/]+))?")
+
+
+def split_name(name: str) -> tuple[str | None, str, str]:
+    """A secret as a destination may name it (`meta-token`, `meta-token/versions/3` or the full
+    `projects/p/secrets/meta-token/versions/3`): its project (None: ours), id and version."""
+    match = _NAME.fullmatch(name)
+    if match is None:
+        raise SecretMissing(f"{name[:80]!r} is not a secret name")
+    project, secret, version = match.groups()
+    return project, secret, version or "latest"
 
 
 class SecretMissing(LookupError):

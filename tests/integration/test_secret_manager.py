@@ -132,8 +132,9 @@ def test_local_secrets_env_then_folder(tmp_path: object) -> None:
     secrets = LocalSecrets(folder, environ={"CDP_SECRET_FROM_ENV": "env-value", "CDP_SECRET_FROM_FILE": ""})
     assert secrets.get("from-env") == "env-value"
     assert secrets.get("from-file") == "file-value"
+    assert secrets.get("projects/p/secrets/from-env/versions/3") == "env-value"
     assert secrets.exists("nowhere") is False
     with pytest.raises(SecretMissing, match="CDP_SECRET_NOWHERE"):
         secrets.get("nowhere")
-    with pytest.raises(SecretMissing, match="not a secret id"):
+    with pytest.raises(SecretMissing, match="not a secret"):
         secrets.get("../etc/passwd")

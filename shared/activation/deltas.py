@@ -1,11 +1,24 @@
 """What a publication's audience should hold, and what must change to get there.
 
-desired = the segment's members ∩ eligible for ad_user_data (the consent gate, one call per site)
-∩ at least one key. A run stages every member in audiences.publication_staging with the gate's
-answer and, for the desired ones, the hashed row (shared/activation/customer_file.py) and its
-row_hash; the warehouse then compares the staged rows with the ledger (what the audience holds),
-so neither side is ever held whole in Python: members are read, hashed and staged in keyset pages,
-and the changes are read back the same way (sql/publish/).
+desired = the segment's members ∩ eligible for ad_user_data (the consent gate, one statement per
+site) ∩ at least one key. audiences.publication_staging keeps, per publication and member, the
+gate's answer and, for the desired ones, the hashed row (shared/activation/customer_file.py) and
+its row_hash; the warehouse compares it with the ledger (what the audience holds), so neither side
+is ever held whole in Python: the changes are read back in keyset pages (sql/publish/).
+
+Staging is incremental, so a day's churn costs about what changed rather than a first upload. The
+staged rows stay between runs, each eligible one with the fingerprint of the values it was hashed
+from (a digest of the key columns, the keys and the spelling rules' version, `spelling`). A run
+(1) appends the gate's answers as one Arrow table (consent.eligible_table: no object per member),
+(2) lists, in one SQL pass over the segment, the eligible members whose staged row cannot be kept
+(new, newly eligible, another consent row, another fingerprint) with their key values, (3) deletes
+the staged rows that no longer hold (left the segment, another answer, to be hashed again) and
+stages the refused members that lack a row, all set-based, then (4) reads, hashes and appends only
+the listed members. What stays is exactly what restaging everyone would write; a run that stops
+part-way leaves the next one to finish (nothing is sent before staging ends). The spelling's
+version is a digest of customer_file.py, shared/contacts.py and phonenumbers' version, so new rules
+restage everyone once (the rows that spell as before are not sent again), and DOBY adds the year
+(a birth year becomes valid when its year comes).
 
 Removal reasons, in the order they are decided: erased (a privacy request asked for it, or the gate
 found an erased identifier), left_segment, no_consent (a member the gate refuses: withdrawn or never
@@ -20,14 +33,20 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
+from pathlib import Path
+from time import gmtime
 from typing import Any, Final
 
+import phonenumbers
 import pyarrow as pa
+import pyarrow.compute as pc
 
+from shared import contacts
+from shared.activation import customer_file
 from shared.activation.customer_file import has_any_key, hash_rows
 from shared.ports import Warehouse
 from shared.ports.audiences import MAX_BATCH_BYTES, MAX_BATCH_ROWS, Row, payload_bytes, row_bytes
-from shared.services.consent import eligible_audience
+from shared.services.consent import eligible_table
 from shared.sql import load_sql, parameter_names
 
 PURPOSE: Final = "ad_user_data"
@@ -38,6 +57,7 @@ PAGE_ROWS: Final = 50_000
 """Rows per keyset page: a page of members or changes is the most a run holds in Python at once."""
 
 STAGING: Final = "audiences.publication_staging"
+GATE: Final = "audiences.publication_gate"
 _NO_KEY: Final = ""  # how a missing key is stored in REPEATED columns (BigQuery arrays hold no NULL)
 
 
@@ -75,16 +95,30 @@ def sent(hashes: Sequence[str]) -> Row:
     return tuple(None if value == _NO_KEY else value for value in hashes)
 
 
+@cache
+def _rules_version() -> str:
+    digest = hashlib.sha256(phonenumbers.__version__.encode())
+    for module in (customer_file, contacts):
+        digest.update(Path(str(module.__file__)).read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def spelling(keys: Sequence[str]) -> str:
+    """What besides the key values decides a hashed row: the spelling rules' version, the keys in
+    schema order and, with DOBY, the year (customer_file accepts birth years up to this one)."""
+    year = f"|{gmtime().tm_year}" if "DOBY" in keys else ""
+    return f"{_rules_version()}|{','.join(keys)}{year}"
+
+
 @dataclass(frozen=True)
 class Staged:
-    """What a run staged: members, how many the gate allows, and how many of those have a key."""
+    """What a publication has staged: members, how many the gate allows, how many of those have a
+    key; and how many members this run hashed (new or changed)."""
 
     members: int = 0
     eligible: int = 0
     desired: int = 0
-
-    def __add__(self, other: Staged) -> Staged:
-        return Staged(self.members + other.members, self.eligible + other.eligible, self.desired + other.desired)
+    hashed: int = 0
 
 
 def stage(
@@ -99,91 +133,95 @@ def stage(
     salt: str,
     page_rows: int = PAGE_ROWS,
 ) -> Staged:
-    """Stage the segment's members for the publication: the gate's answer for each, and the row
-    to hold for each eligible one with a key. Replaces what an earlier run staged."""
-    run(warehouse, "clear_staging", {"publication_id": publication_id})
+    """Bring the publication's staged rows up to date (see the module docstring): every segment
+    member with the gate's answer, and the row to hold for each eligible one with a key; only the
+    members whose answer or key values changed are hashed."""
+    params = {
+        "publication_id": publication_id,
+        "run_id": run_id,
+        "staged_at": now,
+        "spelling": spelling(keys),
+    }
+    run(warehouse, "clear_gate", params)
+    run(warehouse, "clear_changes", params)
     sites = (
         [site_id]
         if site_id
         else [str(r["site_id"]) for r in run(warehouse, "segment_sites", {"segment_id": segment_id})]
     )
-    total = Staged()
     for site in sites:
-        total += _stage_site(warehouse, publication_id, segment_id, site, keys, run_id, now, salt, page_rows)
-    return total
+        _ask_gate(warehouse, publication_id, segment_id, site, run_id, now, salt)
+    run(warehouse, "changes", params)
+    run(warehouse, "unstage", params)
+    run(warehouse, "stage_refused", params)
+    hashed = _hash_changes(warehouse, publication_id, keys, run_id, now, page_rows)
+    run(warehouse, "clear_changes", params)
+    run(warehouse, "clear_gate", params)
+    [counts] = run(warehouse, "staged_counts", params)
+    return Staged(int(counts["members"]), int(counts["eligible"]), int(counts["desired"]), hashed)
 
 
-def _stage_site(
-    warehouse: Warehouse,
-    publication_id: str,
-    segment_id: str,
-    site_id: str,
-    keys: Sequence[str],
-    run_id: str,
-    now: datetime,
-    salt: str,
-    page_rows: int,
-) -> Staged:
-    gate = {
-        e.customer_id: (e.reason.value, e.consent_event_id)
-        for e in eligible_audience(warehouse, site_id, PURPOSE, None, now, salt, segment_id=segment_id)
+def _ask_gate(
+    warehouse: Warehouse, publication_id: str, segment_id: str, site_id: str, run_id: str, now: datetime, salt: str
+) -> None:
+    """The gate's answer for every member of the segment on one site, into publication_gate."""
+    answers = eligible_table(warehouse, site_id, PURPOSE, now, salt, segment_id=segment_id)
+    count = answers.num_rows
+    if count == 0:
+        return
+    customers = answers.column("customer_id").cast(pa.string())
+    columns = {
+        "gate_id": pc.binary_join_element_wise(f"{publication_id}|", customers, ""),
+        "publication_id": pa.repeat(publication_id, count),
+        "run_id": pa.repeat(run_id, count),
+        "site_id": pa.repeat(site_id, count),
+        "customer_id": customers,
+        "reason": answers.column("reason").cast(pa.string()),
+        "consent_event_id": answers.column("consent_event_id").cast(pa.string()),
     }
-    total = Staged()
-    after = ""
+    warehouse.append_arrow(GATE, pa.table(columns))
+
+
+def _hash_changes(
+    warehouse: Warehouse, publication_id: str, keys: Sequence[str], run_id: str, now: datetime, page_rows: int
+) -> int:
+    """Hash the members publication_changes lists, a keyset page at a time, and stage their rows."""
+    hashed, after = 0, ""
     while True:
         page = run_arrow(
-            warehouse,
-            "members",
-            {"segment_id": segment_id, "site_id": site_id, "after": after, "page_rows": page_rows},
+            warehouse, "changed", {"publication_id": publication_id, "after": after, "page_rows": page_rows}
         )
         if page.num_rows == 0:
-            return total
+            return hashed
         profiles = page.to_pylist()  # customer_id and every column PROFILE_COLUMNS names
-        total += _stage_page(warehouse, publication_id, site_id, keys, profiles, gate, run_id, now)
+        _stage_page(warehouse, publication_id, keys, profiles, run_id, now)
+        hashed += len(profiles)
         after = str(profiles[-1]["customer_id"])
         if page.num_rows < page_rows:
-            return total
+            return hashed
 
 
 def _stage_page(
     warehouse: Warehouse,
     publication_id: str,
-    site_id: str,
     keys: Sequence[str],
     profiles: list[dict[str, Any]],
-    gate: Mapping[str, tuple[str, str | None]],
     run_id: str,
     now: datetime,
-) -> Staged:
-    # The gate answers for every member of its segment; a member built after the gate read it waits
-    # for the next run (no answer is a refusal).
-    answers = [gate.get(str(p["customer_id"]), ("no_consent", None)) for p in profiles]
-    eligible = [i for i, (reason, _) in enumerate(answers) if reason == "eligible"]
-    hashed = dict(zip(eligible, hash_rows([profiles[i] for i in eligible], keys), strict=True))
+) -> None:
     columns: dict[str, list[Any]] = {name: [] for name in _STAGING_COLUMNS}
-    desired = 0
-    for index, profile in enumerate(profiles):
-        customer_id = str(profile["customer_id"])
-        row = hashed.get(index)
-        keep = row is not None and has_any_key(row)
-        desired += keep
-        columns["staging_id"].append(f"{publication_id}|{customer_id}")
-        columns["customer_id"].append(customer_id)
-        columns["reason"].append(answers[index][0])
-        columns["consent_event_id"].append(answers[index][1])
-        columns["row_hash"].append(row_hash(keys, row) if keep and row is not None else None)
-        columns["hashes"].append(stored(row) if keep and row is not None else [])
+    for profile, row in zip(profiles, hash_rows(profiles, keys), strict=True):
+        keep = has_any_key(row)
+        columns["staging_id"].append(f"{publication_id}|{profile['customer_id']}")
+        columns["row_hash"].append(row_hash(keys, row) if keep else None)
+        columns["hashes"].append(stored(row) if keep else [])
+        for name in ("site_id", "customer_id", "reason", "consent_event_id", "fingerprint"):
+            columns[name].append(profile[name])
     count = len(profiles)
-    columns |= {
-        "publication_id": [publication_id] * count,
-        "run_id": [run_id] * count,
-        "site_id": [site_id] * count,
-        "staged_at": [now] * count,
-    }
+    columns |= {"publication_id": [publication_id] * count, "run_id": [run_id] * count, "staged_at": [now] * count}
     warehouse.append_arrow(
         STAGING, pa.table({name: pa.array(values, _STAGING_COLUMNS[name]) for name, values in columns.items()})
     )
-    return Staged(count, len(eligible), desired)
 
 
 _STAGING_COLUMNS: Final[Mapping[str, pa.DataType]] = {
@@ -194,6 +232,7 @@ _STAGING_COLUMNS: Final[Mapping[str, pa.DataType]] = {
     "customer_id": pa.string(),
     "reason": pa.string(),
     "consent_event_id": pa.string(),
+    "fingerprint": pa.string(),
     "row_hash": pa.string(),
     "hashes": pa.list_(pa.string()),
     "staged_at": pa.timestamp("us", tz="UTC"),

@@ -16,6 +16,8 @@ from datetime import date, datetime, timedelta
 from functools import cache
 from typing import Any, Final
 
+import pyarrow as pa
+
 from shared.consent.ledger import (
     CONSENT_TABLE,
     NO_PROOF,
@@ -333,6 +335,39 @@ def eligible_audience(
         },
     )
     return result
+
+
+GATE_COLUMNS: Final = ("customer_id", "reason", "consent_event_id")
+
+
+def eligible_table(
+    warehouse: Warehouse, site_id: str, purpose: object, at: datetime, salt: str, *, segment_id: str
+) -> pa.Table:
+    """eligible_audience for a use of data without a message (an ad upload) over a whole segment,
+    as one Arrow table with GATE_COLUMNS: the same statement and answers, without a Python object
+    per customer, so an audience of millions costs its columns only (publishing stages it with an
+    Arrow append and compares it in SQL)."""
+    request = gate_request(purpose, None)
+    if not isinstance(segment_id, str) or not segment_id:
+        raise ConsentError("segment_id", "must be a non-empty string")
+    if not isinstance(site_id, str) or not site_id:
+        raise ConsentError("site_id", "must be a non-empty string")
+    if not isinstance(salt, str) or not salt:
+        raise ConsentError("salt", "the privacy salt is required: without it no suppression would match")
+    params: dict[str, Any] = {
+        "site_id": site_id,
+        "segment_id": segment_id,
+        "customer_ids": [],
+        "purpose": request.purpose.value if request.purpose is not None else None,
+        "channel": None,
+        "address_type": None,
+        "night_rule": False,
+        "at": _aware(at, "at"),
+        "privacy_salt": salt,
+    }
+    sql, names = _statement("gate")
+    table = warehouse.query_arrow(sql, {key: value for key, value in params.items() if key in names})
+    return table.select(list(GATE_COLUMNS))
 
 
 def person_states(

@@ -389,6 +389,9 @@ def test_validate_config_is_a_firestore_trigger_on_segments_destinations_and_pub
         "region": "${local.firestore_location}",
         "retry": False,  # a failed validation must not loop
     }
+    # The local stack's emulator registers the same patterns.
+    local = module_constant("devstack/config_trigger.py", "DOCUMENTS")
+    assert sorted(local) == sorted([trigger["document"], *trigger["more_documents"].values()])
     database = resource(tf, "google_firestore_database", "main")
     assert database["name"] == "(default)" and database["location_id"] == "${local.firestore_location}"
     firestore_fed = {n for n, f in locals_["functions"].items() if f["trigger"]["type"] == "firestore"}

@@ -19,9 +19,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from devstack.emulators import _firestore_jar, _java, sdk_root
+from devstack.emulators import start_firestore
 from devstack.pipeline import serve_function
-from devstack.processes import Server, free_port, start_server, wait_http
+from devstack.processes import Server, free_port
 
 TARGET = "validate_config"
 # The document patterns of validate_config's triggers: `document` and `more_documents` in
@@ -82,24 +82,12 @@ def start_config_trigger(log_dir: Path, project: str, env: Mapping[str, str]) ->
     }
     function = serve_function(TARGET, log_dir, function_env)
     try:
-        argv = [
-            _java(),
-            "-Duser.language=en",
-            "-cp",
-            str(_firestore_jar(sdk_root())),
-            "com.google.cloud.datastore.emulator.firestore.CloudFirestore",
-            "start",
-            "--host=127.0.0.1",
-            f"--port={firestore_port}",
-            f"--functions_emulator={function.host_port}",
-        ]
-        firestore = start_server("firestore-triggering", argv, firestore_port, log_dir)
+        firestore = start_firestore(log_dir, firestore_port, functions_emulator=function.host_port)
     except BaseException:
         function.stop()
         raise
     trigger = ConfigTrigger(firestore, function, project)
     try:
-        wait_http(firestore, timeout=60)
         for document in DOCUMENTS:
             register_trigger(firestore, project, document)
     except BaseException:

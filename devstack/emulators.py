@@ -75,8 +75,10 @@ def start_pubsub(log_dir: Path) -> Server:
     return server
 
 
-def start_firestore(log_dir: Path) -> Server:
-    port = free_port()
+def start_firestore(log_dir: Path, port: int | None = None, functions_emulator: str | None = None) -> Server:
+    """The Firestore emulator; with `functions_emulator` (host:port) it also delivers the document
+    events of the triggers registered with it there (devstack/config_trigger.py)."""
+    port = port or free_port()
     argv = [
         _java(),
         "-Duser.language=en",
@@ -87,7 +89,10 @@ def start_firestore(log_dir: Path) -> Server:
         "--host=127.0.0.1",
         f"--port={port}",
     ]
-    server = start_server("firestore-emulator", argv, port, log_dir)
+    if functions_emulator is not None:
+        argv.append(f"--functions_emulator={functions_emulator}")
+    name = "firestore-emulator" if functions_emulator is None else "firestore-triggering"
+    server = start_server(name, argv, port, log_dir)
     wait_http(server)
     return server
 

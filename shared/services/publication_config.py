@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, Final
 
@@ -35,7 +35,7 @@ from shared.cron import MIN_INTERVAL_MINUTES
 from shared.ports import DocumentStore, TransientError, Warehouse
 from shared.ports.secrets import SecretStore
 from shared.services.audit import record_change
-from shared.services.segments import MAX_MESSAGE, SEGMENTS, keep_schedule
+from shared.services.segments import MAX_MESSAGE, SEGMENTS, keep_schedule, write_verdict
 from shared.tam.events import DocumentChange
 from shared.tam.rules import Problem, describe
 
@@ -207,8 +207,12 @@ def handle_destination_write(
     if change.collection != DESTINATIONS:
         return "ignored: not a destination"
     try:
-        outcome = _check_and_report(
-            change, documents, lambda doc: destination_status(change.doc_id, doc, secrets, now), now
+        outcome = write_verdict(
+            change,
+            documents,
+            _canonical,
+            lambda doc: destination_status(change.doc_id, doc, secrets, now),
+            lambda message: config_status(now, [message]),
         )
         if outcome in ("ok", "error", "skipped: deleted"):  # the marketer's fields changed
             recheck_publications(change.doc_id, documents, secrets, now, min_interval_minutes)
@@ -230,11 +234,12 @@ def handle_publication_write(
     if change.collection != PUBLICATIONS:
         return "ignored: not a publication"
     try:
-        return _check_and_report(
+        return write_verdict(
             change,
             documents,
+            _canonical,
             lambda doc: publication_status(change.doc_id, doc, documents, secrets, now, min_interval_minutes),
-            now,
+            lambda message: config_status(now, [message]),
         )
     finally:
         _audit(change, warehouse, now, event_id)
@@ -263,31 +268,6 @@ def recheck_publications(
     if changed:
         log.info("publications re-checked", extra={"destination_id": destination_id, "changed": changed})
     return changed
-
-
-def _check_and_report(
-    change: DocumentChange,
-    documents: DocumentStore,
-    verdict: Callable[[Mapping[str, Any]], dict[str, Any]],
-    now: datetime,
-) -> str:
-    """Write verdict(new document) as the status, unless the event is our own write or is stale."""
-    if change.new is None:
-        return "skipped: deleted"
-    if change.old is not None and _canonical(change.old) == _canonical(change.new):
-        return "skipped: only results changed"
-    try:
-        result = verdict(change.new)
-    except Exception as exc:  # noqa: BLE001 - a bug must not leave the marketer without a verdict
-        log.exception("config validation failed", extra={"collection": change.collection, "doc_id": change.doc_id})
-        result = config_status(now, [f"could not be checked: {type(exc).__name__}: {exc}"])
-    current = documents.get(change.collection, change.doc_id)
-    if current is None:
-        return "skipped: deleted"
-    if _canonical(current) != _canonical(change.new):
-        return "skipped: edited again since"  # that edit's own event writes the status
-    documents.set(change.collection, change.doc_id, {"status": keep_schedule(result, current)}, merge=True)
-    return str(result["state"])
 
 
 def _audit(change: DocumentChange, warehouse: Warehouse, now: datetime, event_id: str | None) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
@@ -153,22 +153,42 @@ def handle_segment_write(
 def _check_and_report(
     change: DocumentChange, warehouse: Warehouse, documents: DocumentStore, now: datetime, min_interval_minutes: int
 ) -> str:
+    def failed(message: str) -> dict[str, Any]:
+        return status("error", "validate", now, message=message, errors=[message])
+
+    def verdict(doc: Mapping[str, Any]) -> dict[str, Any]:
+        return validate_segment(change.doc_id, doc, warehouse, now, min_interval_minutes)
+
+    return write_verdict(change, documents, _canonical, verdict, failed)
+
+
+def write_verdict(
+    change: DocumentChange,
+    documents: DocumentStore,
+    canonical: Callable[[Mapping[str, Any] | None], str],
+    verdict: Callable[[Mapping[str, Any]], dict[str, Any]],
+    failed: Callable[[str], dict[str, Any]],
+) -> str:
+    """validate_config's round for any configuration document: write verdict(new document) as its
+    status (sync_schedules' part kept) and return the state, unless the event is one we caused
+    (`canonical`, the marketer's fields as text, is unchanged) or is stale (the document has been
+    edited again, and that edit's own event will answer). `failed(message)` is the status when the
+    check itself raises."""
     if change.new is None:
         return "skipped: deleted"
-    if change.old is not None and _canonical(change.old) == _canonical(change.new):
+    if change.old is not None and canonical(change.old) == canonical(change.new):
         return "skipped: only results changed"
     try:
-        result = validate_segment(change.doc_id, change.new, warehouse, now, min_interval_minutes)
+        result = verdict(change.new)
     except Exception as exc:  # noqa: BLE001 - a bug must not leave the marketer without a verdict
-        log.exception("segment validation failed", extra={"segment_id": change.doc_id})
-        message = f"could not be checked: {type(exc).__name__}: {exc}"
-        result = status("error", "validate", now, message=message, errors=[message])
-    current = documents.get(SEGMENTS, change.doc_id)
+        log.exception("config validation failed", extra={"collection": change.collection, "doc_id": change.doc_id})
+        result = failed(f"could not be checked: {type(exc).__name__}: {exc}")
+    current = documents.get(change.collection, change.doc_id)
     if current is None:
         return "skipped: deleted"
-    if _canonical(current) != _canonical(change.new):
+    if canonical(current) != canonical(change.new):
         return "skipped: edited again since"  # that edit's own event writes the status
-    documents.set(SEGMENTS, change.doc_id, {"status": keep_schedule(result, current)}, merge=True)
+    documents.set(change.collection, change.doc_id, {"status": keep_schedule(result, current)}, merge=True)
     return str(result["state"])
 
 

@@ -215,15 +215,7 @@ def _plan(
         planned = segment_job(segment_id, segment, config, now)
     except Exception as exc:  # noqa: BLE001 - one segment's data never stops the others
         planned = f"schedule: could not be planned: {type(exc).__name__}: {str(exc)[:200]}"
-    if isinstance(planned, str):
-        report.errors[segment_id] = planned
-        return {"state": "error", "error": planned}
-    if planned.name in wanted:  # two ids that sanitise to one job name
-        other = wanted[planned.name][0]
-        report.errors[segment_id] = f"schedule: job name {planned.name} is already used by segment {other}; rename it"
-        return {"state": "error", "error": report.errors[segment_id]}
-    wanted[planned.name] = (segment_id, planned)
-    return {"state": "scheduled", "job": planned.name, "cron": planned.cron, "timezone": planned.time_zone}
+    return _claim("segment", segment_id, segment_id, planned, wanted, report)
 
 
 def _plan_publication(
@@ -243,15 +235,27 @@ def _plan_publication(
         planned = f"schedule: could not be planned: {type(exc).__name__}: {str(exc)[:200]}"
     if planned is None:
         return None
-    key = _error_key(PUBLICATIONS, publication_id)
+    return _claim("publication", publication_id, _error_key(PUBLICATIONS, publication_id), planned, wanted, report)
+
+
+def _claim(
+    what: str,
+    doc_id: str,
+    key: str,
+    planned: JobSpec | str,
+    wanted: dict[str, tuple[str, JobSpec]],
+    report: SyncReport,
+) -> dict[str, Any]:
+    """The status.schedule entry of a planned job, its name claimed in wanted; an error (under `key`
+    in the report) for a reason it cannot have one, or a name another document of its kind holds."""
     if isinstance(planned, str):
         report.errors[key] = planned
         return {"state": "error", "error": planned}
     if planned.name in wanted:  # two ids that sanitise to one job name
         other = wanted[planned.name][0]
-        report.errors[key] = f"schedule: job name {planned.name} is already used by publication {other}; rename it"
+        report.errors[key] = f"schedule: job name {planned.name} is already used by {what} {other}; rename it"
         return {"state": "error", "error": report.errors[key]}
-    wanted[planned.name] = (publication_id, planned)
+    wanted[planned.name] = (doc_id, planned)
     return {"state": "scheduled", "job": planned.name, "cron": planned.cron, "timezone": planned.time_zone}
 
 

@@ -10,11 +10,8 @@ the trigger again and must end there.
 from __future__ import annotations
 
 import io
-import json
 import shutil
-import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,8 +19,10 @@ from typing import Any
 import pytest
 
 from cli.segments import Context, main
-from devstack.emulators import Emulators, _firestore_jar, sdk_root
-from devstack.processes import Server, free_port, start_server, wait_http
+from devstack.config_trigger import outcomes as logged_outcomes
+from devstack.config_trigger import running_config_trigger
+from devstack.emulators import Emulators
+from devstack.processes import Server
 from shared.adapters.duckdb_warehouse import DuckDBWarehouse
 from shared.schema import table_spec
 from shared.services import segments as service
@@ -101,86 +100,22 @@ def test_status_write_does_not_retrigger_validation(store: Any) -> None:
 
 @pytest.fixture
 def triggered(emulators: Emulators, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Any, Server]]:
-    """validate_config under functions-framework, fed by its own Firestore emulator's trigger."""
-    project = emulators.project
+    """validate_config under functions-framework, fed by its own Firestore emulator's trigger
+    (devstack/config_trigger.py, as the local stack runs it)."""
     duckdb_path = tmp_path / "warehouse.duckdb"
     warehouse = DuckDBWarehouse(duckdb_path)
     warehouse.ensure_tables([table_spec("refined.profiles")])
     rows = planted_profiles()
     warehouse.insert_rows("refined.profiles", rows, [r["customer_id"] for r in rows])
     warehouse.close()
-
-    firestore_port = free_port()
-    env = {
-        **emulators.env,
-        "FIRESTORE_EMULATOR_HOST": f"127.0.0.1:{firestore_port}",
-        "CDP_WAREHOUSE": "duckdb",
-        "CDP_DUCKDB_PATH": str(duckdb_path),
-        "PYTHONUNBUFFERED": "1",
-        "PYTHONPATH": str(ROOT),
-    }
-    function_port = free_port()
-    function = start_server(
-        "validate_config",
-        [
-            sys.executable,
-            "-m",
-            "functions_framework",
-            "--target=validate_config",
-            "--source=functions/validate_config/main.py",
-            "--host=127.0.0.1",
-            f"--port={function_port}",
-        ],
-        function_port,
-        tmp_path,
-        env=env,
-        cwd=ROOT,
-    )
-    firestore = start_server(
-        "firestore-triggering",
-        [
-            "java",
-            "-Duser.language=en",
-            "-cp",
-            str(_firestore_jar(sdk_root())),
-            "com.google.cloud.datastore.emulator.firestore.CloudFirestore",
-            "start",
-            "--host=127.0.0.1",
-            f"--port={firestore_port}",
-            f"--functions_emulator=127.0.0.1:{function_port}",
-        ],
-        firestore_port,
-        tmp_path,
-    )
-    try:
-        wait_http(function, timeout=60)
-        wait_http(firestore, timeout=60)
-        trigger = {
-            "eventType": "google.cloud.firestore.document.v1.written",
-            "database": "(default)",
-            "namespace": "(default)",
-            "document": {"value": "segments/{id}", "matchType": "PATH_PATTERN"},
-        }
-        request = urllib.request.Request(
-            f"{firestore.url}/emulator/v1/projects/{project}/eventarcTrigger?eventarcTriggerId=validate_config",
-            data=json.dumps(trigger).encode(),
-            headers={"Content-Type": "application/json"},
-            method="POST",
-        )
-        urllib.request.urlopen(request, timeout=60).close()  # the emulator's first answer can be slow
-        monkeypatch.setenv("FIRESTORE_EMULATOR_HOST", firestore.host_port)
-        yield firestore_store.FirestoreStore(project), function
-    finally:
-        firestore.stop()
-        function.stop()
+    env = {"CDP_WAREHOUSE": "duckdb", "CDP_DUCKDB_PATH": str(duckdb_path)}
+    with running_config_trigger(tmp_path, emulators.project, env) as trigger:
+        monkeypatch.setenv("FIRESTORE_EMULATOR_HOST", trigger.firestore.host_port)
+        yield firestore_store.FirestoreStore(emulators.project), trigger.function
 
 
 def outcomes(function: Server) -> list[str]:
-    found = []
-    for line in function.log_path.read_text(errors="replace").splitlines():
-        if line.startswith("{") and '"segment config checked"' in line:
-            found.append(json.loads(line)["outcome"])
-    return found
+    return logged_outcomes(function, "segment config checked")
 
 
 def test_the_firestore_trigger_validates_once_and_stops(triggered: tuple[Any, Server]) -> None:

@@ -53,9 +53,10 @@ class SecretManagerSecrets:
         return value
 
     def exists(self, name: str) -> bool:
-        """Whether the latest version is enabled, read from its metadata (versions.get): a checker such
-        as validate_config needs roles/secretmanager.viewer on the secret, never the token. An enabled
-        but empty version counts as existing; get() refuses it at run time."""
+        """Whether the version get() would read (the latest unless the name gives one) is enabled, from
+        its metadata (versions.get): a checker such as validate_config needs roles/secretmanager.viewer
+        on the secret, never the token. An enabled but empty version counts as existing; get()
+        refuses it at run time."""
         try:
             version = self._client.get_secret_version(
                 request={"name": self._version(name)}, retry=self._retry, timeout=self._timeout

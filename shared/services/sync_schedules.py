@@ -48,21 +48,8 @@ def segment_job_name(segment_id: str, prefix: str) -> str:
 def segment_job(segment_id: str, segment: Mapping[str, Any], config: ScheduleSettings, now: datetime) -> JobSpec | str:
     """The job a segment document asks for, or the reason it cannot have one (the message names the field)."""
     schedule = segment.get("schedule", {"cron": config.default_cron})
-    # The same check as segment validation (shared/tam/rules.py), so both refuse the same schedules.
-    checked = check_schedule(schedule, config.default_time_zone, config.min_interval_minutes, now)
-    if checked.first is not None or checked.cron is None or checked.timezone is None:
-        return checked.first or "schedule: invalid"
-    name = segment.get("name")
-    label = f"{segment_id} ({name})" if isinstance(name, str) and name and name != segment_id else segment_id
-    description = f"Builds segment {label}. Managed by sync_schedules from Firestore segments/{segment_id}."
-    return JobSpec(
-        name=segment_job_name(segment_id, config.job_prefix),
-        cron=" ".join(checked.cron.split()),
-        time_zone=checked.timezone,
-        topic=config.topic,
-        message={"job": config.segment_job, "segment_id": segment_id},
-        description=description[:MAX_DESCRIPTION],
-    )
+    message = {"job": config.segment_job, "segment_id": segment_id}
+    return _job("Builds segment", "segments", segment_id, segment, schedule, config.job_prefix, message, config, now)
 
 
 def publication_job(
@@ -77,20 +64,46 @@ def publication_job(
         return str(exc.problems[0])
     if publication.get("schedule") is None:
         return None
-    checked = check_schedule(publication["schedule"], config.default_time_zone, config.min_interval_minutes, now)
+    message = {"job": config.publication_job, "publication_id": publication_id}
+    prefix = config.publication_job_prefix
+    return _job(
+        "Publishes audience",
+        PUBLICATIONS,
+        publication_id,
+        publication,
+        publication["schedule"],
+        prefix,
+        message,
+        config,
+        now,
+    )
+
+
+def _job(
+    does: str,
+    collection: str,
+    doc_id: str,
+    doc: Mapping[str, Any],
+    schedule: Any,
+    prefix: str,
+    message: dict[str, Any],
+    config: ScheduleSettings,
+    now: datetime,
+) -> JobSpec | str:
+    # The same check as validation (shared/tam/rules.py, shared/activation/publications.py), so both
+    # refuse the same schedules.
+    checked = check_schedule(schedule, config.default_time_zone, config.min_interval_minutes, now)
     if checked.first is not None or checked.cron is None or checked.timezone is None:
         return checked.first or "schedule: invalid"
-    name = publication.get("name")
-    label = (
-        f"{publication_id} ({name})" if isinstance(name, str) and name and name != publication_id else publication_id
-    )
-    description = f"Publishes audience {label}. Managed by sync_schedules from Firestore publications/{publication_id}."
+    name = doc.get("name")
+    label = f"{doc_id} ({name})" if isinstance(name, str) and name and name != doc_id else doc_id
+    description = f"{does} {label}. Managed by sync_schedules from Firestore {collection}/{doc_id}."
     return JobSpec(
-        name=segment_job_name(publication_id, config.publication_job_prefix),
+        name=segment_job_name(doc_id, prefix),
         cron=" ".join(checked.cron.split()),
         time_zone=checked.timezone,
         topic=config.topic,
-        message={"job": config.publication_job, "publication_id": publication_id},
+        message=message,
         description=description[:MAX_DESCRIPTION],
     )
 

@@ -197,7 +197,7 @@ class PublishSettings:
     outbox_dir: str = ".local/publish-outbox"
     export_dir: str = ".local/exports"
     bucket: str | None = None  # on GCP: outbox/ and exports/ in this bucket
-    secrets_dir: str | None = None
+    secrets_dir: str | None = field(default=None, repr=False)  # where local secrets are: kept out of logs too
     dry_run: bool = False  # every run of this deployment writes bodies to the outbox and sends nothing
 
     @classmethod

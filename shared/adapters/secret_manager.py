@@ -42,8 +42,8 @@ class SecretManagerSecrets:
             response = self._client.access_secret_version(
                 request={"name": self._version(name)}, retry=self._retry, timeout=self._timeout
             )
-        except (exceptions.NotFound, exceptions.Forbidden, exceptions.FailedPrecondition) as exc:
-            # Forbidden covers PermissionDenied, the gRPC transport's name for it
+        except (exceptions.NotFound, exceptions.Forbidden, exceptions.FailedPrecondition, exceptions.BadRequest) as exc:
+            # Forbidden covers PermissionDenied; a disabled version: FailedPrecondition (gRPC), BadRequest (REST)
             raise SecretMissing(f"secret {name} in project {self._project}: {exc.message}") from None
         except (exceptions.RetryError, exceptions.ServerError, exceptions.DeadlineExceeded) as exc:
             raise TransientError(f"Secret Manager did not answer: {exc}") from None

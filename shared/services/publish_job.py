@@ -37,6 +37,7 @@ from shared.ports.blobs import BlobStore
 from shared.ports.secrets import SecretMissing
 from shared.runs import Run, error_text, recorded
 from shared.services.publish_audiences import JOB, Failure, Report, publish
+from shared.services.segments import keep_schedule
 from shared.tam.rules import InvalidSegment, parse_segment
 from shared.timestamps import as_datetime
 
@@ -223,7 +224,8 @@ def _details(report: Report) -> dict[str, Any]:
 
 def _write_status(documents: DocumentStore, publication_id: str, report: Report, now: datetime) -> None:
     """The publication's output fields; a lost write is logged (the run record and ledger stand)."""
-    fields: dict[str, Any] = {"status": report.status(now)}
+    current = documents.get(PUBLICATIONS, publication_id)
+    fields: dict[str, Any] = {"status": keep_schedule({**report.status(now), "stage": "publish"}, current)}
     if report.state in ("ok", "dry_run"):
         fields["last_success"] = now
     if report.audience_size is not None:

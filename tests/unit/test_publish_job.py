@@ -86,6 +86,15 @@ def test_a_run_creates_the_audience_uploads_the_consented_and_records_itself(wor
     assert "EAAsecret" not in json.dumps(run, default=str) and "EAAsecret" not in json.dumps(status, default=str)
 
 
+def test_a_run_keeps_the_schedule_sync_schedules_wrote_on_the_status(world: World, tmp_path: Path) -> None:
+    docs, connect = documents(), Connections({"meta-token": "EAAsecret"})
+    schedule = {"state": "scheduled", "job": "cdp-pub-vip-meta"}
+    docs.set("publications", "vip-meta", {"status": {"state": "ok", "schedule": schedule}}, merge=True)
+    run_publications(ports(world, docs, connect, tmp_path), PublishJob(run_at=world.tick()), "r1")
+    status = docs.get("publications", "vip-meta")["status"]  # type: ignore[index]
+    assert (status["schedule"], status["stage"], status["added"]) == (schedule, "publish", 2)
+
+
 def test_a_redelivered_message_sends_nothing_twice(world: World, tmp_path: Path) -> None:
     docs, connect = documents(), Connections({"meta-token": "EAAsecret"})
     job = PublishJob(run_at=world.tick())
@@ -210,5 +219,6 @@ def test_a_file_export_with_nowhere_to_write_stops_with_the_destination(world: W
     run_publications(PublishPorts(world.warehouse, docs, connect, None, SALT), PublishJob(run_at=world.tick()), "r1")
     error = docs.get("publications", "vip-meta")["status"]["error"]  # type: ignore[index]
     assert error == (
-        "destination_id: destination files has nowhere to write files: CDP_PUBLISH_BUCKET is not set (Terraform sets it)"
+        "destination_id: destination files has nowhere to write files: "
+        "CDP_PUBLISH_BUCKET is not set (Terraform sets it)"
     )

@@ -121,7 +121,8 @@ locals {
       # Fed by each publication's schedule (sync_schedules) and by build_segments after a build.
       trigger = { type = "pubsub", topic = "jobs", filter = "attributes.job = \"publish_audiences\"" }
       env = {
-        CDP_JOBS_TOPIC = "jobs"
+        CDP_JOBS_TOPIC     = "jobs"
+        CDP_PUBLISH_BUCKET = local.files_bucket # outbox/ and exports/ (storage.tf)
       }
       # The consent gate matches suppressed identifiers with the salt of their hashes.
       secrets = { CDP_PRIVACY_SALT = "privacy-salt" }
@@ -141,6 +142,7 @@ locals {
     privacy_requests = {
       description = "Erases or exports the people the pending Firestore privacy_requests name, in batches, and writes each receipt back (jobs message {\"job\": \"privacy_requests\"})."
       trigger     = { type = "pubsub", topic = "jobs", filter = "attributes.job = \"privacy_requests\"" }
+      env         = { CDP_PRIVACY_EXPORT_BUCKET = local.files_bucket } # privacy-exports/ (storage.tf)
       # Suppresses erased identifiers as salted hashes (privacy.suppressions).
       secrets = { CDP_PRIVACY_SALT = "privacy-salt" }
       # One run at a time: two runs would take the same pending requests. The statements run in

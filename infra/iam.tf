@@ -4,7 +4,7 @@ locals {
   # docs/deploy.md ("Permissions") shows the same table; tests/infra checks that both agree and that
   # each function's secrets match its secretAccessor rows.
   #
-  # `on` names one resource: "topic:<name>", "secret:<name>", "dataset:<logical name>",
+  # `on` names one resource: "topic:<name>", "secret:<name>", "bucket:<key of local.buckets>", "dataset:<logical name>",
   # "table:<dataset>.<table>" (logical names, as in sql/schema/<dataset>/tables.json), or "project" for
   # roles that only exist at project level. `role` is a predefined role, or "custom:<key>" for a role
   # of local.custom_roles. A project custom role can be granted on the project or on a resource of
@@ -107,6 +107,8 @@ locals {
       # Reads and answers privacy_requests, deletes documents naming the person, records `runs`.
       { role = "roles/datastore.user", on = "project" },
       { role = "roles/secretmanager.secretAccessor", on = "secret:privacy-salt" },
+      # Writes each export request's files (privacy-exports/).
+      { role = "roles/storage.objectUser", on = "bucket:files" },
     ]
     publish_audiences = [
       { role = "roles/bigquery.jobUser", on = "project" },
@@ -122,6 +124,8 @@ locals {
       { role = "roles/datastore.user", on = "project" },
       { role = "roles/secretmanager.secretAccessor", on = "secret:privacy-salt" },
       { role = "roles/secretmanager.secretAccessor", on = "secret:facebook-access-token" },
+      # Dry runs' request bodies (outbox/) and file exports (exports/).
+      { role = "roles/storage.objectUser", on = "bucket:files" },
     ]
     sync_schedules = [
       # Reads `segments` and `publications`, writes their status.schedule and `runs`.
@@ -173,6 +177,11 @@ locals {
         "bigquery.tables.updateData",
       ]
     }
+  }
+
+  # Buckets functions write to, by the key `on = "bucket:<key>"` uses.
+  buckets = {
+    files = google_storage_bucket.files.name
   }
 
   function_grants = merge([
@@ -229,6 +238,15 @@ resource "google_bigquery_table_iam_member" "function" {
   table_id   = google_bigquery_table.table[each.value.target].table_id
   # A project custom role applies on the project's tables too, named in full.
   role   = startswith(each.value.role, "custom:") ? google_project_iam_custom_role.custom[trimprefix(each.value.role, "custom:")].name : each.value.role
+  member = google_service_account.function[each.value.function].member
+}
+
+# objectUser, not objectCreator: a rerun replaces an object of the same name, which needs delete.
+resource "google_storage_bucket_iam_member" "function" {
+  for_each = { for k, g in local.function_grants : k => g if g.kind == "bucket" }
+
+  bucket = local.buckets[each.value.target]
+  role   = each.value.role
   member = google_service_account.function[each.value.function].member
 }
 

@@ -254,3 +254,14 @@ variable "labels" {
   type        = map(string)
   default     = {}
 }
+
+variable "files_retention_days" {
+  description = "Days a file in the files bucket (privacy exports, publishing's outbox and file exports) is kept before Cloud Storage deletes it."
+  type        = number
+  default     = 30
+
+  validation {
+    condition     = var.files_retention_days >= 1 && var.files_retention_days <= 365
+    error_message = "files_retention_days must be between 1 and 365."
+  }
+}

@@ -918,6 +918,7 @@ def test_roles_are_least_privilege_for_todays_functions(locals_: dict[str, Any])
         ("roles/datastore.user", "project"),
         ("roles/secretmanager.secretAccessor", "secret:privacy-salt"),
         ("roles/secretmanager.secretAccessor", "secret:facebook-access-token"),
+        ("roles/storage.objectUser", "bucket:files"),
     }
     assert roles["validate_config"] == {
         ("roles/bigquery.jobUser", "project"),
@@ -1033,6 +1034,7 @@ def test_every_function_has_roles_on_declared_resources(locals_: dict[str, Any])
         "secret": set(locals_["secrets"]),
         "dataset": set(locals_["datasets"]),
         "table": {f"{t['dataset']}.{t['table']}" for t in tables_index()},
+        "bucket": set(locals_["buckets"]),
     }
     for fn, grants in locals_["function_roles"].items():
         for g in grants:
@@ -1055,7 +1057,7 @@ def test_function_accounts_get_roles_only_from_the_table(tf: dict[str, dict[str,
                 f"{rtype}.{name} grants a function role outside local.function_roles"
             )
             generated.add(body["for_each"].split("g.kind == ")[1].strip('"}'))
-    assert generated == {"topic", "secret", "dataset", "table", "project"}
+    assert generated == {"topic", "secret", "dataset", "table", "project", "bucket"}
 
 
 def test_no_primitive_roles_anywhere(tf: dict[str, dict[str, Any]]) -> None:
@@ -1204,6 +1206,23 @@ def test_monitoring_watches_dead_letters_errors_and_rejections(tf: dict[str, dic
     collect_service = (ROOT / "shared" / "services" / "collect.py").read_text()
     assert re.search(r'log\.\w+\(\s*"beacon rejected",\s*extra=\{"reason"', collect_service)
     assert resource(tf, "google_monitoring_alert_policy", "rejected_beacons")
+
+
+def test_files_bucket_keeps_personal_data_private_and_briefly(
+    tf: dict[str, dict[str, Any]], locals_: dict[str, Any]
+) -> None:
+    bucket = resource(tf, "google_storage_bucket", "files")
+    assert bucket["name"] == "${local.files_bucket}"
+    assert bucket["uniform_bucket_level_access"] is True and bucket["public_access_prevention"] == "enforced"
+    assert bucket["force_destroy"] is False and bucket["versioning"][0]["enabled"] is False
+    rule = bucket["lifecycle_rule"][0]
+    assert rule["condition"][0]["age"] == "${var.files_retention_days}" and rule["action"][0]["type"] == "Delete"
+    # Its writers are told where it is, and may write it; nobody else has a grant on it.
+    functions = locals_["functions"]
+    assert functions["publish_audiences"]["env"]["CDP_PUBLISH_BUCKET"] == "${local.files_bucket}"
+    assert functions["privacy_requests"]["env"]["CDP_PRIVACY_EXPORT_BUCKET"] == "${local.files_bucket}"
+    writers = {fn for fn, grants in locals_["function_roles"].items() for g in grants if g["on"] == "bucket:files"}
+    assert writers == {"publish_audiences", "privacy_requests"}
 
 
 def test_monitoring_watches_stopped_publications(tf: dict[str, dict[str, Any]], locals_: dict[str, Any]) -> None:

@@ -185,11 +185,20 @@ class Timings:
 
 
 def refine_and_segment(pipeline: LocalPipeline, days: int, out: Path, timings: Timings) -> bool:
-    """Refine the history, discover clusters, apply the example segments, build them; print it all."""
+    """Refine the history, discover clusters, apply the example segments, build them, publish one to a
+    fake Graph API (stopped at the end); print it all."""
+    from devstack import publish_demo
+    from devstack.fakes.meta_graph import running_meta_graph
+
+    with running_meta_graph(access_token=publish_demo.DEMO_TOKEN) as graph:
+        return _refine_and_segment(pipeline, days, out, timings, graph.url)
+
+
+def _refine_and_segment(pipeline: LocalPipeline, days: int, out: Path, timings: Timings, graph_url: str) -> bool:
     from datetime import UTC, datetime, timedelta
 
     from cli.refine import backfill
-    from devstack import consent_demo, preferences_demo, privacy_demo
+    from devstack import consent_demo, preferences_demo, privacy_demo, publish_demo
     from shared.adapters.firestore_store import FirestoreStore
     from shared.config import LOCAL_PRIVACY_SALT
     from shared.services import discover, segments
@@ -213,6 +222,9 @@ def refine_and_segment(pipeline: LocalPipeline, days: int, out: Path, timings: T
             built = segments.build_segments(warehouse, documents, now)
         with timings.stage("consent"):
             consent_report = consent_demo.run(warehouse, SITE_ID, now, LOCAL_PRIVACY_SALT)
+        with timings.stage("publishing"):
+            publishing = publish_demo.configure(documents, out, graph_url)
+            publish_demo.first(publishing, warehouse, documents, pipeline.env, now)
         rfm = warehouse.query(
             "SELECT rfm, COUNT(*) AS n FROM refined.profiles WHERE rfm IS NOT NULL GROUP BY rfm ORDER BY n DESC, rfm"
         )
@@ -225,6 +237,12 @@ def refine_and_segment(pipeline: LocalPipeline, days: int, out: Path, timings: T
         preferences_report, preferences_ok = preferences_demo.run(
             pipeline, SITE_ID, out / "logs", now, LOCAL_PRIVACY_SALT
         )
+    with timings.stage("publishing, after the changes"):
+        warehouse = DuckDBWarehouse(pipeline.duckdb_path)
+        try:
+            publish_demo.second(publishing, warehouse, documents, pipeline.env, now, LOCAL_PRIVACY_SALT)
+        finally:
+            warehouse.close()
     print(f"Refinement: {run.status} in {timings.stages['refine']:.1f}s; rows {run.rows}")
     print(f"  profiles {profiles['n']:,} (members {profiles['members']:,})")
     print("  RFM groups (customers with an order in the period)")
@@ -243,7 +261,15 @@ def refine_and_segment(pipeline: LocalPipeline, days: int, out: Path, timings: T
     print(consent_report)
     print(privacy_report)
     print(preferences_report)
-    return run.status == "succeeded" and not built.failed and not built.invalid and preferences_ok and privacy_ok
+    print(publish_demo.report(publishing))
+    return (
+        run.status == "succeeded"
+        and not built.failed
+        and not built.invalid
+        and preferences_ok
+        and privacy_ok
+        and publishing.ok
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

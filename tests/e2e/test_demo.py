@@ -53,5 +53,12 @@ def test_the_default_demo_agrees_and_every_example_segment_has_members(
     assert all(names.values()), f"not built: {[n for n, m in names.items() if not m]}"
     sizes = {name: int(m.group(1).replace(",", "")) for name, m in names.items() if m}
     assert all(sizes.values()), f"empty example segments: {sizes}"
+    # Publishing: the VIP segment reaches the fake Graph API, and a withdrawal takes one person out.
+    first = re.search(r"^\s+first\s+state ok; .* sent \+(\d+) / -0 .* the fake holds (\d+)$", printed, re.MULTILINE)
+    second = re.search(
+        r"^\s+second\s+state ok; .* sent \+0 / -1 \(1 no_consent\) .* the fake holds (\d+)$", printed, re.MULTILINE
+    )
+    assert first and second, printed[printed.find("Publishing") :]
+    assert int(first.group(1)) == int(first.group(2)) > 0 and int(second.group(1)) == int(first.group(2)) - 1
     last = printed.strip().splitlines()[-1]
     assert re.fullmatch(r"demo: done in \d+ s \(load \d+ msgs/s\)", last), last

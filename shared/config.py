@@ -215,6 +215,78 @@ class PublishSettings:
         )
 
 
+SmtpSecurity = Literal["starttls", "ssl", "none"]
+
+
+@dataclass(frozen=True)
+class ChannelSettings:
+    """The e-mail and SMS channels (env CDP_SMTP_*, CDP_EMAIL_*, CDP_DKIM_*, CDP_TWILIO_*;
+    docs/channels.md). Passwords and keys are Secret Manager names read at send time (a rotation
+    needs no redeploy); only the status webhook's Twilio auth token is bound at deploy."""
+
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 587
+    smtp_security: SmtpSecurity = "starttls"
+    smtp_username: str | None = None
+    smtp_password_secret: str = "smtp-password"
+    smtp_timeout: float = 30.0
+    email_from: str | None = None  # "Shop <news@shop.example>"
+    email_reply_to: str | None = None
+    dkim_domain: str | None = None  # signing is on when domain and selector are set
+    dkim_selector: str | None = None
+    dkim_key_secret: str = "dkim-private-key"
+    twilio_account_sid: str | None = None
+    twilio_messaging_service_sid: str | None = None
+    twilio_api_url: str = "https://api.twilio.com"
+    twilio_auth_token_secret: str = "twilio-auth-token"
+    twilio_timeout: float = 10.0
+    # The status webhook's public URL as Twilio calls it (signatures cover it), and its auth token.
+    twilio_status_url: str | None = None
+    twilio_auth_token: str | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> ChannelSettings:
+        security = env.get("CDP_SMTP_SECURITY", cls.smtp_security).strip().lower()
+        if security not in ("starttls", "ssl", "none"):
+            raise ConfigError(f"CDP_SMTP_SECURITY must be starttls, ssl or none, got {security!r}")
+        status_url = env.get("CDP_TWILIO_STATUS_URL") or None
+        if status_url is not None and not re.match(
+            r"^(https://[^/?#\s]+|http://(127\.0\.0\.1|localhost)(:[0-9]+)?)(/[^?#\s]*)?$", status_url
+        ):
+            raise ConfigError(
+                f"CDP_TWILIO_STATUS_URL must be an https URL without query or fragment (http only for "
+                f"localhost), got {status_url!r}"
+            )
+        return cls(
+            smtp_host=env.get("CDP_SMTP_HOST", cls.smtp_host),
+            smtp_port=_int(env, "CDP_SMTP_PORT", 465 if security == "ssl" else cls.smtp_port),
+            smtp_security=security,  # type: ignore[arg-type]
+            smtp_username=env.get("CDP_SMTP_USERNAME") or None,
+            smtp_password_secret=env.get("CDP_SMTP_PASSWORD_SECRET") or cls.smtp_password_secret,
+            smtp_timeout=_seconds(env, "CDP_SMTP_TIMEOUT", cls.smtp_timeout),
+            email_from=env.get("CDP_EMAIL_FROM") or None,
+            email_reply_to=env.get("CDP_EMAIL_REPLY_TO") or None,
+            dkim_domain=env.get("CDP_DKIM_DOMAIN") or None,
+            dkim_selector=env.get("CDP_DKIM_SELECTOR") or None,
+            dkim_key_secret=env.get("CDP_DKIM_KEY_SECRET") or cls.dkim_key_secret,
+            twilio_account_sid=env.get("CDP_TWILIO_ACCOUNT_SID") or None,
+            twilio_messaging_service_sid=env.get("CDP_TWILIO_MESSAGING_SERVICE_SID") or None,
+            twilio_api_url=(env.get("CDP_TWILIO_API_URL") or cls.twilio_api_url).rstrip("/"),
+            twilio_auth_token_secret=env.get("CDP_TWILIO_AUTH_TOKEN_SECRET") or cls.twilio_auth_token_secret,
+            twilio_timeout=_seconds(env, "CDP_TWILIO_TIMEOUT", cls.twilio_timeout),
+            twilio_status_url=status_url,
+            twilio_auth_token=env.get("CDP_TWILIO_AUTH_TOKEN") or None,
+        )
+
+    def require_status_webhook(self) -> tuple[str, str]:
+        """The webhook's public URL and auth token; ConfigError names what is missing."""
+        if not self.twilio_status_url:
+            raise ConfigError("missing environment variable CDP_TWILIO_STATUS_URL (the webhook's public URL)")
+        if not self.twilio_auth_token:
+            raise ConfigError("missing environment variable CDP_TWILIO_AUTH_TOKEN (Secret Manager twilio-auth-token)")
+        return self.twilio_status_url, self.twilio_auth_token
+
+
 @dataclass(frozen=True)
 class Settings:
     """The deployment-wide settings, plus one section per part that needs its own (collect, schedules;
@@ -239,6 +311,7 @@ class Settings:
     privacy: PrivacySettings = field(default_factory=lambda: PrivacySettings(salt=LOCAL_PRIVACY_SALT))
     preferences: PreferenceSettings = field(default_factory=lambda: PreferenceSettings(key=LOCAL_PREFERENCE_KEY))
     publish: PublishSettings = field(default_factory=PublishSettings)
+    channels: ChannelSettings = field(default_factory=ChannelSettings)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -265,6 +338,7 @@ class Settings:
             privacy=PrivacySettings.from_env(env, warehouse),
             preferences=PreferenceSettings.from_env(env, warehouse),
             publish=PublishSettings.from_env(env),
+            channels=ChannelSettings.from_env(env),
         )
 
     # Shortcuts into the collect section for callers written before the sections.
@@ -306,6 +380,19 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
         return int(value)
     except ValueError as exc:
         raise ConfigError(f"{name} must be an integer, got {value!r}") from exc
+
+
+def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    value = env.get(name)
+    if value is None or value == "":
+        return default
+    try:
+        seconds = float(value)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be a number of seconds, got {value!r}") from exc
+    if not seconds > 0:
+        raise ConfigError(f"{name} must be above 0, got {value!r}")
+    return seconds
 
 
 @cache

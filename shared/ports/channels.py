@@ -22,7 +22,8 @@ from typing import Final, Literal, Protocol
 EMAIL: Final = "email"
 SMS: Final = "sms"
 
-SendState = Literal["accepted", "sent", "delivered", "failed", "unknown"]
+# "absent": a lookup found that the provider holds no such message, so a resend cannot duplicate it.
+SendState = Literal["accepted", "sent", "delivered", "failed", "unknown", "absent"]
 
 
 @dataclass(frozen=True)
@@ -74,7 +75,14 @@ class ChannelThrottled(ChannelError):
 
 
 class ChannelUnavailable(ChannelError):
-    """An outage or a timeout: the outcome of this call is unknown; look it up before any resend."""
+    """An outage or a timeout: the outcome of this call is unknown; look it up before any resend.
+
+    `maybe_sent` is False when the provider refused before it could have accepted anything (an SMTP
+    421 greeting, a refused connection, a failed login): then a resend cannot duplicate the message."""
+
+    def __init__(self, message: str, *, code: str | None = None, maybe_sent: bool = True) -> None:
+        super().__init__(message, code=code)
+        self.maybe_sent = maybe_sent
 
 
 class MessageChannel(Protocol):

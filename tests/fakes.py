@@ -53,6 +53,13 @@ class FakeDocumentStore:
         current = stored.get(doc_id, {}) if merge else {}
         stored[doc_id] = {**current, **copy.deepcopy(dict(data))}
 
+    def create(self, collection: str, doc_id: str, data: Mapping[str, Any]) -> bool:
+        stored = self.docs.setdefault(collection, {})
+        if doc_id in stored:
+            return False
+        stored[doc_id] = copy.deepcopy(dict(data))
+        return True
+
     def list(self, collection: str, where: Any = ()) -> list[tuple[str, dict[str, Any]]]:
         return [
             (doc_id, copy.deepcopy(doc))

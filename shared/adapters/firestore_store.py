@@ -63,6 +63,17 @@ class FirestoreStore:
             else:
                 ref.set(dict(data))
 
+    def create(self, collection: str, doc_id: str, data: Mapping[str, Any]) -> bool:
+        for key, value in data.items():
+            _check_value(value, key)
+        ref = self._doc(collection, doc_id)
+        with _mapped(f"create {collection}/{doc_id}"):
+            try:
+                ref.create(dict(data))
+            except gexc.Conflict:  # AlreadyExists: someone else holds the claim
+                return False
+        return True
+
     def list(self, collection: str, where: Sequence[tuple[str, str, Any]] = ()) -> list[tuple[str, dict[str, Any]]]:
         filters = [_filter(f, op, value) for f, op, value in where]
         if any(op == "in" and not value for _, op, value in filters):

@@ -22,6 +22,13 @@ class DocumentStore(Protocol):
         """Create or overwrite (merge=True: update only the given top-level fields)."""
         ...
 
+    def create(self, collection: str, doc_id: str, data: Mapping[str, Any]) -> bool:
+        """Create the document only if it does not exist, atomically; False when it already did.
+
+        The claim a send or a run takes before it acts: of two that race, exactly one gets True.
+        """
+        ...
+
     def list(self, collection: str, where: Sequence[tuple[str, str, Any]] = ()) -> list[tuple[str, dict[str, Any]]]:
         """(id, document) pairs, filtered by (field, op, value) with ops ==, !=, <, <=, >, >=, in."""
         ...

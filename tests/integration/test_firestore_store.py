@@ -104,6 +104,20 @@ def test_set_replaces_and_merge_replaces_only_the_given_top_level_fields(store: 
     assert store.get("segments", "a") == {"name": "A2", "status": {"schedule": {"state": "scheduled"}}, "k.dot": 1}
 
 
+def test_create_claims_once_even_when_racing(store: FirestoreStore) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tests.fakes import FakeDocumentStore
+
+    with ThreadPoolExecutor(8) as pool:
+        won = list(pool.map(lambda i: store.create("claims", "d1", {"by": i}), range(8)))
+    assert won.count(True) == 1
+    assert store.get("claims", "d1") == {"by": won.index(True)}
+    fake = FakeDocumentStore()
+    assert [fake.create("claims", "d1", {"by": 1}), fake.create("claims", "d1", {"by": 2})] == [True, False]
+    assert fake.get("claims", "d1") == {"by": 1}
+
+
 def test_delete_removes_the_document(store: FirestoreStore) -> None:
     store.set("runs", "r1", {"status": "ok"})
     store.delete("runs", "r1")

@@ -296,7 +296,11 @@ def pending_count(warehouse: Warehouse, publication_id: str, session_id: int) ->
 
 
 def removals(warehouse: Warehouse, publication_id: str, page_rows: int = PAGE_ROWS) -> Iterator[list[Removal]]:
-    """Pages of held rows to take out, grouped by schema, each with its reason."""
+    """Pages of held rows to take out, grouped by schema, each with its reason: planned once in SQL
+    (publication_leaving), so that a page is a cheap read and ledger.record_removed marks a batch
+    by range; the plan is emptied once the last page has been handled."""
+    run(warehouse, "clear_leaving", {"publication_id": publication_id})
+    run(warehouse, "plan_removals", {"publication_id": publication_id})
     after_schema, after_entry = "", ""
     while True:
         params = {
@@ -321,6 +325,7 @@ def removals(warehouse: Warehouse, publication_id: str, page_rows: int = PAGE_RO
         if page:
             yield page
         if len(page) < page_rows:
+            run(warehouse, "clear_leaving", {"publication_id": publication_id})
             return
         after_schema, after_entry = str(rows[-1]["schema_key"]), page[-1].entry_id
 

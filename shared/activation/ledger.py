@@ -63,27 +63,36 @@ def record_added(
 def record_removed(
     warehouse: Warehouse, publication_id: str, rows: Sequence[Removal], *, run_id: str, at: datetime
 ) -> None:
-    """The audience no longer holds these rows; copies kept for an erasure are deleted, and the
-    erasure's request too once no publication has anything of the customer left to remove."""
-    by_reason: dict[str, list[str]] = defaultdict(list)
-    for row in rows:
-        by_reason[row.reason].append(row.entry_id)
-    for reason, entry_ids in sorted(by_reason.items()):
-        params = {
-            "publication_id": publication_id,
-            "entry_ids": entry_ids,
-            "reason": reason,
-            "removed_at": at,
-            "run_id": run_id,
-        }
-        run(warehouse, "record_removed", params)
+    """The audience no longer holds these rows: consecutive rows of the run's removal plan (a batch,
+    or the shared rows of a page), all shared or all not, marked by range with their planned reasons.
+    Copies kept for an erasure are deleted, and the erasure's request too once no publication has
+    anything of the customer left to remove."""
+    if not rows:
+        return
+    first, last = rows[0], rows[-1]
+    if any(row.shared != first.shared for row in rows):
+        raise ValueError("a recorded range is all shared rows or none")
+    customers = [row.customer_id for row in rows]
+    params = {
+        "publication_id": publication_id,
+        "shared": first.shared,
+        "first_schema": ",".join(first.keys),
+        "first_entry": first.entry_id,
+        "last_schema": ",".join(last.keys),
+        "last_entry": last.entry_id,
+        "low_customer": min(customers),
+        "high_customer": max(customers),
+        "removed_at": at,
+        "run_id": run_id,
+    }
+    run(warehouse, "record_removed", params)
     erased = [row for row in rows if row.reason == "erased"]
     if erased:
         run(warehouse, "forget_erasures", {"publication_id": publication_id, "entry_ids": [r.entry_id for r in erased]})
-        customers: dict[str, set[str]] = defaultdict(set)
+        customers_by_site: dict[str, set[str]] = defaultdict(set)
         for row in erased:
-            customers[row.site_id].add(row.customer_id)
-        for site_id, ids in sorted(customers.items()):
+            customers_by_site[row.site_id].add(row.customer_id)
+        for site_id, ids in sorted(customers_by_site.items()):
             run(warehouse, "removals_done", {"site_id": site_id, "customer_ids": sorted(ids)})
 
 

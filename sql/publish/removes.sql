@@ -1,88 +1,17 @@
--- One page of the rows to take out of a publication's audience, with the reason, in (schema,
--- entry_id) order after the keyset (a batch has one schema, and a removal resends a row exactly).
--- Held rows the staged desired set lacks: the customer was erased (privacy.audience_removals, or the
--- gate found a suppressed identifier), has another row now (key_changed; also when no key is left),
--- is a member the gate refuses (no_consent), or left the segment. Then rows of erased customers that
--- the erasure copied out of the ledger (publication_erasures) before deleting it.
--- `shared`: another customer is to hold the very same row (a family's shared e-mail and phone);
--- sending its removal would take them out too, so the row only leaves the ledger.
-with
-
-staged as (
-    select
-        customer_id,
-        row_hash,
-        reason
-    from audiences.publication_staging
-    where publication_id = @publication_id
-),
-
-erased as (
-    select distinct
-        site_id,
-        customer_id
-    from privacy.audience_removals
-),
-
-copied as (
-    select
-        entry_id,
-        site_id,
-        customer_id,
-        row_hash,
-        keys,
-        hashes,
-        'erased' as reason
-    from audiences.publication_erasures
-    where publication_id = @publication_id
-),
-
-held as (
-    select
-        l.entry_id,
-        l.site_id,
-        l.customer_id,
-        l.row_hash,
-        l.keys,
-        l.hashes,
-        case
-            when e.customer_id is not null or s.reason = 'suppressed' then 'erased'
-            when s.customer_id is null then 'left_segment'
-            when s.reason != 'eligible' then 'no_consent'
-            else 'key_changed'
-        end as reason
-    from audiences.publication_ledger as l
-    left join staged as s on s.customer_id = l.customer_id
-    left join erased as e on e.site_id = l.site_id and e.customer_id = l.customer_id
-    where
-        l.publication_id = @publication_id
-        and l.removed_at is null
-        and (s.row_hash is null or s.row_hash != l.row_hash)
-        and l.entry_id not in (select entry_id from copied)
-),
-
-leaving as (
-    select * from held
-    union all
-    select * from copied
-),
-
-final as (
-    select
-        array_to_string(r.keys, ',') as schema_key,
-        r.*,
-        exists (
-            select 1
-            from audiences.publication_staging as o
-            where
-                o.publication_id = @publication_id
-                and o.row_hash = r.row_hash
-                and o.customer_id != r.customer_id
-        ) as shared
-    from leaving as r
-)
-
-select * from final
-where schema_key > @after_schema or (schema_key = @after_schema and entry_id > @after_entry)
+-- One page of the run's planned removals (plan_removals.sql), in (schema_key, entry_id) order after
+-- the keyset: a batch has one schema, and a removal resends a row exactly.
+select
+    entry_id,
+    site_id,
+    customer_id,
+    schema_key,
+    keys,
+    hashes,
+    reason,
+    shared
+from audiences.publication_leaving
+where
+    publication_id = @publication_id
+    and (schema_key > @after_schema or (schema_key = @after_schema and entry_id > @after_entry))
 order by schema_key, entry_id
 limit @page_rows

@@ -128,6 +128,8 @@ class DailyWindow:
 
 @dataclass(frozen=True)
 class Campaign:
+    """One message to a segment's members, through a chain of channels, once or on a schedule."""
+
     id: str
     segment_id: str
     kind: Kind  # informational or advertising

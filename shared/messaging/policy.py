@@ -174,8 +174,8 @@ class Rules:
                 if night_consent is None:
                     night_consent = gate is Reason.ELIGIBLE and night_id is not None
                 if not night_consent:
-                    release = self.night_release
-                    return Decision(Outcome.HOLD, MessageReason.NIGHT_NOT_ALLOWED, release, consent_id, subscription_id)
+                    reason, release = MessageReason.NIGHT_NOT_ALLOWED, self.night_release
+                    return Decision(Outcome.HOLD, reason, release, consent_id, subscription_id, night_id)
         # 3. suppression
         if address in self.suppressed_addresses or answer.customer_id in self.suppressed_customers:
             return Decision(Outcome.SKIP, MessageReason.SUPPRESSED, None, consent_id, subscription_id, night_id)

@@ -200,8 +200,10 @@ def test_night_consent_lets_advertising_go_at_night() -> None:
     assert rules(NIGHT).decide(under_night_rule) == Decision(
         Outcome.SEND, MessageReason.ELIGIBLE, None, "mkt-1", "sub-1", "night-1"
     )
-    refused = answer(reason=Reason.NIGHT_NOT_ALLOWED, night_consent_event_id="night-0")
-    assert rules(NIGHT).decide(refused).reason is MessageReason.NIGHT_NOT_ALLOWED
+    refused = answer(reason=Reason.NIGHT_NOT_ALLOWED, night_consent_event_id="night-0")  # a withdrawal
+    assert rules(NIGHT).decide(refused) == Decision(
+        Outcome.HOLD, MessageReason.NIGHT_NOT_ALLOWED, seoul(8, day=2), "mkt-1", "sub-1", "night-0"
+    )
     assert rules(NIGHT).decide(answer(), night_consent=True).outcome is Outcome.SEND  # the caller read it
     assert rules(NIGHT).decide(under_night_rule, night_consent=False).outcome is Outcome.HOLD
 

@@ -169,8 +169,10 @@ def parse_template(template_id: str, doc: Any) -> MessageTemplate:
     if "id" in doc and doc["id"] != template_id:
         problems.append(Problem("id", f"{describe(doc['id'])} differs from the document id {describe(template_id)}"))
     name = doc.get("name", "")
-    if not isinstance(name, str) or len(name) > MAX_NAME:
-        problems.append(Problem("name", f"expected a text of at most {MAX_NAME} characters, got {describe(name)}"))
+    for key, limit in (("name", MAX_NAME), ("description", MAX_TEXT_SOURCE)):
+        value = doc.get(key, "")
+        if not isinstance(value, str) or len(value) > limit:
+            problems.append(Problem(key, f"expected a text of at most {limit:,} characters, got {describe(value)}"))
     parts: dict[Channel, dict[str, str]] = {}
     used: set[str] = set()
     for channel, fields in PARTS.items():

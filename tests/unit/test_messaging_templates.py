@@ -93,6 +93,8 @@ def test_a_template_parses_with_its_variables_and_a_digest_per_content() -> None
         ({"name": "x"}, "", "a template needs a part for at least one channel: email, sms"),
         ({"sms": SMS, "channel": "sms"}, "channel", "unknown field; expected one of id, name, description"),
         ({"sms": SMS, "id": "t2"}, "id", '"t2" differs from the document id "t1"'),
+        ({"sms": SMS, "description": 5}, "description", "expected a text of at most 20,000 characters, got 5"),
+        ({"sms": SMS, "name": "x" * 201}, "name", "expected a text of at most 200 characters"),
     ],
 )
 def test_every_problem_is_reported_at_its_field(doc: dict[str, Any], path: str, message: str) -> None:

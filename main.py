@@ -14,6 +14,7 @@ from functions.privacy_requests.main import privacy_requests
 from functions.publish_audiences.main import publish_audiences
 from functions.refine.main import refine
 from functions.sync_schedules.main import sync_schedules
+from functions.twilio_status.main import twilio_status
 from functions.validate_config.main import validate_config
 
 __all__ = [
@@ -27,5 +28,6 @@ __all__ = [
     "publish_audiences",
     "refine",
     "sync_schedules",
+    "twilio_status",
     "validate_config",
 ]

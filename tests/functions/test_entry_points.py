@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -41,6 +42,7 @@ SIGNATURES = {
     "publish_audiences": CLOUD_EVENT,
     "refine": CLOUD_EVENT,
     "sync_schedules": CLOUD_EVENT,
+    "twilio_status": HTTP,
     "validate_config": CLOUD_EVENT,
 }
 # A message for another job: the `jobs` topic reaches every job function (the emulator ignores filters).
@@ -56,6 +58,8 @@ ENV = {
     "CDP_PROJECT": "cdp-test",
     "CDP_SITES": json.dumps({"test-shop": {"origins": ["https://shop.example"]}}),
     "CDP_IP_SALT": "entry-point-salt",
+    "CDP_TWILIO_STATUS_URL": "https://hooks.shop.example/twilio-status",
+    "CDP_TWILIO_AUTH_TOKEN": "entry-point-twilio-token",
 }
 
 
@@ -128,9 +132,15 @@ def push(data: bytes, **attributes: str) -> dict[str, Any]:
 
 def test_every_export_of_main_has_its_test() -> None:
     assert sorted(main.__all__) == sorted(SIGNATURES)
-    assert {"collect", "load_events", "load_dead_letters", "preferences", "validate_config", *OTHER_JOB} == set(
-        SIGNATURES
-    )
+    assert {
+        "collect",
+        "load_events",
+        "load_dead_letters",
+        "preferences",
+        "twilio_status",
+        "validate_config",
+        *OTHER_JOB,
+    } == set(SIGNATURES)
 
 
 def test_collect_is_http_and_serves_the_tracker(ports: Ports) -> None:
@@ -267,3 +277,24 @@ def test_preferences_serves_the_page_and_one_click_unsubscribe(ports: Ports) -> 
         (False, "one_click_unsubscribe"),
     ]
     assert client.get("/elsewhere").status_code == 404
+
+
+def test_twilio_status_takes_a_signed_status_callback_and_refuses_a_forged_one(
+    ports: Ports, caplog: pytest.LogCaptureFixture
+) -> None:
+    from devstack.fakes.twilio_api import signature
+
+    caplog.set_level(logging.INFO, logger="functions.twilio_status.main")
+    client = app_client("twilio_status")
+    assert resolved_signature() == SIGNATURES["twilio_status"]
+    url = ENV["CDP_TWILIO_STATUS_URL"] + "?d=d-42"
+    form = {"MessageSid": "SM" + "ab" * 16, "MessageStatus": "delivered", "To": "+821012345678"}
+    signed = signature(ENV["CDP_TWILIO_AUTH_TOKEN"], url, form)
+    forged = client.post("/?d=d-43", data=form, headers={"X-Twilio-Signature": signed})
+    assert forged.status_code == 403 and "delivery event" not in caplog.text
+    answer = client.post("/?d=d-42", data=form, headers={"X-Twilio-Signature": signed})
+    assert answer.status_code == 200 and answer.get_data(as_text=True).endswith("<Response></Response>")
+    [event] = [r for r in caplog.records if r.getMessage() == "delivery event"]
+    assert (event.__dict__["delivery_id"], event.__dict__["kind"]) == ("d-42", "delivered")
+    assert client.get("/").status_code == 405
+    assert ports.asked == ["settings"] * 2 and ports.bus.published == []

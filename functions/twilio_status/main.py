@@ -1,0 +1,90 @@
+"""twilio_status: Twilio's StatusCallback webhook, and its incoming-message webhook (HTTP, public).
+
+POST /?d=DELIVERY   form parameters as Twilio sends them (MessageSid, MessageStatus, ErrorCode, To...;
+                    an incoming message: Body, From, SmsStatus=received, OptOutType)
+
+Twilio signs each request: X-Twilio-Signature is an HMAC of the URL it called and the sorted form
+parameters under the account's auth token. Behind Cloud Run the URL this process sees differs from
+the one Twilio called (scheme, host), so the signature is checked against the configured public URL
+(CDP_TWILIO_STATUS_URL) plus the query string as received. A missing or wrong signature is 403 and
+nothing is read from the request; a signed report we cannot read is 400 with the parameter at fault.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+
+import flask
+import functions_framework
+from twilio.request_validator import (  # type: ignore[import-untyped]
+    SIGNATURE_HEADER,
+    SIGNATURE_SETTINGS_HEADER,
+    RequestValidator,
+    get_signature_algorithm,
+)
+
+from shared import bootstrap
+from shared.config import ConfigError
+from shared.services.delivery_events import DELIVERY_PARAM, Report, ReportError, twilio_report
+
+log = logging.getLogger(__name__)
+
+EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'  # no reply to an incoming SMS
+
+
+def _text(body: str, status: int) -> flask.Response:
+    return flask.Response(body + "\n", status=status, content_type="text/plain; charset=utf-8")
+
+
+@functions_framework.http
+def twilio_status(request: flask.Request) -> flask.Response:
+    if request.method != "POST":
+        return _text("method not allowed: Twilio POSTs its webhooks", 405)
+    try:
+        public_url, auth_token = bootstrap.settings().channels.require_status_webhook()
+    except ConfigError as exc:
+        log.error("twilio webhook not configured", extra={"error": str(exc)})
+        return _text("the webhook is not configured", 500)
+    query = request.query_string.decode("utf-8", "replace")
+    called = f"{public_url}?{query}" if query else public_url
+    signature = request.headers.get(SIGNATURE_HEADER, "")
+    algorithm = get_signature_algorithm(request.headers.get(SIGNATURE_SETTINGS_HEADER))
+    if not signature or not RequestValidator(auth_token).validate(called, request.form, signature, algorithm):
+        log.warning(
+            "twilio webhook refused", extra={"reason": "missing signature" if not signature else "bad signature"}
+        )
+        return _text("forbidden: X-Twilio-Signature does not match this URL and these parameters", 403)
+    try:
+        report = twilio_report(request.form.to_dict(), request.args.get(DELIVERY_PARAM), datetime.now(UTC))
+    except ReportError as exc:
+        log.warning("twilio report unreadable", extra={"field": exc.field, "error": str(exc)})
+        return _text(f"bad request: {exc}", 400)
+    _record(report)
+    return flask.Response(EMPTY_TWIML, status=200, content_type="text/xml; charset=utf-8")
+
+
+def _record(report: Report) -> None:
+    """Until the delivery ledger is wired: each event and signal as a log line (never the number)."""
+    for event in report.events:
+        log.info(
+            "delivery event",
+            extra={
+                "delivery_id": event.delivery_id,
+                "kind": event.kind,
+                "provider_id": event.provider_id,
+                "provider_status": event.provider_status,
+                "code": event.code,
+            },
+        )
+    for signal in report.opt_outs:
+        log.info(
+            "opt-out signal",
+            extra={
+                "channel": signal.channel.value,
+                "source": signal.source.value,
+                "reason": signal.reason,
+                "delivery_id": signal.delivery_id,
+                "request_id": signal.request_id,
+            },
+        )

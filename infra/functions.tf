@@ -55,6 +55,22 @@ locals {
       timeout       = 30
     }
 
+    twilio_status = {
+      description = "Twilio's SMS StatusCallback and incoming-message webhook: checks X-Twilio-Signature against its public URL and turns each report into delivery events and opt-out signals (STOP, error 21610)."
+      trigger     = { type = "http", public = true }
+      # Signatures cover the URL Twilio called, which behind Cloud Run is not the one the function
+      # sees: the public URL is configured (local.twilio_status_url) and checked against.
+      env     = { CDP_TWILIO_STATUS_URL = local.twilio_status_url }
+      secrets = { CDP_TWILIO_AUTH_TOKEN = "twilio-auth-token" }
+      # One short request per status change of each message: many at once, little work each.
+      memory        = "512Mi"
+      cpu           = "1"
+      concurrency   = 40
+      min_instances = 0
+      max_instances = 10
+      timeout       = 30
+    }
+
     load_events = {
       description = "Loads beacon batches from Pub/Sub into the raw tables; bad rows to raw.bad_rows."
       trigger     = { type = "pubsub", topic = "beacons" }
@@ -202,6 +218,14 @@ locals {
     CDP_BEACON_TOPIC          = google_pubsub_topic.topic["beacons"].name
     CDP_MAX_DELIVERY_ATTEMPTS = tostring(var.max_delivery_attempts)
   }
+
+  # The URL Twilio's webhooks are signed for (CDP_TWILIO_STATUS_URL): the twilio_status function's
+  # cloudfunctions.net address unless a custom domain or load balancer fronts it. Built from
+  # variables only, so the sender (its StatusCallback) and the webhook agree without a reference.
+  twilio_status_url = (
+    var.twilio_status_url != "" ? var.twilio_status_url :
+    "https://${var.region}-${var.project_id}.cloudfunctions.net/${var.prefix}-twilio-status"
+  )
 
   # functions/collect -> cdp-collect: Cloud Run service names allow no underscores.
   function_names = { for key in keys(local.functions) : key => "${var.prefix}-${replace(key, "_", "-")}" }

@@ -42,6 +42,10 @@ locals {
       { role = "roles/secretmanager.secretAccessor", on = "secret:preference-key" },
       { role = "roles/secretmanager.secretAccessor", on = "secret:ip-salt" },
     ]
+    twilio_status = [
+      # Checks each webhook's signature with the auth token; records nothing yet (logs only).
+      { role = "roles/secretmanager.secretAccessor", on = "secret:twilio-auth-token" },
+    ]
     load_dead_letters = [
       # Streams each dead letter into raw.bad_rows; table-level keeps it off the event tables.
       { role = "custom:stream_rows", on = "table:raw.bad_rows" },

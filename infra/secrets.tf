@@ -11,6 +11,7 @@ locals {
     facebook-app-secret   = "Facebook app secret, for appsecret_proof on Graph API calls."
     twilio-auth-token     = "Twilio auth token (SMS)."
     smtp-password         = "SMTP password (e-mail)."
+    dkim-private-key      = "PEM private key the e-mail channel DKIM-signs with (CDP_DKIM_KEY_SECRET; selector and domain in CDP_DKIM_SELECTOR, CDP_DKIM_DOMAIN)."
     alimtalk-api-key      = "Kakao AlimTalk provider API key."
     vapid-private-key     = "VAPID private key (web push)."
   }

@@ -106,6 +106,17 @@ variable "trusted_proxy_hops" {
   }
 }
 
+variable "twilio_status_url" {
+  description = "Public URL of the twilio_status webhook as Twilio calls it (CDP_TWILIO_STATUS_URL): each message's StatusCallback, and what X-Twilio-Signature is checked against. Empty: the function's own https://<region>-<project>.cloudfunctions.net/<prefix>-twilio-status. Set it when a custom domain or load balancer fronts the function."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.twilio_status_url == "" || can(regex("^https://[^/?#\\s]+(/[^?#\\s]*)?$", var.twilio_status_url))
+    error_message = "twilio_status_url must be an https URL without query string or fragment."
+  }
+}
+
 variable "max_delivery_attempts" {
   description = "Deliveries of a Pub/Sub message before it goes to the dead-letter topic; also CDP_MAX_DELIVERY_ATTEMPTS, so the loader knows when it sees the last attempt."
   type        = number

@@ -299,11 +299,12 @@ def test_module_deploys_each_entry_under_its_own_name(tf: dict[str, dict[str, An
 
 
 def test_only_the_public_endpoints_are_public(locals_: dict[str, Any], tf: dict[str, dict[str, Any]]) -> None:
-    """collect (beacons from every browser) and the preference centre (people opening a link from a
-    message) take anonymous requests; every other function only its trigger's identity."""
+    """collect (beacons from every browser), the preference centre (people opening a link from a
+    message) and Twilio's webhook (its signature is checked in the function) take anonymous
+    requests; every other function only its trigger's identity."""
     functions = locals_["functions"]
     public = {name for name, f in functions.items() if f["trigger"].get("public") is True}
-    assert public == {"collect", "preferences"}
+    assert public == {"collect", "preferences", "twilio_status"}
     collect = functions["collect"]
     assert collect["min_instances"] == 0 and collect["concurrency"] == 80
     # functions-framework's gunicorn threads: one per request the instance is given at once
@@ -670,6 +671,7 @@ def tf_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Path:
         'output "ack_deadlines" {\n  value = local.ack_deadlines\n}\n'
         'output "function_grants" {\n  value = local.function_grants\n}\n'
         'output "function_names" {\n  value = local.function_names\n}\n'
+        'output "twilio_status_url" {\n  value = local.twilio_status_url\n}\n'
     )
     done = terraform(work, "init", "-input=false", "-backend=false")
     assert done.returncode == 0, done.stderr
@@ -681,7 +683,10 @@ GOOD_VARS = {"project_id": "acme-cdp-prod", "sites": {"acme-shop": {"origins": [
 # Variable files planned against the sandbox: name -> overrides of GOOD_VARS. Terraform reports
 # every failed validation rule, so one plan checks several rules.
 VAR_CASES: dict[str, dict[str, Any]] = {
-    "good": {"sites": {"shop": {"origins": ["*", "https://shop.example.com", "http://localhost:8080"]}}},
+    "good": {
+        "sites": {"shop": {"origins": ["*", "https://shop.example.com", "http://localhost:8080"]}},
+        "twilio_status_url": "https://hooks.shop.example/twilio-status",
+    },
     "bad": {
         "project_id": "My Project",
         "region": "seoul",
@@ -692,6 +697,7 @@ VAR_CASES: dict[str, dict[str, Any]] = {
         "time_zone": "KST",
         "alert_email": "oncall",
         "notification_channels": ["1234"],
+        "twilio_status_url": "http://hooks.shop.example/twilio?x=1",
     },
     "bad-empty": {"sites": {}, "prefix": "toolongprefix"},
 }
@@ -706,6 +712,7 @@ EXPECTED_ERRORS = [
     ("bad", "time_zone must be an IANA time zone name"),
     ("bad", "alert_email must be an e-mail address"),
     ("bad", "Each notification channel must be a full ID"),
+    ("bad", "twilio_status_url must be an https URL without query string or fragment"),
     ("bad-empty", "Declare at least one site"),
     ("bad-empty", "prefix must be 2-8 lowercase letters"),
 ]
@@ -772,6 +779,11 @@ def test_terraform_evaluates_functions_subscriptions_and_grants(
     assert ("collect", "roles/pubsub.publisher", "topic", "beacons") in grants
     assert ("sync_schedules", "custom:schedule_jobs", "project", None) in grants
     assert ("refine", "roles/bigquery.dataEditor", "dataset", "refined") in grants
+    # Twilio signs the URL it calls: by default the webhook's own cloudfunctions.net address.
+    assert re.fullmatch(
+        r"https://[a-z0-9-]+\.cloudfunctions\.net/" + outputs["function_names"]["twilio_status"],
+        outputs["twilio_status_url"],
+    )
 
 
 def test_valid_variables_pass(plans: dict[str, subprocess.CompletedProcess[str]]) -> None:
@@ -889,6 +901,9 @@ def test_roles_are_least_privilege_for_todays_functions(locals_: dict[str, Any])
         ("roles/secretmanager.secretAccessor", "secret:preference-key"),
         ("roles/secretmanager.secretAccessor", "secret:ip-salt"),
     }
+    # Twilio's webhook checks signatures with the auth token and reads or writes nothing else yet.
+    assert roles["twilio_status"] == {("roles/secretmanager.secretAccessor", "secret:twilio-auth-token")}
+    assert locals_["functions"]["twilio_status"]["secrets"] == {"CDP_TWILIO_AUTH_TOKEN": "twilio-auth-token"}
     # Nobody may delete or rewrite the system of record through a dataset-wide role.
     for fn, granted in roles.items():
         assert not {r for r in granted if r[1] == "dataset:raw" and r[0] != "roles/bigquery.dataViewer"}, fn

@@ -26,7 +26,14 @@ from devstack.processes import Server, free_port
 TARGET = "validate_config"
 # The document patterns of validate_config's triggers: `document` and `more_documents` in
 # infra/functions.tf (tests/infra holds both lists equal).
-DOCUMENTS = ("segments/{id}", "destinations/{id}", "publications/{id}")
+DOCUMENTS = (
+    "segments/{id}",
+    "destinations/{id}",
+    "publications/{id}",
+    "campaigns/{id}",
+    "message_templates/{id}",
+    "messaging/{id}",
+)
 EVENT_TYPE = "google.cloud.firestore.document.v1.written"
 
 

@@ -196,8 +196,16 @@ locals {
         database   = "(default)" # google_firestore_database.main
         document   = "segments/{id}"
         # Publishing's configuration (shared/services/publication_config.py).
-        more_documents = { destinations = "destinations/{id}", publications = "publications/{id}" }
-        region         = local.firestore_location
+        # Campaigns' configuration (shared/services/messaging_config.py): only messaging/policy of
+        # messaging/{id} is checked.
+        more_documents = {
+          destinations = "destinations/{id}"
+          publications = "publications/{id}"
+          campaigns    = "campaigns/{id}"
+          templates    = "message_templates/{id}"
+          messaging    = "messaging/{id}"
+        }
+        region = local.firestore_location
         # A validation that fails would fail again on the same document: retrying would only loop.
         # The next edit of the document validates it anew.
         retry = false

@@ -277,3 +277,20 @@ def publish_ports() -> PublishPorts:
 def secrets() -> SecretStore:
     """validate_config asks whether the secrets destinations name exist (never reads them there)."""
     return build_secrets(settings())
+
+
+def build_available_channels(settings: Settings) -> frozenset[str]:
+    """The channels this deployment has a sender for: e-mail once a From address is set, SMS once a
+    Twilio account and Messaging Service are. A campaign naming another is refused at validation."""
+    channels = settings.channels
+    available = set()
+    if channels.email_from:
+        available.add("email")
+    if channels.twilio_account_sid and channels.twilio_messaging_service_sid:
+        available.add("sms")
+    return frozenset(available)
+
+
+@once
+def available_channels() -> frozenset[str]:
+    return build_available_channels(settings())

@@ -2,7 +2,8 @@
 verdict on it (CloudEvent).
 
 Triggered by Firestore `google.cloud.firestore.document.v1.written` on `segments/{id}`,
-`destinations/{id}` and `publications/{id}` (infra/functions.tf); each collection has its service.
+`destinations/{id}`, `publications/{id}`, `campaigns/{id}`, `message_templates/{id}` and
+`messaging/{id}` (infra/functions.tf); each collection has its service.
 """
 
 from __future__ import annotations
@@ -14,11 +15,13 @@ import functions_framework
 from cloudevents.http import CloudEvent
 
 from shared import bootstrap
-from shared.services import publication_config
+from shared.services import messaging_config, publication_config
 from shared.services.segments import handle_segment_write
 from shared.tam.events import EventError, decode_document_event
 
 log = logging.getLogger(__name__)
+
+MESSAGING = frozenset({messaging_config.CAMPAIGNS, messaging_config.TEMPLATES, messaging_config.POLICY_COLLECTION})
 
 PUBLISHING = {
     publication_config.DESTINATIONS: publication_config.handle_destination_write,
@@ -32,6 +35,21 @@ def validate_config(cloud_event: CloudEvent) -> None:
         change = decode_document_event(cloud_event.data, cloud_event.get("subject"))
     except EventError as exc:  # a redelivery would not read any better: log it and acknowledge
         log.error("unreadable config event", extra={"event_id": cloud_event.get("id"), "error": str(exc)})
+        return
+    if change.collection in MESSAGING:
+        outcome = messaging_config.handle_messaging_write(
+            change,
+            bootstrap.warehouse(),
+            bootstrap.documents(),
+            bootstrap.available_channels(),
+            now=datetime.now(UTC),
+            min_interval_minutes=bootstrap.schedule_config().min_interval_minutes,
+            event_id=cloud_event.get("id"),
+        )
+        log.info(
+            "messaging config checked",
+            extra={"collection": change.collection, "doc_id": change.doc_id, "outcome": outcome},
+        )
         return
     handle = PUBLISHING.get(change.collection)
     if handle is not None:

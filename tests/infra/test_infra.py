@@ -166,9 +166,12 @@ def settings_env_names() -> set[str]:
 
 
 def module_constant(path: str, name: str) -> Any:
-    """A module-level literal assignment `NAME = <literal>` of a file under the repository."""
+    """A module-level literal `NAME = <literal>` or `NAME: Final = <literal>` of a file in the repository."""
     for node in ast.parse((ROOT / path).read_text()).body:
         if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == name for t in node.targets):
+            return ast.literal_eval(node.value)
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.target.id == name:
+            assert node.value is not None, f"{path}: {name} has no value"
             return ast.literal_eval(node.value)
     pytest.fail(f"{path} defines no constant {name}")
 
@@ -381,12 +384,21 @@ def test_validate_config_is_a_firestore_trigger_on_segments_destinations_and_pub
     destinations, publications = (
         module_constant("shared/services/publication_config.py", name) for name in ("DESTINATIONS", "PUBLICATIONS")
     )
+    campaigns, templates = (
+        module_constant("shared/messaging/campaigns.py", name) for name in ("CAMPAIGNS", "TEMPLATES")
+    )
     assert trigger == {
         "type": "firestore",
         "event_type": "google.cloud.firestore.document.v1.written",
         "database": "(default)",
         "document": f"{segments}/{{id}}",
-        "more_documents": {destinations: f"{destinations}/{{id}}", publications: f"{publications}/{{id}}"},
+        "more_documents": {
+            destinations: f"{destinations}/{{id}}",
+            publications: f"{publications}/{{id}}",
+            "campaigns": f"{campaigns}/{{id}}",
+            "templates": f"{templates}/{{id}}",
+            "messaging": "messaging/{id}",
+        },
         "region": "${local.firestore_location}",
         "retry": False,  # a failed validation must not loop
     }

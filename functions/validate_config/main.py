@@ -9,6 +9,7 @@ Triggered by Firestore `google.cloud.firestore.document.v1.written` on `segments
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import functions_framework
@@ -21,11 +22,15 @@ from shared.tam.events import EventError, decode_document_event
 
 log = logging.getLogger(__name__)
 
-MESSAGING = frozenset({messaging_config.CAMPAIGNS, messaging_config.TEMPLATES, messaging_config.POLICY_COLLECTION})
-
-PUBLISHING = {
-    publication_config.DESTINATIONS: publication_config.handle_destination_write,
-    publication_config.PUBLICATIONS: publication_config.handle_publication_write,
+# Each collection's service, the bootstrap accessor of the port it needs beyond warehouse and
+# documents (looked up at call time), and its log line; segments are the default.
+HANDLERS: dict[str, tuple[Callable[..., str], str | None, str]] = {
+    publication_config.DESTINATIONS: (publication_config.handle_destination_write, "secrets", "publishing"),
+    publication_config.PUBLICATIONS: (publication_config.handle_publication_write, "secrets", "publishing"),
+    **{
+        collection: (messaging_config.handle_messaging_write, "available_channels", "messaging")
+        for collection in (messaging_config.CAMPAIGNS, messaging_config.TEMPLATES, messaging_config.POLICY_COLLECTION)
+    },
 }
 
 
@@ -36,43 +41,16 @@ def validate_config(cloud_event: CloudEvent) -> None:
     except EventError as exc:  # a redelivery would not read any better: log it and acknowledge
         log.error("unreadable config event", extra={"event_id": cloud_event.get("id"), "error": str(exc)})
         return
-    if change.collection in MESSAGING:
-        outcome = messaging_config.handle_messaging_write(
-            change,
-            bootstrap.warehouse(),
-            bootstrap.documents(),
-            bootstrap.available_channels(),
-            now=datetime.now(UTC),
-            min_interval_minutes=bootstrap.schedule_config().min_interval_minutes,
-            event_id=cloud_event.get("id"),
-        )
-        log.info(
-            "messaging config checked",
-            extra={"collection": change.collection, "doc_id": change.doc_id, "outcome": outcome},
-        )
-        return
-    handle = PUBLISHING.get(change.collection)
-    if handle is not None:
-        outcome = handle(
-            change,
-            bootstrap.warehouse(),
-            bootstrap.documents(),
-            bootstrap.secrets(),
-            now=datetime.now(UTC),
-            min_interval_minutes=bootstrap.schedule_config().min_interval_minutes,
-            event_id=cloud_event.get("id"),
-        )
-        log.info(
-            "publishing config checked",
-            extra={"collection": change.collection, "doc_id": change.doc_id, "outcome": outcome},
-        )
-        return
-    outcome = handle_segment_write(
+    handle, port, kind = HANDLERS.get(change.collection, (handle_segment_write, None, "segment"))
+    outcome = handle(
         change,
         bootstrap.warehouse(),
         bootstrap.documents(),
+        *([getattr(bootstrap, port)()] if port is not None else []),
         now=datetime.now(UTC),
         min_interval_minutes=bootstrap.schedule_config().min_interval_minutes,  # as sync_schedules applies it
         event_id=cloud_event.get("id"),
     )
-    log.info("segment config checked", extra={"segment_id": change.doc_id, "outcome": outcome})
+    log.info(
+        f"{kind} config checked", extra={"collection": change.collection, "doc_id": change.doc_id, "outcome": outcome}
+    )

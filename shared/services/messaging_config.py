@@ -29,7 +29,7 @@ from shared.messaging.templates import parse_template
 from shared.ports import DocumentStore, Warehouse
 from shared.services.audit import record_change
 from shared.services.publication_config import config_status
-from shared.services.segments import SEGMENTS, keep_schedule, write_verdict
+from shared.services.segments import SEGMENTS, rewrite_verdict, write_verdict
 from shared.tam.events import DocumentChange
 
 log = logging.getLogger(__name__)
@@ -136,14 +136,8 @@ def recheck_campaigns(
     changed: dict[str, str] = {}
     for campaign_id, doc in documents.list(CAMPAIGNS, where):
         result = campaign_status(campaign_id, doc, documents, available, now, min_interval_minutes)
-        previous = doc.get("status")
-        if isinstance(previous, Mapping) and (previous.get("state"), previous.get("errors")) == (
-            result["state"],
-            result["errors"],
-        ):
-            continue
-        documents.set(CAMPAIGNS, campaign_id, {"status": keep_schedule(result, doc)}, merge=True)
-        changed[campaign_id] = str(result["state"])
+        if rewrite_verdict(documents, CAMPAIGNS, campaign_id, doc, result):
+            changed[campaign_id] = str(result["state"])
     if changed:
         log.info("campaigns re-checked", extra={"template_id": template_id, "changed": changed})
     return changed

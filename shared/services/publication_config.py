@@ -35,7 +35,7 @@ from shared.cron import MIN_INTERVAL_MINUTES
 from shared.ports import DocumentStore, TransientError, Warehouse
 from shared.ports.secrets import SecretStore
 from shared.services.audit import record_change
-from shared.services.segments import MAX_MESSAGE, SEGMENTS, keep_schedule, write_verdict
+from shared.services.segments import MAX_MESSAGE, SEGMENTS, rewrite_verdict, write_verdict
 from shared.tam.events import DocumentChange
 from shared.tam.rules import Problem, describe
 
@@ -257,14 +257,8 @@ def recheck_publications(
     changed: dict[str, str] = {}
     for publication_id, doc in documents.list(PUBLICATIONS, [("destination_id", "==", destination_id)]):
         result = publication_status(publication_id, doc, documents, secrets, now, min_interval_minutes)
-        previous = doc.get("status")
-        if isinstance(previous, Mapping) and (previous.get("state"), previous.get("errors")) == (
-            result["state"],
-            result["errors"],
-        ):
-            continue
-        documents.set(PUBLICATIONS, publication_id, {"status": keep_schedule(result, doc)}, merge=True)
-        changed[publication_id] = str(result["state"])
+        if rewrite_verdict(documents, PUBLICATIONS, publication_id, doc, result):
+            changed[publication_id] = str(result["state"])
     if changed:
         log.info("publications re-checked", extra={"destination_id": destination_id, "changed": changed})
     return changed

@@ -192,6 +192,21 @@ def write_verdict(
     return str(result["state"])
 
 
+def rewrite_verdict(
+    documents: DocumentStore, collection: str, doc_id: str, doc: Mapping[str, Any], result: dict[str, Any]
+) -> bool:
+    """Write a re-check's verdict on a document only when its state or errors changed (an unchanged
+    verdict keeps its time); True when written."""
+    previous = doc.get("status")
+    if isinstance(previous, Mapping) and (previous.get("state"), previous.get("errors")) == (
+        result["state"],
+        result["errors"],
+    ):
+        return False
+    documents.set(collection, doc_id, {"status": keep_schedule(result, doc)}, merge=True)
+    return True
+
+
 # -- building ---------------------------------------------------------------------------------------
 
 

@@ -36,15 +36,14 @@ import itertools
 import json
 import re
 import secrets
-import signal
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import FrameType
 from typing import Any, Final
 from urllib.parse import parse_qs, urlsplit
+
+from devstack.fakes.serving import Answer, HttpServing, wait_for_signal
 
 HASHED_KEYS: Final = frozenset(
     {"EMAIL", "PHONE", "GEN", "DOBY", "DOBM", "DOBD", "LN", "FN", "FI", "CT", "ST", "ZIP", "COUNTRY"}
@@ -208,15 +207,10 @@ class FakeAudience:
         return sum(len(rows) for rows in self.members.values())
 
 
-@dataclass(frozen=True)
-class _Answer:
-    status: int
-    body: dict[str, Any] | str
-    headers: Mapping[str, str] = field(default_factory=dict)
-
-
-class MetaGraphFake:
+class MetaGraphFake(HttpServing):
     """State, failure injection and the request logic; the HTTP server calls handle()."""
+
+    label = "the fake Graph API"
 
     def __init__(
         self,
@@ -236,8 +230,6 @@ class MetaGraphFake:
         self._failures: list[GraphFailure] = []
         self._ids = itertools.count(23_850_000_000_000_001)
         self._lock = threading.Lock()
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
 
     # --- what tests set and read -----------------------------------------------------------------
 
@@ -284,29 +276,7 @@ class MetaGraphFake:
 
     # --- serving ---------------------------------------------------------------------------------
 
-    @property
-    def url(self) -> str:
-        if self._server is None:
-            raise RuntimeError("the fake Graph API is not running")
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
-
-    def start(self, port: int = 0) -> str:
-        """Serve on 127.0.0.1 (port 0: one the OS picks) in a daemon thread; return the base URL."""
-        self._server = _Server(("127.0.0.1", port), _Handler)
-        self._server.fake = self
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-        self._thread.start()
-        return self.url
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(5)
-        self._server = self._thread = None
-
-    def handle(self, method: str, target: str, headers: Mapping[str, str], body: bytes) -> _Answer:
+    def handle(self, method: str, target: str, headers: Mapping[str, str], body: bytes) -> Answer:
         parts = urlsplit(target)
         lowered = {name.lower(): value for name, value in headers.items()}
         query = parse_qs(parts.query, keep_blank_values=True)
@@ -324,7 +294,7 @@ class MetaGraphFake:
 
     # --- Graph semantics (under the lock) --------------------------------------------------------
 
-    def _answer(self, method: str, path: str, params: dict[str, str], headers: dict[str, str]) -> _Answer:
+    def _answer(self, method: str, path: str, params: dict[str, str], headers: dict[str, str]) -> Answer:
         extra = dict(self.usage_headers)
         match = _VERSIONED.match(path)
         if match is None:
@@ -340,21 +310,21 @@ class MetaGraphFake:
             return _failed(refused, extra)
         segments = rest.strip("/").split("/")
         if len(segments) == 2 and _ACCOUNT.match(segments[0]) and segments[1] == "customaudiences" and method == "POST":
-            return _Answer(200, self._create(segments[0], params), extra)
+            return Answer(200, self._create(segments[0], params), extra)
         if not _GRAPH_ID.match(segments[0]):
             return _failed(audience_gone(method, segments[0]), extra)
         audience = self.audiences.get(segments[0])
         if audience is None or audience.deleted:
             return _failed(audience_gone(method, segments[0]), extra)
         if len(segments) == 1 and method == "GET":
-            return _Answer(200, _read(audience, params.get("fields", "")), extra)
+            return Answer(200, _read(audience, params.get("fields", "")), extra)
         if len(segments) == 2 and (segments[1], method) in {
             ("users", "POST"),
             ("users", "DELETE"),
             ("usersreplace", "POST"),
         }:
             outcome = self._edit(audience, segments[1], method, params)
-            return _failed(outcome, extra) if isinstance(outcome, GraphFailure) else _Answer(200, outcome, extra)
+            return _failed(outcome, extra) if isinstance(outcome, GraphFailure) else Answer(200, outcome, extra)
         return _failed(audience_gone(method, rest), extra)
 
     def _auth(self, params: Mapping[str, str], headers: Mapping[str, str]) -> GraphFailure | None:
@@ -415,20 +385,20 @@ class MetaGraphFake:
             rows.difference_update(valid)
         return answer
 
-    def _control(self, path: str) -> _Answer:
+    def _control(self, path: str) -> Answer:
         if path == "/_fake/audiences":
             with self._lock:
                 summary = {
                     a.audience_id: {"name": a.name, "size": a.size, "operation_status": a.operation_status}
                     for a in self.audiences.values()
                 }
-                return _Answer(200, {"audiences": summary, "requests": len(self.requests)})
-        return _Answer(404, {"error": {"message": f"no control endpoint {path}"}})
+                return Answer(200, {"audiences": summary, "requests": len(self.requests)})
+        return Answer(404, {"error": {"message": f"no control endpoint {path}"}})
 
 
-def _failed(failure: GraphFailure, headers: Mapping[str, str]) -> _Answer:
+def _failed(failure: GraphFailure, headers: Mapping[str, str]) -> Answer:
     body: dict[str, Any] | str = failure.plain_body if failure.plain_body is not None else failure.body()
-    return _Answer(failure.http_status, body, {**headers, **failure.headers})
+    return Answer(failure.http_status, body, {**headers, **failure.headers})
 
 
 def _read(audience: FakeAudience, fields: str) -> dict[str, Any]:
@@ -556,37 +526,6 @@ def _replace(
     return answer
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive, as requests' session expects
-    server: _Server
-
-    def _serve(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
-        answer = self.server.fake.handle(self.command, self.path, dict(self.headers.items()), body)
-        if isinstance(answer.body, str):
-            data, content_type = answer.body.encode(), "text/plain; charset=utf-8"
-        else:
-            data, content_type = json.dumps(answer.body).encode(), "application/json; charset=UTF-8"
-        self.send_response(answer.status)
-        for name, value in answer.headers.items():
-            self.send_header(name, value)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    do_GET = do_POST = do_DELETE = _serve
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
-        pass
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    fake: MetaGraphFake
-
-
 @contextmanager
 def running_meta_graph(**options: Any) -> Iterator[MetaGraphFake]:
     """A started fake (options as MetaGraphFake takes them), stopped on exit."""
@@ -607,14 +546,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     fake = MetaGraphFake(access_token=args.access_token, record_bodies=not args.no_bodies)
     print(fake.start(args.port), flush=True)
-    stopped = threading.Event()
-
-    def _stop(signum: int, frame: FrameType | None) -> None:
-        stopped.set()
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
-    stopped.wait()
+    wait_for_signal()
     fake.stop()
 
 

@@ -19,19 +19,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import signal
 import ssl
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
 from typing import Any, Literal
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
+from devstack.fakes.serving import wait_for_signal
 from devstack.processes import free_port
 
 Stage = Literal["mail", "rcpt", "data"]
@@ -218,14 +217,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     sink = SmtpSink(maildir=args.maildir)
     port = sink.start(args.port or None)
     print(f"{sink.hostname}:{port}", flush=True)
-    stopped = threading.Event()
-
-    def _stop(signum: int, frame: FrameType | None) -> None:
-        stopped.set()
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
-    stopped.wait()
+    wait_for_signal()
     sink.stop()
 
 

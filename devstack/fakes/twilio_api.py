@@ -35,10 +35,8 @@ import base64
 import hashlib
 import hmac
 import itertools
-import json
 import re
 import secrets
-import signal
 import threading
 import time
 import urllib.error
@@ -48,10 +46,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import format_datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import FrameType
 from typing import Any, Final
 from urllib.parse import parse_qs, urlencode, urlsplit
+
+from devstack.fakes.serving import Answer, HttpServing, wait_for_signal
 
 API_VERSION: Final = "2010-04-01"
 OPT_OUT_KEYWORDS: Final = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT"})
@@ -189,15 +187,10 @@ class Webhook:
     answered: int
 
 
-@dataclass(frozen=True)
-class _Answer:
-    status: int
-    body: dict[str, Any]
-    headers: Mapping[str, str] = field(default_factory=dict)
-
-
-class TwilioApiFake:
+class TwilioApiFake(HttpServing):
     """State, failure injection, webhooks and the request logic; the HTTP server calls handle()."""
+
+    label = "the fake Twilio API"
 
     def __init__(
         self,
@@ -227,8 +220,6 @@ class TwilioApiFake:
         self._delays: list[float] = []
         self._serial = itertools.count(1)
         self._lock = threading.Lock()
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
 
     # --- what tests set and read -----------------------------------------------------------------
 
@@ -325,36 +316,14 @@ class TwilioApiFake:
 
     # --- serving ---------------------------------------------------------------------------------
 
-    @property
-    def url(self) -> str:
-        if self._server is None:
-            raise RuntimeError("the fake Twilio API is not running")
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
-
-    def start(self, port: int = 0) -> str:
-        """Serve on 127.0.0.1 (port 0: one the OS picks) in a daemon thread; return the base URL."""
-        self._server = _Server(("127.0.0.1", port), _Handler)
-        self._server.fake = self
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-        self._thread.start()
-        return self.url
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(5)
-        self._server = self._thread = None
-
-    def handle(self, method: str, target: str, headers: Mapping[str, str], body: bytes) -> _Answer:
+    def handle(self, method: str, target: str, headers: Mapping[str, str], body: bytes) -> Answer:
         parts = urlsplit(target)
         lowered = {name.lower(): value for name, value in headers.items()}
         query = parse_qs(parts.query, keep_blank_values=True)
         form = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True) if body else {}
         if parts.path == "/_fake/messages":
             with self._lock:
-                return _Answer(200, {"messages": [m.resource() for m in self.messages.values()]})
+                return Answer(200, {"messages": [m.resource() for m in self.messages.values()]})
         record = Recorded(method, parts.path, query, form, lowered)
         with self._lock:
             self.requests.append(record)
@@ -364,9 +333,8 @@ class TwilioApiFake:
             delay = self._delays.pop(0) if self._delays else 0.0
         if delay:
             time.sleep(delay)
-        if self.auto_deliver and method == "POST" and answer.status == 201:
-            sid = answer.body["sid"]
-            threading.Thread(target=self._deliver_later, args=(sid,), daemon=True).start()
+        if self.auto_deliver and answer.status == 201 and isinstance(answer.body, dict):
+            threading.Thread(target=self._deliver_later, args=(answer.body["sid"],), daemon=True).start()
         return answer
 
     def _deliver_later(self, sid: str) -> None:
@@ -375,7 +343,7 @@ class TwilioApiFake:
 
     # --- Messages semantics (under the lock) -----------------------------------------------------
 
-    def _answer(self, method: str, path: str, params: dict[str, str], headers: Mapping[str, str]) -> _Answer:
+    def _answer(self, method: str, path: str, params: dict[str, str], headers: Mapping[str, str]) -> Answer:
         match = _ACCOUNT_PATH.match(path)
         if match is None:
             return _failed(TwilioFailure(404, 20404, f"The requested resource {path} was not found"))
@@ -388,11 +356,11 @@ class TwilioApiFake:
             found = self.messages.get(sid)
             if method != "GET" or found is None:
                 return _failed(TwilioFailure(404, 20404, f"The requested resource {path} was not found"))
-            return _Answer(200, found.resource())
+            return Answer(200, found.resource())
         if method == "POST":
             return self._create(account, params)
         if method == "GET":
-            return _Answer(200, self._page(path, params))
+            return Answer(200, self._page(path, params))
         return _failed(TwilioFailure(405, 20004, "Method not allowed"))
 
     def _authorised(self, account: str, authorization: str) -> bool:
@@ -409,7 +377,7 @@ class TwilioApiFake:
             and hmac.compare_digest(password, self.auth_token)
         )
 
-    def _create(self, account: str, params: Mapping[str, str]) -> _Answer:
+    def _create(self, account: str, params: Mapping[str, str]) -> Answer:
         to, body = params.get("To", ""), params.get("Body", "")
         service, from_ = params.get("MessagingServiceSid"), params.get("From")
         if not to:
@@ -443,7 +411,7 @@ class TwilioApiFake:
             now,
         )
         self.messages[sid] = message
-        return _Answer(201, message.resource())
+        return Answer(201, message.resource())
 
     def _page(self, path: str, params: Mapping[str, str]) -> dict[str, Any]:
         """A page of the list, newest first, filtered by To and From as the API filters."""
@@ -474,39 +442,8 @@ class TwilioApiFake:
         }
 
 
-def _failed(failure: TwilioFailure) -> _Answer:
-    return _Answer(failure.http_status, failure.body(), failure.headers)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive, as requests' session expects
-    server: _Server
-
-    def _serve(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
-        answer = self.server.fake.handle(self.command, self.path, dict(self.headers.items()), body)
-        data = json.dumps(answer.body).encode()
-        try:
-            self.send_response(answer.status)
-            for name, value in answer.headers.items():
-                self.send_header(name, value)
-            self.send_header("Content-Type", "application/json; charset=utf-8")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-        except (BrokenPipeError, ConnectionResetError):
-            self.close_connection = True  # the client gave up waiting (delay_next)
-
-    do_GET = do_POST = do_DELETE = _serve
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
-        pass
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    fake: TwilioApiFake
+def _failed(failure: TwilioFailure) -> Answer:
+    return Answer(failure.http_status, failure.body(), failure.headers)
 
 
 @contextmanager
@@ -542,14 +479,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         auto_deliver=args.auto_deliver,
     )
     print(fake.start(args.port), flush=True)
-    stopped = threading.Event()
-
-    def _stop(signum: int, frame: FrameType | None) -> None:
-        stopped.set()
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
-    stopped.wait()
+    wait_for_signal()
     fake.stop()
 
 

@@ -37,13 +37,13 @@ import json
 import re
 import secrets
 import threading
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Final
 from urllib.parse import parse_qs, urlsplit
 
-from devstack.fakes.serving import Answer, HttpServing, wait_for_signal
+from devstack.fakes.serving import Answer, HttpServing, running, wait_for_signal
 
 HASHED_KEYS: Final = frozenset(
     {"EMAIL", "PHONE", "GEN", "DOBY", "DOBM", "DOBD", "LN", "FN", "FI", "CT", "ST", "ZIP", "COUNTRY"}
@@ -526,15 +526,9 @@ def _replace(
     return answer
 
 
-@contextmanager
-def running_meta_graph(**options: Any) -> Iterator[MetaGraphFake]:
+def running_meta_graph(**options: Any) -> AbstractContextManager[MetaGraphFake]:
     """A started fake (options as MetaGraphFake takes them), stopped on exit."""
-    fake = MetaGraphFake(**options)
-    fake.start()
-    try:
-        yield fake
-    finally:
-        fake.stop()
+    return running(MetaGraphFake(**options))
 
 
 def main(argv: Sequence[str] | None = None) -> None:

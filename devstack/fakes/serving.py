@@ -6,11 +6,21 @@ from __future__ import annotations
 import json
 import signal
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import FrameType
-from typing import Any
+from typing import Any, Protocol, TypeVar
+
+
+class _Startable(Protocol):
+    def start(self) -> object: ...
+
+    def stop(self) -> None: ...
+
+
+F = TypeVar("F", bound=_Startable)
 
 
 @dataclass(frozen=True)
@@ -88,6 +98,16 @@ class _Handler(BaseHTTPRequestHandler):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     fake: HttpServing
+
+
+@contextmanager
+def running(fake: F) -> Iterator[F]:
+    """The fake, started, and stopped on exit (the running_* helpers of each fake)."""
+    fake.start()
+    try:
+        yield fake
+    finally:
+        fake.stop()
 
 
 def wait_for_signal() -> None:

@@ -21,8 +21,8 @@ import asyncio
 import json
 import ssl
 import threading
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -30,7 +30,7 @@ from typing import Any, Literal
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
-from devstack.fakes.serving import wait_for_signal
+from devstack.fakes.serving import running, wait_for_signal
 from devstack.processes import free_port
 
 Stage = Literal["mail", "rcpt", "data"]
@@ -197,15 +197,9 @@ class SmtpSink:
         (self.maildir / f"{number:06d}.json").write_text(json.dumps(envelope) + "\n")
 
 
-@contextmanager
-def running_smtp_sink(**options: Any) -> Iterator[SmtpSink]:
+def running_smtp_sink(**options: Any) -> AbstractContextManager[SmtpSink]:
     """A started sink (options as SmtpSink takes them), stopped on exit."""
-    sink = SmtpSink(**options)
-    sink.start()
-    try:
-        yield sink
-    finally:
-        sink.stop()
+    return running(SmtpSink(**options))
 
 
 def main(argv: Sequence[str] | None = None) -> None:

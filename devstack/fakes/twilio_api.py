@@ -41,15 +41,15 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from typing import Any, Final
 from urllib.parse import parse_qs, urlencode, urlsplit
 
-from devstack.fakes.serving import Answer, HttpServing, wait_for_signal
+from devstack.fakes.serving import Answer, HttpServing, running, wait_for_signal
 
 API_VERSION: Final = "2010-04-01"
 OPT_OUT_KEYWORDS: Final = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT"})
@@ -446,17 +446,11 @@ def _failed(failure: TwilioFailure) -> Answer:
     return Answer(failure.http_status, failure.body(), failure.headers)
 
 
-@contextmanager
 def running_twilio_api(
     account_sid: str, auth_token: str, messaging_service_sid: str, **options: Any
-) -> Iterator[TwilioApiFake]:
+) -> AbstractContextManager[TwilioApiFake]:
     """A started fake (options as TwilioApiFake takes them), stopped on exit."""
-    fake = TwilioApiFake(account_sid, auth_token, messaging_service_sid, **options)
-    fake.start()
-    try:
-        yield fake
-    finally:
-        fake.stop()
+    return running(TwilioApiFake(account_sid, auth_token, messaging_service_sid, **options))
 
 
 def main(argv: Sequence[str] | None = None) -> None:

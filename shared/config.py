@@ -228,17 +228,18 @@ class ChannelSettings:
     smtp_port: int = 587
     smtp_security: SmtpSecurity = "starttls"
     smtp_username: str | None = None
-    smtp_password_secret: str = "smtp-password"
+    # Secret names (never values); kept out of the repr with the values.
+    smtp_password_secret: str = field(default="smtp-password", repr=False)
     smtp_timeout: float = 30.0
     email_from: str | None = None  # "Shop <news@shop.example>"
     email_reply_to: str | None = None
     dkim_domain: str | None = None  # signing is on when domain and selector are set
     dkim_selector: str | None = None
-    dkim_key_secret: str = "dkim-private-key"
+    dkim_key_secret: str = field(default="dkim-private-key", repr=False)
     twilio_account_sid: str | None = None
     twilio_messaging_service_sid: str | None = None
     twilio_api_url: str = "https://api.twilio.com"
-    twilio_auth_token_secret: str = "twilio-auth-token"
+    twilio_auth_token_secret: str = field(default="twilio-auth-token", repr=False)
     twilio_timeout: float = 10.0
     # The status webhook's public URL as Twilio calls it (signatures cover it), and its auth token.
     twilio_status_url: str | None = None

@@ -55,3 +55,32 @@ def test_duckdb_threads_default_to_duckdbs_own_choice() -> None:
     assert Settings.from_env({"CDP_PROJECT": "p", "CDP_DUCKDB_THREADS": "1"}).duckdb_threads == 1
     with pytest.raises(ConfigError, match="CDP_DUCKDB_THREADS"):
         Settings.from_env({"CDP_PROJECT": "p", "CDP_DUCKDB_THREADS": "one"})
+
+
+def test_channel_settings_and_their_errors() -> None:
+    env = {
+        "CDP_PROJECT": "p",
+        "CDP_SMTP_SECURITY": "SSL",
+        "CDP_TWILIO_API_URL": "http://127.0.0.1:8731/",
+        "CDP_TWILIO_STATUS_URL": "https://hooks.shop.example/twilio-status",
+        "CDP_TWILIO_AUTH_TOKEN": "tok-9f2",
+    }
+    channels = Settings.from_env(env).channels
+    assert (channels.smtp_security, channels.smtp_port, channels.smtp_password_secret) == ("ssl", 465, "smtp-password")
+    assert channels.twilio_api_url == "http://127.0.0.1:8731"
+    assert channels.require_status_webhook() == ("https://hooks.shop.example/twilio-status", "tok-9f2")
+    assert "tok-9f2" not in repr(Settings.from_env(env))
+    local = Settings.from_env({"CDP_PROJECT": "p", "CDP_TWILIO_STATUS_URL": "http://127.0.0.1:8732/"})
+    with pytest.raises(ConfigError, match="CDP_TWILIO_AUTH_TOKEN"):
+        local.channels.require_status_webhook()
+    with pytest.raises(ConfigError, match="CDP_TWILIO_STATUS_URL"):
+        Settings.from_env({"CDP_PROJECT": "p"}).channels.require_status_webhook()
+    for name, value in [
+        ("CDP_SMTP_SECURITY", "tls"),
+        ("CDP_SMTP_TIMEOUT", "0"),
+        ("CDP_TWILIO_TIMEOUT", "soon"),
+        ("CDP_TWILIO_STATUS_URL", "http://hooks.shop.example/twilio-status"),
+        ("CDP_TWILIO_STATUS_URL", "https://hooks.shop.example/twilio-status?d=1"),
+    ]:
+        with pytest.raises(ConfigError, match=name):
+            Settings.from_env({"CDP_PROJECT": "p", name: value})

@@ -294,3 +294,13 @@ def build_available_channels(settings: Settings) -> frozenset[str]:
 @once
 def available_channels() -> frozenset[str]:
     return build_available_channels(settings())
+
+
+@once
+def twilio_webhook_token() -> Callable[[], str]:
+    """The Twilio auth token webhooks are signed with, from Secret Manager `twilio-auth-token`, read
+    at most every 5 minutes (not bound at deploy, so a deployment without SMS starts without the
+    secret). CDP_TWILIO_AUTH_TOKEN (settings) overrides it locally; the handler checks that first."""
+    from shared.ports.secrets import CachedSecret
+
+    return CachedSecret(secrets(), settings().channels.twilio_auth_token_secret).get

@@ -279,13 +279,11 @@ class ChannelSettings:
             twilio_auth_token=env.get("CDP_TWILIO_AUTH_TOKEN") or None,
         )
 
-    def require_status_webhook(self) -> tuple[str, str]:
-        """The webhook's public URL and auth token; ConfigError names what is missing."""
+    def require_status_url(self) -> str:
+        """The webhook's public URL; ConfigError names what is missing."""
         if not self.twilio_status_url:
             raise ConfigError("missing environment variable CDP_TWILIO_STATUS_URL (the webhook's public URL)")
-        if not self.twilio_auth_token:
-            raise ConfigError("missing environment variable CDP_TWILIO_AUTH_TOKEN (Secret Manager twilio-auth-token)")
-        return self.twilio_status_url, self.twilio_auth_token
+        return self.twilio_status_url
 
 
 @dataclass(frozen=True)

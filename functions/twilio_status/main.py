@@ -6,7 +6,9 @@ POST /?d=DELIVERY   form parameters as Twilio sends them (MessageSid, MessageSta
 Twilio signs each request: X-Twilio-Signature is an HMAC of the URL it called and the sorted form
 parameters under the account's auth token. Behind Cloud Run the URL this process sees differs from
 the one Twilio called (scheme, host), so the signature is checked against the configured public URL
-(CDP_TWILIO_STATUS_URL) plus the query string as received. A missing or wrong signature is 403 and
+(CDP_TWILIO_STATUS_URL) plus the query string as received, with the auth token read from Secret
+Manager (`twilio-auth-token`, cached for 5 minutes; CDP_TWILIO_AUTH_TOKEN overrides it locally).
+A missing or wrong signature is 403 and
 nothing is read from the request; a signed report we cannot read is 400 with the parameter at fault.
 """
 
@@ -26,6 +28,7 @@ from twilio.request_validator import (  # type: ignore[import-untyped]
 
 from shared import bootstrap
 from shared.config import ConfigError
+from shared.ports.secrets import SecretMissing
 from shared.services.delivery_events import DELIVERY_PARAM, Report, ReportError, twilio_report
 
 log = logging.getLogger(__name__)
@@ -42,10 +45,12 @@ def twilio_status(request: flask.Request) -> flask.Response:
     if request.method != "POST":
         return _text("method not allowed: Twilio POSTs its webhooks", 405)
     try:
-        public_url, auth_token = bootstrap.settings().channels.require_status_webhook()
-    except ConfigError as exc:
+        channels = bootstrap.settings().channels
+        public_url = channels.require_status_url()
+        auth_token = channels.twilio_auth_token or bootstrap.twilio_webhook_token()()
+    except (ConfigError, SecretMissing) as exc:  # Twilio retries a 5xx: the reports wait for the fix
         log.error("twilio webhook not configured", extra={"error": str(exc)})
-        return _text("the webhook is not configured", 500)
+        return _text("the webhook is not configured", 503)
     query = request.query_string.decode("utf-8", "replace")
     called = f"{public_url}?{query}" if query else public_url
     signature = request.headers.get(SIGNATURE_HEADER, "")

@@ -10,6 +10,8 @@ Manager on GCP (shared/adapters/secret_manager.py); locally environment variable
 from __future__ import annotations
 
 import re
+import threading
+import time
 from typing import Protocol
 
 _NAME = re.compile(r"(?:projects/([^/]+)/secrets/)?([^/]+)(?:/versions/([^/]+))?")
@@ -37,3 +39,25 @@ class SecretStore(Protocol):
     def exists(self, name: str) -> bool:
         """Whether get(name) would find a value, without reading it where the store allows."""
         ...
+
+
+class CachedSecret:
+    """One secret read through a SecretStore at most every `ttl` seconds: for a value each request
+    needs (a webhook's signing token) without a Secret Manager call per request, and without binding
+    it at deploy, where a secret with no version yet would stop the function from starting."""
+
+    def __init__(self, store: SecretStore, name: str, ttl: float = 300.0) -> None:
+        self._store = store
+        self._name = name
+        self._ttl = ttl
+        self._value: str | None = None
+        self._read_at = 0.0
+        self._lock = threading.Lock()
+
+    def get(self) -> str:
+        """The value; SecretMissing (or TransientError) when it cannot be read and none is cached."""
+        with self._lock:
+            if self._value is None or time.monotonic() - self._read_at > self._ttl:
+                self._value = self._store.get(self._name)
+                self._read_at = time.monotonic()
+            return self._value

@@ -915,7 +915,8 @@ def test_roles_are_least_privilege_for_todays_functions(locals_: dict[str, Any])
     }
     # Twilio's webhook checks signatures with the auth token and reads or writes nothing else yet.
     assert roles["twilio_status"] == {("roles/secretmanager.secretAccessor", "secret:twilio-auth-token")}
-    assert locals_["functions"]["twilio_status"]["secrets"] == {"CDP_TWILIO_AUTH_TOKEN": "twilio-auth-token"}
+    assert locals_["functions"]["twilio_status"]["reads_secrets"] == ["twilio-auth-token"]
+    assert "secrets" not in locals_["functions"]["twilio_status"]  # nothing bound: it starts without SMS
     # Nobody may delete or rewrite the system of record through a dataset-wide role.
     for fn, granted in roles.items():
         assert not {r for r in granted if r[1] == "dataset:raw" and r[0] != "roles/bigquery.dataViewer"}, fn

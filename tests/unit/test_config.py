@@ -68,13 +68,34 @@ def test_channel_settings_and_their_errors() -> None:
     channels = Settings.from_env(env).channels
     assert (channels.smtp_security, channels.smtp_port, channels.smtp_password_secret) == ("ssl", 465, "smtp-password")
     assert channels.twilio_api_url == "http://127.0.0.1:8731"
-    assert channels.require_status_webhook() == ("https://hooks.shop.example/twilio-status", "tok-9f2")
+    assert channels.require_status_url() == "https://hooks.shop.example/twilio-status"
+    assert channels.twilio_auth_token == "tok-9f2"
     assert "tok-9f2" not in repr(Settings.from_env(env))
-    local = Settings.from_env({"CDP_PROJECT": "p", "CDP_TWILIO_STATUS_URL": "http://127.0.0.1:8732/"})
-    with pytest.raises(ConfigError, match="CDP_TWILIO_AUTH_TOKEN"):
-        local.channels.require_status_webhook()
     with pytest.raises(ConfigError, match="CDP_TWILIO_STATUS_URL"):
-        Settings.from_env({"CDP_PROJECT": "p"}).channels.require_status_webhook()
+        Settings.from_env({"CDP_PROJECT": "p"}).channels.require_status_url()
+
+
+def test_a_cached_secret_is_read_once_per_ttl() -> None:
+    from shared.ports.secrets import CachedSecret, SecretMissing
+
+    class Store:
+        reads = 0
+
+        def get(self, name: str) -> str:
+            self.reads += 1
+            if name != "twilio-auth-token":
+                raise SecretMissing(name)
+            return f"token-{self.reads}"
+
+        def exists(self, name: str) -> bool:
+            return name == "twilio-auth-token"
+
+    store = Store()
+    cached = CachedSecret(store, "twilio-auth-token", ttl=60)
+    assert [cached.get(), cached.get()] == ["token-1", "token-1"] and store.reads == 1
+    assert CachedSecret(store, "twilio-auth-token", ttl=0).get() == "token-2"  # expired at once: read again
+    with pytest.raises(SecretMissing):
+        CachedSecret(store, "nope").get()
     for name, value in [
         ("CDP_SMTP_SECURITY", "tls"),
         ("CDP_SMTP_TIMEOUT", "0"),

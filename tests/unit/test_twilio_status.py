@@ -177,7 +177,17 @@ def test_only_post_and_only_when_configured(post: Post, monkeypatch: pytest.Monk
     monkeypatch.setattr(bootstrap, "settings", lambda: Settings.from_env({"CDP_PROJECT": "cdp-test"}))
     form = status("delivered")
     unconfigured = post("d=d-1", form, signed(PUBLIC_URL + "?d=d-1", form))
-    assert unconfigured.status_code == 500
+    assert unconfigured.status_code == 503  # Twilio retries: the reports wait for the configuration
+    # A URL but no token yet in Secret Manager (none bound at deploy): also 503, nothing read.
+    from shared.ports.secrets import SecretMissing
+
+    def no_token() -> str:
+        raise SecretMissing("secret twilio-auth-token: not found")
+
+    configured = Settings.from_env({"CDP_PROJECT": "cdp-test", "CDP_TWILIO_STATUS_URL": PUBLIC_URL})
+    monkeypatch.setattr(bootstrap, "settings", lambda: configured)
+    monkeypatch.setattr(bootstrap, "twilio_webhook_token", lambda: no_token)
+    assert post("d=d-1", form, signed(PUBLIC_URL + "?d=d-1", form)).status_code == 503
 
 
 def test_an_inbound_stop_is_an_opt_out_signal_without_the_number_in_the_log(

@@ -60,7 +60,7 @@ locals {
       trigger     = { type = "http", public = true }
       # Signatures cover the URL Twilio called, which behind Cloud Run is not the one the function
       # sees: the public URL is configured (local.twilio_status_url) and checked against.
-      env     = { CDP_TWILIO_STATUS_URL = local.twilio_status_url }
+      env = { CDP_TWILIO_STATUS_URL = local.twilio_status_url }
       # The auth token is read through the Secret Manager API (cached 5 min), not bound: a deployment
       # that sends no SMS must start without a version of the secret.
       reads_secrets = ["twilio-auth-token"]

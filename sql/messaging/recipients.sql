@@ -1,0 +1,132 @@
+-- The delivery rows @delivery_ids names (one copy each), with what a template may say of the
+-- recipient (shared/messaging/templates.py PROFILE_VARIABLES): refined.profiles' columns, and the
+-- names from raw.user, the latest non-blank value recorded under any of the customer's member or
+-- visitor ids (profiles keep no names). One statement per batch of deliveries.
+with
+
+deliveries as (
+    select
+        delivery_id,
+        campaign_id,
+        run_id,
+        site_id,
+        customer_id,
+        channel,
+        address,
+        kind,
+        outcome,
+        reason,
+        release_at,
+        fallback_of,
+        dry_run
+    from audiences.deliveries
+    where delivery_id in (select wanted from unnest(cast(@delivery_ids as array<string>)) as wanted)
+    qualify row_number() over (partition by delivery_id order by planned_at) = 1
+),
+
+customers as (
+    select distinct
+        site_id,
+        customer_id
+    from deliveries
+),
+
+profiles as (
+    select
+        p.customer_id,
+        p.member_id,
+        p.email,
+        p.phone,
+        p.region,
+        p.rfm,
+        p.age,
+        p.recency_days,
+        p.odr_ltv,
+        p.rvn_ltv
+    from refined.profiles as p
+    inner join customers as c on c.customer_id = p.customer_id and c.site_id = p.site_id
+    qualify row_number() over (partition by p.customer_id order by p.computed_at desc) = 1
+),
+
+ids as (
+    select
+        c.site_id,
+        c.customer_id,
+        i.id_type,
+        i.id_value
+    from customers as c
+    inner join refined.identities as i on i.customer_id = c.customer_id and i.site_id = c.site_id
+    where i.id_type in ('member', 'visitor')
+),
+
+named as (
+    select
+        ids.customer_id,
+        u.given_name,
+        u.family_name,
+        u.full_name,
+        u.event_ts,
+        u.event_id
+    from raw.user as u
+    inner join ids on ids.id_type = 'member' and u.member_id = ids.id_value and u.site_id = ids.site_id
+    where u.event_date >= date '1900-01-01'
+    union all
+    select
+        ids.customer_id,
+        u.given_name,
+        u.family_name,
+        u.full_name,
+        u.event_ts,
+        u.event_id
+    from raw.user as u
+    inner join ids on ids.id_type = 'visitor' and u.visitor_id = ids.id_value and u.site_id = ids.site_id
+    where u.event_date >= date '1900-01-01'
+),
+
+given as (
+    select
+        customer_id,
+        given_name
+    from named
+    where trim(given_name) != ''
+    qualify row_number() over (partition by customer_id order by event_ts desc, event_id desc) = 1
+),
+
+family as (
+    select
+        customer_id,
+        family_name
+    from named
+    where trim(family_name) != ''
+    qualify row_number() over (partition by customer_id order by event_ts desc, event_id desc) = 1
+),
+
+full_names as (
+    select
+        customer_id,
+        full_name
+    from named
+    where trim(full_name) != ''
+    qualify row_number() over (partition by customer_id order by event_ts desc, event_id desc) = 1
+)
+
+select
+    d.*,
+    p.member_id,
+    p.email,
+    p.phone,
+    p.region,
+    p.rfm,
+    p.age,
+    p.recency_days,
+    p.odr_ltv,
+    p.rvn_ltv,
+    g.given_name,
+    f.family_name,
+    n.full_name
+from deliveries as d
+left join profiles as p on p.customer_id = d.customer_id
+left join given as g on g.customer_id = d.customer_id
+left join family as f on f.customer_id = d.customer_id
+left join full_names as n on n.customer_id = d.customer_id
+order by d.delivery_id

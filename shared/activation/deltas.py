@@ -54,7 +54,9 @@ PURPOSE: Final = "ad_user_data"
 
 REASONS: Final = ("left_segment", "no_consent", "erased", "key_changed", "replaced")
 PAGE_ROWS: Final = 50_000
-"""Rows per keyset page: a page of members or changes is the most a run holds in Python at once."""
+"""Rows per keyset page: a page of changes or removals is the most a run holds in Python at once."""
+HASH_ROWS: Final = 10_000
+"""Members hashed and staged at a time, as Python rows, from a page read as Arrow."""
 
 STAGING: Final = "audiences.publication_staging"
 GATE: Final = "audiences.publication_gate"
@@ -185,7 +187,8 @@ def _ask_gate(
 def _hash_changes(
     warehouse: Warehouse, publication_id: str, keys: Sequence[str], run_id: str, now: datetime, page_rows: int
 ) -> int:
-    """Hash the members publication_changes lists, a keyset page at a time, and stage their rows."""
+    """Hash the members publication_changes lists, a keyset page at a time (in slices of HASH_ROWS
+    as Python rows), and stage their rows."""
     hashed, after = 0, ""
     while True:
         page = run_arrow(
@@ -193,15 +196,16 @@ def _hash_changes(
         )
         if page.num_rows == 0:
             return hashed
-        profiles = page.to_pylist()  # customer_id and every column PROFILE_COLUMNS names
-        _stage_page(warehouse, publication_id, keys, profiles, run_id, now)
-        hashed += len(profiles)
-        after = str(profiles[-1]["customer_id"])
+        for part in page.to_batches(max_chunksize=HASH_ROWS):
+            profiles = part.to_pylist()  # customer_id and every column PROFILE_COLUMNS names
+            _stage_rows(warehouse, publication_id, keys, profiles, run_id, now)
+        hashed += page.num_rows
+        after = str(page.column("customer_id")[-1].as_py())
         if page.num_rows < page_rows:
             return hashed
 
 
-def _stage_page(
+def _stage_rows(
     warehouse: Warehouse,
     publication_id: str,
     keys: Sequence[str],

@@ -1,4 +1,4 @@
--- One page of the members to hash, in customer_id order after @after, with the columns
+-- One page of the members to hash, in customer_id order after the keyset, with the columns
 -- shared/activation/customer_file.py reads each key from (PROFILE_COLUMNS): keyset pages keep each
 -- page's work and memory small however many changed. Columns no table holds yet are NULL.
 select

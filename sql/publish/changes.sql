@@ -1,8 +1,9 @@
 -- The eligible members of this run's gate whose staged row cannot be kept, with the values
 -- shared/activation/customer_file.py hashes (PROFILE_COLUMNS) and their fingerprint: a digest of
--- those values, the keys and the spelling rules' version (@spelling). A staged row is kept when it
--- was staged eligible on the same consent row from values with the same fingerprint; every other
--- eligible member (new, newly eligible, another consent row, a changed value) is hashed again.
+-- those values, the keys and the spelling rules' version (the spelling parameter). A staged row is
+-- kept when it was staged eligible on the same consent row from values with the same fingerprint;
+-- every other eligible member (new, newly eligible, another consent row, a changed value) is
+-- hashed again.
 -- FN and LN come from raw.user: the latest non-blank value recorded under any of the customer's
 -- member or visitor ids (profiles keep no names). One pass over the whole segment, in SQL: a run
 -- reads into Python only the members listed here.

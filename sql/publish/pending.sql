@@ -1,6 +1,7 @@
 -- One page of the staged rows still to send, in (customer_id, row_hash) order after the keyset:
--- rows to hold that the ledger does not hold (an add), or, for a replace session
--- (@session_id set), rows the session has not sent yet.
+-- rows to hold that the ledger does not hold (an add), or, for a replace session (a session id
+-- given), rows the session has not sent yet. Held rows before the keyset cannot match: leaving them
+-- out keeps a first upload's later pages from joining what earlier pages added.
 with
 
 held as (
@@ -12,6 +13,7 @@ held as (
         publication_id = @publication_id
         and removed_at is null
         and (cast(@session_id as int64) is null or session_id = cast(@session_id as int64))
+        and customer_id >= @after_customer
 ),
 
 final as (

@@ -223,10 +223,10 @@ def test_incremental_staging_equals_staging_afresh(steps: list[list[tuple[str, s
         for name, change in changes:
             if name in members or change != "erase":
                 _change(world, people, name, change, members)
-        report = publish(
-            world.warehouse, port, publication(audience), facebook(), segment(), world.tick(), f"r{n}", salt=SALT
-        )
-        assert report.failure is None and staged(world) == fresh(world)
+        now = world.tick()
+        pub = publication(audience)
+        report = publish(world.warehouse, port, pub, facebook(), segment(), now, f"r{n}", salt=SALT, page_rows=2)
+        assert report.failure is None and staged(world) == fresh(world)  # pages of two members
         assert port.held(audience) == world.desired()
 
 
@@ -307,3 +307,11 @@ def test_one_bigquery_statement_that_duckdb_runs(name: str) -> None:
     [statement] = sqlglot.parse(sql, read="bigquery")
     assert statement is not None and to_duckdb(sql)
     assert parameter_names(sql), "values reach the statement as parameters"
+
+
+@pytest.mark.parametrize("name", FILES)
+def test_no_comment_names_a_parameter(name: str) -> None:
+    """bqemulator binds an @name written in a comment as a parameter, and the statement then writes
+    nothing (tests/integration/test_publish_bigquery.py found it): comments say it in words."""
+    comments = [line for line in load_sql(f"publish/{name}").splitlines() if "--" in line]
+    assert not [line for line in comments if re.search(r"@\w", line.split("--", 1)[1])]

@@ -194,15 +194,14 @@ def _hash_changes(
         page = run_arrow(
             warehouse, "changed", {"publication_id": publication_id, "after": after, "page_rows": page_rows}
         )
-        if page.num_rows == 0:
-            return hashed
+        rows: int = page.num_rows
         for part in page.to_batches(max_chunksize=HASH_ROWS):
             profiles = part.to_pylist()  # customer_id and every column PROFILE_COLUMNS names
             _stage_rows(warehouse, publication_id, keys, profiles, run_id, now)
-        hashed += page.num_rows
-        after = str(page.column("customer_id")[-1].as_py())
-        if page.num_rows < page_rows:
+        hashed += rows
+        if rows < page_rows:
             return hashed
+        after = str(page.column("customer_id")[-1].as_py())
 
 
 def _stage_rows(

@@ -4,6 +4,7 @@ and a FakeDocumentStore safe to share between threads (the redelivery storm)."""
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -37,12 +38,15 @@ class FakeChannel:
     script: dict[str, list[str]] = field(default_factory=dict)
     can_lookup: bool = True
     lookup_down: bool = False
+    delay: float = 0.0  # seconds each send takes, so that concurrent deliveries overlap
     accepted: list[Message] = field(default_factory=list)
     calls: list[Message] = field(default_factory=list)
     lookups: list[str] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def send(self, message: Message) -> SendResult:
+        if self.delay:
+            time.sleep(self.delay)
         with self._lock:
             self.calls.append(message)
             steps = self.script.get(message.to)

@@ -225,8 +225,9 @@ class World:
         return row
 
     def events(self, person: Person | None = None) -> list[tuple[str, str, str | None]]:
-        """(channel, event, code) of each distinct event, of one person or everyone, in time order."""
+        """(channel, event, code) of each distinct event, of one person or everyone, in time order (as
+        written, within one instant)."""
         rows = self.rows("audiences.delivery_events")
         unique = {r["event_id"]: r for r in rows}.values()
         chosen = [r for r in unique if person is None or r["customer_id"] == person.customer_id]
-        return [(r["channel"], r["event"], r["code"]) for r in sorted(chosen, key=lambda r: (r["at"], r["event"]))]
+        return [(r["channel"], r["event"], r["code"]) for r in sorted(chosen, key=lambda r: r["at"])]  # stable

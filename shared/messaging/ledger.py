@@ -183,6 +183,7 @@ class Recipient:
     reason: str
     fallback_of: str | None = None
     profile: Mapping[str, Any] = field(default_factory=dict)
+    sent: int = 0  # advertising messages sent to the customer in the cap's window (recipients' `since`)
 
 
 PROFILE_COLUMNS: Final = (
@@ -192,26 +193,29 @@ PROFILE_COLUMNS: Final = (
 """The template variables recipients.sql reads (templates.PROFILE_VARIABLES)."""
 
 
-def recipients(warehouse: Warehouse, ids: Sequence[str]) -> list[Recipient]:
-    """The delivery rows of `ids` that exist, with their profile values, in delivery id order."""
+def recipients(warehouse: Warehouse, ids: Sequence[str], since: datetime | None = None) -> list[Recipient]:
+    """The delivery rows of `ids` that exist, with their profile values and, when `since` is given,
+    the advertising messages each customer was sent since then; in delivery id order."""
     if not ids:
         return []
+    rows = run(warehouse, "recipients", {"delivery_ids": ",".join(ids), "since": since})
     return [
         Recipient(
-            str(r["delivery_id"]),
-            str(r["campaign_id"]),
-            str(r["run_id"]),
-            str(r["site_id"]),
-            str(r["customer_id"]),
-            str(r["channel"]),
-            r["address"],
-            str(r["kind"]),
-            str(r["outcome"]),
-            str(r["reason"]),
-            r["fallback_of"],
-            {name: r[name] for name in PROFILE_COLUMNS},
-        )  # fmt: skip
-        for r in run(warehouse, "recipients", {"delivery_ids": list(ids)})
+            delivery_id=str(r["delivery_id"]),
+            campaign_id=str(r["campaign_id"]),
+            run_id=str(r["run_id"]),
+            site_id=str(r["site_id"]),
+            customer_id=str(r["customer_id"]),
+            channel=str(r["channel"]),
+            address=r["address"],
+            kind=str(r["kind"]),
+            outcome=str(r["outcome"]),
+            reason=str(r["reason"]),
+            fallback_of=r["fallback_of"],
+            profile={name: r[name] for name in PROFILE_COLUMNS},
+            sent=int(r["sent"]),
+        )
+        for r in rows
     ]
 
 
@@ -259,17 +263,10 @@ def event_row(
     }
 
 
-def sent_counts(
-    warehouse: Warehouse,
-    site_id: str,
-    since: datetime,
-    *,
-    segment_id: str | None = None,
-    customer_ids: Sequence[str] = (),
-) -> dict[str, int]:
-    """Advertising messages sent to each customer (of a segment, or listed) since `since`; customers
-    with none are absent."""
-    params = {"site_id": site_id, "segment_id": segment_id, "customer_ids": list(customer_ids), "since": since}
+def sent_counts(warehouse: Warehouse, site_id: str, segment_id: str, since: datetime) -> dict[str, int]:
+    """Advertising messages sent to each member of a segment on a site since `since`; members with
+    none are absent."""
+    params = {"site_id": site_id, "segment_id": segment_id, "since": since}
     return {str(r["customer_id"]): int(r["sent"]) for r in run(warehouse, "sent_counts", params)}
 
 

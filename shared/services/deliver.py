@@ -76,10 +76,9 @@ from shared.messaging.ledger import (
     parse_batch,
     recipients,
     record_events,
-    sent_counts,
 )
 from shared.messaging.ledger import delivery_id as make_delivery_id
-from shared.messaging.policy import GateAnswer, prepare
+from shared.messaging.policy import GateAnswer, cap_since, prepare
 from shared.messaging.templates import CompiledTemplate, MessageTemplate, RenderFailed, compiled
 from shared.ports import DocumentStore, TransientError, Warehouse
 from shared.ports.channels import (
@@ -391,20 +390,30 @@ class _Job:
         self.events: list[dict[str, Any]] = []
         self.loaded: Loaded | None = None
         self.renderer: CompiledTemplate | None = None
+        self.since: datetime | None = None  # the frequency cap's window, for an advertising campaign
+
+    def recipients(self, ids: Sequence[str]) -> list[Recipient]:
+        """The rows of `ids`, each with the advertising messages its customer was sent in the cap's
+        window (the same for every channel: the cap counts messages on any channel)."""
+        return recipients(self.ports.warehouse, ids, self.since)
 
     def run(self) -> None:
+        loaded = load_campaign(self.documents, self.batch.campaign_id, sorted(self.ports.channels), self.now)
+        if not isinstance(loaded, SendCode):
+            self.loaded, self.renderer = loaded, compiled(loaded.template)
+            policy = loaded.policy
+            if loaded.campaign.kind is Kind.ADVERTISING and policy.cap is not None:
+                self.since = cap_since(self.now, policy.cap.days)
         rows = [
             r
-            for r in recipients(self.ports.warehouse, self.batch.delivery_ids)
+            for r in self.recipients(self.batch.delivery_ids)
             if r.campaign_id == self.batch.campaign_id and r.run_id == self.batch.run_id and r.outcome != Outcome.SKIP
         ]
         if not rows:
             return
-        loaded = load_campaign(self.documents, self.batch.campaign_id, sorted(self.ports.channels), self.now)
         if isinstance(loaded, SendCode):
             pending = [(row, Verdict(Outcome.SKIP, loaded)) for row in rows]
         else:
-            self.loaded, self.renderer = loaded, compiled(loaded.template)
             pending = self.judge(rows)
         while pending:
             refused: list[Recipient] = []
@@ -419,7 +428,8 @@ class _Job:
     # -- deciding -------------------------------------------------------------------------------------
 
     def judge(self, rows: Sequence[Recipient], fresh: bool = False) -> list[tuple[Recipient, Verdict]]:
-        """The policy for each row now: one gate statement and one cap count per site and channel.
+        """The policy for each row now: one gate statement per site and channel (the cap's counts
+        came with the rows).
         `fresh` rows have no address yet (a fallback's): they take the gate's."""
         assert self.loaded is not None
         campaign, policy = self.loaded.campaign, self.loaded.policy
@@ -441,10 +451,9 @@ class _Job:
                     w, site, campaign.purpose, channel, self.now, salt, customer_ids=customers
                 )
             }
-            sent = sent_counts(w, site, rules.cap_since, customer_ids=customers) if rules.cap_since else {}
             for row in group:
                 answer = answers[row.customer_id]
-                decision = rules.decide(answer, sent.get(row.customer_id, 0))
+                decision = rules.decide(answer, row.sent)
                 verdict = Verdict(decision.outcome, decision.reason, decision.release_at, answer)
                 if not fresh and decision.outcome is not Outcome.SKIP and answer.address != row.address:
                     verdict = Verdict(Outcome.SKIP, SendCode.ADDRESS_CHANGED, None, answer)
@@ -469,7 +478,7 @@ class _Job:
             )  # fmt: skip
         if not wanted:
             return []
-        known = {r.delivery_id: r for r in recipients(self.ports.warehouse, list(wanted))}
+        known = {r.delivery_id: r for r in self.recipients(list(wanted))}
         # planned by an earlier attempt: its skips stand (and fall back in turn), the rest is judged now
         judged = [(r, Verdict(Outcome.SKIP, r.reason)) for r in known.values() if r.outcome == Outcome.SKIP]
         judged += self.judge([r for r in known.values() if r.outcome != Outcome.SKIP])

@@ -275,7 +275,7 @@ def _plan_site(
         rules = prepare(campaign, channel, policy, run_at)
         if counts is None:
             since = rules.cap_since
-            counts = ledger.sent_counts(warehouse, site, since, segment_id=campaign.segment_id) if since else {}
+            counts = ledger.sent_counts(warehouse, site, campaign.segment_id, since) if since else {}
         decisions = rules.decide_all(answers, counts)
         falling: dict[str, str] = {}
         add = {name: columns[name].append for name in _PER_ROW}

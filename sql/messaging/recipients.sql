@@ -1,8 +1,16 @@
 -- The delivery rows @delivery_ids names (one copy each), with what a template may say of the
 -- recipient (shared/messaging/templates.py PROFILE_VARIABLES): refined.profiles' columns, and the
 -- names from raw.user, the latest non-blank value recorded under any of the customer's member or
--- visitor ids (profiles keep no names). One statement per batch of deliveries.
+-- visitor ids (profiles keep no names); and `sent`, the advertising messages the customer was sent
+-- since @since (the frequency cap's window; none when null), counted as sent_counts.sql counts.
+-- One statement per batch. The ids come as one comma-separated string: binding one string costs
+-- nothing, where DuckDB's Python client spends ~0.2 ms on each element of an array parameter.
 with
+
+wanted as (
+    select delivery_id
+    from unnest(split(@delivery_ids, ',')) as delivery_id
+),
 
 deliveries as (
     select
@@ -20,7 +28,7 @@ deliveries as (
         fallback_of,
         dry_run
     from audiences.deliveries
-    where delivery_id in (select wanted from unnest(cast(@delivery_ids as array<string>)) as wanted)
+    where delivery_id in (select w.delivery_id from wanted as w)
     qualify row_number() over (partition by delivery_id order by planned_at) = 1
 ),
 
@@ -101,6 +109,25 @@ family as (
     qualify row_number() over (partition by customer_id order by event_ts desc, event_id desc) = 1
 ),
 
+results as (
+    select distinct
+        e.delivery_id,
+        e.customer_id
+    from audiences.delivery_events as e
+    inner join customers as c on c.customer_id = e.customer_id and c.site_id = e.site_id
+    where e.at >= cast(@since as timestamp) and e.event in ('sent', 'unknown')
+),
+
+sent as (
+    select
+        r.customer_id,
+        count(distinct r.delivery_id) as sent
+    from results as r
+    inner join audiences.deliveries as d on d.delivery_id = r.delivery_id
+    where d.kind = 'advertising' and d.planned_at >= timestamp_sub(cast(@since as timestamp), interval 30 day)
+    group by r.customer_id
+),
+
 full_names as (
     select
         customer_id,
@@ -123,10 +150,12 @@ select
     p.rvn_ltv,
     g.given_name,
     f.family_name,
-    n.full_name
+    n.full_name,
+    coalesce(s.sent, 0) as sent
 from deliveries as d
 left join profiles as p on p.customer_id = d.customer_id
 left join given as g on g.customer_id = d.customer_id
 left join family as f on f.customer_id = d.customer_id
 left join full_names as n on n.customer_id = d.customer_id
+left join sent as s on s.customer_id = d.customer_id
 order by d.delivery_id

@@ -6,6 +6,7 @@ looked up before any resend, throttling and outages, and the rate limiter."""
 
 from __future__ import annotations
 
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.messaging.ledger import BATCHES, CLAIMS, Batch, parse_batch
+from shared.messaging.ledger import BATCHES, CLAIMS, Batch, Event, Recipient, event_row, parse_batch
 from shared.services import consent
 from shared.services.deliver import BatchReport, DeliveryIncomplete, RateLimiter, claim_id, deliver_batch
 from tests.builders import SALT
@@ -96,10 +97,16 @@ def test_the_redelivery_storm_sends_every_message_exactly_once(world: World) -> 
     batches = world.batches()
     assert len(batches) == report.batches == -(-sends // 10) and sends == 108
 
-    world.sms.delay = world.email.delay = 0.002  # a send takes a while: the copies overlap
+    world.sms.delay = world.email.delay = 0.005  # a send takes a while, and a batch's three copies
+    starts = {data: threading.Barrier(3) for data in batches}  # start together: they meet each other's claims
+
+    def redelivered(data: bytes) -> int:
+        starts[data].wait(timeout=60)
+        return until_done(world, data)
+
     storm = [data for data in batches for _ in range(3)]
     with ThreadPoolExecutor(max_workers=6) as pool:
-        tries = list(pool.map(lambda data: until_done(world, data), storm))
+        tries = list(pool.map(redelivered, storm))
 
     assert world.sms.duplicates() == {} and world.email.duplicates() == {}
     assert len(world.sms.calls) + len(world.email.calls) == sends  # not one call more
@@ -152,6 +159,25 @@ def test_a_rejected_email_falls_back_to_sms_with_the_whole_policy_again(world: W
     # a hard bounce unsubscribes the address through the consent ledger
     bounced = [r for r in world.rows("raw.subscription") if r["source"] == "bounce"]
     assert {r["address"] for r in bounced} == {ann.email, bob.email} and not any(r["subscribed"] for r in bounced)
+
+
+def test_the_cap_counts_what_other_campaigns_sent_since_the_plan(world: World) -> None:
+    ann = world.person("ann")
+    bob = world.person("bob")
+    world.plan()
+    for n in range(2):  # two advertising messages of another campaign reach ann after the plan
+        other = Recipient(
+            f"{n:032x}", "other", "r", SITE, ann.customer_id, "email", ann.email, "advertising", "send", "eligible"
+        )
+        row = {k: getattr(other, k) for k in ("delivery_id", "campaign_id", "run_id", "site_id", "customer_id",
+               "channel", "address", "kind", "outcome", "reason")} | {"dry_run": False, "planned_at": NOON}  # fmt: skip
+        assert not world.warehouse.insert_rows("audiences.deliveries", [row], [other.delivery_id]).errors
+        event = event_row(other, Event.SENT, NOON + timedelta(seconds=10))
+        assert not world.warehouse.insert_rows("audiences.delivery_events", [event], [event["event_id"]]).errors
+    [report] = deliver_all(world)
+
+    assert world.sms.sent_to() == [bob.phone] and report.skipped == 1 and world.email.calls == []
+    assert [e for e in world.events(ann) if e[0] == "sms"] == [("sms", "skipped", "frequency_capped")]
 
 
 def test_an_opted_out_number_is_recorded_in_the_consent_ledger_and_e_mail_tried(world: World) -> None:

@@ -93,7 +93,7 @@ from shared.ports.channels import (
 )
 from shared.preferences.links import DEFAULT_LIFETIME
 from shared.services import consent
-from shared.services.delivery_events import refusal_report
+from shared.services.delivery_events import Report, refusal_report
 
 log = logging.getLogger(__name__)
 
@@ -698,3 +698,54 @@ class _Job:
         """Write the call's events (also when it stops on an error: what was settled is recorded)."""
         events, self.events = self.events, []
         record_events(self.ports.warehouse, events)
+
+
+# -- provider reports ---------------------------------------------------------------------------------
+
+REPORTED: Final[Mapping[str, Event]] = {
+    "sent": Event.SENT,
+    "delivered": Event.DELIVERED,
+    "undelivered": Event.FAILED,
+    "failed": Event.FAILED,
+    "bounced": Event.BOUNCED,
+    "canceled": Event.FAILED,
+}
+"""delivery_events.EventKind -> the ledger's event."""
+
+
+@dataclass(frozen=True)
+class Recorded:
+    events: int = 0  # ledger rows written for reports about our deliveries
+    opt_outs: int = 0  # unsubscribes recorded in the consent ledger
+    unmatched: int = 0  # reports and signals naming no delivery of ours: left to the caller
+
+
+def record_report(warehouse: Warehouse, report: Report) -> Recorded:
+    """A provider's report (shared/services/delivery_events.py: the Twilio status webhook's) into the
+    ledgers: each event about a delivery of ours becomes a delivery_events row (its id from the
+    delivery, the event and the code, so a webhook delivered twice adds nothing), and each opt-out
+    naming a delivery is recorded on that delivery's site through consent.record_opt_out. What
+    names no delivery (an inbound STOP, an id we never planned) is counted, not guessed at."""
+    named = {e.delivery_id for e in report.events} | {s.delivery_id for s in report.opt_outs}
+    ids = sorted(d for d in named if d)
+    rows = {r.delivery_id: r for r in recipients(warehouse, ids)}
+    events = [
+        event_row(rows[e.delivery_id], REPORTED[e.kind], e.occurred_at, code=e.code, provider_id=e.provider_id)
+        for e in report.events
+        if e.delivery_id in rows
+    ]
+    record_events(warehouse, events)
+    opt_outs = 0
+    for signal in report.opt_outs:
+        row = rows.get(signal.delivery_id or "")
+        if row is None:
+            continue
+        consent.record_opt_out(
+            warehouse, row.site_id, signal.channel, signal.address, signal.source, signal.reason,
+            signal.effective_at, request_id=signal.request_id or row.delivery_id,
+        )  # fmt: skip
+        opt_outs += 1
+    unmatched = len(report.events) - len(events) + len(report.opt_outs) - opt_outs
+    if unmatched:
+        log.warning("reports about no delivery of ours", extra={"unmatched": unmatched})
+    return Recorded(len(events), opt_outs, unmatched)

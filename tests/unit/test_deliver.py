@@ -16,7 +16,16 @@ import pytest
 
 from shared.messaging.ledger import BATCHES, CLAIMS, Batch, Event, Recipient, event_row, parse_batch
 from shared.services import consent
-from shared.services.deliver import BatchReport, DeliveryIncomplete, RateLimiter, claim_id, deliver_batch
+from shared.services.deliver import (
+    BatchReport,
+    DeliveryIncomplete,
+    RateLimiter,
+    Recorded,
+    claim_id,
+    deliver_batch,
+    record_report,
+)
+from shared.services.delivery_events import twilio_report
 from tests.builders import SALT
 from tests.fake_channels import DOWN, LOST, OPT_OUT, REJECT, THROTTLE, TIMEOUT
 from tests.messaging_world import CAMPAIGN, NOON, SITE, World, seoul
@@ -347,6 +356,26 @@ def test_a_name_korean_carriers_cannot_carry_falls_back_to_e_mail(world: World) 
     deliver_all(world)
     assert world.sms.calls == [] and world.email.sent_to() == [ann.email]
     assert world.events(ann) == [("sms", "skipped", "render_failed"), ("email", "sent", None)]
+
+
+def test_provider_reports_become_ledger_events_once_and_opt_outs_on_the_deliverys_site(world: World) -> None:
+    ann = world.person("ann")
+    world.plan()
+    deliver_all(world)
+    delivery = world.delivery(ann, "sms")["delivery_id"]
+    sid = "SM" + "a" * 32
+    delivered = twilio_report({"MessageSid": sid, "MessageStatus": "delivered"}, delivery, LATER)
+    assert record_report(world.warehouse, delivered) == Recorded(events=1)
+    record_report(world.warehouse, delivered)  # the webhook, delivered again
+    assert world.events(ann) == [("sms", "sent", None), ("sms", "delivered", None)]
+    assert len([r for r in world.rows("audiences.delivery_events") if r["event"] == "delivered"]) == 1
+
+    stop = {"MessageSid": sid, "MessageStatus": "failed", "ErrorCode": "21610", "To": str(ann.phone)}
+    assert record_report(world.warehouse, twilio_report(stop, delivery, LATER)) == Recorded(events=1, opt_outs=1)
+    [row] = [r for r in world.rows("raw.subscription") if r["source"] == "provider_opt_out"]
+    assert (row["site_id"], row["address"], row["subscribed"]) == (SITE, ann.phone, False)
+    inbound = {"MessageSid": sid, "SmsStatus": "received", "Body": "STOP", "From": str(ann.phone)}
+    assert record_report(world.warehouse, twilio_report(inbound, None, LATER)) == Recorded(unmatched=1)
 
 
 def test_a_batch_message_that_is_not_one_is_refused() -> None:

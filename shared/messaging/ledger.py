@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from functools import cache
-from typing import Any, Final, Protocol
+from typing import Any, Final
 
 import pyarrow as pa
 
@@ -168,8 +168,8 @@ def insert_deliveries(warehouse: Warehouse, rows: Sequence[Mapping[str, Any]]) -
 
 
 @dataclass(frozen=True)
-class Recipient:
-    """A delivery row as deliver reads it, with the recipient's profile values for the template."""
+class Delivery:
+    """Which delivery an event is about: the ids every delivery_events row names."""
 
     delivery_id: str
     campaign_id: str
@@ -177,6 +177,12 @@ class Recipient:
     site_id: str
     customer_id: str
     channel: str
+
+
+@dataclass(frozen=True)
+class Recipient(Delivery):
+    """A delivery row as deliver reads it, with the recipient's profile values for the template."""
+
     address: str | None
     kind: str
     outcome: str
@@ -219,25 +225,8 @@ def recipients(warehouse: Warehouse, ids: Sequence[str], since: datetime | None 
     ]
 
 
-class About(Protocol):
-    """What an event names of its delivery (a Recipient, a hold release_held found)."""
-
-    @property
-    def delivery_id(self) -> str: ...
-    @property
-    def campaign_id(self) -> str: ...
-    @property
-    def run_id(self) -> str: ...
-    @property
-    def site_id(self) -> str: ...
-    @property
-    def customer_id(self) -> str: ...
-    @property
-    def channel(self) -> str: ...
-
-
 def event_row(
-    recipient: About,
+    recipient: Delivery,
     event: Event,
     at: datetime,
     *,

@@ -49,7 +49,18 @@ from croniter import croniter
 
 from shared.messaging import MessageReason, Outcome, ledger
 from shared.messaging.campaigns import Campaign, MessagingPolicy
-from shared.messaging.ledger import BATCHES, DELIVERIES, TOPIC, Batch, Event, Funnel, SendCode, batch_key, event_row
+from shared.messaging.ledger import (
+    BATCHES,
+    DELIVERIES,
+    TOPIC,
+    Batch,
+    Delivery,
+    Event,
+    Funnel,
+    SendCode,
+    batch_key,
+    event_row,
+)
 from shared.messaging.policy import prepare
 from shared.messaging.templates import MessageTemplate, RenderFailed, compiled
 from shared.ports import DocumentStore, EventBus, Warehouse
@@ -368,15 +379,9 @@ def _preview(
 
 
 @dataclass(frozen=True)
-class Hold:
-    """A held delivery release_held found due (an About for its events)."""
+class Hold(Delivery):
+    """A held delivery release_held found due."""
 
-    delivery_id: str
-    campaign_id: str
-    run_id: str
-    site_id: str
-    customer_id: str
-    channel: str
     hold_key: str  # 'plan', or the id of the held event deliver recorded
     expired: bool
 

@@ -70,9 +70,9 @@ ids as (
 named as (
     select
         ids.customer_id,
-        u.given_name,
-        u.family_name,
-        u.full_name,
+        if(trim(u.given_name) != '', u.given_name, null) as given_name,  -- a blank is no name
+        if(trim(u.family_name) != '', u.family_name, null) as family_name,
+        if(trim(u.full_name) != '', u.full_name, null) as full_name,
         u.event_ts,
         u.event_id
     from raw.user as u
@@ -81,9 +81,9 @@ named as (
     union all
     select
         ids.customer_id,
-        u.given_name,
-        u.family_name,
-        u.full_name,
+        if(trim(u.given_name) != '', u.given_name, null) as given_name,  -- a blank is no name
+        if(trim(u.family_name) != '', u.family_name, null) as family_name,
+        if(trim(u.full_name) != '', u.full_name, null) as full_name,
         u.event_ts,
         u.event_id
     from raw.user as u
@@ -91,22 +91,15 @@ named as (
     where u.event_date >= date '1900-01-01'
 ),
 
-given as (
+-- per customer, the latest non-blank value of each name (a handful of raw.user rows each)
+names as (
     select
         customer_id,
-        given_name
+        array_agg(given_name ignore nulls order by event_ts desc, event_id desc)[safe_offset(0)] as given_name,
+        array_agg(family_name ignore nulls order by event_ts desc, event_id desc)[safe_offset(0)] as family_name,
+        array_agg(full_name ignore nulls order by event_ts desc, event_id desc)[safe_offset(0)] as full_name
     from named
-    where trim(given_name) != ''
-    qualify row_number() over (partition by customer_id order by event_ts desc, event_id desc) = 1
-),
-
-family as (
-    select
-        customer_id,
-        family_name
-    from named
-    where trim(family_name) != ''
-    qualify row_number() over (partition by customer_id order by event_ts desc, event_id desc) = 1
+    group by customer_id
 ),
 
 results as (
@@ -126,15 +119,6 @@ sent as (
     inner join audiences.deliveries as d on d.delivery_id = r.delivery_id
     where d.kind = 'advertising' and d.planned_at >= timestamp_sub(cast(@since as timestamp), interval 30 day)
     group by r.customer_id
-),
-
-full_names as (
-    select
-        customer_id,
-        full_name
-    from named
-    where trim(full_name) != ''
-    qualify row_number() over (partition by customer_id order by event_ts desc, event_id desc) = 1
 )
 
 select
@@ -148,14 +132,12 @@ select
     p.recency_days,
     p.odr_ltv,
     p.rvn_ltv,
-    g.given_name,
-    f.family_name,
+    n.given_name,
+    n.family_name,
     n.full_name,
     coalesce(s.sent, 0) as sent
 from deliveries as d
 left join profiles as p on p.customer_id = d.customer_id
-left join given as g on g.customer_id = d.customer_id
-left join family as f on f.customer_id = d.customer_id
-left join full_names as n on n.customer_id = d.customer_id
+left join names as n on n.customer_id = d.customer_id
 left join sent as s on s.customer_id = d.customer_id
 order by d.delivery_id

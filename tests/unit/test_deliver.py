@@ -76,6 +76,18 @@ def test_a_batch_sends_each_planned_message_and_records_it(world: World) -> None
     assert set(claim) >= {"at", "attempt", "campaign_id", "run_id", "channel"} and "to" not in claim
 
 
+def test_the_message_takes_the_latest_name_that_is_not_blank(world: World) -> None:
+    ann = world.person("ann", given="안나")
+    stamp = "2026-05-20T00:00:00+00:00"
+    later = {"event_id": "u-ann-2", "site_id": SITE, "event_date": stamp[:10], "event_ts": stamp,
+             "collected_at": stamp, "member_id": ann.member, "given_name": " ", "source": "import"}  # fmt: skip
+    world.queue("raw.user", later)  # a later import left the name blank
+    world.plan()
+    deliver_all(world)
+    [sms] = world.sms.accepted
+    assert sms.text.split("\n")[1].startswith("안나님")
+
+
 def test_a_redelivered_batch_sends_nothing_twice(world: World) -> None:
     for name in ("ann", "bob", "cat"):
         world.person(name)

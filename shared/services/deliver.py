@@ -492,7 +492,8 @@ class _Job:
         planned: list[tuple[Recipient, Verdict]] = []
         for row, verdict in judged:
             answer = verdict.answer
-            address = answer.address if answer is not None else None
+            erased = verdict.reason == MessageReason.ERASED  # an erased person's address is not kept
+            address = answer.address if answer is not None and not erased else None
             rows.append(
                 {
                     "delivery_id": row.delivery_id, "campaign_id": row.campaign_id, "run_id": row.run_id,

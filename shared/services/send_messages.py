@@ -297,7 +297,7 @@ def _plan_site(
             add["site_id"](site)
             add["customer_id"](customer)
             add["channel"](channel.value)
-            add["address"](answer.address)
+            add["address"](None if decision.reason is MessageReason.ERASED else answer.address)  # keep no trace
             add["outcome"](decision.outcome.value)
             add["reason"](decision.reason.value)
             add["release_at"](decision.release_at)

@@ -15,8 +15,11 @@ import pytest
 from shared.messaging.campaigns import parse_campaign
 from shared.messaging.ledger import Event, Recipient, batch_key, delivery_id, event_row, parse_batch
 from shared.ports import TransientError
+from shared.privacy.subjects import Identifier
+from shared.privacy.suppression import suppress
 from shared.services.deliver import deliver_batch
 from shared.services.send_messages import release_held, run_id_for
+from tests.builders import SALT
 from tests.messaging_world import CAMPAIGN, NOON, SEGMENT, SITE, World, seoul
 
 
@@ -54,7 +57,9 @@ def planted(world: World) -> None:
     w.person("hal")  # capped: two advertising messages this week
     w.person("ivy", member=False)
     w.person("jay", sms_subscribed=None)  # the number never subscribed: e-mail
+    kim = w.person("kim")  # erased once; an identifier of hers came back
     w.commit()
+    suppress(w.warehouse, SALT, SITE, {Identifier("phone", str(kim.phone)): "erase-kim"}, NOON - timedelta(days=5))
     w.withdraw(w.people["eve"], NOON - timedelta(days=2))
     sent_before(w, "hal", NOON - timedelta(days=3), 2)
     sent_before(w, "jay", NOON - timedelta(days=10), 2)  # outside the 7-day window: not capped
@@ -73,13 +78,15 @@ def test_the_plan_writes_one_row_per_recipient_and_channel_with_its_reason(world
         ("sms", False, "skip", "unsubscribed"): 1,  # fay
         ("sms", False, "skip", "frequency_capped"): 1,  # hal
         ("sms", False, "skip", "no_subscription"): 1,  # jay
+        ("sms", False, "skip", "erased"): 1,  # kim
         ("email", True, "send", "eligible"): 3,  # bob, fay, jay
         ("email", True, "skip", "no_address"): 1,  # gus
     }
-    assert report.funnel.audience == 9 and report.written == 13
-    assert report.funnel.outcomes() == {"send": 4, "skip": 9}
+    assert report.funnel.audience == 10 and report.written == 14
+    assert report.funnel.outcomes() == {"send": 4, "skip": 10}
     status = report.status(NOON)
-    assert status["state"] == "planned" and status["audience"] == 9 and status["reasons"]["eligible"] == 4
+    assert status["state"] == "planned" and status["audience"] == 10 and status["reasons"]["eligible"] == 4
+    assert world.delivery(world.people["kim"], "sms")["address"] is None  # no trace of an erased address
 
     bob_sms, bob_email = world.delivery(world.people["bob"], "sms"), world.delivery(world.people["bob"], "email")
     assert bob_email["fallback_of"] == bob_sms["delivery_id"] and bob_sms["fallback_of"] is None

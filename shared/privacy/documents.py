@@ -35,6 +35,8 @@ COLLECTIONS: Final[Mapping[str, tuple[DocumentKey, ...]]] = {
     "discoveries": (),
     "runs": (),
     REQUESTS: (),
+    "deliveries": (),  # campaign delivery claims: state, times, codes, the provider's id; no one named
+    "send_batches": (),  # published batches of delivery ids and their counts
 }
 
 

@@ -37,7 +37,11 @@ port has no compare-and-set, so a claim is never taken back or re-taken in place
 its own document (`<delivery id>`, then `<delivery id>.1`, `.2`, ...): a claim that ended open
 (handed on after a throttle, found absent by a lookup, or held and now due) lets the next attempt
 be created, and `create` again decides which single worker makes it. The claim holds no personal
-data (state, times, codes, the provider's id), so erasure has nothing to do in Firestore.
+data (state, times, codes, the provider's id), so erasure has nothing to do in Firestore; a lookup
+therefore asks with the message rendered again. A sealed preference link differs on every render,
+so an SMS that carries one is not found by its body: Twilio's lookup then answers unknown (never
+absent while any message of ours to the number is listed), and the delivery is left unknown rather
+than sent twice.
 """
 
 from __future__ import annotations
@@ -359,9 +363,10 @@ class Verdict(NamedTuple):
 
 
 def deliver_batch(ports: DeliverPorts, batch: Batch | bytes, now: datetime) -> BatchReport:
-    """Deliver one batch (see the module docstring). Raises ValueError for a message that is not a
-    batch (acknowledge it), DeliveryIncomplete when a redelivery must finish it, TransientError
-    when a dependency is down."""
+    """Deliver one batch (see the module docstring) at `now`, the current time (claims age by it,
+    and the policy is judged at it; not the message's publish time). Raises ValueError for a
+    message that is not a batch (acknowledge it), DeliveryIncomplete when a redelivery must finish
+    it, TransientError when a dependency is down."""
     if isinstance(batch, bytes):
         batch = parse_batch(batch)
     report = BatchReport(batch.campaign_id, batch.run_id, batch.key)
@@ -429,8 +434,7 @@ class _Job:
 
     def judge(self, rows: Sequence[Recipient], fresh: bool = False) -> list[tuple[Recipient, Verdict]]:
         """The policy for each row now: one gate statement per site and channel (the cap's counts
-        came with the rows).
-        `fresh` rows have no address yet (a fallback's): they take the gate's."""
+        came with the rows). `fresh` rows have no address yet (a fallback's): they take the gate's."""
         assert self.loaded is not None
         campaign, policy = self.loaded.campaign, self.loaded.policy
         groups: dict[tuple[str, str], list[Recipient]] = {}
@@ -537,19 +541,22 @@ class _Job:
             if self.documents.create(CLAIMS, key, doc):
                 return self.owned(row, verdict, first, attempt)
             found = self.documents.get(CLAIMS, key)
-            if found is None:  # never deleted; a store that lost it: the next attempt decides
-                continue
+            if found is None:  # claims are never deleted: a store that lost one is left to a redelivery
+                self.report.busy += 1
+                return False
             state = ClaimState(found["state"])
+            when = found.get("updated_at") or found["at"]  # a result recorded again keeps its time
             if state is ClaimState.HELD and found.get("release_at") is not None and found["release_at"] > self.now:
                 self.report.held += 1
-                self.record(row, Event.HELD, attempt, code=found.get("code"), release_at=found["release_at"])
+                self.record(row, Event.HELD, attempt, code=found.get("code"), release_at=found["release_at"], at=when)
                 return False
             if state in OPEN:
                 continue
             if state in FINAL:
                 self.report.already += 1
-                self.record(row, Event(state.value), attempt, code=found.get("code"), provider=found.get("provider_id"))
-                return state in _REFUSED or (state is ClaimState.SKIPPED and found.get("code") in FALLBACK_REASONS)
+                code, provider = found.get("code"), found.get("provider_id")
+                self.record(row, Event(state.value), attempt, code=code, provider=provider, at=when)
+                return state in _REFUSED or (state is ClaimState.SKIPPED and code in FALLBACK_REASONS)
             if state is ClaimState.SENDING and found["at"] + self.ports.claim_timeout > self.now:
                 self.report.busy += 1
                 return False
@@ -690,9 +697,11 @@ class _Job:
         code: str | None = None,
         provider: str | None = None,
         release_at: datetime | None = None,
+        at: datetime | None = None,
     ) -> None:
+        when = at or self.now
         self.events.append(
-            event_row(row, event, self.now, code=code, provider_id=provider, release_at=release_at, key=f"a{attempt}")
+            event_row(row, event, when, code=code, provider_id=provider, release_at=release_at, key=f"a{attempt}")
         )
 
     def flush(self) -> None:

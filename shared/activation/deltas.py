@@ -18,7 +18,13 @@ the listed members. What stays is exactly what restaging everyone would write; a
 part-way leaves the next one to finish (nothing is sent before staging ends). The spelling's
 version is a digest of customer_file.py, shared/contacts.py and phonenumbers' version, so new rules
 restage everyone once (the rows that spell as before are not sent again), and DOBY adds the year
-(a birth year becomes valid when its year comes).
+(a birth year becomes valid when its year comes). Removals are planned the same way, once a run in
+SQL (publication_leaving), so a page is a cheap read and a batch is recorded by its range.
+
+Measured (scripts/bench publish, docs/publishing.md#figures-and-limits): 1M members, a first upload
+in 365 s and a day's 1 % churn in 14.3 s (0.04 of it), where restaging everyone gave 0.38. What a
+delta still costs is a few passes over the segment in the warehouse: the gate, the fingerprints,
+the gate's answers written and compared (about 6 s of the 14 at 1M).
 
 Removal reasons, in the order they are decided: erased (a privacy request asked for it, or the gate
 found an erased identifier), left_segment, no_consent (a member the gate refuses: withdrawn or never

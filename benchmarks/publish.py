@@ -503,9 +503,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         parts = [CASES[name](args) for name in CASES if name in args.cases]
     finally:
-        for stack in _STACK:
+        for stack in _STACK:  # the fake stopped by its process group, the generated warehouse deleted
             stack.graph.stop()
             stack.warehouse.close()
+            remove_database(stack.warehouse.path)
     print(", ".join(parts))
     return 0
 

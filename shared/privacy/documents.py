@@ -37,6 +37,11 @@ COLLECTIONS: Final[Mapping[str, tuple[DocumentKey, ...]]] = {
     REQUESTS: (),
     "deliveries": (),  # campaign delivery claims: state, times, codes, the provider's id; no one named
     "send_batches": (),  # published batches of delivery ids and their counts
+    "destinations": (),  # marketers' configuration: ad accounts and secret names, no one named
+    "publications": (),
+    "campaigns": (),
+    "message_templates": (),
+    "messaging": (),  # messaging/policy: caps, hours, the sender's business name and 080 number
 }
 
 

@@ -24,10 +24,13 @@ if TYPE_CHECKING:
     from shared.adapters.folder_blobs import FolderBlobs
     from shared.adapters.gcs_blobs import GcsBlobs
     from shared.ports import AudienceDestination
+    from shared.ports.channels import MessageChannel
     from shared.ports.secrets import SecretStore
+    from shared.services.deliver import DeliverPorts, Links
     from shared.services.privacy import PrivacyPorts
     from shared.services.publish_job import PublishPorts
     from shared.services.refine import RefineSettings
+    from shared.services.send_job import SendPorts
 
 
 def build_warehouse(settings: Settings) -> Warehouse:
@@ -185,6 +188,82 @@ def build_publish_ports(settings: Settings, warehouse: Warehouse, documents: Doc
     )
 
 
+def build_links(settings: Settings) -> Links:
+    """The preference centre every message links to: its public URL and the key its links are sealed with."""
+    from shared.services.deliver import Links
+
+    preferences = settings.preferences
+    return Links(preferences.url, preferences.require_key(), timedelta(days=preferences.link_days))
+
+
+def build_channels(settings: Settings, secrets: SecretStore) -> dict[str, MessageChannel]:
+    """The senders of the channels this deployment has (build_available_channels): SMTP for e-mail,
+    Twilio for SMS. Their passwords, keys and tokens are read from `secrets` at send time."""
+    channels = settings.channels
+    senders: dict[str, MessageChannel] = {}
+    if channels.email_from:
+        from shared.adapters.smtp_email import Dkim, SmtpEmail
+
+        dkim = (
+            Dkim(channels.dkim_domain, channels.dkim_selector, channels.dkim_key_secret)
+            if channels.dkim_domain and channels.dkim_selector
+            else None
+        )
+        senders["email"] = SmtpEmail(
+            channels.smtp_host,
+            channels.smtp_port,
+            channels.email_from,
+            secrets=secrets,
+            username=channels.smtp_username,
+            password_secret=channels.smtp_password_secret,
+            security=channels.smtp_security,
+            reply_to=channels.email_reply_to,
+            dkim_key=dkim,
+            timeout=channels.smtp_timeout,
+        )
+    if channels.twilio_account_sid and channels.twilio_messaging_service_sid:
+        from shared.adapters.twilio_sms import TwilioSms
+
+        senders["sms"] = TwilioSms(
+            channels.twilio_account_sid,
+            channels.twilio_messaging_service_sid,
+            channels.require_status_url(),
+            secrets,
+            auth_token_secret=channels.twilio_auth_token_secret,
+            api_url=channels.twilio_api_url,
+            timeout=channels.twilio_timeout,
+        )
+    return senders
+
+
+def build_deliver_ports(settings: Settings, warehouse: Warehouse, documents: DocumentStore) -> DeliverPorts:
+    from shared.services.deliver import DeliverPorts
+
+    return DeliverPorts(
+        warehouse=warehouse,
+        documents=documents,
+        channels=build_channels(settings, build_secrets(settings)),
+        salt=settings.privacy.require_salt(),
+        links=build_links(settings),
+    )
+
+
+def build_send_ports(settings: Settings, warehouse: Warehouse, documents: DocumentStore, bus: EventBus) -> SendPorts:
+    from shared.services.send_job import SendPorts
+
+    return SendPorts(
+        warehouse=warehouse,
+        documents=documents,
+        bus=bus,
+        outbox=build_publish_blobs(settings, "outbox", settings.publish.outbox_dir),
+        salt=settings.privacy.require_salt(),
+        available_channels=build_available_channels(settings),
+        links=build_links(settings),
+        dry_run=settings.channels.dry_run,
+        min_interval_minutes=settings.schedules.min_interval_minutes,
+    )
+
+
 T = TypeVar("T")
 _building = threading.RLock()  # re-entrant: an accessor's build calls settings()
 
@@ -271,6 +350,16 @@ def privacy_ports() -> PrivacyPorts:
 @once
 def publish_ports() -> PublishPorts:
     return build_publish_ports(settings(), warehouse(), documents())
+
+
+@once
+def send_ports() -> SendPorts:
+    return build_send_ports(settings(), warehouse(), documents(), bus())
+
+
+@once
+def deliver_ports() -> DeliverPorts:
+    return build_deliver_ports(settings(), warehouse(), documents())
 
 
 @once

@@ -244,12 +244,16 @@ class ChannelSettings:
     # The status webhook's public URL as Twilio calls it (signatures cover it), and its auth token.
     twilio_status_url: str | None = None
     twilio_auth_token: str | None = field(default=None, repr=False)
+    dry_run: bool = False  # the deployment's: every campaign run only plans and previews (CDP_MESSAGING_DRY_RUN)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> ChannelSettings:
         security = env.get("CDP_SMTP_SECURITY", cls.smtp_security).strip().lower()
         if security not in ("starttls", "ssl", "none"):
             raise ConfigError(f"CDP_SMTP_SECURITY must be starttls, ssl or none, got {security!r}")
+        dry_run = env.get("CDP_MESSAGING_DRY_RUN", "false").strip().lower()
+        if dry_run not in ("true", "false"):
+            raise ConfigError(f"CDP_MESSAGING_DRY_RUN must be true or false, got {dry_run!r}")
         status_url = env.get("CDP_TWILIO_STATUS_URL") or None
         if status_url is not None and not re.match(
             r"^(https://[^/?#\s]+|http://(127\.0\.0\.1|localhost)(:[0-9]+)?)(/[^?#\s]*)?$", status_url
@@ -277,6 +281,7 @@ class ChannelSettings:
             twilio_timeout=_seconds(env, "CDP_TWILIO_TIMEOUT", cls.twilio_timeout),
             twilio_status_url=status_url,
             twilio_auth_token=env.get("CDP_TWILIO_AUTH_TOKEN") or None,
+            dry_run=dry_run == "true",
         )
 
     def require_status_url(self) -> str:

@@ -30,10 +30,16 @@ from shared import bootstrap
 from shared.config import ConfigError
 from shared.ports.secrets import SecretMissing
 from shared.services.delivery_events import DELIVERY_PARAM, Report, ReportError, twilio_report
+from shared.services.provider_reports import record_provider_report
 
 log = logging.getLogger(__name__)
 
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'  # no reply to an incoming SMS
+
+
+def _now() -> datetime:
+    """When a report was received (Twilio's callbacks carry no time); tests set it."""
+    return datetime.now(UTC)
 
 
 def _text(body: str, status: int) -> flask.Response:
@@ -61,7 +67,7 @@ def twilio_status(request: flask.Request) -> flask.Response:
         )
         return _text("forbidden: X-Twilio-Signature does not match this URL and these parameters", 403)
     try:
-        report = twilio_report(request.form.to_dict(), request.args.get(DELIVERY_PARAM), datetime.now(UTC))
+        report = twilio_report(request.form.to_dict(), request.args.get(DELIVERY_PARAM), _now())
     except ReportError as exc:
         log.warning("twilio report unreadable", extra={"field": exc.field, "error": str(exc)})
         return _text(f"bad request: {exc}", 400)
@@ -70,26 +76,10 @@ def twilio_status(request: flask.Request) -> flask.Response:
 
 
 def _record(report: Report) -> None:
-    """Until the delivery ledger is wired: each event and signal as a log line (never the number)."""
-    for event in report.events:
-        log.info(
-            "delivery event",
-            extra={
-                "delivery_id": event.delivery_id,
-                "kind": event.kind,
-                "provider_id": event.provider_id,
-                "provider_status": event.provider_status,
-                "code": event.code,
-            },
-        )
-    for signal in report.opt_outs:
-        log.info(
-            "opt-out signal",
-            extra={
-                "channel": signal.channel.value,
-                "source": signal.source.value,
-                "reason": signal.reason,
-                "delivery_id": signal.delivery_id,
-                "request_id": signal.request_id,
-            },
-        )
+    """Events into the delivery ledger, opt-outs into the consent ledger; an outage raises, so the
+    answer is 500 and Twilio retries (event and opt-out ids make a repeated report add nothing)."""
+    recorded = record_provider_report(bootstrap.warehouse(), report)
+    log.info(
+        "twilio report recorded",
+        extra={"events": recorded.events, "opt_outs": recorded.opt_outs, "unmatched": recorded.unmatched},
+    )

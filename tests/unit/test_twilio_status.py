@@ -2,27 +2,31 @@
 
 Requests are signed by the Twilio fake's own HMAC (devstack/fakes/twilio_api.signature, written
 independently of the SDK's RequestValidator the handler uses) over the URL Twilio would call: the
-adapter's StatusCallback. The handler runs in a Flask request context with the real settings object;
-what it reports is read from its log lines until the delivery ledger is wired.
+adapter's StatusCallback. The handler runs in a Flask request context with the real settings object
+and a DuckDB warehouse holding one planned and sent SMS to Minji (tests/messaging_world.py); what it
+records is read back from the delivery and consent ledgers.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import flask
 import pytest
 
 from devstack.fakes.twilio_api import signature
+from functions.twilio_status import main as handler
 from functions.twilio_status.main import twilio_status
 from shared import bootstrap
 from shared.adapters.twilio_sms import TwilioSms
 from shared.config import Settings
 from shared.consent.vocabulary import Channel, SubscriptionSource
 from shared.ports.channels import Message, OptedOut, Rejected
+from shared.services.deliver import deliver_batch
 from shared.services.delivery_events import (
     DeliveryEvent,
     OptOutSignal,
@@ -32,6 +36,7 @@ from shared.services.delivery_events import (
     twilio_report,
 )
 from tests.fakes import FakeSecrets
+from tests.messaging_world import NOON, SITE, World
 
 PUBLIC_URL = "https://cdp-twilio-status-7xq2.a.run.app/"
 TOKEN = "twilio-auth-token-9d"
@@ -43,12 +48,32 @@ Post = Callable[..., flask.Response]
 
 
 @pytest.fixture
-def post(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> Post:
+def world(tmp_path: Path) -> World:
+    """Minji was sent the win-back SMS (planned at NOON, delivered through the fake channel)."""
+    world = World(tmp_path)
+    world.person("minji", phone=MINJI, email=None)
+    world.plan()
+    for data in world.batches():
+        deliver_batch(world.ports(), data, NOON)
+    assert world.sms.sent_to() == [MINJI]
+    return world
+
+
+@pytest.fixture
+def sent(world: World) -> str:
+    """The delivery id of Minji's SMS."""
+    return str(world.delivery(world.people["minji"], "sms")["delivery_id"])
+
+
+@pytest.fixture
+def post(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, world: World) -> Post:
     """POST to the handler as Cloud Run hands it a request: the host it sees is not the public one."""
     settings = Settings.from_env(
         {"CDP_PROJECT": "cdp-test", "CDP_TWILIO_STATUS_URL": PUBLIC_URL, "CDP_TWILIO_AUTH_TOKEN": TOKEN}
     )
     monkeypatch.setattr(bootstrap, "settings", lambda: settings)
+    monkeypatch.setattr(bootstrap, "warehouse", lambda: world.warehouse)
+    monkeypatch.setattr(handler, "_now", lambda: NOON + timedelta(hours=1))  # the world's time
     caplog.set_level(logging.INFO, logger="functions.twilio_status.main")
     app = flask.Flask(__name__)
 
@@ -93,34 +118,52 @@ def logged(caplog: pytest.LogCaptureFixture, message: str) -> list[dict[str, Any
 # --- the signature ---------------------------------------------------------------------------------
 
 
-def test_a_correctly_signed_status_callback_is_taken(post: Post, caplog: pytest.LogCaptureFixture) -> None:
-    url = callback_url("d-0001")
+def test_a_correctly_signed_status_callback_is_recorded_once(post: Post, world: World, sent: str) -> None:
+    url = callback_url(sent)
     form = status("delivered")
 
     answer = post(url.split("?", 1)[1], form, signed(url, form))
+    again = post(url.split("?", 1)[1], form, signed(url, form))  # Twilio retries a callback freely
 
-    assert answer.status_code == 200
+    assert answer.status_code == again.status_code == 200
     assert answer.content_type.startswith("text/xml") and answer.get_data(as_text=True).endswith(
         "<Response></Response>"
     )
-    [event] = logged(caplog, "delivery event")
-    assert (event["delivery_id"], event["kind"], event["provider_id"], event["code"]) == (
-        "d-0001",
-        "delivered",
-        SID,
-        None,
-    )
+    assert world.events() == [("sms", "sent", None), ("sms", "delivered", None)]
+    rows = [r for r in world.rows("audiences.delivery_events") if r["event"] == "delivered"]
+    assert len({r["event_id"] for r in rows}) == 1 and {r["provider_id"] for r in rows} == {SID}
 
 
-def test_a_delivery_id_that_needs_escaping_is_read_back_whole(post: Post, caplog: pytest.LogCaptureFixture) -> None:
-    url = callback_url("run 7/cust 42&x=1")
+def test_a_failure_is_recorded_with_twilios_code(post: Post, world: World, sent: str) -> None:
+    url = callback_url(sent)
+    form = status("undelivered", ErrorCode="30008")
+
+    assert post(url.split("?", 1)[1], form, signed(url, form)).status_code == 200
+
+    assert world.events() == [("sms", "sent", None), ("sms", "failed", "30008")]
+
+
+def test_a_report_about_no_delivery_of_ours_records_nothing(
+    post: Post, world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    url = callback_url("run 7/cust 42&x=1")  # also: an id that needs escaping is read back whole
     form = status("failed", ErrorCode="30008")
 
-    answer = post(url.split("?", 1)[1], form, signed(url, form))
+    assert post(url.split("?", 1)[1], form, signed(url, form)).status_code == 200
 
-    assert answer.status_code == 200
-    [event] = logged(caplog, "delivery event")
-    assert (event["delivery_id"], event["kind"], event["code"]) == ("run 7/cust 42&x=1", "failed", "30008")
+    assert world.events() == [("sms", "sent", None)]
+    [recorded] = logged(caplog, "twilio report recorded")
+    assert (recorded["events"], recorded["unmatched"]) == (0, 1)
+
+
+def test_error_21610_unsubscribes_the_number_on_the_deliverys_site(post: Post, world: World, sent: str) -> None:
+    url = callback_url(sent)
+    form = status("undelivered", ErrorCode="21610")
+
+    assert post(url.split("?", 1)[1], form, signed(url, form)).status_code == 200
+
+    [row] = [r for r in world.rows("raw.subscription") if r["source"] == "provider_opt_out"]
+    assert (row["site_id"], row["channel"], row["address"], row["subscribed"]) == (SITE, "sms", MINJI, False)
 
 
 @pytest.mark.parametrize(
@@ -136,14 +179,14 @@ def test_a_delivery_id_that_needs_escaping_is_read_back_whole(post: Post, caplog
     ],
 )
 def test_a_wrongly_signed_request_is_403_and_nothing_is_recorded(
-    post: Post, caplog: pytest.LogCaptureFixture, forgery: str
+    post: Post, caplog: pytest.LogCaptureFixture, world: World, sent: str, forgery: str
 ) -> None:
-    url = callback_url("d-0001")
+    url = callback_url(sent)
     form = status("undelivered", ErrorCode="21610")
     query = url.split("?", 1)[1]
     headers = {
         "signed over the URL this process sees": signed("http://10.8.0.3:8080/?" + query, form),
-        "signed over another delivery's URL": signed(callback_url("d-0002"), form),
+        "signed over another delivery's URL": signed(callback_url("0" * 32), form),
         "a parameter changed after signing": signed(url, status("delivered")),
         "a parameter added after signing": signed(url, {k: v for k, v in form.items() if k != "ErrorCode"}),
         "signed with another token": signed(url, form, token="not-the-token"),
@@ -155,21 +198,22 @@ def test_a_wrongly_signed_request_is_403_and_nothing_is_recorded(
 
     assert answer.status_code == 403
     assert "X-Twilio-Signature does not match" in answer.get_data(as_text=True)
-    assert logged(caplog, "delivery event") == [] and logged(caplog, "opt-out signal") == []
+    assert world.events() == [("sms", "sent", None)] and logged(caplog, "twilio report recorded") == []
+    assert [r for r in world.rows("raw.subscription") if r["source"] == "provider_opt_out"] == []
     [refused] = logged(caplog, "twilio webhook refused")
     missing = forgery in ("no signature", "an empty signature")
     assert refused["reason"] == ("missing signature" if missing else "bad signature")
 
 
-def test_a_signed_report_we_cannot_read_is_400_with_the_parameter(post: Post, caplog: pytest.LogCaptureFixture) -> None:
-    url = callback_url("d-0001")
+def test_a_signed_report_we_cannot_read_is_400_with_the_parameter(post: Post, world: World, sent: str) -> None:
+    url = callback_url(sent)
     form = status("delivered", MessageSid="SM-not-a-sid")
 
     answer = post(url.split("?", 1)[1], form, signed(url, form))
 
     assert answer.status_code == 400
     assert answer.get_data(as_text=True).startswith("bad request: MessageSid:")
-    assert logged(caplog, "delivery event") == []
+    assert world.events() == [("sms", "sent", None)]
 
 
 def test_only_post_and_only_when_configured(post: Post, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -190,25 +234,31 @@ def test_only_post_and_only_when_configured(post: Post, monkeypatch: pytest.Monk
     assert post("d=d-1", form, signed(PUBLIC_URL + "?d=d-1", form)).status_code == 503
 
 
-def test_an_inbound_stop_is_an_opt_out_signal_without_the_number_in_the_log(
-    post: Post, caplog: pytest.LogCaptureFixture
+def test_an_inbound_stop_unsubscribes_the_number_on_the_sites_that_messaged_it(
+    post: Post, caplog: pytest.LogCaptureFixture, world: World
 ) -> None:
-    inbound = {
-        "AccountSid": "AC" + "0" * 32,
-        "Body": "Stop",
-        "From": "+14155550123",
-        "MessageSid": SID,
-        "NumMedia": "0",
-        "SmsStatus": "received",
-        "To": "+15005550006",
-    }
+    def inbound(number: str) -> dict[str, str]:
+        return {
+            "AccountSid": "AC" + "0" * 32,
+            "Body": "Stop",
+            "From": number,
+            "MessageSid": SID,
+            "NumMedia": "0",
+            "SmsStatus": "received",
+            "To": "+15005550006",
+        }
 
-    answer = post("", inbound, signed(PUBLIC_URL, inbound))
+    stranger = "+14155550123"  # no site ever messaged this number: nothing to unsubscribe it from
+    assert post("", inbound(MINJI), signed(PUBLIC_URL, inbound(MINJI))).status_code == 200
+    assert post("", inbound(stranger), signed(PUBLIC_URL, inbound(stranger))).status_code == 200
 
-    assert answer.status_code == 200
-    [signal] = logged(caplog, "opt-out signal")
-    assert (signal["source"], signal["reason"], signal["request_id"]) == ("sms_stop", "sms STOP", SID)
-    assert "+14155550123" not in caplog.text
+    rows = [r for r in world.rows("raw.subscription") if r["source"] == "sms_stop"]
+    assert [(r["site_id"], r["address"], r["subscribed"], r["reason"]) for r in rows] == [
+        (SITE, MINJI, False, "sms STOP")
+    ]
+    recorded = logged(caplog, "twilio report recorded")
+    assert [(r["opt_outs"], r["unmatched"]) for r in recorded] == [(1, 0), (0, 1)]
+    assert MINJI not in caplog.text and stranger not in caplog.text
 
 
 # --- what a report means ---------------------------------------------------------------------------

@@ -11,6 +11,8 @@ decision is a row of `audiences.deliveries` with its outcome, reason, release ti
 rows it relied on: the funnel audience -> eligible -> held / skipped by reason -> planned sends.
 The sends are numbered into batches in delivery id order, and the run's rows go to the warehouse
 in one load before anything is published. Per member, Python only decides and appends a few values.
+`plan_decisions` makes the same decisions and writes nothing: the preview shows them
+(shared/services/campaign_preview.py).
 
 **Exactly once.** Delivery ids derive from (campaign, run, customer, channel), and a run's rows are
 written only when it has none: a retried plan finds them and writes nothing. Each batch is published
@@ -38,7 +40,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from itertools import groupby
@@ -61,7 +63,7 @@ from shared.messaging.ledger import (
     batch_key,
     event_row,
 )
-from shared.messaging.policy import prepare
+from shared.messaging.policy import Decision, Rules, prepare
 from shared.messaging.templates import MessageTemplate, RenderFailed, compiled
 from shared.ports import DocumentStore, EventBus, Warehouse
 from shared.ports.blobs import BlobStore
@@ -236,9 +238,8 @@ def _plan(
 ) -> tuple[pa.Table, int]:
     """Every delivery row of the run, as one Arrow table, and the number of batches of its sends."""
     columns: dict[str, list[Any]] = {name: [] for name in _PER_ROW}
-    sites = [str(r["site_id"]) for r in ledger.run(warehouse, "segment_sites", {"segment_id": campaign.segment_id})]
-    for site in sites:
-        _plan_site(warehouse, columns, campaign, policy, run_at, run_id, site, salt)
+    for part in plan_decisions(warehouse, campaign, policy, run_at, run_id, salt):
+        _add_rows(columns, part)
     ids, outcomes = columns["delivery_id"], columns["outcome"]
     sends = sorted(d for d, outcome in zip(ids, outcomes, strict=True) if outcome == Outcome.SEND)
     number = {d: index // batch_size + 1 for index, d in enumerate(sends)}
@@ -262,54 +263,76 @@ _PER_ROW: Final = (
 )  # fmt: skip
 
 
-def _plan_site(
-    warehouse: Warehouse,
-    columns: dict[str, list[Any]],
-    campaign: Campaign,
-    policy: MessagingPolicy,
-    run_at: datetime,
-    run_id: str,
-    site: str,
-    salt: str,
-) -> None:
-    """One site's rows, channel by channel along the chain, into `columns`."""
-    counts: dict[str, int] | None = None
-    replaces: dict[str, str] | None = None  # on a fallback channel: customer -> the row it replaces
-    for channel in campaign.channels:
-        answers = consent.eligible_audience(
-            warehouse, site, campaign.purpose, channel, run_at, salt, segment_id=campaign.segment_id
-        )
-        if replaces is not None:
-            answers = [a for a in answers if a.customer_id in replaces]
-        if not answers:
-            return
-        rules = prepare(campaign, channel, policy, run_at)
-        if counts is None:
-            since = rules.cap_since
-            counts = ledger.sent_counts(warehouse, site, campaign.segment_id, since) if since else {}
-        decisions = rules.decide_all(answers, counts)
-        falling: dict[str, str] = {}
-        add = {name: columns[name].append for name in _PER_ROW}
-        for answer, decision in zip(answers, decisions, strict=True):
-            customer = answer.customer_id
-            delivery = ledger.delivery_id(campaign.id, run_id, customer, channel)
-            add["delivery_id"](delivery)
-            add["site_id"](site)
-            add["customer_id"](customer)
-            add["channel"](channel.value)
-            add["address"](None if decision.reason is MessageReason.ERASED else answer.address)  # keep no trace
-            add["outcome"](decision.outcome.value)
-            add["reason"](decision.reason.value)
-            add["release_at"](decision.release_at)
-            add["consent_event_id"](decision.consent_event_id)
-            add["subscription_event_id"](decision.subscription_event_id)
-            add["night_consent_event_id"](decision.night_consent_event_id)
-            add["fallback_of"](replaces[customer] if replaces is not None else None)
-            if decision.outcome is Outcome.SKIP and decision.reason in PLAN_FALLBACKS:
-                falling[customer] = delivery
-        if not falling:
-            return
-        replaces = falling
+@dataclass(frozen=True)
+class ChannelPlan:
+    """One site's decisions on one channel of the chain, in the gate's order: what a run's delivery
+    rows are made of, and what a preview explains (shared/services/campaign_preview.py)."""
+
+    site_id: str
+    rules: Rules
+    answers: Sequence[consent.Eligibility]
+    decisions: Sequence[Decision]
+    delivery_ids: Sequence[str]
+    sent: Mapping[str, int]  # advertising messages sent to each customer since rules.cap_since
+    replaces: Mapping[str, str] | None  # on a fallback channel: customer -> the delivery it replaces
+
+
+def plan_decisions(
+    warehouse: Warehouse, campaign: Campaign, policy: MessagingPolicy, run_at: datetime, run_id: str, salt: str
+) -> Iterator[ChannelPlan]:
+    """The run's decisions, site by site and channel by channel along the chain, reading only.
+
+    Per site: the gate on the first channel for every member, the cap's counts once, then
+    `Rules.decide_all`; members skipped for a reason of the channel (PLAN_FALLBACKS) are decided
+    again on the next channel, and so on.
+    """
+    for row in ledger.run(warehouse, "segment_sites", {"segment_id": campaign.segment_id}):
+        site = str(row["site_id"])
+        sent: dict[str, int] | None = None
+        replaces: dict[str, str] | None = None
+        for channel in campaign.channels:
+            answers = consent.eligible_audience(
+                warehouse, site, campaign.purpose, channel, run_at, salt, segment_id=campaign.segment_id
+            )
+            if replaces is not None:
+                answers = [a for a in answers if a.customer_id in replaces]
+            if not answers:
+                break
+            rules = prepare(campaign, channel, policy, run_at)
+            if sent is None:
+                since = rules.cap_since
+                sent = ledger.sent_counts(warehouse, site, campaign.segment_id, since) if since else {}
+            decisions = rules.decide_all(answers, sent)
+            ids = [ledger.delivery_id(campaign.id, run_id, a.customer_id, channel) for a in answers]
+            yield ChannelPlan(site, rules, answers, decisions, ids, sent, replaces)
+            falling = {
+                answer.customer_id: delivery
+                for answer, decision, delivery in zip(answers, decisions, ids, strict=True)
+                if decision.outcome is Outcome.SKIP and decision.reason in PLAN_FALLBACKS
+            }
+            if not falling:
+                break
+            replaces = falling
+
+
+def _add_rows(columns: dict[str, list[Any]], part: ChannelPlan) -> None:
+    """One site's rows on one channel, appended to `columns`."""
+    add = {name: columns[name].append for name in _PER_ROW}
+    channel, site, replaces = part.rules.channel.value, part.site_id, part.replaces
+    for answer, decision, delivery in zip(part.answers, part.decisions, part.delivery_ids, strict=True):
+        customer = answer.customer_id
+        add["delivery_id"](delivery)
+        add["site_id"](site)
+        add["customer_id"](customer)
+        add["channel"](channel)
+        add["address"](None if decision.reason is MessageReason.ERASED else answer.address)  # keep no trace
+        add["outcome"](decision.outcome.value)
+        add["reason"](decision.reason.value)
+        add["release_at"](decision.release_at)
+        add["consent_event_id"](decision.consent_event_id)
+        add["subscription_event_id"](decision.subscription_event_id)
+        add["night_consent_event_id"](decision.night_consent_event_id)
+        add["fallback_of"](replaces[customer] if replaces is not None else None)
 
 
 def _batches(warehouse: Warehouse, campaign_id: str, run_id: str, first: int, last: int) -> list[tuple[int, list[str]]]:

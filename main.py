@@ -6,6 +6,7 @@ entry_point are the same string: functions-framework resolves the signature type
 
 from functions.build_segments.main import build_segments
 from functions.collect.main import collect
+from functions.deliver.main import deliver
 from functions.discover.main import discover
 from functions.load_dead_letters.main import load_dead_letters
 from functions.load_events.main import load_events
@@ -13,6 +14,7 @@ from functions.preferences.main import preferences
 from functions.privacy_requests.main import privacy_requests
 from functions.publish_audiences.main import publish_audiences
 from functions.refine.main import refine
+from functions.send_messages.main import send_messages
 from functions.sync_schedules.main import sync_schedules
 from functions.twilio_status.main import twilio_status
 from functions.validate_config.main import validate_config
@@ -20,6 +22,7 @@ from functions.validate_config.main import validate_config
 __all__ = [
     "build_segments",
     "collect",
+    "deliver",
     "discover",
     "load_dead_letters",
     "load_events",
@@ -27,6 +30,7 @@ __all__ = [
     "privacy_requests",
     "publish_audiences",
     "refine",
+    "send_messages",
     "sync_schedules",
     "twilio_status",
     "validate_config",

@@ -157,6 +157,40 @@ locals {
       timeout       = 540
     }
 
+    send_messages = {
+      description = "Plans each campaign run (audience, consent gate, caps, policy) into audiences.deliveries and fans its sends out on `sends`; the five-minute tick releases due holds and starts one-off campaigns (jobs message {\"job\": \"send_messages\"})."
+      # Fed by each campaign's schedule (sync_schedules' <prefix>-cmp-* jobs) and the fixed tick.
+      trigger = { type = "pubsub", topic = "jobs", filter = "attributes.job = \"send_messages\"" }
+      env     = local.messaging_env # the senders' settings (only previews here) and the outbox bucket
+      # The gate matches suppressed identifiers with the salt; previews carry sealed preference links.
+      secrets = { CDP_PRIVACY_SALT = "privacy-salt", CDP_PREFERENCE_KEY = "preference-key" }
+      # One run at a time: a run's rows are written once (a second plan of the same run could add a
+      # copy, which readers collapse, but costs a query). The planning runs in BigQuery.
+      memory        = "1Gi"
+      cpu           = "1"
+      concurrency   = 1
+      max_instances = 1
+      timeout       = 540
+    }
+
+    deliver = {
+      description = "Sends one batch of planned deliveries by e-mail (SMTP) or SMS (Twilio), each claimed in Firestore before the provider call so nothing is sent twice, falling back along the campaign's chain (push from `sends`)."
+      trigger     = { type = "pubsub", topic = "sends" }
+      env         = local.messaging_env
+      secrets     = { CDP_PRIVACY_SALT = "privacy-salt", CDP_PREFERENCE_KEY = "preference-key" }
+      # Read at send time through the Secret Manager API (cached), not bound: a deployment without
+      # one of the channels starts without its secret, and a rotated password needs no redeploy.
+      reads_secrets = ["smtp-password", "dkim-private-key", "twilio-auth-token"]
+      # Batches of 500 paced by messaging/policy throttles per provider, shared by the threads of an
+      # instance: instances x throttle must stay within the provider's limit (docs/campaigns.md).
+      memory        = "1Gi"
+      cpu           = "1"
+      concurrency   = 4
+      min_instances = 0
+      max_instances = 5
+      timeout       = 540
+    }
+
     privacy_requests = {
       description = "Erases or exports the people the pending Firestore privacy_requests name, in batches, and writes each receipt back (jobs message {\"job\": \"privacy_requests\"})."
       trigger     = { type = "pubsub", topic = "jobs", filter = "attributes.job = \"privacy_requests\"" }
@@ -236,6 +270,31 @@ locals {
     var.twilio_status_url != "" ? var.twilio_status_url :
     "https://${var.region}-${var.project_id}.cloudfunctions.net/${var.prefix}-twilio-status"
   )
+
+  # The preference centre every message links to (CDP_PREFERENCE_URL), like twilio_status_url.
+  preferences_url = (
+    var.preferences_url != "" ? var.preferences_url :
+    "https://${var.region}-${var.project_id}.cloudfunctions.net/${var.prefix}-preferences/"
+  )
+
+  # The senders (shared/config.py ChannelSettings) for send_messages and deliver. An unset value is
+  # "", which the settings read as unset (docs/channels.md); the outbox bucket holds dry runs' previews.
+  messaging_env = {
+    CDP_PREFERENCE_URL               = local.preferences_url
+    CDP_TWILIO_STATUS_URL            = local.twilio_status_url
+    CDP_MESSAGING_DRY_RUN            = tostring(var.messaging.dry_run)
+    CDP_PUBLISH_BUCKET               = local.files_bucket
+    CDP_EMAIL_FROM                   = var.messaging.email_from
+    CDP_EMAIL_REPLY_TO               = var.messaging.email_reply_to
+    CDP_SMTP_HOST                    = var.messaging.smtp_host
+    CDP_SMTP_PORT                    = tostring(var.messaging.smtp_port)
+    CDP_SMTP_SECURITY                = var.messaging.smtp_security
+    CDP_SMTP_USERNAME                = var.messaging.smtp_username
+    CDP_DKIM_DOMAIN                  = var.messaging.dkim_domain
+    CDP_DKIM_SELECTOR                = var.messaging.dkim_selector
+    CDP_TWILIO_ACCOUNT_SID           = var.messaging.twilio_account_sid
+    CDP_TWILIO_MESSAGING_SERVICE_SID = var.messaging.twilio_messaging_service_sid
+  }
 
   # functions/collect -> cdp-collect: Cloud Run service names allow no underscores.
   function_names = { for key in keys(local.functions) : key => "${var.prefix}-${replace(key, "_", "-")}" }

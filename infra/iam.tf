@@ -43,8 +43,18 @@ locals {
       { role = "roles/secretmanager.secretAccessor", on = "secret:ip-salt" },
     ]
     twilio_status = [
-      # Checks each webhook's signature with the auth token; records nothing yet (logs only).
+      # Checks each webhook's signature with the auth token.
       { role = "roles/secretmanager.secretAccessor", on = "secret:twilio-auth-token" },
+      # Finds the delivery a report names (recipients.sql: the row and its recipient) or the sites
+      # that messaged a number answering STOP; streams the event and the opt-out.
+      { role = "roles/bigquery.jobUser", on = "project" },
+      { role = "roles/bigquery.dataViewer", on = "table:audiences.deliveries" },
+      { role = "roles/bigquery.dataViewer", on = "table:audiences.delivery_events" },
+      { role = "roles/bigquery.dataViewer", on = "table:refined.profiles" },
+      { role = "roles/bigquery.dataViewer", on = "table:refined.identities" },
+      { role = "roles/bigquery.dataViewer", on = "table:raw.user" },
+      { role = "custom:stream_rows", on = "table:audiences.delivery_events" },
+      { role = "custom:stream_rows", on = "table:raw.subscription" },
     ]
     load_dead_letters = [
       # Streams each dead letter into raw.bad_rows; table-level keeps it off the event tables.
@@ -130,6 +140,52 @@ locals {
       { role = "roles/secretmanager.secretAccessor", on = "secret:facebook-access-token" },
       # Dry runs' request bodies (outbox/) and file exports (exports/).
       { role = "roles/storage.objectUser", on = "bucket:files" },
+    ]
+    send_messages = [
+      { role = "roles/bigquery.jobUser", on = "project" },
+      # The plan: members, identities, profiles and names, the consent ledgers and suppressions
+      # (the gate), the cap's counts; loads the run's rows into audiences.deliveries and streams
+      # released and expired holds' events.
+      { role = "roles/bigquery.dataViewer", on = "table:audiences.segment_members" },
+      { role = "roles/bigquery.dataViewer", on = "dataset:refined" },
+      { role = "roles/bigquery.dataViewer", on = "table:raw.user" },
+      { role = "roles/bigquery.dataViewer", on = "table:raw.consent" },
+      { role = "roles/bigquery.dataViewer", on = "table:raw.subscription" },
+      { role = "roles/bigquery.dataViewer", on = "table:privacy.suppressions" },
+      { role = "roles/bigquery.dataEditor", on = "table:audiences.deliveries" },
+      { role = "roles/bigquery.dataViewer", on = "table:audiences.delivery_events" },
+      { role = "custom:stream_rows", on = "table:audiences.delivery_events" },
+      # Reads campaigns, templates, messaging/policy and segments; writes campaigns' status, the
+      # batches published (send_batches) and `runs`.
+      { role = "roles/datastore.user", on = "project" },
+      { role = "roles/pubsub.publisher", on = "topic:sends" },
+      { role = "roles/secretmanager.secretAccessor", on = "secret:privacy-salt" },
+      { role = "roles/secretmanager.secretAccessor", on = "secret:preference-key" },
+      # Dry runs' previews (outbox/).
+      { role = "roles/storage.objectUser", on = "bucket:files" },
+    ]
+    deliver = [
+      { role = "roles/bigquery.jobUser", on = "project" },
+      # Decides each delivery again (the gate's tables, the cap's counts, the recipient's profile)
+      # and streams its events, fallback rows and provider opt-outs.
+      { role = "roles/bigquery.dataViewer", on = "table:audiences.segment_members" },
+      { role = "roles/bigquery.dataViewer", on = "dataset:refined" },
+      { role = "roles/bigquery.dataViewer", on = "table:raw.user" },
+      { role = "roles/bigquery.dataViewer", on = "table:raw.consent" },
+      { role = "roles/bigquery.dataViewer", on = "table:raw.subscription" },
+      { role = "roles/bigquery.dataViewer", on = "table:privacy.suppressions" },
+      { role = "roles/bigquery.dataViewer", on = "table:audiences.deliveries" },
+      { role = "roles/bigquery.dataViewer", on = "table:audiences.delivery_events" },
+      { role = "custom:stream_rows", on = "table:audiences.deliveries" },
+      { role = "custom:stream_rows", on = "table:audiences.delivery_events" },
+      { role = "custom:stream_rows", on = "table:raw.subscription" },
+      # Claims each delivery (deliveries/{id}), marks batches done, reads the campaign documents.
+      { role = "roles/datastore.user", on = "project" },
+      { role = "roles/secretmanager.secretAccessor", on = "secret:privacy-salt" },
+      { role = "roles/secretmanager.secretAccessor", on = "secret:preference-key" },
+      { role = "roles/secretmanager.secretAccessor", on = "secret:smtp-password" },
+      { role = "roles/secretmanager.secretAccessor", on = "secret:dkim-private-key" },
+      { role = "roles/secretmanager.secretAccessor", on = "secret:twilio-auth-token" },
     ]
     sync_schedules = [
       # Reads `segments` and `publications`, writes their status.schedule and `runs`.

@@ -286,3 +286,35 @@ resource "google_monitoring_alert_policy" "publication_failures" {
     auto_close = "86400s"
   }
 }
+
+# --- Campaigns -------------------------------------------------------------------------------------
+# send_messages logs {"message": "campaign stopped"} when a campaign needs a person: it no longer
+# validates, its segment was deleted or never built, or messaging/policy is invalid (its
+# status.error names the field). Outages are retried and do not log this.
+resource "google_monitoring_alert_policy" "campaign_failures" {
+  display_name = "CDP ${var.prefix}: a campaign stopped"
+  combiner     = "OR"
+
+  conditions {
+    display_name = "send_messages logged a stopped campaign"
+    condition_matched_log {
+      filter = "resource.type = \"cloud_run_revision\" AND resource.labels.service_name = \"${local.function_names["send_messages"]}\" AND jsonPayload.message = \"campaign stopped\""
+      label_extractors = {
+        campaign_id = "EXTRACT(jsonPayload.campaign_id)"
+      }
+    }
+  }
+
+  documentation {
+    mime_type = "text/markdown"
+    content   = "A campaign run stopped before planning and needs a person; nothing was sent for it. Its Firestore document campaigns/{id} has the field to fix in status.error (docs/campaigns.md, \"Running campaigns\"). Batches deliver could not finish are retried and end in the sends dead-letter subscription, which the dead-letter alert watches."
+  }
+
+  notification_channels = local.notification_channels
+  alert_strategy {
+    notification_rate_limit {
+      period = "3600s"
+    }
+    auto_close = "86400s"
+  }
+}

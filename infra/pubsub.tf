@@ -4,6 +4,7 @@ locals {
   source_topics = {
     beacons = "Event batches published by collect; consumed by load_events."
     jobs    = "Scheduled job requests from Cloud Scheduler: a JSON message naming the job, also in attribute `job`."
+    sends   = "Batches of planned deliveries published by send_messages (a campaign run, up to 500 delivery ids each); consumed by deliver."
   }
   topics = merge(local.source_topics, {
     for name, _ in local.source_topics : "${name}-dead-letter" => "Messages of ${name} that failed ${var.max_delivery_attempts} deliveries; kept for inspection and replay."

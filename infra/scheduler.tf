@@ -31,20 +31,30 @@ locals {
       schedule    = "10,40 * * * *"
       description = "Erase or export the people pending privacy requests name."
     }
-    # Segment and publication schedules edited in Firestore reach Cloud Scheduler within 10 minutes.
+    # Segment, publication and campaign schedules edited in Firestore reach Cloud Scheduler within 10 minutes.
     sync_schedules = {
       schedule    = "*/10 * * * *"
-      description = "Sync the per-segment and per-publication Cloud Scheduler jobs with Firestore."
+      description = "Sync the per-segment, per-publication and per-campaign Cloud Scheduler jobs with Firestore."
+    }
+    # The messaging tick: releases the holds now due (the 21:00-08:00 night without night consent
+    # is released at 08:00, quiet hours and send windows at their end) and starts one-off campaigns
+    # whose send_at has come. `body` adds to the message: {"job": "send_messages", "tick": true}.
+    send_messages = {
+      schedule    = "*/5 * * * *"
+      description = "Release due holds and start due one-off campaigns."
+      body        = { tick = true }
     }
   }
 
-  # Jobs sync_schedules manages: one per scheduled segment, named <prefix>-seg-<segment id>, and
-  # one per scheduled publication, <prefix>-pub-<publication id>, not declared here
-  # (CDP_SCHEDULE_JOB_PREFIX, CDP_SCHEDULE_PUBLICATION_JOB_PREFIX, docs/scheduling.md). The sync
+  # Jobs sync_schedules manages: one per scheduled segment, named <prefix>-seg-<segment id>, one
+  # per scheduled publication, <prefix>-pub-<publication id>, and one per scheduled campaign,
+  # <prefix>-cmp-<campaign id>, not declared here (CDP_SCHEDULE_JOB_PREFIX,
+  # CDP_SCHEDULE_PUBLICATION_JOB_PREFIX, CDP_SCHEDULE_CAMPAIGN_JOB_PREFIX, docs/scheduling.md). The sync
   # deletes every job with these prefixes that no document asks for, so no fixed job may carry
   # either (checked below).
   schedule_job_prefix    = "${var.prefix}-seg-"
   publication_job_prefix = "${var.prefix}-pub-"
+  campaign_job_prefix    = "${var.prefix}-cmp-"
 
   jobs = {
     for name, job in local.scheduled_jobs : name => merge(job, {
@@ -69,6 +79,10 @@ resource "terraform_data" "schedules_check" {
       condition     = alltrue([for name in keys(local.scheduled_jobs) : !startswith("${var.prefix}-${replace(name, "_", "-")}", local.publication_job_prefix)])
       error_message = "A fixed job's name starts with ${local.publication_job_prefix}, the prefix of the publication jobs sync_schedules manages and deletes."
     }
+    precondition {
+      condition     = alltrue([for name in keys(local.scheduled_jobs) : !startswith("${var.prefix}-${replace(name, "_", "-")}", local.campaign_job_prefix)])
+      error_message = "A fixed job's name starts with ${local.campaign_job_prefix}, the prefix of the campaign jobs sync_schedules manages and deletes."
+    }
   }
 }
 
@@ -92,7 +106,7 @@ resource "google_cloud_scheduler_job" "job" {
 
   pubsub_target {
     topic_name = google_pubsub_topic.topic["jobs"].id
-    data       = base64encode(jsonencode({ job = each.key }))
+    data       = base64encode(jsonencode(merge(try(each.value.body, {}), { job = each.key })))
     attributes = { job = each.key }
   }
 

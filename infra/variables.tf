@@ -117,6 +117,56 @@ variable "twilio_status_url" {
   }
 }
 
+variable "preferences_url" {
+  description = "Public URL of the preference centre every message links to (CDP_PREFERENCE_URL). Empty: the preferences function's own https://<region>-<project>.cloudfunctions.net/<prefix>-preferences/. Set it when a custom domain fronts the function."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.preferences_url == "" || can(regex("^https://[^/?#\\s]+(/[^?#\\s]*)?$", var.preferences_url))
+    error_message = "preferences_url must be an https URL without query string or fragment."
+  }
+}
+
+variable "messaging" {
+  description = "The e-mail and SMS senders (docs/channels.md): email_from enables e-mail, twilio_account_sid with twilio_messaging_service_sid enables SMS; a campaign naming a channel not enabled is refused. Passwords, the DKIM key and the Twilio auth token live in Secret Manager (smtp-password, dkim-private-key, twilio-auth-token), never here. dry_run: every campaign run only plans and renders previews."
+  type = object({
+    email_from                   = optional(string, "")
+    email_reply_to               = optional(string, "")
+    smtp_host                    = optional(string, "")
+    smtp_port                    = optional(number, 587)
+    smtp_security                = optional(string, "starttls")
+    smtp_username                = optional(string, "")
+    dkim_domain                  = optional(string, "")
+    dkim_selector                = optional(string, "")
+    twilio_account_sid           = optional(string, "")
+    twilio_messaging_service_sid = optional(string, "")
+    dry_run                      = optional(bool, false)
+  })
+  default = {}
+
+  validation {
+    condition     = contains(["starttls", "ssl", "none"], var.messaging.smtp_security)
+    error_message = "messaging.smtp_security must be starttls, ssl or none."
+  }
+  validation {
+    condition     = var.messaging.email_from == "" || var.messaging.smtp_host != ""
+    error_message = "messaging.email_from needs messaging.smtp_host (the relay that sends it)."
+  }
+  validation {
+    condition     = (var.messaging.twilio_account_sid == "") == (var.messaging.twilio_messaging_service_sid == "")
+    error_message = "Set both messaging.twilio_account_sid (AC...) and messaging.twilio_messaging_service_sid (MG...), or neither."
+  }
+  validation {
+    condition     = var.messaging.twilio_account_sid == "" || can(regex("^AC[0-9a-f]{32}$", var.messaging.twilio_account_sid))
+    error_message = "messaging.twilio_account_sid is AC followed by 32 hex digits."
+  }
+  validation {
+    condition     = (var.messaging.dkim_domain == "") == (var.messaging.dkim_selector == "")
+    error_message = "Set both messaging.dkim_domain and messaging.dkim_selector to sign e-mail, or neither."
+  }
+}
+
 variable "max_delivery_attempts" {
   description = "Deliveries of a Pub/Sub message before it goes to the dead-letter topic; also CDP_MAX_DELIVERY_ATTEMPTS, so the loader knows when it sees the last attempt."
   type        = number

@@ -263,7 +263,7 @@ class ChannelSettings:
                 f"localhost), got {status_url!r}"
             )
         return cls(
-            smtp_host=env.get("CDP_SMTP_HOST", cls.smtp_host),
+            smtp_host=env.get("CDP_SMTP_HOST") or cls.smtp_host,
             smtp_port=_int(env, "CDP_SMTP_PORT", 465 if security == "ssl" else cls.smtp_port),
             smtp_security=security,  # type: ignore[arg-type]
             smtp_username=env.get("CDP_SMTP_USERNAME") or None,

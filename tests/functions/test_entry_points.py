@@ -27,13 +27,16 @@ from shared.adapters.duckdb_warehouse import DuckDBWarehouse
 from shared.config import Settings
 from shared.preferences.links import seal
 from shared.schema import table_spec
-from tests.builders import firestore_event_headers, proto_event
+from shared.services.deliver import DeliverPorts
+from shared.services.send_job import SendPorts
+from tests.builders import firestore_event_headers, new_warehouse, proto_event
 from tests.fakes import FakeBus, FakeDocumentStore, FakeSecrets
 
 HTTP, CLOUD_EVENT = "http", "cloudevent"
 SIGNATURES = {
     "build_segments": CLOUD_EVENT,
     "collect": HTTP,
+    "deliver": CLOUD_EVENT,
     "discover": CLOUD_EVENT,
     "load_dead_letters": CLOUD_EVENT,
     "load_events": CLOUD_EVENT,
@@ -41,6 +44,7 @@ SIGNATURES = {
     "privacy_requests": CLOUD_EVENT,
     "publish_audiences": CLOUD_EVENT,
     "refine": CLOUD_EVENT,
+    "send_messages": CLOUD_EVENT,
     "sync_schedules": CLOUD_EVENT,
     "twilio_status": HTTP,
     "validate_config": CLOUD_EVENT,
@@ -53,6 +57,7 @@ OTHER_JOB = {
     "sync_schedules": "refine",
     "privacy_requests": "refine",
     "publish_audiences": "build_segments",
+    "send_messages": "publish_audiences",
 }
 ENV = {
     "CDP_PROJECT": "cdp-test",
@@ -79,9 +84,7 @@ class Ports:
 
 @pytest.fixture
 def ports(monkeypatch: pytest.MonkeyPatch) -> Ports:
-    warehouse = DuckDBWarehouse(":memory:")
-    warehouse.ensure_tables([table_spec("raw.bad_rows")])
-    ports = Ports(warehouse)
+    ports = Ports(new_warehouse())
     settings = Settings.from_env(ENV)
     built = {
         "settings": settings,
@@ -101,6 +104,10 @@ def ports(monkeypatch: pytest.MonkeyPatch) -> Ports:
 
     for name, value in built.items():
         monkeypatch.setattr(bootstrap, name, accessor(name, value))
+    send = SendPorts(ports.warehouse, ports.documents, ports.bus, None, "salt", frozenset({"email", "sms"}))
+    monkeypatch.setattr(bootstrap, "send_ports", accessor("send_ports", send))
+    deliver = DeliverPorts(ports.warehouse, ports.documents, {}, "salt")
+    monkeypatch.setattr(bootstrap, "deliver_ports", accessor("deliver_ports", deliver))
     monkeypatch.setattr(bootstrap, "job_scheduler", lambda: pytest.fail("no request here reaches Cloud Scheduler"))
     monkeypatch.setattr(serving, "settle_heap", lambda: None)  # would freeze the test runner's heap
     # create_app writes the type it resolved here; monkeypatch puts the variable back afterwards.
@@ -134,6 +141,7 @@ def test_every_export_of_main_has_its_test() -> None:
     assert sorted(main.__all__) == sorted(SIGNATURES)
     assert {
         "collect",
+        "deliver",
         "load_events",
         "load_dead_letters",
         "preferences",
@@ -287,14 +295,42 @@ def test_twilio_status_takes_a_signed_status_callback_and_refuses_a_forged_one(
     caplog.set_level(logging.INFO, logger="functions.twilio_status.main")
     client = app_client("twilio_status")
     assert resolved_signature() == SIGNATURES["twilio_status"]
-    url = ENV["CDP_TWILIO_STATUS_URL"] + "?d=d-42"
+    delivery = "4" * 32  # no delivery of ours: read, counted, nothing recorded
+    url = ENV["CDP_TWILIO_STATUS_URL"] + f"?d={delivery}"
     form = {"MessageSid": "SM" + "ab" * 16, "MessageStatus": "delivered", "To": "+821012345678"}
     signed = signature(ENV["CDP_TWILIO_AUTH_TOKEN"], url, form)
-    forged = client.post("/?d=d-43", data=form, headers={"X-Twilio-Signature": signed})
-    assert forged.status_code == 403 and "delivery event" not in caplog.text
-    answer = client.post("/?d=d-42", data=form, headers={"X-Twilio-Signature": signed})
+    forged = client.post("/?d=" + "5" * 32, data=form, headers={"X-Twilio-Signature": signed})
+    assert forged.status_code == 403 and "twilio report recorded" not in caplog.text
+    answer = client.post(f"/?d={delivery}", data=form, headers={"X-Twilio-Signature": signed})
     assert answer.status_code == 200 and answer.get_data(as_text=True).endswith("<Response></Response>")
-    [event] = [r for r in caplog.records if r.getMessage() == "delivery event"]
-    assert (event.__dict__["delivery_id"], event.__dict__["kind"]) == ("d-42", "delivered")
+    [recorded] = [r for r in caplog.records if r.getMessage() == "twilio report recorded"]
+    assert (recorded.__dict__["events"], recorded.__dict__["unmatched"]) == (0, 1)
     assert client.get("/").status_code == 405
-    assert ports.asked == ["settings"] * 2 and ports.bus.published == []
+    assert ports.asked == ["settings", "settings", "warehouse"] and ports.bus.published == []
+
+
+def test_send_messages_runs_the_tick_and_records_a_missing_campaign(ports: Ports) -> None:
+    client = app_client("send_messages")
+    assert resolved_signature() == SIGNATURES["send_messages"]
+    body = {"job": "send_messages", "campaign_id": "no-such-campaign", "tick": True}
+    answer = client.post("/", json=push(json.dumps(body).encode(), job="send_messages"))
+    assert answer.status_code == 200, answer.get_data(as_text=True)
+    assert ports.asked == ["send_ports"] and ports.bus.published == []  # nothing held, nothing due
+    refused = client.post("/", json=push(b'{"job": "send_messages"}', job="send_messages"))
+    assert refused.status_code == 200 and ports.asked == ["send_ports"]  # no campaign, no tick: logged
+
+
+def test_deliver_acknowledges_a_message_that_is_no_batch_and_sends_nothing(
+    ports: Ports, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="functions.deliver.main")
+    client = app_client("deliver")
+    assert resolved_signature() == SIGNATURES["deliver"]
+    answer = client.post("/", json=push(b'{"campaign_id": "c"}'))
+    assert answer.status_code == 200, answer.get_data(as_text=True)
+    [refused] = [r for r in caplog.records if r.getMessage() == "sends message refused"]
+    assert "run_id" in refused.__dict__["error"] and ports.asked == []
+    batch = {"campaign_id": "c", "run_id": "r", "batch": "b", "delivery_ids": ["6" * 32]}
+    done = client.post("/", json=push(json.dumps(batch).encode()))  # names no planned delivery
+    assert done.status_code == 200, done.get_data(as_text=True)
+    assert ports.asked == ["deliver_ports"] and ports.bus.published == []

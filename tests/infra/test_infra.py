@@ -325,7 +325,10 @@ def test_function_settings_are_settings_the_code_reads(locals_: dict[str, Any]) 
     known = settings_env_names()
     names = set(locals_["common_env"])
     for f in locals_["functions"].values():
-        names |= set(f.get("env", {})) | set(f.get("secrets", {}))
+        env = f.get("env", {})
+        if isinstance(env, str):  # a map of locals, e.g. "${local.messaging_env}"
+            env = locals_[env.removeprefix("${local.").removesuffix("}")]
+        names |= set(env) | set(f.get("secrets", {}))
     framework = {"THREADS"}  # read by functions-framework, not by our settings
     assert names - known - framework == set(), f"infra sets variables {', '.join(SETTINGS_MODULES)} never read"
     assert {"CDP_PROJECT", "CDP_WAREHOUSE", "CDP_DATASET_PREFIX", "CDP_BEACON_TOPIC"} <= names
@@ -334,7 +337,7 @@ def test_function_settings_are_settings_the_code_reads(locals_: dict[str, Any]) 
 
 
 # The scheduled jobs and the functions that run them (same name): one run at a time each.
-JOB_FUNCTIONS = {"refine", "discover", "build_segments", "sync_schedules", "privacy_requests"}
+JOB_FUNCTIONS = {"refine", "discover", "build_segments", "sync_schedules", "privacy_requests", "send_messages"}
 # Service account IDs are at most 30 characters; variables.tf allows prefixes of up to 8.
 LONGEST_PREFIX = 8
 
@@ -838,8 +841,9 @@ def test_secrets_exist_and_are_bound_only_where_granted(locals_: dict[str, Any])
     # The IP salt: collect hashes beacons' addresses, the preference centre the proof of a change.
     holders = {n for n, f in locals_["functions"].items() if "ip-salt" in f.get("secrets", {}).values()}
     assert holders == {"collect", "preferences"}
+    # The preference-link key: the centre opens links; the messaging functions seal them into messages.
     holders = {n for n, f in locals_["functions"].items() if "preference-key" in f.get("secrets", {}).values()}
-    assert holders == {"preferences"}
+    assert holders == {"preferences", "send_messages", "deliver"}
     # The bus signing key: collect signs, the loader checks; nobody else may read it.
     holders = {n for n, f in locals_["functions"].items() if "bus-key" in f.get("secrets", {}).values()}
     assert holders == {"collect", "load_events"}
@@ -849,7 +853,7 @@ def test_secrets_exist_and_are_bound_only_where_granted(locals_: dict[str, Any])
     assert readers == {"collect", "load_events"}
     # The suppression salt: refinement drops the identifiers privacy erasures suppressed.
     holders = {n for n, f in locals_["functions"].items() if "privacy-salt" in f.get("secrets", {}).values()}
-    assert holders == {"refine", "privacy_requests", "publish_audiences"}
+    assert holders == {"refine", "privacy_requests", "publish_audiences", "send_messages", "deliver"}
     assert locals_["functions"]["refine"]["secrets"] == {"CDP_PRIVACY_SALT": "privacy-salt"}
     assert locals_["functions"]["privacy_requests"]["secrets"] == {"CDP_PRIVACY_SALT": "privacy-salt"}
 
@@ -913,8 +917,23 @@ def test_roles_are_least_privilege_for_todays_functions(locals_: dict[str, Any])
         ("roles/secretmanager.secretAccessor", "secret:preference-key"),
         ("roles/secretmanager.secretAccessor", "secret:ip-salt"),
     }
-    # Twilio's webhook checks signatures with the auth token and reads or writes nothing else yet.
-    assert roles["twilio_status"] == {("roles/secretmanager.secretAccessor", "secret:twilio-auth-token")}
+    # Twilio's webhook checks signatures with the auth token, reads the deliveries it is told of
+    # and streams events and opt-outs; nothing else.
+    assert roles["twilio_status"] == {
+        ("roles/secretmanager.secretAccessor", "secret:twilio-auth-token"),
+        ("roles/bigquery.jobUser", "project"),
+        *{
+            ("roles/bigquery.dataViewer", f"table:{t}")
+            for t in (
+                "audiences.deliveries",
+                "audiences.delivery_events",
+                "refined.profiles",
+                "refined.identities",
+                "raw.user",
+            )
+        },  # fmt: skip
+        *{("custom:stream_rows", f"table:{t}") for t in ("audiences.delivery_events", "raw.subscription")},
+    }
     assert locals_["functions"]["twilio_status"]["reads_secrets"] == ["twilio-auth-token"]
     assert "secrets" not in locals_["functions"]["twilio_status"]  # nothing bound: it starts without SMS
     # Nobody may delete or rewrite the system of record through a dataset-wide role.
@@ -954,6 +973,39 @@ def test_roles_are_least_privilege_for_todays_functions(locals_: dict[str, Any])
         ("roles/datastore.user", "project"),
         ("custom:stream_rows", "table:audit.config_changes"),  # the audit log of each edit
         ("roles/secretmanager.viewer", "secret:facebook-access-token"),  # whether it exists, not its value
+    }
+    # Campaigns: the plan loads its rows into one table and streams events; deliver only streams.
+    # Neither may touch the raw events, the publication ledger or privacy beyond the suppressions.
+    gate_reads = {
+        ("roles/bigquery.dataViewer", f"table:{t}")
+        for t in ("audiences.segment_members", "raw.user", "raw.consent", "raw.subscription", "privacy.suppressions")
+    } | {("roles/bigquery.dataViewer", "dataset:refined")}
+    secrets = {("roles/secretmanager.secretAccessor", f"secret:{n}") for n in ("privacy-salt", "preference-key")}
+    assert roles["send_messages"] == gate_reads | secrets | {
+        ("roles/bigquery.jobUser", "project"),
+        ("roles/bigquery.dataEditor", "table:audiences.deliveries"),
+        ("roles/bigquery.dataViewer", "table:audiences.delivery_events"),
+        ("custom:stream_rows", "table:audiences.delivery_events"),
+        ("roles/datastore.user", "project"),
+        ("roles/pubsub.publisher", "topic:sends"),
+        ("roles/storage.objectUser", "bucket:files"),
+    }
+    senders = {
+        ("roles/secretmanager.secretAccessor", f"secret:{n}") for n in locals_["functions"]["deliver"]["reads_secrets"]
+    }
+    assert roles["deliver"] == gate_reads | secrets | senders | {
+        ("roles/bigquery.jobUser", "project"),
+        *{("roles/bigquery.dataViewer", f"table:{t}") for t in ("audiences.deliveries", "audiences.delivery_events")},
+        *{
+            ("custom:stream_rows", f"table:{t}")
+            for t in ("audiences.deliveries", "audiences.delivery_events", "raw.subscription")
+        },  # fmt: skip
+        ("roles/datastore.user", "project"),
+    }
+    assert set(locals_["functions"]["deliver"]["reads_secrets"]) == {
+        "smtp-password",
+        "dkim-private-key",
+        "twilio-auth-token",
     }
     # validate_config checks for exactly the token secrets a run may read.
     checked = {on.split(":", 1)[1] for role, on in roles["validate_config"] if role == "roles/secretmanager.viewer"}
@@ -1250,7 +1302,8 @@ def test_files_bucket_keeps_personal_data_private_and_briefly(
     assert functions["publish_audiences"]["env"]["CDP_PUBLISH_BUCKET"] == "${local.files_bucket}"
     assert functions["privacy_requests"]["env"]["CDP_PRIVACY_EXPORT_BUCKET"] == "${local.files_bucket}"
     writers = {fn for fn, grants in locals_["function_roles"].items() for g in grants if g["on"] == "bucket:files"}
-    assert writers == {"publish_audiences", "privacy_requests"}
+    assert locals_["messaging_env"]["CDP_PUBLISH_BUCKET"] == "${local.files_bucket}"  # campaign previews
+    assert writers == {"publish_audiences", "privacy_requests", "send_messages"}
 
 
 def test_monitoring_watches_stopped_publications(tf: dict[str, dict[str, Any]], locals_: dict[str, Any]) -> None:
@@ -1261,6 +1314,15 @@ def test_monitoring_watches_stopped_publications(tf: dict[str, dict[str, Any]], 
     assert "publication stopped" in matched["filter"] and "jsonPayload.message" in matched["filter"]
     assert 'function_names["publish_audiences"]' in matched["filter"]
     assert '"publication stopped"' in Path(publish_job.__file__).read_text()  # the line the service logs
+
+
+def test_monitoring_watches_stopped_campaigns(tf: dict[str, dict[str, Any]]) -> None:
+    from shared.services import send_job
+
+    policy = resource(tf, "google_monitoring_alert_policy", "campaign_failures")
+    matched = policy["conditions"][0]["condition_matched_log"][0]
+    assert "campaign stopped" in matched["filter"] and 'function_names["send_messages"]' in matched["filter"]
+    assert '"campaign stopped"' in Path(send_job.__file__).read_text()  # the line the service logs
 
 
 def test_monitoring_watches_stale_and_failing_segments(tf: dict[str, dict[str, Any]]) -> None:

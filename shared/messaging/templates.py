@@ -345,6 +345,19 @@ def _one_line(text: str) -> str:
     return " ".join(text.split()) if "\n" in text or "\r" in text else text
 
 
+def _compile(env: ImmutableSandboxedEnvironment, source: str | None) -> Template | None:
+    """One field compiled, its globals (the environment's, as a ChainMap over them) flattened into
+    one dict: Jinja walks a template's globals twice per render (merged into the context, and their
+    names listed), and walking a ChainMap took 40 % of a short SMS's render (18 -> 11 us, measured
+    by scripts/bench send). The environments' globals never change after import, so the copy stays
+    equal to them."""
+    if source is None:
+        return None
+    template = env.from_string(source)
+    template.globals = dict(template.globals)
+    return template
+
+
 class CompiledTemplate:
     """A template's parts compiled once (compiled() caches them per id and digest).
 
@@ -361,10 +374,10 @@ class CompiledTemplate:
         self.digest = template.digest
         sms = template.parts.get(Channel.SMS, {})
         email = template.parts.get(Channel.EMAIL, {})
-        self._sms = _TEXT.from_string(sms["text"]) if "text" in sms else None
-        self._subject = _TEXT.from_string(email["subject"]) if "subject" in email else None
-        self._text = _TEXT.from_string(email["text"]) if "text" in email else None
-        self._html = _HTML.from_string(email["html"]) if "html" in email else None
+        self._sms = _compile(_TEXT, sms.get("text"))
+        self._subject = _compile(_TEXT, email.get("subject"))
+        self._text = _compile(_TEXT, email.get("text"))
+        self._html = _compile(_HTML, email.get("html"))
 
     def render(
         self, channel: object, context: Mapping[str, object], form: AdForm | None = None, mailto: str | None = None

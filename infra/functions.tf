@@ -207,13 +207,14 @@ locals {
     }
 
     sync_schedules = {
-      description = "Makes the Cloud Scheduler jobs <prefix>-seg-* and <prefix>-pub-* match the schedules of the Firestore segments and publications (jobs message {\"job\": \"sync_schedules\"})."
+      description = "Makes the Cloud Scheduler jobs <prefix>-seg-*, <prefix>-pub-* and <prefix>-cmp-* match the schedules of the Firestore segments, publications and campaigns (jobs message {\"job\": \"sync_schedules\"})."
       trigger     = { type = "pubsub", topic = "jobs", filter = "attributes.job = \"sync_schedules\"" }
       # shared/config.py ScheduleSettings.from_env.
       env = {
         CDP_SCHEDULER_LOCATION              = var.region # where scheduler.tf puts the fixed jobs too
         CDP_SCHEDULE_JOB_PREFIX             = local.schedule_job_prefix
         CDP_SCHEDULE_PUBLICATION_JOB_PREFIX = local.publication_job_prefix
+        CDP_SCHEDULE_CAMPAIGN_JOB_PREFIX    = local.campaign_job_prefix
         CDP_SCHEDULE_TIME_ZONE              = var.time_zone
         CDP_JOBS_TOPIC                      = "jobs" # google_pubsub_topic.topic["jobs"], named by its key
       }

@@ -87,6 +87,8 @@ class ScheduleSettings:
     # name a publication's job and neither kind's sync deletes the other's jobs.
     publication_job_prefix: str = "cdp-pub-"
     publication_job: str = "publish_audiences"  # the job a publication's schedule fires
+    campaign_job_prefix: str = "cdp-cmp-"  # campaigns' jobs, under a third prefix of their own
+    campaign_job: str = "send_messages"  # the job a campaign's schedule fires
     default_time_zone: str = "Asia/Seoul"
     # The schedule of a segment that names none (None: such a segment gets no job). Segment parsing
     # (shared/tam) builds such segments daily at 07:00, so the job fires then too.
@@ -99,17 +101,21 @@ class ScheduleSettings:
         env = os.environ if env is None else env
         prefix = env.get("CDP_SCHEDULE_JOB_PREFIX", cls.job_prefix)
         publication_prefix = env.get("CDP_SCHEDULE_PUBLICATION_JOB_PREFIX", cls.publication_job_prefix)
-        for name, value in (
+        campaign_prefix = env.get("CDP_SCHEDULE_CAMPAIGN_JOB_PREFIX", cls.campaign_job_prefix)
+        prefixes = (
             ("CDP_SCHEDULE_JOB_PREFIX", prefix),
             ("CDP_SCHEDULE_PUBLICATION_JOB_PREFIX", publication_prefix),
-        ):
+            ("CDP_SCHEDULE_CAMPAIGN_JOB_PREFIX", campaign_prefix),
+        )
+        for name, value in prefixes:
             if not re.fullmatch(r"[A-Za-z0-9_-]{2,100}", value):
                 raise ConfigError(f"{name} must be 2-100 letters, digits, '-' or '_', got {value!r}")
-        if prefix.startswith(publication_prefix) or publication_prefix.startswith(prefix):
-            raise ConfigError(
-                f"CDP_SCHEDULE_JOB_PREFIX {prefix!r} and CDP_SCHEDULE_PUBLICATION_JOB_PREFIX {publication_prefix!r} "
-                "overlap: each sync would delete the other's jobs"
-            )
+        for i, (name, value) in enumerate(prefixes):
+            for other, other_value in prefixes[i + 1 :]:
+                if value.startswith(other_value) or other_value.startswith(value):
+                    raise ConfigError(
+                        f"{name} {value!r} and {other} {other_value!r} overlap: each sync would delete the other's jobs"
+                    )
         minutes = env.get("CDP_SCHEDULE_MIN_INTERVAL_MINUTES", str(cls.min_interval_minutes))
         if not minutes.isascii() or not minutes.isdigit():
             raise ConfigError(f"CDP_SCHEDULE_MIN_INTERVAL_MINUTES must be a whole number, got {minutes!r}")
@@ -119,6 +125,8 @@ class ScheduleSettings:
             segment_job=env.get("CDP_SCHEDULE_SEGMENT_JOB", cls.segment_job),
             publication_job_prefix=publication_prefix,
             publication_job=env.get("CDP_SCHEDULE_PUBLICATION_JOB", cls.publication_job),
+            campaign_job_prefix=campaign_prefix,
+            campaign_job=env.get("CDP_SCHEDULE_CAMPAIGN_JOB", cls.campaign_job),
             default_time_zone=env.get("CDP_SCHEDULE_TIME_ZONE", cls.default_time_zone),
             default_cron=env.get("CDP_SCHEDULE_DEFAULT_CRON", cls.default_cron or "") or None,
             min_interval_minutes=int(minutes),

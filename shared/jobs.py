@@ -100,7 +100,15 @@ def accept(
 
 
 def fixed_job_spec(
-    job: str, cron: str, time_zone: str = "Asia/Seoul", description: str = "", prefix: str = "cdp", topic: str = "jobs"
+    job: str,
+    cron: str,
+    time_zone: str = "Asia/Seoul",
+    description: str = "",
+    prefix: str = "cdp",
+    topic: str = "jobs",
+    body: Mapping[str, Any] | None = None,
 ) -> JobSpec:
-    """A fixed job as infra/scheduler.tf declares it (name <prefix>-<job with - for _>), for the local runner."""
-    return JobSpec(f"{prefix}-{job.replace('_', '-')}", cron, time_zone, topic, {"job": job}, description)
+    """A fixed job as infra/scheduler.tf declares it (name <prefix>-<job with - for _>, its `body`
+    beside the job's name in the message), for the local runner."""
+    message = {**(body or {}), "job": job}
+    return JobSpec(f"{prefix}-{job.replace('_', '-')}", cron, time_zone, topic, message, description)

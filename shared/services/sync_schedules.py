@@ -1,15 +1,17 @@
-"""Segment and publication schedules: Firestore `segments` and `publications` documents become
-scheduler jobs, kept in step by sync_schedules.
+"""Segment, publication and campaign schedules: Firestore `segments`, `publications` and `campaigns`
+documents become scheduler jobs, kept in step by sync_schedules.
 
-Marketers set `schedule` and `enabled` on a segment or a publication; nobody edits Cloud Scheduler by hand. The
+Marketers set `schedule` and `enabled` on a segment, a publication or a campaign; nobody edits Cloud
+Scheduler by hand. The
 `JobScheduler` port (shared/ports/scheduler.py) has one adapter per place jobs can live: Cloud
 Scheduler in production (shared/adapters/cloud_scheduler.py) and an in-process cron runner locally
 (devstack/local_scheduler.py), which has no emulator to stand in for it.
 
 A managed job publishes, like the fixed jobs of infra/scheduler.tf, a jobs message (shared/jobs.py)
-naming the segment: `{"job": "build_segments", "segment_id": "<id>"}`, or the publication:
-`{"job": "publish_audiences", "publication_id": "<id>"}`. Each kind's jobs have their own prefix
-(ScheduleSettings), so the two never share a name and each is listed and pruned on its own.
+naming the segment: `{"job": "build_segments", "segment_id": "<id>"}`, the publication:
+`{"job": "publish_audiences", "publication_id": "<id>"}`, or the campaign:
+`{"job": "send_messages", "campaign_id": "<id>"}`. Each kind's jobs have their own prefix
+(ScheduleSettings), so no two kinds share a name and each is listed and pruned on its own.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import Any
 from shared.activation.publications import InvalidConfig, parse_publication
 from shared.config import ScheduleSettings
 from shared.cron import check_schedule
+from shared.messaging.campaigns import CAMPAIGNS, parse_campaign
 from shared.ports.documents import DocumentStore
 from shared.ports.errors import JobRejected
 from shared.ports.scheduler import MAX_DESCRIPTION, JobScheduler, JobSpec
@@ -77,6 +80,24 @@ def publication_job(
         config,
         now,
     )
+
+
+def campaign_job(
+    campaign_id: str, campaign: Mapping[str, Any], config: ScheduleSettings, now: datetime
+) -> JobSpec | str | None:
+    """The job a campaign document asks for; None when it has no schedule (a one-off starts from the
+    messaging tick, a campaign without either by hand); else the reason it cannot have one."""
+    try:
+        parse_campaign(campaign_id, campaign, min_interval_minutes=config.min_interval_minutes, now=now)
+    except InvalidConfig as exc:
+        return str(exc.problems[0])
+    if campaign.get("schedule") is None:
+        return None
+    message = {"job": config.campaign_job, "campaign_id": campaign_id}
+    return _job(
+        "Sends campaign", CAMPAIGNS, campaign_id, campaign, campaign["schedule"], config.campaign_job_prefix,
+        message, config, now,
+    )  # fmt: skip
 
 
 def _job(
@@ -146,7 +167,8 @@ def sync_schedules(
     run_id: str | None = None,
 ) -> SyncReport:
     """Make the scheduler's jobs under config.job_prefix exactly the enabled, valid segment schedules,
-    and those under config.publication_job_prefix the enabled, valid publication schedules.
+    those under config.publication_job_prefix the enabled, valid publication schedules, and those
+    under config.campaign_job_prefix the enabled, valid campaign schedules.
 
     Creates missing jobs, updates changed ones, deletes those whose document is gone, disabled or
     invalid (a segment without a schedule gets config.default_cron, a publication none); jobs without
@@ -158,6 +180,7 @@ def sync_schedules(
     with recorded(documents, report, record_start=False):
         _sync("segments", config.job_prefix, _plan, documents, scheduler, config, now, report)
         _sync(PUBLICATIONS, config.publication_job_prefix, _plan_publication, documents, scheduler, config, now, report)
+        _sync(CAMPAIGNS, config.campaign_job_prefix, _plan_campaign, documents, scheduler, config, now, report)
         report.status = "partial" if report.errors else "ok"
     return report
 
@@ -249,6 +272,27 @@ def _plan_publication(
     if planned is None:
         return None
     return _claim("publication", publication_id, _error_key(PUBLICATIONS, publication_id), planned, wanted, report)
+
+
+def _plan_campaign(
+    campaign_id: str,
+    campaign: Mapping[str, Any],
+    config: ScheduleSettings,
+    now: datetime,
+    wanted: dict[str, tuple[str, JobSpec]],
+    report: SyncReport,
+) -> dict[str, Any] | None:
+    """Add the campaign's job to wanted; return the status.schedule entry it should carry. A campaign
+    sends nothing until `enabled` is true, so one without it has no job either."""
+    if campaign.get("enabled", False) is not True:
+        return {"state": "off", "reason": "the campaign is not enabled"}
+    try:
+        planned = campaign_job(campaign_id, campaign, config, now)
+    except Exception as exc:  # noqa: BLE001 - one campaign's data never stops the others
+        planned = f"schedule: could not be planned: {type(exc).__name__}: {str(exc)[:200]}"
+    if planned is None:
+        return None
+    return _claim("campaign", campaign_id, _error_key(CAMPAIGNS, campaign_id), planned, wanted, report)
 
 
 def _claim(

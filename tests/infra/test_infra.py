@@ -365,15 +365,18 @@ def test_sync_schedules_gets_the_schedule_settings_of_this_deployment(
         "CDP_SCHEDULER_LOCATION": "${var.region}",
         "CDP_SCHEDULE_JOB_PREFIX": "${local.schedule_job_prefix}",
         "CDP_SCHEDULE_PUBLICATION_JOB_PREFIX": "${local.publication_job_prefix}",
+        "CDP_SCHEDULE_CAMPAIGN_JOB_PREFIX": "${local.campaign_job_prefix}",
         "CDP_SCHEDULE_TIME_ZONE": "${var.time_zone}",
         "CDP_JOBS_TOPIC": "jobs",
     }
     assert locals_["schedule_job_prefix"] == "${var.prefix}-seg-"
     assert locals_["publication_job_prefix"] == "${var.prefix}-pub-"
+    assert locals_["campaign_job_prefix"] == "${var.prefix}-cmp-"
     # The code's defaults are what this deployment sets for prefix "cdp".
     source = (ROOT / "shared" / "config.py").read_text()
     assert 'job_prefix: str = "cdp-seg-"' in source and 'topic: str = "jobs"' in source
     assert 'publication_job_prefix: str = "cdp-pub-"' in source
+    assert 'campaign_job_prefix: str = "cdp-cmp-"' in source
     # Topics are named by their key (pubsub.tf); the adapter publishes only to this one.
     assert "jobs" in topic_names(locals_)
     assert resource(tf, "google_pubsub_topic", "topic")["name"] == "${each.key}"
@@ -1266,6 +1269,7 @@ def test_the_fixed_jobs_are_the_scheduled_functions(locals_: dict[str, Any], tf:
     conditions = [p["condition"] for p in check["lifecycle"][0]["precondition"]]
     assert any("local.schedule_job_prefix" in c for c in conditions)
     assert any("local.publication_job_prefix" in c for c in conditions)
+    assert any("local.campaign_job_prefix" in c for c in conditions)
 
 
 def test_monitoring_watches_dead_letters_errors_and_rejections(tf: dict[str, dict[str, Any]]) -> None:

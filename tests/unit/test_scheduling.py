@@ -186,7 +186,7 @@ def test_jobs_without_our_prefix_are_never_touched() -> None:
     sync_schedules(docs, jobs, CONFIG, NOW)
 
     assert jobs.jobs == foreign
-    assert {name for verb, name in jobs.calls if verb == "list"} == {"cdp-seg-", "cdp-pub-"}
+    assert {name for verb, name in jobs.calls if verb == "list"} == {"cdp-seg-", "cdp-pub-", "cdp-cmp-"}
     assert all(name.startswith("cdp-seg-") for _, name in jobs.writes())
 
 
@@ -353,7 +353,9 @@ def test_fixed_jobs_have_the_name_and_message_infra_scheduler_tf_gives_them() ->
     )
     tf = (Path(__file__).parents[2] / "infra" / "scheduler.tf").read_text()
     assert 'name        = "${var.prefix}-${replace(each.key, "_", "-")}"' in tf
-    assert "data       = base64encode(jsonencode({ job = each.key }))" in tf
+    assert "data       = base64encode(jsonencode(merge(try(each.value.body, {}), { job = each.key })))" in tf
+    tick = fixed_job_spec("send_messages", "*/5 * * * *", body={"tick": True, "job": "not this"})
+    assert tick.data == b'{"job":"send_messages","tick":true}' and tick.attributes == {"job": "send_messages"}
     assert "attributes = { job = each.key }" in tf
 
 
@@ -507,3 +509,58 @@ def test_the_two_job_prefixes_must_not_overlap() -> None:
             ScheduleConfig.from_env(
                 {"CDP_SCHEDULE_JOB_PREFIX": segments, "CDP_SCHEDULE_PUBLICATION_JOB_PREFIX": publications}
             )
+
+
+# --- campaigns -----------------------------------------------------------------------------------
+
+
+def campaign(cron: str | None = "0 10 * * 1", **extra: Any) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "name": "Win-back",
+        "segment_id": "winback",
+        "kind": "advertising",
+        "channels": ["sms", "email"],
+        "template_id": "winback",
+        "enabled": True,
+        **extra,
+    }
+    if cron is not None:
+        doc["schedule"] = {"cron": cron}
+    return doc
+
+
+def test_a_scheduled_enabled_campaign_becomes_a_job_send_messages_takes() -> None:
+    from shared.services.send_job import send_job
+    from shared.services.send_messages import JOB as SEND_JOB
+
+    docs, jobs = CountingStore(), FakeJobs()
+    docs.set("campaigns", "c1", campaign())
+    docs.set("campaigns", "once", campaign(None, send_at="2026-06-10T01:00:00Z"))  # the tick starts it
+    docs.set("campaigns", "draft", campaign(enabled=False))
+
+    report = sync_schedules(docs, jobs, CONFIG, NOW)
+
+    assert report.created == ["cdp-cmp-c1"] and report.status == "ok" and sorted(jobs.jobs) == ["cdp-cmp-c1"]
+    job = jobs.jobs["cdp-cmp-c1"]
+    assert (job.cron, job.time_zone, job.attributes) == ("0 10 * * 1", "Asia/Seoul", {"job": SEND_JOB})
+    assert send_job(job.message, NOW).campaigns == ("c1",) and "campaigns/c1" in job.description
+    assert docs.docs["campaigns"]["c1"]["status"]["schedule"]["job"] == "cdp-cmp-c1"
+    assert docs.docs["campaigns"]["draft"]["status"]["schedule"] == {
+        "state": "off",
+        "reason": "the campaign is not enabled",
+        "updated_at": NOW,
+    }
+    assert "schedule" not in docs.docs["campaigns"]["once"].get("status", {})
+
+    docs.set("campaigns", "c1", campaign(kind="newsletter"))  # no longer valid: its job goes
+    report = sync_schedules(docs, jobs, CONFIG, NOW)
+    assert report.deleted == ["cdp-cmp-c1"] and jobs.jobs == {}
+    assert report.errors["campaigns/c1"].startswith("kind: ")
+
+
+def test_the_three_job_prefixes_must_not_overlap() -> None:
+    from shared.config import ConfigError
+
+    assert ScheduleConfig.from_env({"CDP_SCHEDULE_CAMPAIGN_JOB_PREFIX": "stg-cmp-"}).campaign_job_prefix == "stg-cmp-"
+    with pytest.raises(ConfigError, match="CDP_SCHEDULE_CAMPAIGN_JOB_PREFIX 'cdp-seg-x'"):
+        ScheduleConfig.from_env({"CDP_SCHEDULE_CAMPAIGN_JOB_PREFIX": "cdp-seg-x"})

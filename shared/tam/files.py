@@ -14,11 +14,13 @@ from shared.tam.rules import describe
 
 
 class UnreadableSegmentFile(Exception):
-    """The file cannot be read or is not a segment document; the message names the file."""
+    """The file cannot be read or holds no document (a mapping); the message names the file."""
 
 
-def load_file(path: Path) -> tuple[str, dict[str, Any]]:
-    """(segment id, document) from a YAML file: the id is its `id:` key, else the file name's stem."""
+def load_file(path: Path, document: str = "segment document") -> tuple[str, dict[str, Any]]:
+    """(document id, document) from a YAML file: the id is its `id:` key, else the file name's stem.
+
+    `document` names what the file should hold in messages (campaign files use the same reader)."""
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:
@@ -28,10 +30,10 @@ def load_file(path: Path) -> tuple[str, dict[str, Any]]:
     except yaml.YAMLError as exc:
         raise UnreadableSegmentFile(f"{path}: not valid YAML: {exc}") from exc
     except RecursionError as exc:
-        raise UnreadableSegmentFile(f"{path}: nests too deeply to be a segment document") from exc
+        raise UnreadableSegmentFile(f"{path}: nests too deeply to be a {document}") from exc
     except ValueError as exc:  # PyYAML converts scalars with int(), which refuses over 4300 digits
         raise UnreadableSegmentFile(f"{path}: not valid YAML: {str(exc)[:200]}") from exc
     if not isinstance(data, dict):
-        raise UnreadableSegmentFile(f"{path}: expected a segment document (a mapping), got {type(data).__name__}")
-    segment_id = data.get("id", path.stem)
-    return segment_id if isinstance(segment_id, str) else describe(segment_id), data
+        raise UnreadableSegmentFile(f"{path}: expected a {document} (a mapping), got {type(data).__name__}")
+    doc_id = data.get("id", path.stem)
+    return doc_id if isinstance(doc_id, str) else describe(doc_id), data

@@ -195,6 +195,43 @@ class PreferenceSettings:
         return self.key
 
 
+# The click-link key of the local stack and the demo: links signed with it can be made by anyone who
+# reads this file, so a BigQuery deployment never takes it (its key comes from Secret Manager click-key).
+LOCAL_CLICK_KEY = "cdp-local-click-key"
+
+
+@dataclass(frozen=True)
+class ClickSettings:
+    """Click tracking (env CDP_CLICK_*, docs/campaigns.md#click-tracking): the key links are signed
+    with (Secret Manager `click-key`: deliver signs, collect checks), collect's public URL the links
+    point to (unset: link() adds UTM parameters only) and how long a link keeps working."""
+
+    key: str | None = field(default=None, repr=False)
+    url: str | None = None
+    link_days: int = 90
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str], warehouse: str) -> ClickSettings:
+        key = env.get("CDP_CLICK_KEY") or (LOCAL_CLICK_KEY if warehouse == "duckdb" else None)
+        url = env.get("CDP_CLICK_URL") or None
+        if url is not None and not re.match(
+            r"^(https://[^/?#\s]+|http://(127\.0\.0\.1|localhost)(:[0-9]+)?)(/[^?#\s]*)?$", url
+        ):
+            raise ConfigError(
+                f"CDP_CLICK_URL must be collect's https URL without query or fragment (http only for "
+                f"localhost), got {url!r}"
+            )
+        days = _int(env, "CDP_CLICK_LINK_DAYS", cls.link_days)
+        if days < 1:
+            raise ConfigError(f"CDP_CLICK_LINK_DAYS must be at least 1, got {days}")
+        return cls(key=key, url=url, link_days=days)
+
+    def require_key(self) -> str:
+        if not self.key:
+            raise ConfigError("missing environment variable CDP_CLICK_KEY (Secret Manager secret click-key)")
+        return self.key
+
+
 @dataclass(frozen=True)
 class PublishSettings:
     """Publishing audiences (env CDP_PUBLISH_*, docs/publishing.md): where the Graph API is, where
@@ -322,6 +359,7 @@ class Settings:
     schedules: ScheduleSettings = field(default_factory=ScheduleSettings)
     privacy: PrivacySettings = field(default_factory=lambda: PrivacySettings(salt=LOCAL_PRIVACY_SALT))
     preferences: PreferenceSettings = field(default_factory=lambda: PreferenceSettings(key=LOCAL_PREFERENCE_KEY))
+    clicks: ClickSettings = field(default_factory=lambda: ClickSettings(key=LOCAL_CLICK_KEY))
     publish: PublishSettings = field(default_factory=PublishSettings)
     channels: ChannelSettings = field(default_factory=ChannelSettings)
 
@@ -349,6 +387,7 @@ class Settings:
             schedules=ScheduleSettings.from_env(env),
             privacy=PrivacySettings.from_env(env, warehouse),
             preferences=PreferenceSettings.from_env(env, warehouse),
+            clicks=ClickSettings.from_env(env, warehouse),
             publish=PublishSettings.from_env(env),
             channels=ChannelSettings.from_env(env),
         )

@@ -1,4 +1,4 @@
--- What a template may say of a few customers of one site (@customer_ids), read as recipients.sql
+-- What a template may say of a few customers of one site (by id), read as recipients.sql
 -- reads it for a delivery: refined.profiles' columns, and the names from raw.user, the latest
 -- non-blank value recorded under any of the customer's member or visitor ids. A campaign preview
 -- has no delivery rows to start from, so it names the customers.
@@ -65,18 +65,8 @@ names as (
 
 select
     c.customer_id,
-    p.member_id,
-    p.email,
-    p.phone,
-    p.region,
-    p.rfm,
-    p.age,
-    p.recency_days,
-    p.odr_ltv,
-    p.rvn_ltv,
-    n.given_name,
-    n.family_name,
-    n.full_name
+    p.* except (customer_id),
+    n.* except (customer_id)
 from customers as c
 left join profiles as p on p.customer_id = c.customer_id
 left join names as n on n.customer_id = c.customer_id

@@ -198,7 +198,7 @@ def _refine_and_segment(pipeline: LocalPipeline, days: int, out: Path, timings: 
     from datetime import UTC, datetime, timedelta
 
     from cli.refine import backfill
-    from devstack import consent_demo, preferences_demo, privacy_demo, publish_demo
+    from devstack import campaign_demo, consent_demo, preferences_demo, privacy_demo, publish_demo
     from shared.adapters.firestore_store import FirestoreStore
     from shared.config import LOCAL_PRIVACY_SALT
     from shared.services import discover, segments
@@ -243,6 +243,8 @@ def _refine_and_segment(pipeline: LocalPipeline, days: int, out: Path, timings: 
             publish_demo.second(publishing, warehouse, documents, pipeline.env, now, LOCAL_PRIVACY_SALT)
         finally:
             warehouse.close()
+    with timings.stage("campaigns"):
+        campaigns = campaign_demo.run(pipeline, documents, out, now, SITE_ID, LOCAL_PRIVACY_SALT)
     print(f"Refinement: {run.status} in {timings.stages['refine']:.1f}s; rows {run.rows}")
     print(f"  profiles {profiles['n']:,} (members {profiles['members']:,})")
     print("  RFM groups (customers with an order in the period)")
@@ -262,6 +264,7 @@ def _refine_and_segment(pipeline: LocalPipeline, days: int, out: Path, timings: 
     print(privacy_report)
     print(preferences_report)
     print(publish_demo.report(publishing))
+    print(campaign_demo.report(campaigns))
     return (
         run.status == "succeeded"
         and not built.failed
@@ -269,6 +272,7 @@ def _refine_and_segment(pipeline: LocalPipeline, days: int, out: Path, timings: 
         and preferences_ok
         and privacy_ok
         and publishing.ok
+        and campaigns.ok
     )
 
 

@@ -25,10 +25,11 @@ BEACON_TOPIC = "beacons"
 DEAD_LETTER_TOPIC = "beacons-dead-letter"
 
 
-def serve_function(target: str, log_dir: Path, env: Mapping[str, str]) -> Server:
-    """Run one entry point of main.py under functions-framework on a free port (through
-    devstack/serve.py: a stalled client cannot hold the server's threads)."""
-    port = free_port()
+def serve_function(target: str, log_dir: Path, env: Mapping[str, str], port: int | None = None) -> Server:
+    """Run one entry point of main.py under functions-framework on a free port, or on `port` when
+    its URL must be known before it starts (through devstack/serve.py: a stalled client cannot hold
+    the server's threads)."""
+    port = port or free_port()
     argv = [
         sys.executable,
         "-m",

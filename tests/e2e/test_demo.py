@@ -60,5 +60,19 @@ def test_the_default_demo_agrees_and_every_example_segment_has_members(
     )
     assert first and second, printed[printed.find("Publishing") :]
     assert int(first.group(1)) == int(first.group(2)) > 0 and int(second.group(1)) == int(first.group(2)) - 1
+    # Campaigns: what the ledger says was sent is what the fakes received, and a STOP reply sticks.
+    campaigns = printed[printed.find("Campaigns (examples/campaigns") :]
+    received = re.search(
+        r"^  the fakes received (\d+) e-mails and (\d+) SMS; the ledger says sent (\d+) and (\d+), "
+        r"SMS delivered (\d+): each once, none lost$",
+        campaigns,
+        re.MULTILINE,
+    )
+    assert received, campaigns
+    emails, sms, sent_emails, sent_sms, delivered = (int(g) for g in received.groups())
+    assert emails == sent_emails > 0 and sms == sent_sms == delivered  # SMS may be held at night
+    assert "VIP 회원 등급 안내 (이메일) (vip-grade-notice)" in campaigns
+    if sms:
+        assert "one recipient replied STOP: the gate now answers unsubscribed for SMS" in campaigns
     last = printed.strip().splitlines()[-1]
     assert re.fullmatch(r"demo: done in \d+ s \(load \d+ msgs/s\)", last), last

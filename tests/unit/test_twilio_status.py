@@ -164,6 +164,11 @@ def test_error_21610_unsubscribes_the_number_on_the_deliverys_site(post: Post, w
 
     [row] = [r for r in world.rows("raw.subscription") if r["source"] == "provider_opt_out"]
     assert (row["site_id"], row["channel"], row["address"], row["subscribed"]) == (SITE, "sms", MINJI, False)
+    assert world.events() == [
+        ("sms", "sent", None),
+        ("sms", "failed", "21610"),
+        ("sms", "unsubscribed", "twilio 21610"),
+    ]
 
 
 @pytest.mark.parametrize(
@@ -258,6 +263,7 @@ def test_an_inbound_stop_unsubscribes_the_number_on_the_sites_that_messaged_it(
     ]
     recorded = logged(caplog, "twilio report recorded")
     assert [(r["opt_outs"], r["unmatched"]) for r in recorded] == [(1, 0), (0, 1)]
+    assert world.events() == [("sms", "sent", None), ("sms", "unsubscribed", "sms STOP")]  # on her last SMS
     assert MINJI not in caplog.text and stranger not in caplog.text
 
 

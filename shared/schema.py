@@ -82,8 +82,9 @@ class SubjectKey:
             raise ValueError(f"{where}: give exactly one of type and type_column")
         if key.type is not None and key.type not in SUBJECT_KEY_TYPES:
             raise ValueError(f"{where}: type must be one of {', '.join(SUBJECT_KEY_TYPES)}, got {key.type!r}")
-        if key.json_path is not None and (key.type not in IDENTIFIER_TYPES or not _JSON_PATH.fullmatch(key.json_path)):
-            raise ValueError(f"{where}: json_path must look like $.email and go with an identifier type")
+        json_types = (*IDENTIFIER_TYPES, "customer")  # raw.event's clicks name the customer in properties
+        if key.json_path is not None and (key.type not in json_types or not _JSON_PATH.fullmatch(key.json_path)):
+            raise ValueError(f"{where}: json_path must look like $.email and go with an identifier or customer type")
         bad = sorted({t for _, t in key.types} - set(IDENTIFIER_TYPES))
         if bad or (key.types and key.type_column is None):
             raise ValueError(f"{where}: types maps type_column values to {', '.join(IDENTIFIER_TYPES)}")

@@ -8,9 +8,11 @@ autoescaped, text parts and subjects are not (what select_autoescape does for .h
 environments because the parts have no file names).
 
 Checked at save, each problem with its field path (`sms.text`, `email.subject`): syntax, unknown
-filters, variables outside VARIABLES, unsafe attribute access, a variant of the "(광고)" mark, and
-the length of a render with sample values (SMS: 1,600 characters, Twilio's concatenation limit, and
-2,000 bytes in EUC-KR, the LMS limit of Korean carriers; subject: 998 characters, RFC 5322's line).
+filters, variables outside VARIABLES, unsafe attribute access, `link()` with anything but a quoted
+http(s) URL (shared/messaging/clicks.py: a signed link must not send people where data says), a
+variant of the "(광고)" mark, and the length of a render with sample values, click links included
+at their real length (SMS: 1,600 characters, Twilio's concatenation limit, and 2,000 bytes in
+EUC-KR, the LMS limit of Korean carriers; subject: 998 characters, RFC 5322's line).
 At send time each recipient's render is checked again, and a failure is a reason code, never an
 exception: one bad profile must not stop a campaign.
 """
@@ -32,7 +34,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from shared.activation.publications import InvalidConfig
 from shared.consent.vocabulary import Channel
-from shared.messaging import MessageReason, adform
+from shared.messaging import MessageReason, adform, clicks
 from shared.messaging.adform import AdForm
 from shared.tam.rules import MAX_ERRORS, Problem, describe, field_path
 
@@ -67,16 +69,12 @@ class Variable:
 
 
 SAMPLE_URL: Final = "https://prefs.example.com/?t=" + "x" * 152  # a sealed token is about 150 characters
-SAMPLE_LINK: Final = "https://collect.example.com/r/" + "x" * 120  # a signed click redirect
+LINK: Final = "link"  # the function that makes a URL a click link (clicks.linker)
 
 
 def _untracked(url: object) -> object:
-    """link(url) when the sender tracks no clicks: the URL itself."""
+    """link(url) for a render without a sender's own `link` in its context: the URL itself."""
     return url
-
-
-def _sample_link(url: object) -> str:
-    return SAMPLE_LINK
 
 
 PROFILE_VARIABLES: Final = (
@@ -98,7 +96,7 @@ SYSTEM_VARIABLES: Final = (
     Variable("unsubscribe_url", "RFC 8058 one-click unsubscribe for the address (adform.preference_urls)", SAMPLE_URL),
     Variable("sender_name", "messaging/policy sender.name", "홍길동상회"),
     Variable("sender_contact", "messaging/policy sender.contact", "02-1234-5678"),
-    Variable("link", "link(url): the URL as a click-tracked redirect; the URL itself when untracked", _sample_link),
+    Variable(LINK, "link('https://…'): the URL as a signed click redirect with UTM parameters", clicks.sample_link),
 )
 VARIABLES: Final[Mapping[str, Variable]] = MappingProxyType(
     {v.name: v for v in (*PROFILE_VARIABLES, *SYSTEM_VARIABLES)}
@@ -117,7 +115,7 @@ def _finalize(value: object) -> object:
 
 def _environment(autoescape: bool) -> ImmutableSandboxedEnvironment:
     env = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=autoescape, finalize=_finalize)
-    env.globals["link"] = _untracked
+    env.globals[LINK] = _untracked
     return env
 
 
@@ -134,6 +132,7 @@ class MessageTemplate:
     parts: Mapping[Channel, Mapping[str, str]]
     digest: str
     variables: frozenset[str]  # every variable a part uses: the columns the sender must read
+    links: frozenset[str] = frozenset()  # the destinations its link() calls name
 
     def has(self, channel: object) -> bool:
         return channel in self.parts
@@ -175,6 +174,7 @@ def parse_template(template_id: str, doc: Any) -> MessageTemplate:
             problems.append(Problem(key, f"expected a text of at most {limit:,} characters, got {describe(value)}"))
     parts: dict[Channel, dict[str, str]] = {}
     used: set[str] = set()
+    links: set[str] = set()
     for channel, fields in PARTS.items():
         part = doc.get(channel.value)
         if part is None:
@@ -184,7 +184,7 @@ def parse_template(template_id: str, doc: Any) -> MessageTemplate:
                 Problem(channel.value, f"expected an object with {', '.join(fields)}, got {describe(part)}")
             )
             continue
-        checked = _check_part(channel, part, problems)
+        checked = _check_part(channel, part, problems, links)
         if checked is not None:
             parts[channel], names = checked
             used |= names
@@ -196,11 +196,12 @@ def parse_template(template_id: str, doc: Any) -> MessageTemplate:
         raise InvalidConfig(problems)
     canonical = json.dumps({c.value: dict(sorted(p.items())) for c, p in sorted(parts.items())}, ensure_ascii=False)
     digest = hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16]
-    return MessageTemplate(template_id, name if isinstance(name, str) else "", parts, digest, frozenset(used))
+    name = name if isinstance(name, str) else ""
+    return MessageTemplate(template_id, name, parts, digest, frozenset(used), frozenset(links))
 
 
 def _check_part(
-    channel: Channel, part: Mapping[str, Any], problems: list[Problem]
+    channel: Channel, part: Mapping[str, Any], problems: list[Problem], links: set[str]
 ) -> tuple[dict[str, str], set[str]] | None:
     """One channel's part: its sources and the variables they use, or None (problems appended)."""
     fields = PARTS[channel]
@@ -220,7 +221,7 @@ def _check_part(
             if name in REQUIRED[channel]:
                 problems.append(Problem(path, "is required"))
             continue
-        template = _check_source(path, source, _HTML if name == "html" else _TEXT, used, problems)
+        template = _check_source(path, source, _HTML if name == "html" else _TEXT, used, problems, links)
         if template is not None:
             sources[name], compiled[name] = str(source), template
     if len(problems) > before:
@@ -230,7 +231,12 @@ def _check_part(
 
 
 def _check_source(
-    path: str, source: object, env: ImmutableSandboxedEnvironment, used: set[str], problems: list[Problem]
+    path: str,
+    source: object,
+    env: ImmutableSandboxedEnvironment,
+    used: set[str],
+    problems: list[Problem],
+    links: set[str],
 ) -> Template | None:
     """Parse and compile one field; its unknown variables and unsafe attributes are problems."""
     limit = MAX_SOURCE.get(path.rsplit(".", 1)[-1], MAX_TEXT_SOURCE)
@@ -257,6 +263,7 @@ def _check_source(
         problems.append(Problem(path, f"access to {attribute!r} is not allowed"))
     for name in sorted(names - VARIABLES.keys()):
         problems.append(Problem(path, f"unknown variable {name!r}; known: {', '.join(VARIABLES)}"))
+    problems.extend(Problem(path, message) for message in _link_problems(tree, links))
     used |= names & VARIABLES.keys()
     return env.from_string(tree) if len(problems) == before else None
 
@@ -275,6 +282,32 @@ def _unsafe_attributes(tree: nodes.Template) -> set[str]:
             for arg in node.args:
                 if isinstance(arg, nodes.Const) and isinstance(arg.value, str) and arg.value.startswith("_"):
                     found.add(arg.value)
+    return found
+
+
+def _link_problems(tree: nodes.Template, links: set[str]) -> list[str]:
+    """Every use of `link` must be a call with one quoted http(s) URL (clicks.destination_problem):
+    a destination a variable chose could be anywhere, and a signed link goes wherever it says.
+    The destinations found are added to `links`."""
+    found: list[str] = []
+    called: set[int] = set()
+    for call in tree.find_all(nodes.Call):
+        if not (isinstance(call.node, nodes.Name) and call.node.name == LINK):
+            continue
+        called.add(id(call.node))
+        if len(call.args) != 1 or call.kwargs or call.dyn_args or call.dyn_kwargs:
+            found.append("link() takes one argument, the destination: link('https://shop.example/sale')")
+            continue
+        arg = call.args[0]
+        url = arg.value if isinstance(arg, nodes.Const) else None
+        problem = clicks.destination_problem(url)
+        if problem is not None:
+            found.append(problem)
+        elif isinstance(url, str):
+            links.add(url)
+    for name in tree.find_all(nodes.Name):
+        if name.name == LINK and id(name) not in called:
+            found.append("link is a function: write {{ link('https://shop.example/sale') }}")
     return found
 
 

@@ -4,6 +4,9 @@ It answers 2xx only after the bus acknowledged the publish, so a 2xx means nothi
 503 means nothing was accepted and the tracker keeps the batch to retry. Nothing a visitor did not
 consent to leaves it: identifiers and click ids are stripped before publishing (shared.redaction),
 and consent events become consent-ledger rows here (shared.consent_events).
+
+It also follows the click links of our messages (`GET /c`, shared/messaging/clicks.py): a redirect
+to the destination a signed token names, and the click published like a beacon.
 """
 
 from __future__ import annotations
@@ -17,16 +20,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 import orjson
 
 from shared import beacons, consent_events, redaction
-from shared.beacons import Context, Invalid, Limits, Rejection
+from shared.beacons import Context, Invalid, Limits, Rejection, ValidEvent
 from shared.config import Site
 from shared.enrich.geo import Geo, parse_geo_header
 from shared.enrich.ip import client_ip, hash_ip
 from shared.enrich.user_agent import ClientInfo, parse_user_agent
+from shared.messaging import clicks
 from shared.ports import EventBus, TransientError
 from shared.signing import SIGNATURE_ATTRIBUTE, sign
 from shared.tracker import TrackerAsset
@@ -94,6 +98,7 @@ class CollectorConfig:
     region_header: str = "X-Client-Geo-Location"
     trusted_proxy_hops: int = 1  # see shared.enrich.ip.client_ip
     bus_key: str | None = field(default=None, repr=False)  # signs bus messages (shared.signing)
+    click_key: str | None = field(default=None, repr=False)  # checks click links (None: /c is not served)
 
 
 def handle_request(
@@ -112,7 +117,9 @@ def handle_request(
         return collect_pixel(request, config, bus, now)
     if method == "POST" and path in ("/", "/e"):
         return collect_batch(request, config, bus, now)
-    if path in ("/", "/e", "/p.gif", "/tracker.js", "/healthz"):
+    if path == clicks.PATH and method in ("GET", "HEAD"):
+        return collect_click(request, config, bus, now)
+    if path in ("/", "/e", "/p.gif", "/tracker.js", "/healthz", clicks.PATH):
         return HttpResponse.json(405, {"error": "method_not_allowed", "detail": f"{method} is not allowed on {path}"})
     return HttpResponse.json(404, {"error": "not_found", "detail": f"no endpoint at {path}"})
 
@@ -213,6 +220,70 @@ def collect_pixel(request: HttpRequest, config: CollectorConfig, bus: EventBus, 
     if response.status == 503:
         headers.update(response.headers)
     return HttpResponse(response.status, PIXEL_GIF, headers)
+
+
+_CLICK_REFUSED: Final = {"malformed": 400, "forged": 403, "expired": 410}
+
+
+def collect_click(request: HttpRequest, config: CollectorConfig, bus: EventBus, now: datetime) -> HttpResponse:
+    """GET /c?t=TOKEN, a click on a message's link: 302 to the destination the token names, with
+    its UTM parameters, once the token's signature and expiry hold; otherwise 4xx with the reason
+    and no redirect. The click is published like a beacon (a `message_clicked` event and, unless a
+    bot made it, the delivery's `clicked` ledger row). The person is sent on even when the bus is
+    down: one click's record is worth less than their way to the page. HEAD (link checkers)
+    redirects without recording."""
+    if not config.click_key:
+        return HttpResponse.json(404, {"error": "not_found", "detail": "click links are not served here"})
+    try:
+        click = clicks.open_click(request.query.get("t", ""), config.click_key, now)
+    except clicks.ClickError as exc:
+        log.warning("click refused", extra={"reason": exc.reason})
+        status = _CLICK_REFUSED[exc.reason]
+        return HttpResponse.json(
+            status, {"error": f"{exc.reason}_link", "detail": str(exc)}, {"Cache-Control": "no-store"}
+        )
+    if request.method.upper() == "GET":
+        _record_click(request, config, bus, click, now)
+    return HttpResponse(302, b"", {"Location": click.landing(), "Cache-Control": "no-store"})
+
+
+def _record_click(
+    request: HttpRequest, config: CollectorConfig, bus: EventBus, click: clicks.Click, now: datetime
+) -> None:
+    """Publish one click: its raw.event (device and place as for any beacon; no IP hash, since the
+    event names the customer) and, for a person rather than a bot, its delivery_events row."""
+    request_id = new_request_id()
+    user_agent = request.header("user-agent")
+    client, geo, _ = _request_facts(
+        user_agent,
+        request.header("x-forwarded-for"),
+        request.remote_addr,
+        request.header(config.region_header),
+        config.ip_salt,
+        config.trusted_proxy_hops,
+    )
+    ctx = Context(
+        click.site_id, now, clicks.SOURCE, request_id, user_agent=user_agent[:1024] if user_agent else None,
+        client=client, geo=geo,
+    )  # fmt: skip
+    event = ValidEvent(
+        type="event", event_id=clicks.click_id(click, now), event_ts=now, client_ts=now, visitor_id=None,
+        member_id=None, consent_analytics=None, consent_ads=None, url=click.url, title=None, referrer=None,
+        props=clicks.event_props(click),
+    )  # fmt: skip
+    rows = [] if client.is_bot else [(clicks.LEDGER_TABLE, clicks.ledger_row(click, now))]
+    message = encode_message(
+        [beacons.event_message(event, beacons.event_columns(event, 0, ctx))], rows, request_id, ctx
+    )
+    attributes = {"site_id": click.site_id, "request_id": request_id, "rows": str(1 + len(rows))}
+    if config.bus_key:
+        attributes[SIGNATURE_ATTRIBUTE] = sign(message, config.bus_key)
+    try:
+        bus.publish(config.topic, message, attributes)
+    except TransientError as exc:
+        log.error(
+            "click not recorded", extra={"request_id": request_id, "campaign_id": click.campaign_id, "error": str(exc)}
+        )
 
 
 def new_request_id() -> str:

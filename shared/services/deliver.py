@@ -68,6 +68,7 @@ from shared.messaging.campaigns import (
     parse_policy,
     validate_campaign,
 )
+from shared.messaging.clicks import ClickLinks, linker
 from shared.messaging.ledger import (
     BATCHES,
     CLAIMS,
@@ -83,7 +84,7 @@ from shared.messaging.ledger import (
 )
 from shared.messaging.ledger import delivery_id as make_delivery_id
 from shared.messaging.policy import GateAnswer, cap_since, prepare
-from shared.messaging.templates import CompiledTemplate, MessageTemplate, RenderFailed, compiled
+from shared.messaging.templates import LINK, CompiledTemplate, MessageTemplate, RenderFailed, compiled
 from shared.ports import DocumentStore, TransientError, Warehouse
 from shared.ports.channels import (
     ChannelError,
@@ -212,6 +213,7 @@ class DeliverPorts:
     links: Links | None = None  # None: no preference links (advertising e-mails then fail to render)
     limiter: RateLimiter = LIMITER
     claim_timeout: timedelta = CLAIM_TIMEOUT
+    clicks: ClickLinks | None = None  # click tracking (settings.clicks); None: link() adds UTM parameters only
 
 
 @dataclass
@@ -310,8 +312,10 @@ def render(
     recipient: Recipient,
     links: Links | None,
     now: datetime,
+    clicks: ClickLinks | None = None,
 ) -> Message | RenderFailed:
-    """The message one recipient gets, or the reason it cannot be made (a code, never an exception)."""
+    """The message one recipient gets, or the reason it cannot be made (a code, never an exception).
+    A template's link() calls become this delivery's click links (clicks.linker)."""
     address = recipient.address
     if not address:
         return RenderFailed(MessageReason.RENDER_FAILED, "no address")
@@ -328,6 +332,8 @@ def render(
         except (ValueError, ConsentError) as exc:
             return RenderFailed(MessageReason.RENDER_FAILED, f"no preference link: {exc}")
         context["preference_url"], context["unsubscribe_url"] = preference, unsubscribe
+    if template.links:
+        context[LINK] = linker(recipient, clicks, now)
     advertising = campaign.kind is Kind.ADVERTISING
     rendered = renderer.render(recipient.channel, context, form if advertising else None, policy.unsubscribe_mailto)
     if isinstance(rendered, RenderFailed):
@@ -590,7 +596,10 @@ class _Job:
     def message(self, row: Recipient) -> Message | RenderFailed:
         assert self.loaded is not None and self.renderer is not None
         loaded = self.loaded
-        return render(self.renderer, loaded.template, loaded.campaign, loaded.policy, row, self.ports.links, self.now)
+        ports = self.ports
+        return render(
+            self.renderer, loaded.template, loaded.campaign, loaded.policy, row, ports.links, self.now, ports.clicks
+        )
 
     def send(self, row: Recipient, attempt: int) -> bool:
         assert self.loaded is not None

@@ -2,7 +2,9 @@
 
 Rows carry their table and their id (event_id, bad_row_id), so a redelivered message inserts
 nothing new. Outages raise so Pub/Sub redelivers; rows the warehouse refuses for their content
-become bad rows; nothing is dropped.
+become bad rows; nothing is dropped. Rows go to the raw tables only, but for one kind: a click's
+`clicked` row of audiences.delivery_events, which collect makes beside the click's raw event
+(shared/messaging/clicks.py).
 """
 
 from __future__ import annotations
@@ -18,8 +20,9 @@ import orjson
 
 from shared import beacons
 from shared.beacons import Rejection
+from shared.messaging.clicks import is_click_row
 from shared.ports import TransientError, Warehouse
-from shared.schema import table_specs
+from shared.schema import TableSpec, table_specs
 from shared.signing import signed_by
 
 log = logging.getLogger(__name__)
@@ -116,6 +119,11 @@ def _completed_events(message: dict[str, Any], now: datetime, bad: list[dict[str
     return entries
 
 
+def _loadable(spec: TableSpec, row: object) -> bool:
+    """A ready row the loader writes: a raw table's, or a click's ledger row (the module docstring)."""
+    return spec.dataset == "raw" or (isinstance(row, dict) and is_click_row(spec.name, row))
+
+
 def _load(data: bytes, warehouse: Warehouse, now: datetime) -> LoadReport:
     report = LoadReport()
     specs = table_specs()
@@ -136,10 +144,10 @@ def _load(data: bytes, warehouse: Warehouse, now: datetime) -> LoadReport:
         table = entry.get("table") if isinstance(entry, dict) else None
         row = entry.get("row") if isinstance(entry, dict) else None
         spec = specs.get(table) if isinstance(table, str) else None
-        if spec is None or spec.dataset != "raw" or not isinstance(row, dict) or not row.get(spec.row_id):
+        if spec is None or not _loadable(spec, row) or not isinstance(row, dict) or not row.get(spec.row_id):
             why = (
                 f"rows[{i}] names no raw table or has no id"
-                if spec is None or spec.dataset != "raw"
+                if spec is None or not _loadable(spec, row)
                 else f"rows[{i}] lacks {spec.row_id}"
             )
             bad.append(

@@ -60,6 +60,7 @@ def test_a_template_parses_with_its_variables_and_a_digest_per_content() -> None
     parsed = parse_template("t1", template())
     assert parsed.has("email") and parsed.has("sms") and not parsed.has("alimtalk")
     assert parsed.variables == {"given_name"}  # link() is a global: the sender may override it
+    assert parsed.links == {"https://shop.example/b"}  # the destinations the sender makes click links of
     assert parsed.digest == parse_template("t1", template()).digest
     edited = parse_template("t1", template(sms={"text": SMS["text"] + "!"}))
     assert edited.digest != parsed.digest
@@ -95,6 +96,26 @@ def test_a_template_parses_with_its_variables_and_a_digest_per_content() -> None
         ({"sms": SMS, "id": "t2"}, "id", '"t2" differs from the document id "t1"'),
         ({"sms": SMS, "description": 5}, "description", "expected a text of at most 20,000 characters, got 5"),
         ({"sms": SMS, "name": "x" * 201}, "name", "expected a text of at most 200 characters"),
+        # link() names its destination in quotes: a signed link must not go where a value says
+        ({"sms": {"text": "{{ link(email) }}"}}, "sms.text", "link() takes the destination as a quoted URL"),
+        ({"sms": {"text": "{{ link('https://a.example/?m=' ~ member_id) }}"}}, "sms.text", "link() takes the"),
+        ({"email": {"subject": "s", "text": "{{ link() }}"}}, "email.text", "link() takes one argument"),
+        ({"sms": {"text": "{{ link('https://a.example', 'x') }}"}}, "sms.text", "link() takes one argument"),
+        ({"sms": {"text": "{{ link(url='https://a.example') }}"}}, "sms.text", "link() takes one argument"),
+        ({"sms": {"text": "{{ link }}"}}, "sms.text", "link is a function: write {{ link('https://"),
+        ({"sms": {"text": "{% set link = 'x' %}{{ link }}"}}, "sms.text", "link is a function"),
+        ({"sms": {"text": "{{ link('javascript:alert(1)') }}"}}, "sms.text", "link('javascript:alert(1)'): the"),
+        (
+            {
+                "email": {
+                    "subject": "s",
+                    "text": "t",
+                    "html": "<a href=\"{{ link('https://a.example@evil.example') }}\">",
+                }
+            },
+            "email.html",
+            "link('https://a.example@evil.example'): the destination names a host, and no user or password",
+        ),
     ],
 )
 def test_every_problem_is_reported_at_its_field(doc: dict[str, Any], path: str, message: str) -> None:
@@ -206,6 +227,21 @@ def test_compiled_templates_are_cached_per_id_and_digest() -> None:
     edited = parse_template("cache-t", template(sms={"text": "새 문구 {{ given_name }}"}))
     assert compiled(edited) is not compiled(first)
     assert compiled(edited).render_sms({"given_name": "a"}) == Rendered("새 문구 a")
+
+
+def test_an_sms_is_measured_with_its_click_links_at_their_real_length() -> None:
+    # 1,400 characters of text fit alone; with one click link on collect's default address they do not
+    text = "a" * 1400 + " {{ link('https://shop.example/b') }}"
+    assert problems({"sms": {"text": text}}) == {
+        "sms.text": "is 1,607 characters; at most 1,600 (rendered with sample values)"
+    }
+    parsed = parse_template("t1", {"sms": {"text": "a" * 1390 + " {{ link('https://shop.example/b') }}"}})
+    assert parsed.links == {"https://shop.example/b"}
+    rendered = sample_render(parsed, Channel.SMS)
+    assert isinstance(rendered, Rendered) and len(rendered.text) == 1597
+    assert rendered.text.startswith(
+        "a" * 1390 + " https://asia-northeast3-your-project.cloudfunctions.net/cdp-collect/c?t="
+    )
 
 
 def test_sample_render_measures_a_part_with_the_form() -> None:

@@ -99,7 +99,8 @@ def test_the_suppression_table_is_the_contract_the_gate_reads() -> None:
     [
         ({"column": "email"}, "exactly one of type and type_column"),
         ({"column": "email", "type": "mail"}, "type must be one of"),
-        ({"column": "properties", "type": "customer", "json_path": "$.id"}, "json_path must"),
+        ({"column": "properties", "type": "text", "json_path": "$.id"}, "json_path must"),
+        ({"column": "properties", "type": "email", "json_path": "email"}, "json_path must"),
         ({"column": "address", "type_column": "channel", "types": {"sms": "mobile"}}, "types maps"),
     ],
 )

@@ -260,6 +260,8 @@ def cmd_preview(ctx: Context, args: argparse.Namespace) -> int:
                 f"segment {campaign.segment_id} has never been built in this warehouse (no members, now or "
                 "before): build_segments builds it on its schedule; scripts/demo builds the examples"
             )
+    if sys.stderr.isatty():  # a large audience takes seconds: say what is happening, off the output
+        print(f"preview: deciding segment {campaign.segment_id}'s members at {_seoul(at)} …", file=sys.stderr)
     try:
         preview = service.preview_campaign(
             warehouse, campaign, template, policy, at, salt=ctx.salt, links=ctx.links, count=args.n,

@@ -5,7 +5,8 @@ channel, the frequency cap's counts, the policy engine, fallbacks along the chai
 asked for, and each shown recipient's messages are rendered as deliver renders them
 (`deliver.render`: profile values, sealed preference links, the advertising form). Nothing is
 written — no delivery rows, no batch on the bus, no outbox file — so a marketer may preview as
-often as they like, on the production warehouse too.
+often as they like, on the production warehouse too. Links show their destination with UTM
+parameters, never a signed click redirect: a click on a preview must count for no delivery.
 
 Each decision shown is explained stage by stage in the engine's order (shared/messaging/policy.py):
 consent and subscription, legal rules, suppression, frequency cap, quiet hours and send window,

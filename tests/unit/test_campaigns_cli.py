@@ -162,6 +162,7 @@ def test_preview_of_a_file_reads_the_policy_and_templates_beside_it(cli: Cli, wo
     assert code == 0, out
     assert "      | (광고) 데모상점 02-1234-5678" in out and "      | 안나님, 오랜만이에요!" in out.replace(" \n", "\n")
     assert "      | 무료수신거부 080-123-4567" in out
+    assert "확인하기 https://demo-shop.example/benefits?utm_source=sms&utm_medium=sms" in out  # no click redirect
     assert "    send_time     pass     sendable at 2026-06-03 12:00 KST (quiet hours 21:00-09:00 Asia/Seoul" in out
 
 

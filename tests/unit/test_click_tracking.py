@@ -18,11 +18,15 @@ from shared.config import Site
 from shared.messaging import clicks
 from shared.messaging.clicks import ClickLinks
 from shared.ports import Warehouse
+from shared.privacy.removals import RemovalQueue
+from shared.privacy.subjects import build_request, identifier
+from shared.services import privacy
 from shared.services import refine as refinement
 from shared.services.collect import CollectorConfig, HttpRequest, HttpResponse, handle_request
 from shared.services.deliver import deliver_batch
 from shared.services.load import load_message
 from shared.signing import SIGNATURE_ATTRIBUTE
+from tests.builders import SALT
 from tests.fakes import FakeBus
 from tests.messaging_world import CAMPAIGN, NOON, SITE, Person, World
 
@@ -317,3 +321,19 @@ def test_clicked_customers_are_a_segment_away_and_clicks_reach_refined_events(wo
         ("event", "message_clicked", "click", "/b"),
         ("event", "message_clicked", "click", "/b"),
     ]
+
+
+def test_erasing_a_person_erases_their_clicks_and_no_one_elses(world: World) -> None:
+    minji, jun = world.people["minji"], world.people["jun"]
+    [email] = world.email.accepted
+    for link in (sms_link(world), link_in(email.text)):
+        _, bus = click(link)
+        load(world.warehouse, bus)
+    request = build_request("req-minji", "erase", [identifier("member", minji.member)], SITE)
+    [receipt] = privacy.erase(
+        world.warehouse, [request], salt=SALT, now=CLICKED_AT, removals=RemovalQueue(world.warehouse)
+    )
+    assert receipt.tables["raw.event"].erased == 1
+    [left] = raw_clicks(world.warehouse)
+    assert json.loads(left["properties"])["customer_id"] == jun.customer_id
+    assert ledger_clicks(world, minji) == [] and len(ledger_clicks(world, jun)) == 1

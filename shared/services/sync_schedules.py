@@ -254,45 +254,34 @@ def _plan(
     return _claim("segment", segment_id, segment_id, planned, wanted, report)
 
 
-def _plan_publication(
-    publication_id: str,
-    publication: Mapping[str, Any],
-    config: ScheduleSettings,
-    now: datetime,
-    wanted: dict[str, tuple[str, JobSpec]],
-    report: SyncReport,
-) -> dict[str, Any] | None:
-    """Add the publication's job to wanted; return the status.schedule entry it should carry."""
-    if publication.get("enabled", True) is not True:
-        return {"state": "off", "reason": "the publication is not enabled"}
-    try:
-        planned = publication_job(publication_id, publication, config, now)
-    except Exception as exc:  # noqa: BLE001 - one publication's data never stops the others
-        planned = f"schedule: could not be planned: {type(exc).__name__}: {str(exc)[:200]}"
-    if planned is None:
-        return None
-    return _claim("publication", publication_id, _error_key(PUBLICATIONS, publication_id), planned, wanted, report)
+def _planner(what: str, collection: str, job: Callable[..., JobSpec | str | None], enabled_by_default: bool) -> Plan:
+    """The Plan of a kind whose job is optional (None: it has no schedule): a publication is enabled
+    unless it says otherwise, a campaign only once `enabled` is true (it sends nothing before)."""
+
+    def plan(
+        doc_id: str,
+        doc: Mapping[str, Any],
+        config: ScheduleSettings,
+        now: datetime,
+        wanted: dict[str, tuple[str, JobSpec]],
+        report: SyncReport,
+    ) -> dict[str, Any] | None:
+        """Add the document's job to wanted; return the status.schedule entry it should carry."""
+        if doc.get("enabled", enabled_by_default) is not True:
+            return {"state": "off", "reason": f"the {what} is not enabled"}
+        try:
+            planned = job(doc_id, doc, config, now)
+        except Exception as exc:  # noqa: BLE001 - one document's data never stops the others
+            planned = f"schedule: could not be planned: {type(exc).__name__}: {str(exc)[:200]}"
+        if planned is None:
+            return None
+        return _claim(what, doc_id, _error_key(collection, doc_id), planned, wanted, report)
+
+    return plan
 
 
-def _plan_campaign(
-    campaign_id: str,
-    campaign: Mapping[str, Any],
-    config: ScheduleSettings,
-    now: datetime,
-    wanted: dict[str, tuple[str, JobSpec]],
-    report: SyncReport,
-) -> dict[str, Any] | None:
-    """Add the campaign's job to wanted; return the status.schedule entry it should carry. A campaign
-    sends nothing until `enabled` is true, so one without it has no job either."""
-    if campaign.get("enabled", False) is not True:
-        return {"state": "off", "reason": "the campaign is not enabled"}
-    try:
-        planned = campaign_job(campaign_id, campaign, config, now)
-    except Exception as exc:  # noqa: BLE001 - one campaign's data never stops the others
-        planned = f"schedule: could not be planned: {type(exc).__name__}: {str(exc)[:200]}"
-    if planned is None:
-        return None
-    return _claim("campaign", campaign_id, _error_key(CAMPAIGNS, campaign_id), planned, wanted, report)
+_plan_publication = _planner("publication", PUBLICATIONS, publication_job, enabled_by_default=True)
+_plan_campaign = _planner("campaign", CAMPAIGNS, campaign_job, enabled_by_default=False)
 
 
 def _claim(

@@ -9,6 +9,7 @@ redelivered message rewrites its run's document instead of adding another.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -56,6 +57,17 @@ class Run:
 
 
 R = TypeVar("R", bound=Run)
+
+
+_locks: dict[tuple[str, str], threading.Lock] = {}
+_locks_guard = threading.Lock()
+
+
+def one_at_a_time(job: str, key: str) -> threading.Lock:
+    """The process-wide lock of one job's runs of one thing (a publication, a campaign): on GCP the
+    function's single instance at concurrency 1 keeps them apart; locally, threads share a process."""
+    with _locks_guard:
+        return _locks.setdefault((job, key), threading.Lock())
 
 
 def error_text(exc: BaseException, message: str | None = None) -> str:

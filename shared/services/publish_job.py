@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
@@ -35,7 +34,7 @@ from shared.cron import MIN_INTERVAL_MINUTES
 from shared.ports import AudienceDestination, DestinationError, DocumentStore, EventBus, TransientError, Warehouse
 from shared.ports.blobs import BlobStore
 from shared.ports.secrets import SecretMissing
-from shared.runs import Run, error_text, recorded
+from shared.runs import Run, error_text, one_at_a_time, recorded
 from shared.services.publish_audiences import JOB, Failure, Report, publish
 from shared.services.segments import keep_schedule
 from shared.tam.rules import InvalidSegment, parse_segment
@@ -114,15 +113,6 @@ class JobReport:
         return sorted(p for p, r in self.runs.items() if r.failure is not None and r.failure.retry)
 
 
-_locks: dict[str, threading.Lock] = {}
-_locks_guard = threading.Lock()
-
-
-def _lock(publication_id: str) -> threading.Lock:
-    with _locks_guard:
-        return _locks.setdefault(publication_id, threading.Lock())
-
-
 def run_publications(ports: PublishPorts, job: PublishJob, run_id: str, now: datetime | None = None) -> JobReport:
     """Run every enabled publication the message asks for; one's failure never stops the others."""
     report = JobReport()
@@ -132,7 +122,7 @@ def run_publications(ports: PublishPorts, job: PublishJob, run_id: str, now: dat
         if doc.get("enabled", True) is False:
             report.skipped.append(publication_id)
             continue
-        with _lock(publication_id):
+        with one_at_a_time(JOB, publication_id):
             report.runs[publication_id] = run_one(ports, publication_id, doc, job, run_id, now or job.run_at)
     return report
 

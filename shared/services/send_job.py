@@ -24,7 +24,6 @@ validate_config leaves alone, so the write triggers no check.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -35,7 +34,7 @@ from shared.cron import MIN_INTERVAL_MINUTES
 from shared.messaging.campaigns import CAMPAIGNS, POLICY, TEMPLATES, parse_policy, validate_campaign
 from shared.ports import DocumentStore, EventBus, TransientError, Warehouse
 from shared.ports.blobs import BlobStore
-from shared.runs import Run, error_text, recorded
+from shared.runs import Run, error_text, one_at_a_time, recorded
 from shared.services.deliver import Links
 from shared.services.segments import keep_schedule
 from shared.services.send_messages import (
@@ -125,15 +124,6 @@ class JobReport:
         return sorted(c for c, r in self.runs.items() if r.retry)
 
 
-_locks: dict[str, threading.Lock] = {}
-_locks_guard = threading.Lock()
-
-
-def _lock(campaign_id: str) -> threading.Lock:
-    with _locks_guard:
-        return _locks.setdefault(campaign_id, threading.Lock())
-
-
 def run_send_job(ports: SendPorts, job: SendJob, request_id: str, now: datetime | None = None) -> JobReport:
     """Run what the message asks for; one campaign's failure never stops the others."""
     now = now or job.run_at
@@ -150,7 +140,7 @@ def run_send_job(ports: SendPorts, job: SendJob, request_id: str, now: datetime 
         report.released = release_held(ports.warehouse, ports.bus, now)
         wanted.update(due_one_offs(ports.documents, now))
     for campaign_id, wanted_doc in wanted.items():
-        with _lock(campaign_id):
+        with one_at_a_time(JOB, campaign_id):
             report.runs[campaign_id] = run_campaign(ports, campaign_id, wanted_doc, job, request_id, now)
     return report
 

@@ -87,19 +87,25 @@ class Click:
     def landing(self) -> str:
         """The destination with utm_source (the channel), utm_medium, utm_campaign (the campaign id)
         and utm_content (the run id) added; a parameter the URL has already is left as it is."""
-        parts = urlsplit(self.url)
-        present = {name for name, _ in parse_qsl(parts.query, keep_blank_values=True)}
-        utm = (
-            ("utm_source", self.channel),
-            ("utm_medium", MEDIUMS[self.channel]),
-            ("utm_campaign", self.campaign_id),
-            ("utm_content", self.run_id),
-        )
-        added = urlencode([(name, value) for name, value in utm if name not in present])
-        if not added:
-            return self.url
-        query = f"{parts.query}&{added}" if parts.query else added
-        return urlunsplit(parts._replace(query=query))
+        return landing(self.url, self.channel, self.campaign_id, self.run_id)
+
+
+@lru_cache(maxsize=1024)
+def landing(url: str, channel: str, campaign_id: str, run_id: str) -> str:
+    """Click.landing: the same for every recipient of a run, so it is worked out once."""
+    parts = urlsplit(url)
+    present = {name for name, _ in parse_qsl(parts.query, keep_blank_values=True)}
+    utm = (
+        ("utm_source", channel),
+        ("utm_medium", MEDIUMS[channel]),
+        ("utm_campaign", campaign_id),
+        ("utm_content", run_id),
+    )
+    added = urlencode([(name, value) for name, value in utm if name not in present])
+    if not added:
+        return url
+    query = f"{parts.query}&{added}" if parts.query else added
+    return urlunsplit(parts._replace(query=query))
 
 
 # -- the token ----------------------------------------------------------------------------------------
@@ -138,30 +144,43 @@ def sign(click: Click, key: str) -> str:
 
 
 def token(site: str, campaign: str, run: str, customer: str, channel: str, url: str, expires: int, key: str) -> str:
-    """sign() without a Click: the fields packed (the layout is in docs/campaigns.md#click-tracking)."""
-    if channel not in CHANNELS:
-        raise ValueError(f"no click links for channel {channel!r}")
-    flags = CHANNELS.index(channel)
-    if url.startswith("https://"):
-        flags |= _HTTPS
-        rest = url[8:]
-    elif url.startswith("http://"):
-        rest = url[7:]
-    else:
-        raise ValueError("a click link's destination starts with https:// or http://")
+    """sign() without a Click: the fields packed (the layout is in docs/campaigns.md#click-tracking).
+    What every recipient of a batch shares (the ids of the run, the destination) is packed once."""
+    shared = _batch_part(site, campaign, run, channel)
+    flags, rest = _destination_part(url)
     if len(customer) == 22 and _CUSTOMER.fullmatch(customer):
         flags |= _PACKED_CUSTOMER
         packed = bytes.fromhex(customer[2:])
     else:
         packed = customer.encode("utf-8")
-    parts = [_HEAD.pack(VERSION, flags, expires)]
-    for value in (site.encode("utf-8"), campaign.encode("utf-8"), run.encode("utf-8"), packed):
+        if not 0 < len(packed) <= 255:
+            raise ValueError("a click link's ids are 1 to 255 bytes each")
+    head = _HEAD.pack(VERSION, shared[0] | flags, expires)
+    body = b"".join((head, shared[1], _LENGTHS[len(packed)], packed, rest))
+    return base64.urlsafe_b64encode(body + _mac(key).tag(body)).rstrip(b"=").decode("ascii")
+
+
+@lru_cache(maxsize=256)
+def _batch_part(site: str, campaign: str, run: str, channel: str) -> tuple[int, bytes]:
+    """The channel's flag bits and the site, campaign and run, each after its length."""
+    if channel not in CHANNELS:
+        raise ValueError(f"no click links for channel {channel!r}")
+    parts: list[bytes] = []
+    for value in (site.encode("utf-8"), campaign.encode("utf-8"), run.encode("utf-8")):
         if not 0 < len(value) <= 255:
             raise ValueError("a click link's ids are 1 to 255 bytes each")
         parts += (_LENGTHS[len(value)], value)
-    parts.append(rest.encode("utf-8"))
-    body = b"".join(parts)
-    return base64.urlsafe_b64encode(body + _mac(key).tag(body)).rstrip(b"=").decode("ascii")
+    return CHANNELS.index(channel), b"".join(parts)
+
+
+@lru_cache(maxsize=256)
+def _destination_part(url: str) -> tuple[int, bytes]:
+    """The scheme's flag bit and the rest of the URL."""
+    if url.startswith("https://"):
+        return _HTTPS, url[8:].encode("utf-8")
+    if url.startswith("http://"):
+        return 0, url[7:].encode("utf-8")
+    raise ValueError("a click link's destination starts with https:// or http://")
 
 
 def open_click(token: str, key: str, now: datetime) -> Click:
@@ -252,7 +271,7 @@ def linker(delivery: Delivery, links: ClickLinks | None, now: datetime) -> Calla
                                int(expires.timestamp()), links.key)  # fmt: skip
                 found = f"{links.url.rstrip('/')}{PATH}?t={signed}"
             else:
-                found = Click(d.site_id, d.campaign_id, d.run_id, d.customer_id, d.channel, url, expires).landing()
+                found = landing(url, d.channel, d.campaign_id, d.run_id)
             made[url] = found
         return found
 

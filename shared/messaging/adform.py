@@ -108,12 +108,16 @@ def preference_urls(
     key: str,
     now: datetime,
     lifetime: timedelta = DEFAULT_LIFETIME,
+    *,
+    delivery_id: str | None = None,
 ) -> tuple[str, str]:
     """(preference page, one-click unsubscribe) for one address, as functions/preferences serves
     them: `<base>?t=TOKEN` and `<base>unsubscribe?t=TOKEN`, the token sealed by links.seal.
 
-    A phone number's link is sealed for sms, which covers AlimTalk on the same number.
+    A phone number's link is sealed for sms, which covers AlimTalk on the same number. With the
+    message's delivery id, an unsubscribe through either URL is recorded as that delivery's event.
     """
-    token = seal(site_id, "email" if channel == "email" else "sms", address, key, now, lifetime)
+    way = "email" if channel == "email" else "sms"
+    token = seal(site_id, way, address, key, now, lifetime, delivery_id=delivery_id)
     base = base_url if base_url.endswith("/") else base_url + "/"
     return f"{base}?t={token}", f"{base}unsubscribe?t={token}"

@@ -327,8 +327,9 @@ def render(
     if links is not None and (recipient.channel == Channel.EMAIL or template.variables & _LINK_VARIABLES):
         try:
             preference, unsubscribe = adform.preference_urls(
-                links.url, recipient.site_id, recipient.channel, address, links.key, now, links.lifetime
-            )
+                links.url, recipient.site_id, recipient.channel, address, links.key, now, links.lifetime,
+                delivery_id=recipient.delivery_id,
+            )  # fmt: skip
         except (ValueError, ConsentError) as exc:
             return RenderFailed(MessageReason.RENDER_FAILED, f"no preference link: {exc}")
         context["preference_url"], context["unsubscribe_url"] = preference, unsubscribe

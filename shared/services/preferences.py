@@ -5,23 +5,37 @@ it went to. The page shows that address's channel subscriptions and the person's
 (the same rule as the gate: the latest decision across every identifier their customer resolves
 to), and a save records only what changed, with the preference centre as source and the request's
 proof. The RFC 8058 one-click `POST` unsubscribes the address from the link's channel.
+
+A link sealed for a message names its delivery. When a save or a one-click switches off the
+delivery's own channel, that delivery gets an `unsubscribed` event (code: the ledger source), so
+segments and reports see who left after which message, as they do for a provider's opt-out. The
+event comes after the ledger write and never fails the request: the person's choice is what
+counts, and an event lost to an outage is only a report a row short.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
-from typing import Any
+from typing import Any, Final
 
 from shared.consent.ledger import Proof
 from shared.consent.vocabulary import CHANNEL_ID_TYPE, Channel, ConsentSource, Purpose, SubscriptionSource
+from shared.messaging import ledger
+from shared.messaging.ledger import Delivery, Event, event_row
 from shared.ports import Warehouse
 from shared.preferences.links import Link
 from shared.preferences.page import LINK_CHANNELS, PAGE_PURPOSES
 from shared.services.consent import record_consent, record_opt_out, record_subscription
 from shared.sql import load_sql
+
+log = logging.getLogger(__name__)
+
+
+DELIVERY_FIELDS: Final = ("delivery_id", "campaign_id", "run_id", "site_id", "customer_id", "channel")
 
 
 @dataclass(frozen=True)
@@ -100,6 +114,8 @@ def save_choices(
                 warehouse, link.site_id, channel, link.address, wanted, now, SubscriptionSource.PREFERENCE_CENTRE,
                 recorded_at=now, proof=proof,
             )  # fmt: skip
+    switched_off = {c for c, on in before.channels.items() if on and c.value not in channels_on}
+    record_unsubscribed(warehouse, link, switched_off, SubscriptionSource.PREFERENCE_CENTRE, now)
     return Choices(
         channels={c: c.value in channels_on for c in before.channels},
         purposes={p: p.value in purposes_on for p in before.purposes},
@@ -108,10 +124,39 @@ def save_choices(
 
 def one_click_unsubscribe(warehouse: Warehouse, link: Link, now: datetime, request_id: str | None) -> str:
     """RFC 8058: the mail client's `List-Unsubscribe=One-Click` POST, without the person seeing a page."""
-    return record_opt_out(
+    recorded = record_opt_out(
         warehouse, link.site_id, link.channel, link.address, SubscriptionSource.ONE_CLICK_UNSUBSCRIBE,
         "RFC 8058 one-click", now, request_id=request_id,
     )  # fmt: skip
+    record_unsubscribed(warehouse, link, {link.channel}, SubscriptionSource.ONE_CLICK_UNSUBSCRIBE, now)
+    return recorded
+
+
+def record_unsubscribed(
+    warehouse: Warehouse, link: Link, switched_off: Collection[Channel], source: SubscriptionSource, at: datetime
+) -> bool:
+    """The `unsubscribed` event of the link's delivery, if the link names one of the site's real
+    deliveries and its channel is among those just switched off; whether one was recorded.
+
+    Its id comes from the delivery and the source, so a repeated request adds nothing. Never raises
+    (module docstring): a failure is logged.
+    """
+    if link.delivery_id is None or not switched_off:
+        return False
+    params = {"delivery_id": link.delivery_id, "site_id": link.site_id}
+    try:
+        rows = ledger.run(warehouse, "link_delivery", params)
+        if not rows:  # sealed by a preview or a test, or for a delivery since erased
+            log.info("unsubscribe through a link of no delivery", extra=params)
+            return False
+        delivery = Delivery(*(str(rows[0][k]) for k in DELIVERY_FIELDS))
+        if delivery.channel not in switched_off:  # e.g. SMS switched off through an AlimTalk message
+            return False
+        ledger.record_events(warehouse, [event_row(delivery, Event.UNSUBSCRIBED, at, code=source.value)])
+    except Exception:  # noqa: BLE001 - the person's unsubscribe is recorded already; see the docstring
+        log.exception("unsubscribed event not recorded", extra=params)
+        return False
+    return True
 
 
 def form_values(form: Mapping[str, Any], name: str) -> set[str]:

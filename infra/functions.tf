@@ -27,8 +27,9 @@ locals {
         # the instance takes concurrent requests, or requests queue behind a publish acknowledgement.
         THREADS = "80"
       }
-      # CDP_BUS_KEY signs each bus message, which the loader checks (shared/signing.py).
-      secrets = { CDP_IP_SALT = "ip-salt", CDP_BUS_KEY = "bus-key" }
+      # CDP_BUS_KEY signs each bus message, which the loader checks (shared/signing.py); CDP_CLICK_KEY
+      # checks the click links of messages before GET /c redirects (shared/messaging/clicks.py).
+      secrets = { CDP_IP_SALT = "ip-salt", CDP_BUS_KEY = "bus-key", CDP_CLICK_KEY = "click-key" }
       # A beacon request is short and I/O bound: one instance serves many at once, and scaling to
       # zero keeps an idle site free. max bounds the cost of a flood.
       memory        = "512Mi"

@@ -15,6 +15,8 @@ locals {
       { role = "roles/secretmanager.secretAccessor", on = "secret:ip-salt" },
       # Signs each bus message (attribute `sig`), which the loader checks (shared/signing.py).
       { role = "roles/secretmanager.secretAccessor", on = "secret:bus-key" },
+      # Checks a click link's signature before it redirects (GET /c).
+      { role = "roles/secretmanager.secretAccessor", on = "secret:click-key" },
     ]
     load_events = [
       # Streams rows (tabledata.insertAll) into each raw table it writes, and nothing else: no job,
@@ -27,6 +29,8 @@ locals {
       { role = "custom:stream_rows", on = "table:raw.consent" },
       { role = "custom:stream_rows", on = "table:raw.subscription" },
       { role = "custom:stream_rows", on = "table:raw.bad_rows" },
+      # A click's `clicked` row, the one row outside raw it takes from collect's messages.
+      { role = "custom:stream_rows", on = "table:audiences.delivery_events" },
       # Checks collect's signature on each message and refuses unsigned ones.
       { role = "roles/secretmanager.secretAccessor", on = "secret:bus-key" },
     ]

@@ -299,6 +299,17 @@ variable "preference_key_version" {
   }
 }
 
+variable "click_key_version" {
+  description = "Generation of the click-link key (Secret Manager click-key). Increase it to rotate the key: click links signed with the old one stop redirecting."
+  type        = number
+  default     = 1
+
+  validation {
+    condition     = var.click_key_version >= 1 && floor(var.click_key_version) == var.click_key_version
+    error_message = "click_key_version is a positive integer."
+  }
+}
+
 variable "secret_versions" {
   description = "Secret Manager version bound for each operator-managed secret (secrets.tf), keyed by secret name. Unlisted secrets use \"latest\"."
   type        = map(string)

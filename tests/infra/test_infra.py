@@ -854,6 +854,8 @@ def test_secrets_exist_and_are_bound_only_where_granted(locals_: dict[str, Any])
     assert locals_["functions"]["load_events"]["secrets"] == {"CDP_BUS_KEY": "bus-key"}
     readers = {fn for fn, grants in locals_["function_roles"].items() for g in grants if g["on"] == "secret:bus-key"}
     assert readers == {"collect", "load_events"}
+    # The click-link key: collect checks each click link with it before redirecting.
+    assert locals_["functions"]["collect"]["secrets"]["CDP_CLICK_KEY"] == "click-key"
     # The suppression salt: refinement drops the identifiers privacy erasures suppressed.
     holders = {n for n, f in locals_["functions"].items() if "privacy-salt" in f.get("secrets", {}).values()}
     assert holders == {"refine", "privacy_requests", "publish_audiences", "send_messages", "deliver"}
@@ -870,6 +872,7 @@ def test_generated_secrets_never_reach_the_state(locals_: dict[str, Any], tf: di
         ("bus-key", "bus_key", "bus_key_version"),
         ("privacy-salt", "privacy_salt", "privacy_salt_version"),
         ("preference-key", "preference_key", "preference_key_version"),
+        ("click-key", "click_key", "click_key_version"),
     ):
         assert ephemeral[name]["length"] >= 43  # [A-Za-z0-9]: 43 characters carry 256 bits
         version = resource(tf, "google_secret_manager_secret_version", name)
@@ -891,9 +894,10 @@ def test_roles_are_least_privilege_for_todays_functions(locals_: dict[str, Any])
         ("roles/pubsub.publisher", "topic:beacons"),
         ("roles/secretmanager.secretAccessor", "secret:ip-salt"),
         ("roles/secretmanager.secretAccessor", "secret:bus-key"),
+        ("roles/secretmanager.secretAccessor", "secret:click-key"),
     }
-    # The loader only streams rows: the streaming role on each raw table it writes, no job, no
-    # dataset-wide role; and the key it checks signatures with.
+    # The loader only streams rows: the streaming role on each raw table it writes and on the ledger
+    # table of clicks' `clicked` rows, no job, no dataset-wide role; and the key it checks signatures with.
     raw_tables = {f"{t['dataset']}.{t['table']}" for t in tables_index() if t["dataset"] == "raw"}
     assert raw_tables == {
         "raw.page",
@@ -906,7 +910,8 @@ def test_roles_are_least_privilege_for_todays_functions(locals_: dict[str, Any])
         "raw.bad_rows",
     }
     assert roles["load_events"] == {("custom:stream_rows", f"table:{t}") for t in raw_tables} | {
-        ("roles/secretmanager.secretAccessor", "secret:bus-key")
+        ("custom:stream_rows", "table:audiences.delivery_events"),
+        ("roles/secretmanager.secretAccessor", "secret:bus-key"),
     }
     assert roles["load_dead_letters"] == {("custom:stream_rows", "table:raw.bad_rows")}
     # The preference centre reads three tables and streams into the two ledgers, nothing more.

@@ -284,6 +284,14 @@ def test_preferences_serves_the_page_and_one_click_unsubscribe(ports: Ports) -> 
         (True, "preference_centre"),
         (False, "one_click_unsubscribe"),
     ]
+    # a link naming a delivery the ledger does not hold (sealed by a preview): unsubscribed, no event
+    previewed = seal("test-shop", "email", "c@d.co", key, datetime.now(UTC), delivery_id="0" * 32)
+    done = client.post("/unsubscribe", query_string={"t": previewed}, data={"List-Unsubscribe": "One-Click"})
+    assert done.status_code == 200 and done.get_data(as_text=True) == "unsubscribed\n"
+    assert ports.warehouse.query("select address from raw.subscription where address = 'c@d.co'") == [
+        {"address": "c@d.co"}
+    ]
+    assert ports.warehouse.query("select count(*) as n from audiences.delivery_events") == [{"n": 0}]
     assert client.get("/elsewhere").status_code == 404
 
 

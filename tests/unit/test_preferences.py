@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import base64
+import hashlib
+import os
 from datetime import UTC, datetime, timedelta
 
+import orjson
 import pytest
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from shared.adapters.duckdb_warehouse import DuckDBWarehouse
 from shared.consent.ledger import Proof
 from shared.consent.vocabulary import Channel, Purpose
+from shared.messaging.templates import SAMPLE_URL
 from shared.preferences.links import LinkError, open_link, seal
 from shared.preferences.page import language, mask, render
 from shared.schema import table_spec
@@ -28,6 +33,43 @@ def test_a_sealed_link_opens_to_its_normalised_address_and_hides_it() -> None:
     phone = open_link(seal("shop", "sms", "010-1234-5678", KEY, NOW), KEY, NOW)
     assert (phone.channel, phone.address) == (Channel.SMS, "+821012345678")
     assert seal("shop", "email", "a@b.co", KEY, NOW) != seal("shop", "email", "a@b.co", KEY, NOW)  # fresh nonce
+
+
+def test_a_link_may_name_the_delivery_whose_message_carries_it() -> None:
+    delivery = "0123456789abcdef" * 2
+    named = open_link(seal("shop", "sms", "010-1234-5678", KEY, NOW, delivery_id=delivery), KEY, NOW)
+    assert (named.site_id, named.channel, named.address, named.delivery_id) == (
+        "shop", Channel.SMS, "+821012345678", delivery,
+    )  # fmt: skip
+    assert named.expires_at == NOW + timedelta(days=60)
+    assert open_link(seal("shop", "email", "a@b.co", KEY, NOW), KEY, NOW).delivery_id is None
+    # templates check an SMS's length with a sample link: a phone's, delivery and all, is no longer
+    token = seal("a-long-site-name", "sms", "010-1234-5678", KEY, NOW, delivery_id=delivery)
+    assert len(token) <= len(SAMPLE_URL.split("?t=")[1])
+    with pytest.raises(ValueError, match="32 lower-case hex characters, not 'D1'"):
+        seal("shop", "email", "a@b.co", KEY, NOW, delivery_id="D1")
+
+
+def first_format_token(payload: dict[str, object], key: str) -> str:
+    """A link as the first format sealed it (JSON under associated data p1), written out here so a
+    change that stopped links already sent from opening fails."""
+    aead = AESGCM(hashlib.sha256(b"cdp preference link\x00" + key.encode("utf-8")).digest())
+    nonce = os.urandom(12)
+    sealed = nonce + aead.encrypt(nonce, orjson.dumps(payload), b"p1")
+    return base64.urlsafe_b64encode(sealed).rstrip(b"=").decode("ascii")
+
+
+def test_links_of_the_first_format_still_open_until_they_expire() -> None:
+    expiry = int((NOW + timedelta(days=3)).timestamp())
+    token = first_format_token({"s": "shop", "c": "email", "a": "a@b.co", "x": expiry}, KEY)
+    link = open_link(token, KEY, NOW)
+    assert (link.site_id, link.channel, link.address, link.delivery_id) == ("shop", Channel.EMAIL, "a@b.co", None)
+    with pytest.raises(LinkError) as expired:
+        open_link(token, KEY, NOW + timedelta(days=3))
+    assert expired.value.reason == "expired"
+    with pytest.raises(LinkError) as foreign:
+        open_link(first_format_token({"s": "shop", "c": "email", "a": "a@b.co", "x": expiry}, "other"), KEY, NOW)
+    assert foreign.value.reason == "forged"
 
 
 @pytest.mark.parametrize(

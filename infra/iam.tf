@@ -36,13 +36,17 @@ locals {
     ]
     preferences = [
       # Reads the person's current state (one query per page) and streams their changes into the
-      # two ledgers; reads no other table.
+      # two ledgers.
       { role = "roles/bigquery.jobUser", on = "project" },
       { role = "roles/bigquery.dataViewer", on = "table:raw.consent" },
       { role = "roles/bigquery.dataViewer", on = "table:raw.subscription" },
       { role = "roles/bigquery.dataViewer", on = "table:refined.identities" },
       { role = "custom:stream_rows", on = "table:raw.consent" },
       { role = "custom:stream_rows", on = "table:raw.subscription" },
+      # An unsubscribe through a message's link is an event of its delivery: reads that delivery's
+      # ids (sql/messaging/link_delivery.sql) and streams the event.
+      { role = "roles/bigquery.dataViewer", on = "table:audiences.deliveries" },
+      { role = "custom:stream_rows", on = "table:audiences.delivery_events" },
       { role = "roles/secretmanager.secretAccessor", on = "secret:preference-key" },
       { role = "roles/secretmanager.secretAccessor", on = "secret:ip-salt" },
     ]

@@ -914,14 +914,18 @@ def test_roles_are_least_privilege_for_todays_functions(locals_: dict[str, Any])
         ("roles/secretmanager.secretAccessor", "secret:bus-key"),
     }
     assert roles["load_dead_letters"] == {("custom:stream_rows", "table:raw.bad_rows")}
-    # The preference centre reads three tables and streams into the two ledgers, nothing more.
+    # The preference centre reads four tables and streams into the two ledgers and the delivery
+    # events (an unsubscribe through a message's link), nothing more.
     assert roles["preferences"] == {
         ("roles/bigquery.jobUser", "project"),
         *{
             ("roles/bigquery.dataViewer", f"table:{t}")
-            for t in ("raw.consent", "raw.subscription", "refined.identities")
+            for t in ("raw.consent", "raw.subscription", "refined.identities", "audiences.deliveries")
         },
-        *{("custom:stream_rows", f"table:{t}") for t in ("raw.consent", "raw.subscription")},
+        *{
+            ("custom:stream_rows", f"table:{t}")
+            for t in ("raw.consent", "raw.subscription", "audiences.delivery_events")
+        },
         ("roles/secretmanager.secretAccessor", "secret:preference-key"),
         ("roles/secretmanager.secretAccessor", "secret:ip-salt"),
     }

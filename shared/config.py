@@ -213,18 +213,10 @@ class ClickSettings:
     @classmethod
     def from_env(cls, env: Mapping[str, str], warehouse: str) -> ClickSettings:
         key = env.get("CDP_CLICK_KEY") or (LOCAL_CLICK_KEY if warehouse == "duckdb" else None)
-        url = env.get("CDP_CLICK_URL") or None
-        if url is not None and not re.match(
-            r"^(https://[^/?#\s]+|http://(127\.0\.0\.1|localhost)(:[0-9]+)?)(/[^?#\s]*)?$", url
-        ):
-            raise ConfigError(
-                f"CDP_CLICK_URL must be collect's https URL without query or fragment (http only for "
-                f"localhost), got {url!r}"
-            )
         days = _int(env, "CDP_CLICK_LINK_DAYS", cls.link_days)
         if days < 1:
             raise ConfigError(f"CDP_CLICK_LINK_DAYS must be at least 1, got {days}")
-        return cls(key=key, url=url, link_days=days)
+        return cls(key=key, url=_public_url(env, "CDP_CLICK_URL"), link_days=days)
 
     def require_key(self) -> str:
         if not self.key:
@@ -299,14 +291,7 @@ class ChannelSettings:
         dry_run = env.get("CDP_MESSAGING_DRY_RUN", "false").strip().lower()
         if dry_run not in ("true", "false"):
             raise ConfigError(f"CDP_MESSAGING_DRY_RUN must be true or false, got {dry_run!r}")
-        status_url = env.get("CDP_TWILIO_STATUS_URL") or None
-        if status_url is not None and not re.match(
-            r"^(https://[^/?#\s]+|http://(127\.0\.0\.1|localhost)(:[0-9]+)?)(/[^?#\s]*)?$", status_url
-        ):
-            raise ConfigError(
-                f"CDP_TWILIO_STATUS_URL must be an https URL without query or fragment (http only for "
-                f"localhost), got {status_url!r}"
-            )
+        status_url = _public_url(env, "CDP_TWILIO_STATUS_URL")
         return cls(
             smtp_host=env.get("CDP_SMTP_HOST") or cls.smtp_host,
             smtp_port=_int(env, "CDP_SMTP_PORT", 465 if security == "ssl" else cls.smtp_port),
@@ -431,6 +416,18 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
         return int(value)
     except ValueError as exc:
         raise ConfigError(f"{name} must be an integer, got {value!r}") from exc
+
+
+def _public_url(env: Mapping[str, str], name: str) -> str | None:
+    """A URL others call us at: https without query or fragment (http only for localhost); None unset."""
+    url = env.get(name) or None
+    if url is not None and not re.match(
+        r"^(https://[^/?#\s]+|http://(127\.0\.0\.1|localhost)(:[0-9]+)?)(/[^?#\s]*)?$", url
+    ):
+        raise ConfigError(
+            f"{name} must be an https URL without query or fragment (http only for localhost), got {url!r}"
+        )
+    return url
 
 
 def _seconds(env: Mapping[str, str], name: str, default: float) -> float:

@@ -75,6 +75,22 @@ def test_channel_settings_and_their_errors() -> None:
         Settings.from_env({"CDP_PROJECT": "p"}).channels.require_status_url()
 
 
+def test_click_settings_their_local_key_and_their_errors() -> None:
+    local = Settings.from_env({"CDP_PROJECT": "p"}).clicks
+    assert (local.key, local.url, local.link_days) == ("cdp-local-click-key", None, 90)
+    env = {"CDP_PROJECT": "p", "CDP_WAREHOUSE": "bigquery"}
+    with pytest.raises(ConfigError, match="CDP_CLICK_KEY \\(Secret Manager secret click-key\\)"):
+        Settings.from_env(env).clicks.require_key()  # never the local key on BigQuery
+    env |= {"CDP_CLICK_KEY": "k-77c1", "CDP_CLICK_URL": "https://c.shop.example", "CDP_CLICK_LINK_DAYS": "30"}
+    clicks = Settings.from_env(env).clicks
+    assert (clicks.require_key(), clicks.url, clicks.link_days) == ("k-77c1", "https://c.shop.example", 30)
+    assert "k-77c1" not in repr(Settings.from_env(env))
+    for name, value in (("CDP_CLICK_URL", "http://c.shop.example"), ("CDP_CLICK_URL", "https://c.example/?a=1"),
+                        ("CDP_CLICK_LINK_DAYS", "0")):  # fmt: skip
+        with pytest.raises(ConfigError, match=name):
+            Settings.from_env({**env, name: value})
+
+
 def test_a_cached_secret_is_read_once_per_ttl() -> None:
     from shared.ports.secrets import CachedSecret, SecretMissing
 

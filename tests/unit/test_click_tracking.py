@@ -93,6 +93,14 @@ def load(warehouse: Warehouse, bus: FakeBus, at: datetime = CLICKED_AT) -> None:
         assert report.bad_rows == 0, report
 
 
+def both_click(world: World) -> None:
+    """Minji follows her SMS's link and Jun his e-mail's, and the loader stores both clicks."""
+    [email] = world.email.accepted
+    for link in (sms_link(world), link_in(email.text)):
+        _, bus = click(link)
+        load(world.warehouse, bus)
+
+
 def raw_clicks(warehouse: Warehouse) -> list[dict[str, Any]]:
     return warehouse.query("select * from raw.event where source = 'click' order by collected_at")
 
@@ -294,10 +302,7 @@ def test_the_loader_takes_no_other_ledger_row_from_a_message(world: World) -> No
 
 def test_clicked_customers_are_a_segment_away_and_clicks_reach_refined_events(world: World) -> None:
     minji, jun = world.people["minji"], world.people["jun"]
-    [email] = world.email.accepted
-    for link in (sms_link(world), link_in(email.text)):
-        _, bus = click(link)
-        load(world.warehouse, bus)
+    both_click(world)
     _, bus = click(sms_link(world), at=CLICKED_AT + timedelta(minutes=5))  # Minji again, later
     load(world.warehouse, bus)
     clicked = world.warehouse.query(
@@ -325,10 +330,7 @@ def test_clicked_customers_are_a_segment_away_and_clicks_reach_refined_events(wo
 
 def test_erasing_a_person_erases_their_clicks_and_no_one_elses(world: World) -> None:
     minji, jun = world.people["minji"], world.people["jun"]
-    [email] = world.email.accepted
-    for link in (sms_link(world), link_in(email.text)):
-        _, bus = click(link)
-        load(world.warehouse, bus)
+    both_click(world)
     request = build_request("req-minji", "erase", [identifier("member", minji.member)], SITE)
     [receipt] = privacy.erase(
         world.warehouse, [request], salt=SALT, now=CLICKED_AT, removals=RemovalQueue(world.warehouse)

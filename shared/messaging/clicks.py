@@ -175,12 +175,14 @@ def _batch_part(site: str, campaign: str, run: str, channel: str) -> tuple[int, 
 
 @lru_cache(maxsize=256)
 def _destination_part(url: str) -> tuple[int, bytes]:
-    """The scheme's flag bit and the rest of the URL."""
+    """The scheme's flag bit and the rest of the URL, which must be a destination a template may
+    name (so no signed token holds one collect could not send a browser to)."""
+    problem = destination_problem(url)
+    if problem is not None:
+        raise ValueError(problem)
     if url.startswith("https://"):
-        return _HTTPS, url[8:].encode("utf-8")
-    if url.startswith("http://"):
-        return 0, url[7:].encode("utf-8")
-    raise ValueError("a click link's destination starts with https:// or http://")
+        return _HTTPS, url[8:].encode("ascii")
+    return 0, url[7:].encode("ascii")
 
 
 def open_click(token: str, key: str, now: datetime) -> Click:

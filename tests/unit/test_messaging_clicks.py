@@ -165,6 +165,7 @@ def test_sign_refuses_what_it_cannot_pack() -> None:
     for bad in (
         Click("s", "c", "r", "c", "fax", "https://a.example", EXPIRES),
         Click("s", "c", "r", "c", "sms", "ftp://a.example", EXPIRES),
+        Click("s", "c", "r", "c", "sms", "https://a.example/\r\nSet-Cookie: x=1", EXPIRES),
         Click("s", "c" * 256, "r", "c", "sms", "https://a.example", EXPIRES),
         Click("", "c", "r", "c", "sms", "https://a.example", EXPIRES),
     ):

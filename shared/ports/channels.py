@@ -6,8 +6,9 @@ offer no idempotency key (Twilio's Messages create has none; SMTP has none), so 
 outcome is unknown (a timeout) the caller asks `lookup` before it sends again, and a channel that
 cannot look a send up answers None: the delivery is then left `unknown`, never resent blindly.
 
-Adapters: shared/adapters/smtp_email.py (smtplib), shared/adapters/twilio_sms.py (twilio), later
-AlimTalk, domestic SMS and web push. Errors are typed so the policy and fallback logic never read a
+Adapters: shared/adapters/smtp_email.py (smtplib), shared/adapters/twilio_sms.py (twilio),
+shared/adapters/nhn_alimtalk.py (NHN Cloud's AlimTalk API, a BatchChannel: 1,000 recipients a
+request), later domestic SMS and web push. Errors are typed so the policy and fallback logic never read a
 provider's codes: `Rejected` (this recipient, permanently: bad address, bounce), `OptedOut` (the
 provider says the person opted out: Twilio 21610, a complaint; the caller records the opt-out),
 `ChannelThrottled` (wait and resume), `ChannelUnavailable` (an outage: retry later).
@@ -15,12 +16,13 @@ provider says the person opted out: Twilio 21610, a complaint; the caller record
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final, Literal, Protocol
 
 EMAIL: Final = "email"
 SMS: Final = "sms"
+ALIMTALK: Final = "alimtalk"
 
 # "absent": a lookup found that the provider holds no such message, so a resend cannot duplicate it.
 SendState = Literal["accepted", "sent", "delivered", "failed", "unknown", "absent"]
@@ -40,6 +42,8 @@ class Message:
     html: str | None = None  # e-mail
     headers: Mapping[str, str] = field(default_factory=dict)  # e.g. List-Unsubscribe, List-Unsubscribe-Post
     metadata: Mapping[str, str] = field(default_factory=dict)  # campaign and run ids, for the provider's records
+    template_code: str | None = None  # AlimTalk: the approved template (`text` is its filled content)
+    parameters: Mapping[str, str] = field(default_factory=dict)  # AlimTalk: each #{name}'s value
 
 
 @dataclass(frozen=True)
@@ -95,4 +99,15 @@ class MessageChannel(Protocol):
     def lookup(self, message: Message) -> SendResult | None:
         """What became of an earlier send of this message (by its delivery_id), or None when the
         provider cannot tell (SMTP): the caller then leaves the delivery unknown, not resent."""
+        ...
+
+
+class BatchChannel(MessageChannel, Protocol):
+    """A channel whose provider takes many recipients per request (NHN AlimTalk: 1,000). deliver
+    claims each delivery, then hands up to `batch_size` messages to one `send_many` call."""
+
+    batch_size: int
+
+    def send_many(self, messages: Sequence[Message]) -> list[SendResult | ChannelError]:
+        """One result per message, in order: what `send` would have returned or raised for it."""
         ...

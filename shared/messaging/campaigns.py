@@ -28,7 +28,7 @@ from shared.contacts import normalize_email
 from shared.cron import MIN_INTERVAL_MINUTES, check_schedule, time_zone_error
 from shared.messaging import MessageReason
 from shared.messaging.adform import DEFAULT_OPT_OUT_LABEL, AdForm
-from shared.messaging.templates import MessageTemplate, RenderFailed, parse_template, sample_render
+from shared.messaging.templates import MessageTemplate, RegistryLookup, RenderFailed, parse_template, sample_render
 from shared.tam.rules import MAX_ERRORS, Problem, Schedule, describe, field_path
 from shared.tam.templates import DEFAULT_TIMEZONE
 
@@ -391,11 +391,13 @@ def check_campaign(
     template_doc: TemplateLookup,
     policy: MessagingPolicy,
     available_channels: Collection[str],
+    alimtalk_templates: RegistryLookup | None = None,
 ) -> tuple[list[Problem], MessageTemplate | None]:
     """What makes a valid campaign unusable here (paths on the campaign), and its template if usable.
 
     `available_channels`: the channels this deployment has a sender for (an adapter and its
     credentials); a channel of the vocabulary without one is refused until it has.
+    `alimtalk_templates`: the AlimTalk registry, which a template's alimtalk part is checked against.
     """
     problems: list[Problem] = []
     if not segment_exists(campaign.segment_id):
@@ -407,7 +409,7 @@ def check_campaign(
             problems.append(
                 Problem(f"channels[{index}]", f"{channel.value} has no sender on this deployment; available: {have}")
             )
-    template = _template(campaign, template_doc, problems)
+    template = _template(campaign, template_doc, problems, alimtalk_templates)
     if campaign.kind is Kind.ADVERTISING:
         problems.extend(_advertising_problems(campaign, policy, template))
     quiet = policy.quiet_hours
@@ -419,14 +421,16 @@ def check_campaign(
     return problems, template
 
 
-def _template(campaign: Campaign, template_doc: TemplateLookup, problems: list[Problem]) -> MessageTemplate | None:
+def _template(
+    campaign: Campaign, template_doc: TemplateLookup, problems: list[Problem], registry: RegistryLookup | None
+) -> MessageTemplate | None:
     name = campaign.template_id
     doc = template_doc(name)
     if doc is None:
         problems.append(Problem("template_id", f"no template {describe(name)}: {TEMPLATES}/{name} does not exist"))
         return None
     try:
-        template = parse_template(name, doc)
+        template = parse_template(name, doc, registry)
     except InvalidConfig as exc:
         problems.append(Problem("template_id", f"template {describe(name)} is not usable: {exc.problems[0]}"))
         return None
@@ -474,6 +478,7 @@ def validate_campaign(
     available_channels: Collection[str],
     min_interval_minutes: int = MIN_INTERVAL_MINUTES,
     now: datetime | None = None,
+    alimtalk_templates: RegistryLookup | None = None,
 ) -> tuple[Campaign, MessageTemplate]:
     """parse_campaign then check_campaign: a usable campaign and its template, or InvalidConfig."""
     campaign = parse_campaign(campaign_id, doc, min_interval_minutes=min_interval_minutes, now=now)
@@ -483,6 +488,7 @@ def validate_campaign(
         template_doc=template_doc,
         policy=policy,
         available_channels=available_channels,
+        alimtalk_templates=alimtalk_templates,
     )
     if problems or template is None:
         raise InvalidConfig(problems[:MAX_ERRORS] or [Problem("template_id", "is not usable")])

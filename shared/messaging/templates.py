@@ -23,7 +23,7 @@ import hashlib
 import json
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Final, NamedTuple
@@ -34,7 +34,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from shared.activation.publications import InvalidConfig
 from shared.consent.vocabulary import Channel
-from shared.messaging import MessageReason, adform, clicks
+from shared.messaging import MessageReason, adform, alimtalk, clicks
 from shared.messaging.adform import AdForm
 from shared.tam.rules import MAX_ERRORS, Problem, describe, field_path
 
@@ -45,7 +45,10 @@ PARTS: Final[Mapping[Channel, tuple[str, ...]]] = MappingProxyType(
 REQUIRED: Final[Mapping[Channel, tuple[str, ...]]] = MappingProxyType(
     {Channel.EMAIL: ("subject", "text"), Channel.SMS: ("text",)}
 )
-TEMPLATE_FIELDS: Final = ("id", "name", "description", "email", "sms")
+TEMPLATE_FIELDS: Final = ("id", "name", "description", "email", "sms", "alimtalk")
+ALIMTALK_FIELDS: Final = ("template_code", "parameters")
+RegistryLookup = Callable[[str], Any]
+"""AlimTalk template code -> its `alimtalk_templates/{code}` document, or None (shared/messaging/alimtalk.py)."""
 OUTPUT_FIELDS: Final = ("status",)
 
 MAX_SMS_CHARS: Final = 1600  # Twilio: the longest body it splits and reassembles
@@ -139,10 +142,12 @@ class MessageTemplate:
 
 
 class Rendered(NamedTuple):
-    text: str
+    text: str  # AlimTalk: the approved content with its variables filled, as Kakao shows it
     subject: str | None = None  # e-mail
     html: str | None = None  # e-mail
     headers: Mapping[str, str] = MappingProxyType({})  # e-mail: List-Unsubscribe, List-Unsubscribe-Post
+    template_code: str | None = None  # AlimTalk
+    parameters: Mapping[str, str] = MappingProxyType({})  # AlimTalk: #{name} -> value
 
 
 class RenderFailed(NamedTuple):
@@ -153,15 +158,17 @@ class RenderFailed(NamedTuple):
 # -- checks at save -----------------------------------------------------------------------------------
 
 
-def parse_template(template_id: str, doc: Any) -> MessageTemplate:
-    """Validate a `message_templates/{id}` document; raise InvalidConfig listing every problem."""
+def parse_template(template_id: str, doc: Any, alimtalk_templates: RegistryLookup | None = None) -> MessageTemplate:
+    """Validate a `message_templates/{id}` document; raise InvalidConfig listing every problem.
+    An `alimtalk` part is checked against the registry (`alimtalk_templates`); without one it
+    cannot be, and is a problem."""
     problems: list[Problem] = []
     if not isinstance(doc, Mapping):
         raise InvalidConfig([Problem("", f"expected an object, got {describe(doc)}")])
     for key in doc:
-        if key in ("alimtalk", "webpush"):
+        if key == "webpush":
             problems.append(
-                Problem(str(key), f"{key} templates come with the {key} channel; this version has email, sms")
+                Problem(str(key), f"{key} templates come with the {key} channel; this version has email, sms, alimtalk")
             )
         elif key not in TEMPLATE_FIELDS and key not in OUTPUT_FIELDS:
             problems.append(Problem(field_path(key), f"unknown field; expected one of {', '.join(TEMPLATE_FIELDS)}"))
@@ -188,8 +195,14 @@ def parse_template(template_id: str, doc: Any) -> MessageTemplate:
         if checked is not None:
             parts[channel], names = checked
             used |= names
-    if not any(channel.value in doc for channel in PARTS):
-        problems.append(Problem("", f"a template needs a part for at least one channel: {', '.join(PARTS)}"))
+    if doc.get(Channel.ALIMTALK.value) is not None:
+        kakao = _check_alimtalk(doc[Channel.ALIMTALK.value], alimtalk_templates, problems, links)
+        if kakao is not None:
+            parts[Channel.ALIMTALK], names = kakao
+            used |= names
+    if not any(channel.value in doc for channel in (*PARTS, Channel.ALIMTALK)):
+        channels = ", ".join((*PARTS, Channel.ALIMTALK))
+        problems.append(Problem("", f"a template needs a part for at least one channel: {channels}"))
     if problems:
         if len(problems) > MAX_ERRORS:
             problems = [*problems[:MAX_ERRORS], Problem("", f"… and {len(problems) - MAX_ERRORS} more problems")]
@@ -227,6 +240,89 @@ def _check_part(
     if len(problems) > before:
         return None
     _check_sample(channel, compiled, problems)
+    return (sources, used) if len(problems) == before else None
+
+
+def _check_alimtalk(
+    part: Any, lookup: RegistryLookup | None, problems: list[Problem], links: set[str]
+) -> tuple[dict[str, str], set[str]] | None:
+    """The `alimtalk` part: an approved template of the registry and a value for each of its
+    `#{name}` variables, either `parameters.<name>` (a text with template variables) or the
+    template variable of that name; filled with sample values it must fit Kakao's 1,300
+    characters. Its sources: template_code, content and `#{name}` -> each parameter's source."""
+    before = len(problems)
+    if not isinstance(part, Mapping):
+        problems.append(
+            Problem("alimtalk", f"expected an object with {', '.join(ALIMTALK_FIELDS)}, got {describe(part)}")
+        )
+        return None
+    for key in part:
+        if key not in ALIMTALK_FIELDS:
+            problems.append(
+                Problem(f"alimtalk.{field_path(key)}", f"unknown field; expected {', '.join(ALIMTALK_FIELDS)}")
+            )
+    code, parameters = part.get("template_code"), part.get("parameters") or {}
+    if not isinstance(parameters, Mapping):
+        problems.append(
+            Problem("alimtalk.parameters", f"expected an object of #{{name}}: text, got {describe(parameters)}")
+        )
+        return None
+    if not isinstance(code, str):
+        problems.append(
+            Problem("alimtalk.template_code", f"expected the approved template's code, got {describe(code)}")
+        )
+        return None
+    if lookup is None:
+        problems.append(Problem("alimtalk.template_code", "cannot be checked here: no AlimTalk template registry"))
+        return None
+    found = alimtalk.parse_registry(code, lookup(code))
+    if isinstance(found, str):
+        problems.append(Problem("alimtalk.template_code", found))
+        return None
+    if not found.approved:
+        status = alimtalk.STATUSES[found.status]
+        message = f"AlimTalk template {code!r} is {found.status} ({status}): only approved (APR) templates can be sent"
+        problems.append(Problem("alimtalk.template_code", message))
+    sources = {"template_code": code, "content": found.content}
+    compiled: dict[str, Template] = {}
+    used: set[str] = set()
+    for name, source in parameters.items():
+        path = f"alimtalk.parameters.{field_path(name)}"
+        if name not in found.variables:
+            known = ", ".join(f"#{{{v}}}" for v in found.variables) or "none"
+            problems.append(Problem(path, f"template {code!r} has no #{{{name}}}; its variables: {known}"))
+            continue
+        template = _check_source(path, source, _TEXT, used, problems, links)
+        if template is not None:
+            sources[f"#{{{name}}}"], compiled[name] = str(source), template
+    for name in found.variables:
+        if name in parameters:
+            continue
+        if name in VARIABLES and name != LINK:
+            used.add(name)
+        else:
+            message = (
+                f"#{{{name}}} has no value: set parameters.{name} (a text such as {{{{ given_name }}}}) "
+                "or name the variable after a template variable"
+            )
+            problems.append(Problem("alimtalk.parameters", message))
+    if len(problems) > before:
+        return None
+    sample = sample_context()
+    values: dict[str, str] = {}
+    for name in found.variables:
+        try:
+            values[name] = str(_finalize(compiled[name].render(sample) if name in compiled else sample[name]))
+        except Exception as exc:  # noqa: BLE001 - any failure of a marketer's template is a problem at its path
+            problems.append(
+                Problem(
+                    f"alimtalk.parameters.{field_path(name)}", f"cannot be rendered with sample values: {_detail(exc)}"
+                )
+            )
+    filled = alimtalk.fill(found.content, values)
+    if len(filled) > alimtalk.MAX_CONTENT:
+        message = f"is {len(filled):,} characters with sample values; AlimTalk takes at most {alimtalk.MAX_CONTENT:,}"
+        problems.append(Problem("alimtalk", message))
     return (sources, used) if len(problems) == before else None
 
 
@@ -400,7 +496,7 @@ class CompiledTemplate:
     context has `unsubscribe_url`.
     """
 
-    __slots__ = ("id", "digest", "_sms", "_subject", "_text", "_html")
+    __slots__ = ("id", "digest", "_sms", "_subject", "_text", "_html", "_alimtalk")
 
     def __init__(self, template: MessageTemplate) -> None:
         self.id = template.id
@@ -411,6 +507,16 @@ class CompiledTemplate:
         self._subject = _compile(_TEXT, email.get("subject"))
         self._text = _compile(_TEXT, email.get("text"))
         self._html = _compile(_HTML, email.get("html"))
+        kakao = template.parts.get(Channel.ALIMTALK)
+        self._alimtalk = (
+            (
+                kakao["template_code"],
+                kakao["content"],
+                {k[2:-1]: _compile(_TEXT, v) for k, v in kakao.items() if k[:2] == "#{"},
+            )
+            if kakao is not None
+            else None
+        )
 
     def render(
         self, channel: object, context: Mapping[str, object], form: AdForm | None = None, mailto: str | None = None
@@ -419,7 +525,28 @@ class CompiledTemplate:
             return self.render_sms(context, form)
         if channel == Channel.EMAIL:
             return self.render_email(context, form, mailto)
+        if channel == Channel.ALIMTALK:
+            return self.render_alimtalk(context)
         raise ValueError(f"no templates for channel {channel!r}")
+
+    def render_alimtalk(self, context: Mapping[str, object]) -> Rendered | RenderFailed:
+        """The approved template's code and a value for each `#{name}`: its parameter rendered, or
+        the template variable of that name (no value prints nothing). AlimTalk is informational
+        only, so there is no advertising form."""
+        if self._alimtalk is None:
+            raise ValueError(f"template {self.id} has no alimtalk part")
+        code, content, parameters = self._alimtalk
+        values: dict[str, str] = {}
+        try:
+            for name in alimtalk.VARIABLE.findall(content):
+                template = parameters.get(name)
+                values[name] = template.render(context) if template is not None else str(_finalize(context[name]))
+        except Exception as exc:  # noqa: BLE001 - one recipient's failure is a reason code, not a crash
+            return _failed(exc)
+        text = alimtalk.fill(content, values)
+        if len(text) > alimtalk.MAX_CONTENT:
+            return RenderFailed(MessageReason.MESSAGE_TOO_LONG, f"{len(text)} characters")
+        return Rendered(text, template_code=code, parameters=MappingProxyType(values))
 
     def render_sms(self, context: Mapping[str, object], form: AdForm | None = None) -> Rendered | RenderFailed:
         if self._sms is None:

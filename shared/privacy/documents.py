@@ -42,6 +42,8 @@ COLLECTIONS: Final[Mapping[str, tuple[DocumentKey, ...]]] = {
     "campaigns": (),
     "message_templates": (),
     "messaging": (),  # messaging/policy: caps, hours, the sender's business name and 080 number
+    "alimtalk_templates": (),  # Kakao's approved AlimTalk templates: code, status, content with #{} variables
+    "alimtalk_hooks": (),  # NHN webhook ids received (deduplication): times and counts, no one named
 }
 
 

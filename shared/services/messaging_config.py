@@ -22,6 +22,7 @@ from typing import Any, Final
 from shared.activation.publications import InvalidConfig
 from shared.cron import MIN_INTERVAL_MINUTES
 from shared.messaging import campaigns as campaign_rules
+from shared.messaging.alimtalk import ALIMTALK_TEMPLATES
 from shared.messaging.campaigns import CAMPAIGNS as CAMPAIGNS
 from shared.messaging.campaigns import POLICY, MessagingPolicy, parse_policy, validate_campaign
 from shared.messaging.campaigns import TEMPLATES as TEMPLATES
@@ -86,6 +87,7 @@ def campaign_status(
             available_channels=available,
             min_interval_minutes=min_interval_minutes,
             now=now,
+            alimtalk_templates=lambda code: documents.get(ALIMTALK_TEMPLATES, code),
         )
     except InvalidConfig as exc:
         return config_status(now, [str(p) for p in exc.problems])
@@ -102,12 +104,16 @@ def campaign_status(
     return config_status(now, message=message)
 
 
-def template_status(template_id: str, doc: Any, now: datetime) -> dict[str, Any]:
+def template_status(
+    template_id: str, doc: Any, now: datetime, documents: DocumentStore | None = None
+) -> dict[str, Any]:
+    """A template's verdict; its alimtalk part is checked against `alimtalk_templates` in `documents`."""
+    registry = (lambda code: documents.get(ALIMTALK_TEMPLATES, code)) if documents is not None else None
     try:
-        template = parse_template(template_id, doc)
+        template = parse_template(template_id, doc, registry)
     except InvalidConfig as exc:
         return config_status(now, [str(p) for p in exc.problems])
-    channels = [c for c in ("email", "sms") if template.has(c)]
+    channels = [c for c in ("email", "sms", "alimtalk") if template.has(c)]
     variables = ", ".join(sorted(template.variables)) or "none"
     return config_status(now, message=f"OK: {', '.join(channels)}; variables {variables}")
 
@@ -160,7 +166,7 @@ def handle_messaging_write(
     elif change.collection == TEMPLATES:
 
         def verdict(doc: Mapping[str, Any]) -> dict[str, Any]:
-            return template_status(change.doc_id, doc, now)
+            return template_status(change.doc_id, doc, now, documents)
     elif change.collection == POLICY_COLLECTION and change.doc_id == POLICY_DOC:
 
         def verdict(doc: Mapping[str, Any]) -> dict[str, Any]:

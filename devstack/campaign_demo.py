@@ -7,9 +7,11 @@ the warehouse and publishes its batches to the Pub/Sub emulator's `sends` topic;
 subscription delivers them to the `deliver` function (its own process, built by the composition
 root from the same settings a deployment reads), which sends through the real smtplib to an SMTP
 sink and through the real twilio client to the fake Twilio API. The fake reports `sent` and
-`delivered` to the `twilio_status` function (another process), signed as Twilio signs, and one
-recipient then answers STOP. The funnel printed is read back from the ledger, beside what the fakes
-received, so a message sent twice or lost would show.
+`delivered` to the `twilio_status` function (another process), signed as Twilio signs; one
+recipient then taps the tracked link in their SMS (collect's click route: a 302 to the shop with UTM
+parameters, the click recorded through the loader) and one answers STOP. The funnel printed is
+read back from the ledger, beside what the fakes received, so a message sent twice or lost would
+show.
 
 The demo can run at any hour: the example's quiet hours and send windows (the shop's own choices)
 are lifted for it, and said so; the law's night rule is not (an advertising message between 21:00
@@ -18,7 +20,10 @@ and 08:00 in Seoul without night consent is held until 08:00, and shows in the f
 
 from __future__ import annotations
 
+import re
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -99,6 +104,7 @@ def channel_env(
         "CDP_TWILIO_AUTH_TOKEN": AUTH_TOKEN,  # the webhook's check
         "CDP_SECRET_TWILIO_AUTH_TOKEN": AUTH_TOKEN,  # the sender's, through the local SecretStore
         "CDP_PUBLISH_OUTBOX_DIR": str(out / "outbox"),
+        "CDP_CLICK_URL": pipeline.collect_url,  # link() becomes collect's signed click route
     }
 
 
@@ -141,6 +147,7 @@ def run(pipeline: LocalPipeline, documents: DocumentStore, out: Path, now: datet
                 stage.lines.append(f"  {campaign_id}: STOPPED: {result.error}")
         batches = sum(r.plan.batches for r in planned.values() if r.plan is not None)
         settled = _settle(documents, twilio, planned, batches)
+        click = _click(pipeline, twilio)
         stop_number = _reply_stop(twilio)
         warehouse = DuckDBWarehouse(pipeline.duckdb_path)
         try:
@@ -150,6 +157,8 @@ def run(pipeline: LocalPipeline, documents: DocumentStore, out: Path, now: datet
                 stage.outcomes.append(Outcome(campaign_id, str(doc.get("name", campaign_id)), result.run_id, funnel))
             stage.lines += _report(stage.outcomes)
             stage.ok &= settled and _agree(stage, smtp, twilio)
+            if click is not None:
+                stage.ok &= _clicked(stage, warehouse, click)
             if stop_number is not None:
                 stage.ok &= _stopped(stage, warehouse, site_id, stop_number, salt)
         finally:
@@ -175,6 +184,54 @@ def _settle(documents: DocumentStore, twilio: TwilioApiFake, planned: dict[str, 
     return False
 
 
+@dataclass(frozen=True)
+class Click:
+    status: int
+    location: str
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None  # the demo reads the 302 itself
+
+
+def _click(pipeline: LocalPipeline, twilio: TwilioApiFake) -> Click | None:
+    """The first SMS recipient taps the tracked link in their message: collect answers 302 to the
+    shop's page with UTM parameters and records the click (through the loader, as any beacon)."""
+    bodies = sorted(m.body for m in twilio.messages.values())
+    found = next(
+        (m.group(0) for b in bodies if (m := re.search(re.escape(pipeline.collect_url) + r"/c\?t=\S+", b))), None
+    )
+    if found is None:
+        return None
+    opener = urllib.request.build_opener(_NoRedirect)
+    try:
+        answer = opener.open(urllib.request.Request(found, headers={"User-Agent": "Mozilla/5.0 (Linux; Android 14)"}))
+        status, location = answer.status, answer.headers.get("Location", "")
+    except urllib.error.HTTPError as exc:
+        status, location = exc.code, exc.headers.get("Location", "")
+    return Click(status, location)
+
+
+def _clicked(stage: Stage, warehouse: DuckDBWarehouse, click: Click) -> bool:
+    """The click's `clicked` row reached the ledger (the loader writes it from collect's message)."""
+    deadline = time.monotonic() + 30
+    count = 0
+    while time.monotonic() < deadline:
+        count = int(
+            warehouse.query(
+                "SELECT COUNT(DISTINCT delivery_id) AS n FROM audiences.delivery_events WHERE event = 'clicked'"
+            )[0]["n"]
+        )
+        if count:
+            break
+        time.sleep(0.5)
+    stage.lines.append(
+        f"  one recipient tapped the link in their SMS: {click.status} to {click.location}; clicked deliveries: {count}"
+    )
+    return click.status == 302 and count == 1
+
+
 def _reply_stop(twilio: TwilioApiFake) -> str | None:
     """The first SMS recipient answers STOP, as a person would from their phone."""
     numbers = sorted({m.to for m in twilio.messages.values()})
@@ -190,7 +247,6 @@ def _report(outcomes: list[Outcome]) -> list[str]:
         funnel = outcome.funnel
         reasons = funnel.reasons()
         eligible = reasons.pop("eligible", 0)
-        events = funnel.event_totals()
         lines.append(f"  {outcome.name} ({outcome.campaign_id})")
         lines.append(f"    audience {funnel.audience:,} -> eligible {eligible:,}")
         for reason, count in sorted(reasons.items(), key=lambda item: (-item[1], item[0])):
@@ -201,10 +257,12 @@ def _report(outcomes: list[Outcome]) -> list[str]:
             failed = counts.get("failed", 0) + counts.get("bounced", 0)
             # SMTP reports no delivery: a message the relay accepted is as far as e-mail can tell.
             delivered = f"delivered {counts.get('delivered', 0):>6,}" if channel != "email" else "(relay accepted)"
-            lines.append(f"    {channel:<6} sent {counts.get('sent', 0):>6,}   {delivered}   failed {failed:>4,}")
+            lines.append(
+                f"    {channel:<6} sent {counts.get('sent', 0):>6,}   {delivered}   failed {failed:>4,}"
+                f"   clicked {counts.get('clicked', 0):>4,}   unsubscribed {counts.get('unsubscribed', 0):>4,}"
+            )
         if not by_channel:
             lines.append(f"    nothing sent yet (held: {funnel.outcomes().get('hold', 0):,})")
-        lines.append(f"    events {events}")
     return lines
 
 

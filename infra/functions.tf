@@ -178,7 +178,8 @@ locals {
       description = "Sends one batch of planned deliveries by e-mail (SMTP) or SMS (Twilio), each claimed in Firestore before the provider call so nothing is sent twice, falling back along the campaign's chain (push from `sends`)."
       trigger     = { type = "pubsub", topic = "sends" }
       env         = local.messaging_env
-      secrets     = { CDP_PRIVACY_SALT = "privacy-salt", CDP_PREFERENCE_KEY = "preference-key" }
+      # Seals preference links and signs click links into each message.
+      secrets = { CDP_PRIVACY_SALT = "privacy-salt", CDP_PREFERENCE_KEY = "preference-key", CDP_CLICK_KEY = "click-key" }
       # Read at send time through the Secret Manager API (cached), not bound: a deployment without
       # one of the channels starts without its secret, and a rotated password needs no redeploy.
       reads_secrets = ["smtp-password", "dkim-private-key", "twilio-auth-token"]
@@ -279,11 +280,18 @@ locals {
     "https://${var.region}-${var.project_id}.cloudfunctions.net/${var.prefix}-preferences/"
   )
 
+  # collect's public URL: click links in messages point to its GET /c (CDP_CLICK_URL).
+  collect_url = (
+    var.collect_url != "" ? var.collect_url :
+    "https://${var.region}-${var.project_id}.cloudfunctions.net/${var.prefix}-collect"
+  )
+
   # The senders (shared/config.py ChannelSettings) for send_messages and deliver. An unset value is
   # "", which the settings read as unset (docs/channels.md); the outbox bucket holds dry runs' previews.
   messaging_env = {
     CDP_PREFERENCE_URL               = local.preferences_url
     CDP_TWILIO_STATUS_URL            = local.twilio_status_url
+    CDP_CLICK_URL                    = local.collect_url
     CDP_MESSAGING_DRY_RUN            = tostring(var.messaging.dry_run)
     CDP_PUBLISH_BUCKET               = local.files_bucket
     CDP_EMAIL_FROM                   = var.messaging.email_from

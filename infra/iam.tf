@@ -191,6 +191,7 @@ locals {
       { role = "roles/datastore.user", on = "project" },
       { role = "roles/secretmanager.secretAccessor", on = "secret:privacy-salt" },
       { role = "roles/secretmanager.secretAccessor", on = "secret:preference-key" },
+      { role = "roles/secretmanager.secretAccessor", on = "secret:click-key" },
       { role = "roles/secretmanager.secretAccessor", on = "secret:smtp-password" },
       { role = "roles/secretmanager.secretAccessor", on = "secret:dkim-private-key" },
       { role = "roles/secretmanager.secretAccessor", on = "secret:twilio-auth-token" },

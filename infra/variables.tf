@@ -128,6 +128,17 @@ variable "preferences_url" {
   }
 }
 
+variable "collect_url" {
+  description = "Public URL of the collect function as browsers reach it: where click links in messages point (CDP_CLICK_URL, <url>/c?t=...). Empty: the function's own https://<region>-<project>.cloudfunctions.net/<prefix>-collect. Set it when a custom (shorter) domain fronts collect: SMS links count against the message's length."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.collect_url == "" || can(regex("^https://[^/?#\\s]+(/[^?#\\s]*)?$", var.collect_url))
+    error_message = "collect_url must be an https URL without query string or fragment."
+  }
+}
+
 variable "messaging" {
   description = "The e-mail and SMS senders (docs/channels.md): email_from enables e-mail, twilio_account_sid with twilio_messaging_service_sid enables SMS; a campaign naming a channel not enabled is refused. Passwords, the DKIM key and the Twilio auth token live in Secret Manager (smtp-password, dkim-private-key, twilio-auth-token), never here. dry_run: every campaign run only plans and renders previews."
   type = object({

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from shared.activation.publications import Destination
     from shared.adapters.folder_blobs import FolderBlobs
     from shared.adapters.gcs_blobs import GcsBlobs
+    from shared.messaging.clicks import ClickLinks
     from shared.ports import AudienceDestination
     from shared.ports.channels import MessageChannel
     from shared.ports.secrets import SecretStore
@@ -82,6 +83,7 @@ def build_collector_config(settings: Settings) -> CollectorConfig:
         collect.region_header,
         collect.trusted_proxy_hops,
         settings.bus_key,
+        settings.clicks.key,
     )
 
 
@@ -245,7 +247,19 @@ def build_deliver_ports(settings: Settings, warehouse: Warehouse, documents: Doc
         channels=build_channels(settings, build_secrets(settings)),
         salt=settings.privacy.require_salt(),
         links=build_links(settings),
+        clicks=build_click_links(settings),
     )
+
+
+def build_click_links(settings: Settings) -> ClickLinks | None:
+    """Where a template's link() points: collect's click route, signed with click-key; None (links
+    get UTM parameters only) when collect's public URL is not configured."""
+    from shared.messaging.clicks import ClickLinks
+
+    clicks = settings.clicks
+    if not clicks.url:
+        return None
+    return ClickLinks(clicks.url, clicks.require_key(), timedelta(days=clicks.link_days))
 
 
 def build_send_ports(settings: Settings, warehouse: Warehouse, documents: DocumentStore, bus: EventBus) -> SendPorts:

@@ -72,7 +72,13 @@ def test_the_default_demo_agrees_and_every_example_segment_has_members(
     emails, sms, sent_emails, sent_sms, delivered = (int(g) for g in received.groups())
     assert emails == sent_emails > 0 and sms == sent_sms == delivered  # SMS may be held at night
     assert "VIP 회원 등급 안내 (이메일) (vip-grade-notice)" in campaigns
-    if sms:
+    if sms:  # the link in an SMS goes through collect's click route, back to the shop with UTM parameters
+        assert re.search(
+            r"^  one recipient tapped the link in their SMS: 302 to https://demo-shop\.example/benefits\?"
+            r"utm_source=sms&utm_medium=sms&utm_campaign=dormant-winback-sms&\S+; clicked deliveries: 1$",
+            campaigns,
+            re.MULTILINE,
+        ), campaigns
         assert "one recipient replied STOP: the gate now answers unsubscribed for SMS" in campaigns
     last = printed.strip().splitlines()[-1]
     assert re.fullmatch(r"demo: done in \d+ s \(load \d+ msgs/s\)", last), last

@@ -854,8 +854,11 @@ def test_secrets_exist_and_are_bound_only_where_granted(locals_: dict[str, Any])
     assert locals_["functions"]["load_events"]["secrets"] == {"CDP_BUS_KEY": "bus-key"}
     readers = {fn for fn, grants in locals_["function_roles"].items() for g in grants if g["on"] == "secret:bus-key"}
     assert readers == {"collect", "load_events"}
-    # The click-link key: collect checks each click link with it before redirecting.
+    # The click-link key: deliver signs click links with it, collect checks them before redirecting.
     assert locals_["functions"]["collect"]["secrets"]["CDP_CLICK_KEY"] == "click-key"
+    holders = {n for n, f in locals_["functions"].items() if "click-key" in f.get("secrets", {}).values()}
+    assert holders == {"collect", "deliver"}
+    assert locals_["messaging_env"]["CDP_CLICK_URL"] == "${local.collect_url}"
     # The suppression salt: refinement drops the identifiers privacy erasures suppressed.
     holders = {n for n, f in locals_["functions"].items() if "privacy-salt" in f.get("secrets", {}).values()}
     assert holders == {"refine", "privacy_requests", "publish_audiences", "send_messages", "deliver"}
@@ -1006,6 +1009,7 @@ def test_roles_are_least_privilege_for_todays_functions(locals_: dict[str, Any])
         ("roles/secretmanager.secretAccessor", f"secret:{n}") for n in locals_["functions"]["deliver"]["reads_secrets"]
     }
     assert roles["deliver"] == gate_reads | secrets | senders | {
+        ("roles/secretmanager.secretAccessor", "secret:click-key"),
         ("roles/bigquery.jobUser", "project"),
         *{("roles/bigquery.dataViewer", f"table:{t}") for t in ("audiences.deliveries", "audiences.delivery_events")},
         *{

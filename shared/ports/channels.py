@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Final, Literal, Protocol
+from typing import Final, Literal, Protocol, runtime_checkable
 
 EMAIL: Final = "email"
 SMS: Final = "sms"
@@ -102,6 +102,7 @@ class MessageChannel(Protocol):
         ...
 
 
+@runtime_checkable
 class BatchChannel(MessageChannel, Protocol):
     """A channel whose provider takes many recipients per request (NHN AlimTalk: 1,000). deliver
     claims each delivery, then hands up to `batch_size` messages to one `send_many` call."""

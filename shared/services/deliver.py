@@ -58,6 +58,7 @@ from typing import Any, Final, NamedTuple
 from shared.activation.publications import InvalidConfig
 from shared.consent.vocabulary import Channel, ConsentError, Kind
 from shared.messaging import MessageReason, Outcome, adform
+from shared.messaging.alimtalk import ALIMTALK_TEMPLATES
 from shared.messaging.campaigns import (
     CAMPAIGNS,
     CHANNEL_RULES,
@@ -87,6 +88,7 @@ from shared.messaging.policy import GateAnswer, cap_since, prepare
 from shared.messaging.templates import LINK, CompiledTemplate, MessageTemplate, RenderFailed, compiled
 from shared.ports import DocumentStore, TransientError, Warehouse
 from shared.ports.channels import (
+    BatchChannel,
     ChannelError,
     ChannelThrottled,
     ChannelUnavailable,
@@ -288,6 +290,7 @@ def load_campaign(
             available_channels=available_channels,
             min_interval_minutes=0,
             now=now,
+            alimtalk_templates=lambda code: documents.get(ALIMTALK_TEMPLATES, code),
         )
     except InvalidConfig as exc:
         log.warning("campaign not valid at send time", extra={"campaign_id": campaign_id, "error": str(exc)})
@@ -353,6 +356,8 @@ def render(
         html=rendered.html,
         headers=dict(rendered.headers),
         metadata={"campaign_id": recipient.campaign_id, "run_id": recipient.run_id},
+        template_code=rendered.template_code,
+        parameters=dict(rendered.parameters),
     )
 
 
@@ -403,6 +408,8 @@ class _Job:
         self.loaded: Loaded | None = None
         self.renderer: CompiledTemplate | None = None
         self.since: datetime | None = None  # the frequency cap's window, for an advertising campaign
+        self.queued: list[tuple[Recipient, int, Message]] = []  # claimed, for a batching channel's send_many
+        self.batching = frozenset(name for name, c in ports.channels.items() if isinstance(c, BatchChannel))
 
     def recipients(self, ids: Sequence[str]) -> list[Recipient]:
         """The rows of `ids`, each with the advertising messages its customer was sent in the cap's
@@ -432,9 +439,11 @@ class _Job:
             for index, (row, verdict) in enumerate(pending):
                 if self.report.stopped:
                     self.report.left += len(pending) - index
+                    self.send_queued()  # hands the claims back: nothing more is sent after a stop
                     return
                 if self.settle(row, verdict):
                     refused.append(row)
+            refused += self.send_queued()
             pending = self.fall_back(refused) if self.loaded is not None and not self.report.stopped else []
 
     # -- deciding -------------------------------------------------------------------------------------
@@ -612,25 +621,64 @@ class _Job:
             self.record(row, Event.SKIPPED, attempt, code=message.reason.value)
             return True
         channel = self.ports.channels[row.channel]
+        if row.channel in self.batching:  # claimed now, sent with the pass's others (send_queued)
+            self.queued.append((row, attempt, message))
+            return False
         provider = CHANNEL_RULES[Channel(row.channel)].provider
         self.ports.limiter.acquire(provider, self.loaded.policy.rate(Channel(row.channel)))
         try:
-            result = channel.send(message)
-        except Rejected as refusal:
-            return self.refused(row, attempt, message, refusal)
-        except ChannelThrottled as exc:
-            self.finish(row, attempt, ClaimState.RETRY, exc.code)
-            self.ports.limiter.pause(provider, exc.retry_after)
-            self.stop(f"{row.channel} throttled", exc.retry_after)
+            result: SendResult | ChannelError = channel.send(message)
+        except ChannelError as exc:
+            result = exc
+        return self.outcome(row, attempt, message, result)
+
+    def send_queued(self) -> list[Recipient]:
+        """The messages claimed for batching channels, one send_many per channel (the adapter splits
+        it into its provider's requests), each result recorded per delivery as `send` records one;
+        the rows to fall back. After a stop nothing is sent: the claims are handed on."""
+        queued, self.queued = self.queued, []
+        by_channel: dict[str, list[tuple[Recipient, int, Message]]] = {}
+        for item in queued:
+            by_channel.setdefault(item[0].channel, []).append(item)
+        refused: list[Recipient] = []
+        for name, items in by_channel.items():
+            if self.report.stopped:
+                for row, attempt, _ in items:
+                    self.finish(row, attempt, ClaimState.RETRY, None)
+                self.report.left += len(items)
+                continue
+            assert self.loaded is not None
+            channel = self.ports.channels[name]
+            assert isinstance(channel, BatchChannel)
+            rate = self.loaded.policy.rate(Channel(name))  # messages a second: a batch takes len(items) slots
+            self.ports.limiter.acquire(CHANNEL_RULES[Channel(name)].provider, rate / len(items))
+            results = channel.send_many([message for _, _, message in items])
+            for (row, attempt, message), result in zip(items, results, strict=True):
+                if self.outcome(row, attempt, message, result):
+                    refused.append(row)
+        return refused
+
+    def outcome(self, row: Recipient, attempt: int, message: Message, result: SendResult | ChannelError) -> bool:
+        """A send's answer for one delivery: recorded on its claim and in its events; True when the
+        next channel should be tried."""
+        provider = CHANNEL_RULES[Channel(row.channel)].provider
+        if isinstance(result, Rejected):
+            return self.refused(row, attempt, message, result)
+        if isinstance(result, ChannelThrottled):
+            self.finish(row, attempt, ClaimState.RETRY, result.code)
+            self.ports.limiter.pause(provider, result.retry_after)
+            self.stop(f"{row.channel} throttled", result.retry_after)
             return False
-        except ChannelUnavailable as exc:
-            if exc.maybe_sent:  # the provider may hold it: a lookup comes before any resend
-                self.finish(row, attempt, ClaimState.LOOKUP, exc.code)
-                self.record(row, Event.SENDING, attempt, code=exc.code)
+        if isinstance(result, ChannelUnavailable):
+            if result.maybe_sent:  # the provider may hold it: a lookup comes before any resend
+                self.finish(row, attempt, ClaimState.LOOKUP, result.code)
+                self.record(row, Event.SENDING, attempt, code=result.code)
             else:
-                self.finish(row, attempt, ClaimState.RETRY, exc.code)
-            self.stop(f"{row.channel} unavailable: {exc}")
+                self.finish(row, attempt, ClaimState.RETRY, result.code)
+            self.stop(f"{row.channel} unavailable: {result}")
             return False
+        if isinstance(result, ChannelError):
+            raise result
         return self.result(row, attempt, result)
 
     def result(self, row: Recipient, attempt: int, result: SendResult) -> bool:

@@ -31,6 +31,7 @@ from typing import Any, Final
 
 from shared.activation.publications import InvalidConfig
 from shared.cron import MIN_INTERVAL_MINUTES
+from shared.messaging.alimtalk import ALIMTALK_TEMPLATES
 from shared.messaging.campaigns import CAMPAIGNS, POLICY, TEMPLATES, parse_policy, validate_campaign
 from shared.ports import DocumentStore, EventBus, TransientError, Warehouse
 from shared.ports.blobs import BlobStore
@@ -216,6 +217,7 @@ def _run(
             available_channels=ports.available_channels,
             min_interval_minutes=ports.min_interval_minutes,
             now=now,
+            alimtalk_templates=lambda code: ports.documents.get(ALIMTALK_TEMPLATES, code),
         )
     except InvalidConfig as exc:
         problem = exc.problems[0]

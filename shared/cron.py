@@ -66,7 +66,7 @@ def cron_error(cron: Any, min_interval_minutes: int = 0, now: datetime | None = 
         gap = min(b - a for a, b in zip(fires, fires[1:], strict=False))
         if gap < timedelta(minutes=min_interval_minutes):
             return (
-                f"{echo(cron)} fires every {int(gap.total_seconds() // 60)} minutes; a segment may be built at most "
+                f"{echo(cron)} fires every {int(gap.total_seconds() // 60)} minutes; a schedule may fire at most "
                 f"once every {min_interval_minutes} minutes"
             )
     return None

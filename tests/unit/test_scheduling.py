@@ -245,7 +245,7 @@ def test_a_status_written_during_the_run_is_not_put_back() -> None:
         ({"cron": 6}, "schedule.cron: must be a cron expression"),
         ({"timezone": "UTC"}, "schedule.cron: must be a cron expression"),
         ({"cron": "0 0 30 2 *"}, "schedule.cron: '0 0 30 2 *' never fires"),
-        ({"cron": "*/5 * * * *"}, "fires every 5 minutes; a segment may be built at most once every 60 minutes"),
+        ({"cron": "*/5 * * * *"}, "fires every 5 minutes; a schedule may fire at most once every 60 minutes"),
         ({"cron": "*/10 9 1 1 *"}, "fires every 10 minutes"),
         ({"cron": "0 6 * * *", "timezone": "Asia/Seol"}, "schedule.timezone: unknown time zone 'Asia/Seol'; use an"),
         ({"cron": "0 6 * * *", "timezone": "../etc/passwd"}, "schedule.timezone: unknown time zone"),

@@ -65,7 +65,7 @@ SCHEDULES: list[tuple[Any, str]] = [
     ({"cron": "0 0 31 4,6,9,11 *"}, "schedule.cron: '0 0 31 4,6,9,11 *' never fires within 2 years"),
     (
         {"cron": "*/5 * * * *"},
-        "schedule.cron: '*/5 * * * *' fires every 5 minutes; a segment may be built at most once every 60 minutes",
+        "schedule.cron: '*/5 * * * *' fires every 5 minutes; a schedule may fire at most once every 60 minutes",
     ),
     ({"cron": "*/10 9 1 1 *"}, "schedule.cron: '*/10 9 1 1 *' fires every 10 minutes"),
     ({"cron": "0 9 L * *"}, "schedule.cron: '0 9 L * *': the day of month field 'L' is not valid unix-cron"),
@@ -114,7 +114,7 @@ def test_the_minimum_interval_is_one_setting_for_both() -> None:
     assert ScheduleSettings().min_interval_minutes == MIN_INTERVAL_MINUTES == 60
     every_30 = {**GOOD, "schedule": {"cron": "*/30 * * * *"}}
     assert problems(every_30) == [
-        "schedule.cron: '*/30 * * * *' fires every 30 minutes; a segment may be built at most once every 60 minutes"
+        "schedule.cron: '*/30 * * * *' fires every 30 minutes; a schedule may fire at most once every 60 minutes"
     ]
     assert parse_segment("s1", every_30, min_interval_minutes=30).schedule.cron == "*/30 * * * *"
     assert parse_segment("s1", every_30, min_interval_minutes=0).schedule.cron == "*/30 * * * *"
@@ -504,7 +504,7 @@ def ce_headers() -> dict[str, str]:
 def test_the_command_line_applies_the_same_minimum_interval(tmp_path: Path) -> None:
     (tmp_path / "s.yaml").write_text('name: x\ntemplate: all_users\nschedule: "*/30 * * * *"\n', encoding="utf-8")
     code, out = cli(tmp_path, "validate", "s.yaml")
-    assert code == 1 and "  schedule.cron: '*/30 * * * *' fires every 30 minutes; a segment may be built" in out
+    assert code == 1 and "  schedule.cron: '*/30 * * * *' fires every 30 minutes; a schedule may fire" in out
     ctx = Context(io.StringIO(), store, planted_warehouse, lambda: NOW, tmp_path, min_interval_minutes=30)
     assert main(["validate", "s.yaml"], ctx) == 0
 

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import sqlglot
 from sqlglot import exp
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from shared.ports import Warehouse
 
 SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
 
@@ -27,6 +34,26 @@ def load_sql(name: str) -> str:
 def parameter_names(sql: str) -> set[str]:
     """The named @parameters a BigQuery statement uses."""
     return {p.name for p in parse_statement(sql).find_all(exp.Parameter)}
+
+
+@lru_cache(maxsize=512)
+def statement(name: str) -> tuple[str, frozenset[str]]:
+    """sql/<name>.sql and the parameters it uses, parsed once (walking the syntax tree on every call
+    would cost more than a small query)."""
+    sql = load_sql(name)
+    return sql, frozenset(parameter_names(sql))
+
+
+def run_statement(warehouse: Warehouse, name: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Run sql/<name>.sql with the values of `params` it names (callers may pass a superset)."""
+    sql, names = statement(name)
+    return warehouse.query(sql, {key: value for key, value in params.items() if key in names})
+
+
+def run_statement_arrow(warehouse: Warehouse, name: str, params: Mapping[str, Any]) -> pa.Table:
+    """run_statement, the rows as one Arrow table."""
+    sql, names = statement(name)
+    return warehouse.query_arrow(sql, {key: value for key, value in params.items() if key in names})
 
 
 @lru_cache(maxsize=512)

@@ -53,7 +53,7 @@ from shared.activation.customer_file import has_any_key, hash_rows
 from shared.ports import Warehouse
 from shared.ports.audiences import MAX_BATCH_BYTES, MAX_BATCH_ROWS, Row, payload_bytes, row_bytes
 from shared.services.consent import eligible_table
-from shared.sql import load_sql, parameter_names
+from shared.sql import run_statement, run_statement_arrow
 
 PURPOSE: Final = "ad_user_data"
 """The consent an upload needs (docs/consent.md): uploading the person to an ad platform."""
@@ -69,21 +69,13 @@ GATE: Final = "audiences.publication_gate"
 _NO_KEY: Final = ""  # how a missing key is stored in REPEATED columns (BigQuery arrays hold no NULL)
 
 
-@cache
-def _statement(name: str) -> tuple[str, frozenset[str]]:
-    sql = load_sql(f"publish/{name}")
-    return sql, frozenset(parameter_names(sql))
-
-
 def run(warehouse: Warehouse, name: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
     """sql/publish/<name>.sql with the parameters it uses."""
-    sql, names = _statement(name)
-    return warehouse.query(sql, {key: value for key, value in params.items() if key in names})
+    return run_statement(warehouse, f"publish/{name}", params)
 
 
 def run_arrow(warehouse: Warehouse, name: str, params: Mapping[str, Any]) -> pa.Table:
-    sql, names = _statement(name)
-    return warehouse.query_arrow(sql, {key: value for key, value in params.items() if key in names})
+    return run_statement_arrow(warehouse, f"publish/{name}", params)
 
 
 def row_hash(keys: Sequence[str], row: Row) -> str:

@@ -20,13 +20,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from functools import cache
 from typing import Any, Final
 
 import pyarrow as pa
 
 from shared.ports import Warehouse
-from shared.sql import load_sql, parameter_names
+from shared.sql import run_statement, run_statement_arrow
 
 DELIVERIES: Final = "audiences.deliveries"
 EVENTS: Final = "audiences.delivery_events"
@@ -127,21 +126,13 @@ def parse_batch(data: bytes) -> Batch:
 # -- statements ---------------------------------------------------------------------------------------
 
 
-@cache
-def _statement(name: str) -> tuple[str, frozenset[str]]:
-    sql = load_sql(f"messaging/{name}")
-    return sql, frozenset(parameter_names(sql))
-
-
 def run(warehouse: Warehouse, name: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
     """sql/messaging/<name>.sql with the parameters it uses."""
-    sql, names = _statement(name)
-    return warehouse.query(sql, {key: value for key, value in params.items() if key in names})
+    return run_statement(warehouse, f"messaging/{name}", params)
 
 
 def run_arrow(warehouse: Warehouse, name: str, params: Mapping[str, Any]) -> pa.Table:
-    sql, names = _statement(name)
-    return warehouse.query_arrow(sql, {key: value for key, value in params.items() if key in names})
+    return run_statement_arrow(warehouse, f"messaging/{name}", params)
 
 
 class LedgerError(RuntimeError):

@@ -13,7 +13,6 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from functools import cache
 from typing import Any, Final
 
 import pyarrow as pa
@@ -48,7 +47,7 @@ from shared.consent.vocabulary import (
     parse,
 )
 from shared.ports import Warehouse
-from shared.sql import load_sql, parameter_names
+from shared.sql import run_statement, run_statement_arrow
 
 log = logging.getLogger(__name__)
 
@@ -59,17 +58,9 @@ class LedgerWriteError(RuntimeError):
     """The warehouse refused ledger rows; retrying the same call is safe (same ids)."""
 
 
-@cache
-def _statement(name: str) -> tuple[str, frozenset[str]]:
-    """sql/consent/<name>.sql and its parameters (walking the syntax tree costs more than a small gate)."""
-    sql = load_sql(f"consent/{name}")
-    return sql, frozenset(parameter_names(sql))
-
-
 def _run(warehouse: Warehouse, name: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Run sql/consent/<name>.sql with the parameters it uses."""
-    sql, names = _statement(name)
-    return warehouse.query(sql, {key: params[key] for key in names})
+    return run_statement(warehouse, f"consent/{name}", params)
 
 
 def _insert(warehouse: Warehouse, table: str, rows: list[dict[str, Any]], id_field: str) -> list[str]:
@@ -365,9 +356,7 @@ def eligible_table(
         "at": _aware(at, "at"),
         "privacy_salt": salt,
     }
-    sql, names = _statement("gate")
-    table = warehouse.query_arrow(sql, {key: value for key, value in params.items() if key in names})
-    return table.select(list(GATE_COLUMNS))
+    return run_statement_arrow(warehouse, "consent/gate", params).select(list(GATE_COLUMNS))
 
 
 def person_states(

@@ -10,6 +10,7 @@ from functions.deliver.main import deliver
 from functions.discover.main import discover
 from functions.load_dead_letters.main import load_dead_letters
 from functions.load_events.main import load_events
+from functions.nhn_status.main import nhn_status
 from functions.preferences.main import preferences
 from functions.privacy_requests.main import privacy_requests
 from functions.publish_audiences.main import publish_audiences
@@ -26,6 +27,7 @@ __all__ = [
     "discover",
     "load_dead_letters",
     "load_events",
+    "nhn_status",
     "preferences",
     "privacy_requests",
     "publish_audiences",

@@ -200,7 +200,8 @@ def build_links(settings: Settings) -> Links:
 
 def build_channels(settings: Settings, secrets: SecretStore) -> dict[str, MessageChannel]:
     """The senders of the channels this deployment has (build_available_channels): SMTP for e-mail,
-    Twilio for SMS. Their passwords, keys and tokens are read from `secrets` at send time."""
+    Twilio for SMS, NHN Cloud for AlimTalk. Their passwords, keys and tokens are read from `secrets`
+    at send time."""
     channels = settings.channels
     senders: dict[str, MessageChannel] = {}
     if channels.email_from:
@@ -234,6 +235,17 @@ def build_channels(settings: Settings, secrets: SecretStore) -> dict[str, Messag
             auth_token_secret=channels.twilio_auth_token_secret,
             api_url=channels.twilio_api_url,
             timeout=channels.twilio_timeout,
+        )
+    if channels.alimtalk and channels.nhn_alimtalk_app_key and channels.nhn_alimtalk_sender_key:
+        from shared.adapters.nhn_alimtalk import NhnAlimTalk
+
+        senders["alimtalk"] = NhnAlimTalk(
+            channels.nhn_alimtalk_app_key,
+            channels.nhn_alimtalk_sender_key,
+            secrets,
+            secret_key_secret=channels.nhn_alimtalk_secret,
+            api_url=channels.nhn_alimtalk_api_url,
+            timeout=channels.nhn_alimtalk_timeout,
         )
     return senders
 
@@ -391,6 +403,8 @@ def build_available_channels(settings: Settings) -> frozenset[str]:
         available.add("email")
     if channels.twilio_account_sid and channels.twilio_messaging_service_sid:
         available.add("sms")
+    if channels.alimtalk:
+        available.add("alimtalk")
     return frozenset(available)
 
 
@@ -407,3 +421,12 @@ def twilio_webhook_token() -> Callable[[], str]:
     from shared.ports.secrets import CachedSecret
 
     return CachedSecret(secrets(), settings().channels.twilio_auth_token_secret).get
+
+
+@once
+def alimtalk_webhook_signature() -> Callable[[], str]:
+    """The value NHN sends as X-Toast-Webhook-Signature, from Secret Manager (`alimtalk-webhook-signature`),
+    read at most every 5 minutes. CDP_NHN_WEBHOOK_SIGNATURE (settings) overrides it locally."""
+    from shared.ports.secrets import CachedSecret
+
+    return CachedSecret(secrets(), settings().channels.nhn_webhook_signature_secret).get

@@ -281,6 +281,15 @@ class ChannelSettings:
     # The status webhook's public URL as Twilio calls it (signatures cover it), and its auth token.
     twilio_status_url: str | None = None
     twilio_auth_token: str | None = field(default=None, repr=False)
+    # Kakao AlimTalk through NHN Cloud (CDP_NHN_*): on when the app key and sender key are set.
+    nhn_alimtalk_app_key: str | None = None
+    nhn_alimtalk_sender_key: str | None = None
+    nhn_alimtalk_secret: str = field(default="alimtalk-api-key", repr=False)  # holds the X-Secret-Key
+    nhn_alimtalk_api_url: str = "https://kakaotalk-bizmessage.api.nhncloudservice.com"
+    nhn_alimtalk_timeout: float = 10.0
+    # The results webhook's X-Toast-Webhook-Signature: a secret's name, or the value itself locally.
+    nhn_webhook_signature_secret: str = field(default="alimtalk-webhook-signature", repr=False)
+    nhn_webhook_signature: str | None = field(default=None, repr=False)
     dry_run: bool = False  # the deployment's: every campaign run only plans and previews (CDP_MESSAGING_DRY_RUN)
 
     @classmethod
@@ -311,8 +320,21 @@ class ChannelSettings:
             twilio_timeout=_seconds(env, "CDP_TWILIO_TIMEOUT", cls.twilio_timeout),
             twilio_status_url=status_url,
             twilio_auth_token=env.get("CDP_TWILIO_AUTH_TOKEN") or None,
+            nhn_alimtalk_app_key=env.get("CDP_NHN_ALIMTALK_APP_KEY") or None,
+            nhn_alimtalk_sender_key=env.get("CDP_NHN_ALIMTALK_SENDER_KEY") or None,
+            nhn_alimtalk_secret=env.get("CDP_NHN_ALIMTALK_SECRET_KEY_SECRET") or cls.nhn_alimtalk_secret,
+            nhn_alimtalk_api_url=(env.get("CDP_NHN_ALIMTALK_API_URL") or cls.nhn_alimtalk_api_url).rstrip("/"),
+            nhn_alimtalk_timeout=_seconds(env, "CDP_NHN_ALIMTALK_TIMEOUT", cls.nhn_alimtalk_timeout),
+            nhn_webhook_signature_secret=env.get("CDP_NHN_WEBHOOK_SIGNATURE_SECRET")
+            or cls.nhn_webhook_signature_secret,
+            nhn_webhook_signature=env.get("CDP_NHN_WEBHOOK_SIGNATURE") or None,
             dry_run=dry_run == "true",
         )
+
+    @property
+    def alimtalk(self) -> bool:
+        """Whether this deployment sends AlimTalk (an NHN app key and a sender key are set)."""
+        return bool(self.nhn_alimtalk_app_key and self.nhn_alimtalk_sender_key)
 
     def require_status_url(self) -> str:
         """The webhook's public URL; ConfigError names what is missing."""

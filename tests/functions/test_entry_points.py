@@ -40,6 +40,7 @@ SIGNATURES = {
     "discover": CLOUD_EVENT,
     "load_dead_letters": CLOUD_EVENT,
     "load_events": CLOUD_EVENT,
+    "nhn_status": HTTP,
     "preferences": HTTP,
     "privacy_requests": CLOUD_EVENT,
     "publish_audiences": CLOUD_EVENT,
@@ -65,6 +66,7 @@ ENV = {
     "CDP_IP_SALT": "entry-point-salt",
     "CDP_TWILIO_STATUS_URL": "https://hooks.shop.example/twilio-status",
     "CDP_TWILIO_AUTH_TOKEN": "entry-point-twilio-token",
+    "CDP_NHN_WEBHOOK_SIGNATURE": "entry-point-nhn-signature",
 }
 
 
@@ -144,6 +146,7 @@ def test_every_export_of_main_has_its_test() -> None:
         "deliver",
         "load_events",
         "load_dead_letters",
+        "nhn_status",
         "preferences",
         "twilio_status",
         "validate_config",
@@ -315,6 +318,27 @@ def test_twilio_status_takes_a_signed_status_callback_and_refuses_a_forged_one(
     assert (recorded.__dict__["events"], recorded.__dict__["unmatched"]) == (0, 1)
     assert client.get("/").status_code == 405
     assert ports.asked == ["settings", "settings", "warehouse"] and ports.bus.published == []
+
+
+def test_nhn_status_takes_a_webhook_with_its_signature_once_and_refuses_a_forged_one(
+    ports: Ports, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="functions.nhn_status.main")
+    client = app_client("nhn_status")
+    assert resolved_signature() == SIGNATURES["nhn_status"]
+    hook = {"requestId": "20260603120000abc", "recipientSeq": 1, "resultCode": "1000",
+            "recipientGroupingKey": "6" * 32, "kakaoMessageType": "ALIMTALK_NORMAL"}  # fmt: skip
+    body = {"hooksId": "h-1", "event": "MESSAGE_RESULT_UPDATE", "hooks": [hook]}
+    forged = client.post("/", json=body, headers={"X-Toast-Webhook-Signature": "guess"})
+    assert forged.status_code == 403 and "nhn webhook recorded" not in caplog.text
+    signed = {"X-Toast-Webhook-Signature": ENV["CDP_NHN_WEBHOOK_SIGNATURE"]}
+    assert client.post("/", json=body, headers=signed).status_code == 200
+    assert client.post("/", json=body, headers=signed).status_code == 200
+    first, second = [r.__dict__ for r in caplog.records if r.getMessage() == "nhn webhook recorded"]
+    assert (first["unmatched"], first["duplicate"], second["duplicate"]) == (1, False, True)
+    assert client.post("/", data=b"{", headers=signed).status_code == 400
+    assert client.get("/").status_code == 405
+    assert ports.bus.published == []
 
 
 def test_send_messages_runs_the_tick_and_records_a_missing_campaign(ports: Ports) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import signal
+import ssl
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -37,6 +38,7 @@ class HttpServing:
     arrive on several threads)."""
 
     label = "the fake"  # for "... is not running"
+    tls: ssl.SSLContext | None = None  # set: served over https (a push service's endpoints are https only)
     _server: _Server | None = None
     _thread: threading.Thread | None = None
 
@@ -47,12 +49,17 @@ class HttpServing:
     def url(self) -> str:
         if self._server is None:
             raise RuntimeError(f"{self.label} is not running")
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        scheme = "https" if self.tls is not None else "http"
+        return f"{scheme}://127.0.0.1:{self._server.server_address[1]}"
 
     def start(self, port: int = 0) -> str:
         """Serve on 127.0.0.1 (port 0: one the OS picks) in a daemon thread; return the base URL."""
         self._server = _Server(("127.0.0.1", port), _Handler)
         self._server.fake = self
+        if self.tls is not None:  # the handshake happens in the request's thread, not the accepting one
+            self._server.socket = self.tls.wrap_socket(
+                self._server.socket, server_side=True, do_handshake_on_connect=False
+            )
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self._thread.start()
         return self.url

@@ -23,6 +23,7 @@ from typing import Final, Literal, Protocol, runtime_checkable
 EMAIL: Final = "email"
 SMS: Final = "sms"
 ALIMTALK: Final = "alimtalk"
+WEBPUSH: Final = "webpush"
 
 # "absent": a lookup found that the provider holds no such message, so a resend cannot duplicate it.
 SendState = Literal["accepted", "sent", "delivered", "failed", "unknown", "absent"]
@@ -36,14 +37,15 @@ class Message:
 
     delivery_id: str
     channel: str
-    to: str  # an e-mail address, or an E.164 phone number
+    to: str  # an e-mail address, an E.164 phone number, or a push subscription's endpoint
     text: str
-    subject: str | None = None  # e-mail
+    subject: str | None = None  # e-mail; web push: the notification's title
     html: str | None = None  # e-mail
     headers: Mapping[str, str] = field(default_factory=dict)  # e.g. List-Unsubscribe, List-Unsubscribe-Post
     metadata: Mapping[str, str] = field(default_factory=dict)  # campaign and run ids, for the provider's records
     template_code: str | None = None  # AlimTalk: the approved template (`text` is its filled content)
-    parameters: Mapping[str, str] = field(default_factory=dict)  # AlimTalk: each #{name}'s value
+    parameters: Mapping[str, str] = field(default_factory=dict)  # AlimTalk: each #{name}'s value; web push: url, icon
+    push_keys: Mapping[str, str] | None = None  # web push: the subscription's p256dh and auth (`to` is its endpoint)
 
 
 @dataclass(frozen=True)

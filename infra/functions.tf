@@ -74,6 +74,21 @@ locals {
       timeout       = 30
     }
 
+    nhn_status = {
+      description = "NHN Cloud's KakaoTalk Bizmessage webhook: checks X-Toast-Webhook-Signature, records AlimTalk delivery results as delivery events and publishes the deliveries that must fall back (3018, 3019, 3020) on `sends` again; deduplicated on hooksId."
+      trigger     = { type = "http", public = true }
+      # The signature NHN sends (a static value set in its console) is read through the Secret
+      # Manager API (cached 5 min), not bound: a deployment without AlimTalk starts without it.
+      reads_secrets = ["alimtalk-webhook-signature"]
+      # One request per batch of results (up to 1,000 hooks): little work each, several at once.
+      memory        = "512Mi"
+      cpu           = "1"
+      concurrency   = 20
+      min_instances = 0
+      max_instances = 10
+      timeout       = 60
+    }
+
     load_events = {
       description = "Loads beacon batches from Pub/Sub into the raw tables; bad rows to raw.bad_rows."
       trigger     = { type = "pubsub", topic = "beacons" }
@@ -175,14 +190,14 @@ locals {
     }
 
     deliver = {
-      description = "Sends one batch of planned deliveries by e-mail (SMTP) or SMS (Twilio), each claimed in Firestore before the provider call so nothing is sent twice, falling back along the campaign's chain (push from `sends`)."
+      description = "Sends one batch of planned deliveries by e-mail (SMTP), SMS (Twilio) or Kakao AlimTalk (NHN Cloud, up to 1,000 a request), each claimed in Firestore before the provider call so nothing is sent twice, falling back along the campaign's chain (push from `sends`)."
       trigger     = { type = "pubsub", topic = "sends" }
       env         = local.messaging_env
       # Seals preference links and signs click links into each message.
       secrets = { CDP_PRIVACY_SALT = "privacy-salt", CDP_PREFERENCE_KEY = "preference-key", CDP_CLICK_KEY = "click-key" }
       # Read at send time through the Secret Manager API (cached), not bound: a deployment without
       # one of the channels starts without its secret, and a rotated password needs no redeploy.
-      reads_secrets = ["smtp-password", "dkim-private-key", "twilio-auth-token"]
+      reads_secrets = ["smtp-password", "dkim-private-key", "twilio-auth-token", "alimtalk-api-key"]
       # Batches of 500 paced by messaging/policy throttles per provider, shared by the threads of an
       # instance: instances x throttle must stay within the provider's limit (docs/campaigns.md).
       memory        = "1Gi"
@@ -304,6 +319,8 @@ locals {
     CDP_DKIM_SELECTOR                = var.messaging.dkim_selector
     CDP_TWILIO_ACCOUNT_SID           = var.messaging.twilio_account_sid
     CDP_TWILIO_MESSAGING_SERVICE_SID = var.messaging.twilio_messaging_service_sid
+    CDP_NHN_ALIMTALK_APP_KEY         = var.messaging.nhn_alimtalk_app_key
+    CDP_NHN_ALIMTALK_SENDER_KEY      = var.messaging.nhn_alimtalk_sender_key
   }
 
   # functions/collect -> cdp-collect: Cloud Run service names allow no underscores.

@@ -64,6 +64,23 @@ locals {
       { role = "custom:stream_rows", on = "table:audiences.delivery_events" },
       { role = "custom:stream_rows", on = "table:raw.subscription" },
     ]
+    nhn_status = [
+      # Compares each webhook's X-Toast-Webhook-Signature with the configured value.
+      { role = "roles/secretmanager.secretAccessor", on = "secret:alimtalk-webhook-signature" },
+      # Finds the deliveries results name (recipients.sql: the row and its recipient) and streams
+      # their events.
+      { role = "roles/bigquery.jobUser", on = "project" },
+      { role = "roles/bigquery.dataViewer", on = "table:audiences.deliveries" },
+      { role = "roles/bigquery.dataViewer", on = "table:audiences.delivery_events" },
+      { role = "roles/bigquery.dataViewer", on = "table:refined.profiles" },
+      { role = "roles/bigquery.dataViewer", on = "table:refined.identities" },
+      { role = "roles/bigquery.dataViewer", on = "table:raw.user" },
+      { role = "custom:stream_rows", on = "table:audiences.delivery_events" },
+      # Moves a failed AlimTalk's claim (deliveries/{id}) to failed, records hooksIds (alimtalk_hooks)
+      # and publishes the deliveries that fall back for deliver.
+      { role = "roles/datastore.user", on = "project" },
+      { role = "roles/pubsub.publisher", on = "topic:sends" },
+    ]
     load_dead_letters = [
       # Streams each dead letter into raw.bad_rows; table-level keeps it off the event tables.
       { role = "custom:stream_rows", on = "table:raw.bad_rows" },
@@ -195,6 +212,7 @@ locals {
       { role = "roles/secretmanager.secretAccessor", on = "secret:smtp-password" },
       { role = "roles/secretmanager.secretAccessor", on = "secret:dkim-private-key" },
       { role = "roles/secretmanager.secretAccessor", on = "secret:twilio-auth-token" },
+      { role = "roles/secretmanager.secretAccessor", on = "secret:alimtalk-api-key" },
     ]
     sync_schedules = [
       # Reads `segments` and `publications`, writes their status.schedule and `runs`.

@@ -140,7 +140,7 @@ variable "collect_url" {
 }
 
 variable "messaging" {
-  description = "The e-mail and SMS senders (docs/channels.md): email_from enables e-mail, twilio_account_sid with twilio_messaging_service_sid enables SMS; a campaign naming a channel not enabled is refused. Passwords, the DKIM key and the Twilio auth token live in Secret Manager (smtp-password, dkim-private-key, twilio-auth-token), never here. dry_run: every campaign run only plans and renders previews."
+  description = "The e-mail and SMS senders (docs/channels.md): email_from enables e-mail, twilio_account_sid with twilio_messaging_service_sid enables SMS, nhn_alimtalk_app_key with nhn_alimtalk_sender_key enables Kakao AlimTalk; a campaign naming a channel not enabled is refused. Passwords, the DKIM key and the Twilio auth token live in Secret Manager (smtp-password, dkim-private-key, twilio-auth-token), never here. dry_run: every campaign run only plans and renders previews."
   type = object({
     email_from                   = optional(string, "")
     email_reply_to               = optional(string, "")
@@ -152,6 +152,8 @@ variable "messaging" {
     dkim_selector                = optional(string, "")
     twilio_account_sid           = optional(string, "")
     twilio_messaging_service_sid = optional(string, "")
+    nhn_alimtalk_app_key         = optional(string, "")
+    nhn_alimtalk_sender_key      = optional(string, "")
     dry_run                      = optional(bool, false)
   })
   default = {}
@@ -171,6 +173,10 @@ variable "messaging" {
   validation {
     condition     = var.messaging.twilio_account_sid == "" || can(regex("^AC[0-9a-f]{32}$", var.messaging.twilio_account_sid))
     error_message = "messaging.twilio_account_sid is AC followed by 32 hex digits."
+  }
+  validation {
+    condition     = (var.messaging.nhn_alimtalk_app_key == "") == (var.messaging.nhn_alimtalk_sender_key == "")
+    error_message = "Set both messaging.nhn_alimtalk_app_key and messaging.nhn_alimtalk_sender_key (the KakaoTalk channel's 40-character sender key), or neither."
   }
   validation {
     condition     = (var.messaging.dkim_domain == "") == (var.messaging.dkim_selector == "")

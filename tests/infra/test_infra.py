@@ -303,11 +303,11 @@ def test_module_deploys_each_entry_under_its_own_name(tf: dict[str, dict[str, An
 
 def test_only_the_public_endpoints_are_public(locals_: dict[str, Any], tf: dict[str, dict[str, Any]]) -> None:
     """collect (beacons from every browser), the preference centre (people opening a link from a
-    message) and Twilio's webhook (its signature is checked in the function) take anonymous
-    requests; every other function only its trigger's identity."""
+    message) and Twilio's and NHN's webhooks (their signatures are checked in the functions) take
+    anonymous requests; every other function only its trigger's identity."""
     functions = locals_["functions"]
     public = {name for name, f in functions.items() if f["trigger"].get("public") is True}
-    assert public == {"collect", "preferences", "twilio_status"}
+    assert public == {"collect", "preferences", "twilio_status", "nhn_status"}
     collect = functions["collect"]
     assert collect["min_instances"] == 0 and collect["concurrency"] == 80
     # functions-framework's gunicorn threads: one per request the instance is given at once
@@ -951,6 +951,27 @@ def test_roles_are_least_privilege_for_todays_functions(locals_: dict[str, Any])
     }
     assert locals_["functions"]["twilio_status"]["reads_secrets"] == ["twilio-auth-token"]
     assert "secrets" not in locals_["functions"]["twilio_status"]  # nothing bound: it starts without SMS
+    # NHN's webhook compares its signature, reads the deliveries results name, streams their events,
+    # moves failed AlimTalks' claims and publishes their fallbacks on `sends`; nothing else.
+    assert roles["nhn_status"] == {
+        ("roles/secretmanager.secretAccessor", "secret:alimtalk-webhook-signature"),
+        ("roles/bigquery.jobUser", "project"),
+        *{
+            ("roles/bigquery.dataViewer", f"table:{t}")
+            for t in (
+                "audiences.deliveries",
+                "audiences.delivery_events",
+                "refined.profiles",
+                "refined.identities",
+                "raw.user",
+            )
+        },  # fmt: skip
+        ("custom:stream_rows", "table:audiences.delivery_events"),
+        ("roles/datastore.user", "project"),
+        ("roles/pubsub.publisher", "topic:sends"),
+    }
+    assert locals_["functions"]["nhn_status"]["reads_secrets"] == ["alimtalk-webhook-signature"]
+    assert "secrets" not in locals_["functions"]["nhn_status"]  # nothing bound: it starts without AlimTalk
     # Nobody may delete or rewrite the system of record through a dataset-wide role.
     for fn, granted in roles.items():
         assert not {r for r in granted if r[1] == "dataset:raw" and r[0] != "roles/bigquery.dataViewer"}, fn
@@ -1022,6 +1043,7 @@ def test_roles_are_least_privilege_for_todays_functions(locals_: dict[str, Any])
         "smtp-password",
         "dkim-private-key",
         "twilio-auth-token",
+        "alimtalk-api-key",
     }
     # validate_config checks for exactly the token secrets a run may read.
     checked = {on.split(":", 1)[1] for role, on in roles["validate_config"] if role == "roles/secretmanager.viewer"}

@@ -42,8 +42,6 @@ import re
 import secrets
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -53,6 +51,7 @@ from urllib.parse import parse_qs, urlsplit
 from zoneinfo import ZoneInfo
 
 from devstack.fakes.serving import Answer, HttpServing, running, wait_for_signal
+from devstack.fakes.twilio_api import Poster, post_form
 
 VERSION: Final = "v2.3"
 SEOUL: Final = ZoneInfo("Asia/Seoul")
@@ -63,9 +62,6 @@ DELIVERED: Final = "1000"
 _PATH = re.compile(r"^/alimtalk/v2\.3/appkeys/([^/]+)/(messages|message-results)(?:/([^/]+)/([0-9]+))?$")
 _NUMBER = re.compile(r"^[0-9]{8,15}$")
 _VARIABLE = re.compile(r"#\{([^{}#]{1,50})\}")
-
-# Posts a webhook: (url, JSON body, headers) -> the HTTP status the receiver answered.
-Poster = Callable[[str, bytes, Mapping[str, str]], int]
 
 
 @dataclass(frozen=True)
@@ -158,15 +154,6 @@ class Webhook:
     answered: int
 
 
-def post_json(url: str, body: bytes, headers: Mapping[str, str]) -> int:
-    request = urllib.request.Request(url, data=body, headers=dict(headers), method="POST")
-    try:
-        with urllib.request.urlopen(request, timeout=15) as answer:
-            return int(answer.status)
-    except urllib.error.HTTPError as refused:
-        return int(refused.code)
-
-
 def _date(moment: datetime) -> str:
     return moment.astimezone(SEOUL).strftime("%Y-%m-%d %H:%M:%S")
 
@@ -198,7 +185,7 @@ class NhnAlimTalkFake(HttpServing):
         *,
         webhook_url: str | None = None,
         signature: str = "",
-        post: Poster = post_json,
+        post: Poster = post_form,  # a POST of the JSON body: the same as Twilio's form POST
         auto_deliver: bool = False,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:

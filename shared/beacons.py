@@ -26,7 +26,8 @@ from shared.enrich.geo import Geo
 from shared.enrich.inflow import classify_inflow
 from shared.enrich.user_agent import ClientInfo, parse_user_agent
 
-EVENT_TYPES = ("page", "land", "identify", "conv", "event", "consent")
+EVENT_TYPES = ("page", "land", "identify", "conv", "event", "consent", "push")
+LEDGER_TYPES = ("consent", "push")  # decisions, not behaviour: ledger rows at the door (consent_events, push_events)
 # Event types stored as one row each, completed by the loader; a consent event becomes ledger rows
 # at the door instead (shared/consent_events.py).
 TABLE_BY_TYPE = {t: f"raw.{t}" for t in ("page", "land", "conv", "event")} | {"identify": "raw.user"}
@@ -210,7 +211,7 @@ def validate_event(raw: Any, index: int, ctx: Context, limits: Limits) -> ValidE
         props = {}
     if not isinstance(props, dict):
         raise Invalid("wrong_type", f"{path}.props", f"{path}.props must be an object, got {_kind(props)}")
-    if event_type != "consent":  # a consent event's props have a fixed shape, checked whole by consent_events
+    if event_type not in LEDGER_TYPES:  # their props have a fixed shape, checked whole where they become rows
         _check_props(props, f"{path}.props")
     event = ValidEvent(
         type=event_type,

@@ -84,6 +84,7 @@ def build_collector_config(settings: Settings) -> CollectorConfig:
         collect.trusted_proxy_hops,
         settings.bus_key,
         settings.clicks.key,
+        settings.channels.webpush_allow_local,
     )
 
 
@@ -200,8 +201,8 @@ def build_links(settings: Settings) -> Links:
 
 def build_channels(settings: Settings, secrets: SecretStore) -> dict[str, MessageChannel]:
     """The senders of the channels this deployment has (build_available_channels): SMTP for e-mail,
-    Twilio for SMS, NHN Cloud for AlimTalk. Their passwords, keys and tokens are read from `secrets`
-    at send time."""
+    Twilio for SMS, NHN Cloud for AlimTalk, pywebpush for web push. Their passwords, keys and tokens
+    are read from `secrets` at send time."""
     channels = settings.channels
     senders: dict[str, MessageChannel] = {}
     if channels.email_from:
@@ -246,6 +247,20 @@ def build_channels(settings: Settings, secrets: SecretStore) -> dict[str, Messag
             secret_key_secret=channels.nhn_alimtalk_secret,
             api_url=channels.nhn_alimtalk_api_url,
             timeout=channels.nhn_alimtalk_timeout,
+        )
+    if channels.webpush and channels.vapid_subject:
+        from shared.adapters.web_push import WebPush
+
+        senders["webpush"] = WebPush(
+            secrets,
+            subject=channels.vapid_subject,
+            public_key=channels.vapid_public_key,
+            key_secret=channels.vapid_key_secret,
+            ttl=channels.webpush_ttl,
+            urgency=channels.webpush_urgency,
+            timeout=channels.webpush_timeout,
+            allow_local=channels.webpush_allow_local,
+            ca_file=channels.webpush_ca_file,
         )
     return senders
 
@@ -405,6 +420,8 @@ def build_available_channels(settings: Settings) -> frozenset[str]:
         available.add("sms")
     if channels.alimtalk:
         available.add("alimtalk")
+    if channels.webpush:
+        available.add("webpush")
     return frozenset(available)
 
 

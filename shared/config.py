@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
-from typing import Literal
+from typing import Any, Literal
 
 from shared.cron import MIN_INTERVAL_MINUTES
 
@@ -290,6 +290,15 @@ class ChannelSettings:
     # The results webhook's X-Toast-Webhook-Signature: a secret's name, or the value itself locally.
     nhn_webhook_signature_secret: str = field(default="alimtalk-webhook-signature", repr=False)
     nhn_webhook_signature: str | None = field(default=None, repr=False)
+    # Web push (CDP_VAPID_*, CDP_WEBPUSH_*): on when the VAPID public key and subject are set.
+    vapid_public_key: str | None = None  # the applicationServerKey browsers subscribe with
+    vapid_subject: str | None = None  # the VAPID `sub`: a mailto: or https: URL push services may contact
+    vapid_key_secret: str = field(default="vapid-private-key", repr=False)
+    webpush_ttl: int = 24 * 3600  # seconds a push service keeps a message for an offline browser
+    webpush_urgency: str = "normal"  # RFC 8030: very-low, low, normal, high
+    webpush_timeout: float = 10.0
+    webpush_allow_local: bool = False  # loopback push endpoints (the local fake): DuckDB deployments only
+    webpush_ca_file: str | None = None  # a certificate to trust besides the system's (the local fake's)
     dry_run: bool = False  # the deployment's: every campaign run only plans and previews (CDP_MESSAGING_DRY_RUN)
 
     @classmethod
@@ -329,7 +338,13 @@ class ChannelSettings:
             or cls.nhn_webhook_signature_secret,
             nhn_webhook_signature=env.get("CDP_NHN_WEBHOOK_SIGNATURE") or None,
             dry_run=dry_run == "true",
+            **_webpush_settings(env),
         )
+
+    @property
+    def webpush(self) -> bool:
+        """Whether this deployment sends web push (a VAPID public key and subject are set)."""
+        return bool(self.vapid_public_key and self.vapid_subject)
 
     @property
     def alimtalk(self) -> bool:
@@ -450,6 +465,42 @@ def _public_url(env: Mapping[str, str], name: str) -> str | None:
             f"{name} must be an https URL without query or fragment (http only for localhost), got {url!r}"
         )
     return url
+
+
+def _webpush_settings(env: Mapping[str, str]) -> dict[str, Any]:
+    """ChannelSettings' web push fields, checked: the key a P-256 point in base64url, the subject a
+    mailto: or https: URL, TTL within a push service's four weeks, a known urgency; the local fake's
+    loopback endpoints and certificate only on the DuckDB warehouse (never a deployment's)."""
+    key = (env.get("CDP_VAPID_PUBLIC_KEY") or "").strip().rstrip("=") or None
+    if key is not None and not re.fullmatch(r"B[A-Za-z0-9_-]{86}", key):
+        raise ConfigError(
+            "CDP_VAPID_PUBLIC_KEY must be the base64url P-256 public key browsers subscribe with (87 characters)"
+        )
+    subject = env.get("CDP_VAPID_SUBJECT") or None
+    if subject is not None and not re.fullmatch(r"(mailto:[^@\s]+@[^@\s]+|https://[^\s/]+\S*)", subject):
+        raise ConfigError(f"CDP_VAPID_SUBJECT must be a mailto: address or an https URL, got {subject!r}")
+    ttl = _int(env, "CDP_WEBPUSH_TTL", ChannelSettings.webpush_ttl)
+    if not 0 <= ttl <= 28 * 24 * 3600:
+        raise ConfigError(f"CDP_WEBPUSH_TTL must be 0 to 2419200 seconds (four weeks), got {ttl}")
+    urgency = env.get("CDP_WEBPUSH_URGENCY") or ChannelSettings.webpush_urgency
+    if urgency not in ("very-low", "low", "normal", "high"):
+        raise ConfigError(f"CDP_WEBPUSH_URGENCY must be very-low, low, normal or high, got {urgency!r}")
+    local = (env.get("CDP_WEBPUSH_ALLOW_LOCAL") or "false").strip().lower()
+    if local not in ("true", "false"):
+        raise ConfigError(f"CDP_WEBPUSH_ALLOW_LOCAL must be true or false, got {local!r}")
+    ca_file = env.get("CDP_WEBPUSH_CA_FILE") or None
+    if (local == "true" or ca_file) and env.get("CDP_WAREHOUSE", "duckdb") != "duckdb":
+        raise ConfigError("CDP_WEBPUSH_ALLOW_LOCAL and CDP_WEBPUSH_CA_FILE are for the local stack (DuckDB) only")
+    return {
+        "vapid_public_key": key,
+        "vapid_subject": subject,
+        "vapid_key_secret": env.get("CDP_VAPID_KEY_SECRET") or ChannelSettings.vapid_key_secret,
+        "webpush_ttl": ttl,
+        "webpush_urgency": urgency,
+        "webpush_timeout": _seconds(env, "CDP_WEBPUSH_TIMEOUT", ChannelSettings.webpush_timeout),
+        "webpush_allow_local": local == "true",
+        "webpush_ca_file": ca_file,
+    }
 
 
 def _seconds(env: Mapping[str, str], name: str, default: float) -> float:

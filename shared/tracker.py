@@ -1,4 +1,5 @@
-"""The website tracker as `collect` serves it: minified, gzipped and content-hashed once.
+"""The website tracker as `collect` serves it: minified, gzipped and content-hashed once; and the
+web push service worker (functions/collect/sw.js), built the same way.
 
 `python -m shared.tracker` prints the sizes quoted in docs/tracker.md.
 """
@@ -14,6 +15,7 @@ from pathlib import Path
 import rjsmin
 
 SOURCE = Path(__file__).resolve().parent.parent / "functions" / "collect" / "tracker.js"
+WORKER_SOURCE = SOURCE.parent / "sw.js"
 
 
 @dataclass(frozen=True)
@@ -50,15 +52,22 @@ def tracker_asset() -> TrackerAsset:
     return build_asset(SOURCE.read_text(encoding="utf-8"))
 
 
-def size_line(asset: TrackerAsset) -> str:
+@cache
+def worker_asset() -> TrackerAsset:
+    """The web push service worker collect serves at /sw.js, once per process."""
+    return build_asset(WORKER_SOURCE.read_text(encoding="utf-8"))
+
+
+def size_line(asset: TrackerAsset, name: str = "tracker.js") -> str:
     return (
-        f"tracker.js: raw {asset.source_size} bytes, minified {len(asset.body)} bytes, "
+        f"{name}: raw {asset.source_size} bytes, minified {len(asset.body)} bytes, "
         f"minified+gzip {len(asset.gzip_body)} bytes"
     )
 
 
 def main() -> None:
     print(size_line(tracker_asset()))
+    print(size_line(worker_asset(), "sw.js"))
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ import functions_framework
 
 from shared import bootstrap, enrich, serving
 from shared.services.collect import HttpRequest, handle_request
-from shared.tracker import tracker_asset
+from shared.tracker import tracker_asset, worker_asset
 
 
 @cache
@@ -34,5 +34,6 @@ def collect(request: flask.Request) -> flask.Response:
         query=request.args.to_dict(),
         remote_addr=request.remote_addr,
     )
-    res = handle_request(req, bootstrap.collector_config(), bootstrap.bus(), datetime.now(UTC), tracker_asset())
+    config, now = bootstrap.collector_config(), datetime.now(UTC)
+    res = handle_request(req, config, bootstrap.bus(), now, tracker_asset(), worker_asset())
     return flask.Response(res.body, status=res.status, headers=res.headers)

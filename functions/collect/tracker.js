@@ -4,7 +4,8 @@
  * Collects page, land, identify, conv, custom and consent events, sends them in batches to the
  * collect endpoint and keeps every event in localStorage until the collector has answered for it,
  * so neither a reload nor a collector outage loses one. Without analytics consent it stores and
- * sends no identifier. Served minified by shared/tracker.py.
+ * sends no identifier. Web push: subscribe() and unsubscribe() record the browser's subscription
+ * (a push event) through the same queue. Served minified by shared/tracker.py.
  * Dependency-free ES2017; everything stays inside this closure except window.cdp.
  */
 (function (w, d) {
@@ -32,6 +33,8 @@
   let endpoint = '';
   let cookieDomain = '';
   let flushMs = 1000;
+  let vapidKey = ''; // the applicationServerKey (CDP_VAPID_PUBLIC_KEY), from init or subscribe
+  let pushWorker = '/cdp-sw.js'; // the site's file that imports collect's /sw.js
   // Every purpose refused until the page says otherwise: missing consent is no consent.
   let consent = {};
   PURPOSES.forEach((p) => { consent[p] = false; });
@@ -399,6 +402,89 @@
     save(q.filter((r) => !gone[r.e.event_id]));
   }
 
+  // --- web push ----------------------------------------------------------------------------
+
+  const nav = w.navigator;
+  const pushable = () => !!(nav.serviceWorker && w.PushManager && w.Notification);
+
+  function keyBytes(k) {
+    const s = atob(k.replace(/-/g, '+').replace(/_/g, '/') + '==='.slice((k.length + 3) % 4));
+    return Uint8Array.from(s, (c) => c.charCodeAt(0));
+  }
+
+  // The worker, registered with the site and collect's address for its unsubscribe report.
+  function register(worker) {
+    const url = worker + (worker.indexOf('?') < 0 ? '?' : '&') +
+      's=' + encodeURIComponent(site) + '&e=' + encodeURIComponent(endpoint);
+    return nav.serviceWorker.register(url).then((reg) => {
+      const next = reg.installing || reg.waiting;
+      if (reg.active || !next) return reg;
+      return new Promise((resolve) => {
+        next.addEventListener('statechange', () => next.state === 'activated' && resolve(reg));
+      });
+    });
+  }
+
+  function pushEvent(props) {
+    add(make('push', props));
+  }
+
+  // Ask for permission (only inside the page's own click: browsers quiet or refuse prompts without
+  // one), subscribe with our VAPID key, and record the subscription. Resolves to what happened.
+  function subscribe(opts) {
+    opts = opts || {};
+    if (!pushable()) return Promise.resolve('unsupported');
+    const key = String(opts.vapidKey || vapidKey);
+    if (!key) return warn('subscribe needs the VAPID public key (init vapidKey)'), Promise.resolve('error');
+    const ua = nav.userActivation;
+    const granted = w.Notification.permission === 'granted';
+    if (!granted && ua && !ua.isActive) {
+      warn('subscribe must be called from a click on your own button');
+      return Promise.resolve('no_gesture');
+    }
+    const asked = granted ? Promise.resolve('granted') : w.Notification.requestPermission();
+    return asked
+      .then((p) => {
+        if (p !== 'granted') return 'denied';
+        return register(String(opts.worker || pushWorker))
+          .then((reg) => reg.pushManager.subscribe({ userVisibleOnly: true, applicationServerKey: keyBytes(key) }))
+          .then((sub) => {
+            const j = sub.toJSON();
+            const props = { subscribed: true, endpoint: j.endpoint, keys: j.keys, expiration_time: j.expirationTime };
+            if (opts.version) props.version = String(opts.version);
+            pushEvent(props);
+            return 'subscribed';
+          });
+      })
+      .catch((e) => (warn('subscribe failed:', e), 'error'));
+  }
+
+  function current(opts) {
+    if (!pushable()) return Promise.resolve(null);
+    const worker = String((opts && opts.worker) || pushWorker);
+    return nav.serviceWorker
+      .getRegistration(new URL(worker, w.location.href).href)
+      .then((reg) => (reg ? reg.pushManager.getSubscription() : null));
+  }
+
+  // End this browser's subscription and record it; resolves 'unsubscribed' or 'none'.
+  function unsubscribe(opts) {
+    return current(opts)
+      .then((sub) => {
+        if (!sub) return 'none';
+        const gone = sub.endpoint;
+        return sub.unsubscribe().then(() => (pushEvent({ subscribed: false, endpoint: gone }), 'unsubscribed'));
+      })
+      .catch((e) => (warn('unsubscribe failed:', e), 'error'));
+  }
+
+  // What a subscribe button should show: 'subscribed', 'unsubscribed', 'denied' or 'unsupported'.
+  function pushState(opts) {
+    if (!pushable()) return Promise.resolve('unsupported');
+    if (w.Notification.permission === 'denied') return Promise.resolve('denied');
+    return current(opts).then((sub) => (sub ? 'subscribed' : 'unsubscribed'), () => 'unsubscribed');
+  }
+
   // --- commands ----------------------------------------------------------------------------
 
   const commands = {
@@ -410,6 +496,8 @@
       endpoint = String(opts.endpoint).replace(/\/+$/, '');
       cookieDomain = opts.cookieDomain ? String(opts.cookieDomain) : '';
       flushMs = opts.flushInterval > 0 ? +opts.flushInterval : 1000;
+      if (opts.vapidKey) vapidKey = String(opts.vapidKey);
+      if (opts.pushWorker) pushWorker = String(opts.pushWorker);
       try {
         ls = w.localStorage; // throws in some sandboxed frames
       } catch (e) {
@@ -465,6 +553,9 @@
       add(make('event', Object.assign(plain(props), { name: String(name) })));
     },
     consent: setConsent,
+    subscribe,
+    unsubscribe,
+    pushState,
     reset() {
       mid = null;
       put('m', null);
@@ -482,7 +573,7 @@
         if (early.length < 100) early.push([cmd, ...args]);
         return;
       }
-      commands[cmd](...args);
+      return commands[cmd](...args); // subscribe, unsubscribe and pushState answer with a Promise
     } catch (e) {
       warn(cmd, 'failed:', e);
     }

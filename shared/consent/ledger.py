@@ -185,9 +185,11 @@ def subscription_row(
     member_id: str | None = None,
     visitor_id: str | None = None,
     push_keys: Mapping[str, str] | None = None,
+    expires_at: datetime | None = None,
     proof: Proof = NO_PROOF,
 ) -> dict[str, Any]:
-    """One raw.subscription row, or ConsentError naming the field."""
+    """One raw.subscription row, or ConsentError naming the field. `push_keys` and `expires_at`
+    (the browser's expirationTime) belong to a webpush subscription only."""
     _site(site_id)
     kind, normal = normalize_address(channel, address)
     origin = parse(SubscriptionSource, source, "source")
@@ -207,6 +209,10 @@ def subscription_row(
             isinstance(v, str) and 0 < len(v) <= MAX_TEXT for v in push_keys.values()
         ):
             raise ConsentError("push_keys", "must be exactly p256dh and auth, as non-empty strings")
+    if expires_at is not None and kind is not Channel.WEBPUSH:
+        raise ConsentError("expires_at", "only a webpush subscription has an expiry")
+    if expires_at is not None and (not isinstance(expires_at, datetime) or expires_at.tzinfo is None):
+        raise ConsentError("expires_at", "must be a timezone-aware datetime")
     if proof.tcf_string is not None or proof.consent_mode is not None:
         raise ConsentError("proof", "TCF strings and Consent Mode values belong to consent, not subscriptions")
     return {
@@ -225,6 +231,7 @@ def subscription_row(
         "member_id": member_id,
         "visitor_id": visitor_id,
         "push_keys": dict(push_keys) if push_keys is not None else None,
+        "expires_at": instant(expires_at) if expires_at is not None else None,
         **_proof(proof, consent=False),
     }
 

@@ -61,9 +61,14 @@ _TOPIC: Final = re.compile(r"[A-Za-z0-9_-]{1,32}")
 class PushProblem(ValueError):
     """A subscription the channel cannot use; `reason` is one of the codes above."""
 
-    def __init__(self, reason: str, detail: str) -> None:
+    def __init__(self, reason: str, detail: str, field: str | None = None) -> None:
         super().__init__(detail)
         self.reason = reason
+        self.field = field  # the subscription's field at fault (keys.p256dh), when it is not the endpoint
+
+    def __str__(self) -> str:
+        detail = super().__str__()
+        return f"{self.field} {detail}" if self.field else detail
 
 
 def check_endpoint(endpoint: object, *, allow_local: bool = False) -> str:
@@ -153,19 +158,19 @@ def check_keys(keys: object) -> dict[str, str]:
     from cryptography.hazmat.primitives.asymmetric import ec  # noqa: PLC0415 - only capture of a push pays the import
 
     if not isinstance(keys, Mapping):
-        raise PushProblem(INVALID_KEYS, "keys must be an object with p256dh and auth")
+        raise PushProblem(INVALID_KEYS, "must be an object with p256dh and auth", "keys")
     extra = sorted(str(k)[:20] for k in keys if k not in ("p256dh", "auth"))
     if extra:
-        raise PushProblem(INVALID_KEYS, f"keys.{extra[0]} is not a key of a push subscription (p256dh, auth)")
+        raise PushProblem(INVALID_KEYS, "not a key of a push subscription (p256dh, auth)", f"keys.{extra[0]}")
     p256dh, auth = decode_key(keys.get("p256dh")), decode_key(keys.get("auth"))
     if p256dh is None or len(p256dh) != 65 or p256dh[0] != 4:
-        raise PushProblem(INVALID_KEYS, "keys.p256dh must be an uncompressed P-256 public key (65 bytes, base64url)")
+        raise PushProblem(INVALID_KEYS, "must be an uncompressed P-256 public key (65 bytes, base64url)", "keys.p256dh")
     try:
         ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), p256dh)
     except ValueError:
-        raise PushProblem(INVALID_KEYS, "keys.p256dh is not a point on P-256") from None
+        raise PushProblem(INVALID_KEYS, "is not a point on P-256", "keys.p256dh") from None
     if auth is None or len(auth) != 16:
-        raise PushProblem(INVALID_KEYS, "keys.auth must be 16 bytes, base64url")
+        raise PushProblem(INVALID_KEYS, "must be 16 bytes, base64url", "keys.auth")
     return {"p256dh": str(keys["p256dh"]), "auth": str(keys["auth"])}
 
 

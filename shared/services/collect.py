@@ -24,7 +24,7 @@ from typing import Any, Final, Protocol
 
 import orjson
 
-from shared import beacons, consent_events, redaction
+from shared import beacons, consent_events, push_events, redaction
 from shared.beacons import Context, Invalid, Limits, Rejection, ValidEvent
 from shared.config import Site
 from shared.enrich.geo import Geo, parse_geo_header
@@ -41,6 +41,7 @@ PIXEL_GIF = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAA
 ACCEPTED_CONTENT_TYPES = ("application/json", "text/plain", "")
 MESSAGE_VERSION = 2
 BAD_ROWS = "raw.bad_rows"
+WORKER_PATH: Final = "/sw.js"  # the web push service worker (functions/collect/sw.js)
 
 
 class Headers(Protocol):
@@ -99,18 +100,27 @@ class CollectorConfig:
     trusted_proxy_hops: int = 1  # see shared.enrich.ip.client_ip
     bus_key: str | None = field(default=None, repr=False)  # signs bus messages (shared.signing)
     click_key: str | None = field(default=None, repr=False)  # checks click links (None: /c is not served)
+    allow_local_push: bool = False  # loopback push endpoints (the local fake push service; CDP_WEBPUSH_ALLOW_LOCAL)
 
 
 def handle_request(
-    request: HttpRequest, config: CollectorConfig, bus: EventBus, now: datetime, tracker: TrackerAsset | None = None
+    request: HttpRequest,
+    config: CollectorConfig,
+    bus: EventBus,
+    now: datetime,
+    tracker: TrackerAsset | None = None,
+    worker: TrackerAsset | None = None,
 ) -> HttpResponse:
-    """Route one request: the batch endpoint, the pixel, the tracker script, CORS preflight."""
+    """Route one request: the batch endpoint, the pixel, the tracker script and the web push
+    service worker, click links, CORS preflight."""
     method = request.method.upper()
     path = request.path.rstrip("/") or "/"
     if method == "OPTIONS":
         return _preflight(request, config)
     if method == "GET" and path == "/tracker.js" and tracker is not None:
         return _tracker(request, tracker)
+    if method == "GET" and path == WORKER_PATH and worker is not None:
+        return _worker(request, worker)
     if method == "GET" and path == "/healthz":
         return HttpResponse.json(200, {"status": "ok"})
     if method == "GET" and path == "/p.gif":
@@ -119,7 +129,7 @@ def handle_request(
         return collect_batch(request, config, bus, now)
     if path == clicks.PATH and method in ("GET", "HEAD"):
         return collect_click(request, config, bus, now)
-    if path in ("/", "/e", "/p.gif", "/tracker.js", "/healthz", clicks.PATH):
+    if path in ("/", "/e", "/p.gif", "/tracker.js", "/healthz", clicks.PATH, WORKER_PATH):
         return HttpResponse.json(405, {"error": "method_not_allowed", "detail": f"{method} is not allowed on {path}"})
     return HttpResponse.json(404, {"error": "not_found", "detail": f"no endpoint at {path}"})
 
@@ -166,7 +176,7 @@ def collect_batch(request: HttpRequest, config: CollectorConfig, bus: EventBus, 
         return _publish_then_answer(bus, config, shaped, request_id, site_id or "", status, cors)
 
     ctx = _context(request, config, site_id, now, request_id, beacons.clock_skew(now, sent_at), "tracker")
-    shaped = _shape_events(events, ctx, config.limits, now, request_id)
+    shaped = _shape_events(events, ctx, config.limits, now, request_id, config.allow_local_push)
     status = 422 if shaped.rejections else 200
     return _publish_then_answer(bus, config, shaped, request_id, site_id, status, cors, ctx=ctx)
 
@@ -304,7 +314,9 @@ def pixel_consent(value: str) -> dict[str, bool]:
     return {"analytics": False, "ads": False} | {name: True for name in names if name and name != "none"}
 
 
-def _shape_events(events: list[Any], ctx: Context, limits: Limits, now: datetime, request_id: str) -> Shaped:
+def _shape_events(
+    events: list[Any], ctx: Context, limits: Limits, now: datetime, request_id: str, allow_local_push: bool = False
+) -> Shaped:
     shaped = Shaped()
     seen: set[str] = set()
     analytics_default = bool(ctx.analytics_default)
@@ -320,6 +332,9 @@ def _shape_events(events: list[Any], ctx: Context, limits: Limits, now: datetime
             if event.type == "consent":
                 ledger = consent_events.ledger_rows(event, index, ctx)
                 shaped.rows.extend((consent_events.LEDGER, row) for row in ledger)
+            elif event.type == "push":
+                row = push_events.ledger_row(event, index, ctx, allow_local=allow_local_push)
+                shaped.rows.append((push_events.LEDGER, row))
             else:
                 columns = redaction.strip_event(event, beacons.event_columns(event, index, ctx))
                 shaped.events.append(beacons.event_message(event, columns))
@@ -495,18 +510,33 @@ def _preflight(request: HttpRequest, config: CollectorConfig) -> HttpResponse:
 
 
 def _tracker(request: HttpRequest, tracker: TrackerAsset) -> HttpResponse:
+    return _asset(request, tracker, {})
+
+
+def _asset(request: HttpRequest, asset: TrackerAsset, extra: Mapping[str, str]) -> HttpResponse:
+    """A script we serve (tracker, worker): cached an hour, revalidated by ETag, gzip when asked."""
     headers = {
-        "Content-Type": tracker.content_type,
+        "Content-Type": asset.content_type,
         "Cache-Control": "public, max-age=3600",
-        "ETag": tracker.etag,
+        "ETag": asset.etag,
         "Access-Control-Allow-Origin": "*",
         "Vary": "Accept-Encoding",
+        **extra,
     }
-    if tracker.etag in [tag.strip() for tag in (request.header("if-none-match") or "").split(",")]:
+    if asset.etag in [tag.strip() for tag in (request.header("if-none-match") or "").split(",")]:
         return HttpResponse(304, b"", headers)
     if _accepts_gzip(request.header("accept-encoding") or ""):
-        return HttpResponse(200, tracker.gzip_body, {**headers, "Content-Encoding": "gzip"})
-    return HttpResponse(200, tracker.body, headers)
+        return HttpResponse(200, asset.gzip_body, {**headers, "Content-Encoding": "gzip"})
+    return HttpResponse(200, asset.body, headers)
+
+
+def _worker(request: HttpRequest, worker: TrackerAsset) -> HttpResponse:
+    """The web push service worker. A worker must come from the page's own origin, so a site serves
+    a one-line file that imports this one (or routes this path to us): `Service-Worker-Allowed: /`
+    lets it control the site's whole scope when registered from a deeper path, and CORS and CORP
+    let any site import it. Cached an hour like the tracker: browsers check imported scripts for
+    updates through the HTTP cache."""
+    return _asset(request, worker, {"Service-Worker-Allowed": "/", "Cross-Origin-Resource-Policy": "cross-origin"})
 
 
 def _accepts_gzip(accept_encoding: str) -> bool:

@@ -180,6 +180,9 @@ locals {
       env     = local.messaging_env # the senders' settings (only previews here) and the outbox bucket
       # The gate matches suppressed identifiers with the salt; previews carry sealed preference links.
       secrets = { CDP_PRIVACY_SALT = "privacy-salt", CDP_PREFERENCE_KEY = "preference-key" }
+      # The tick asks NHN for AlimTalk results no webhook brought (read at run time, not bound: a
+      # deployment without AlimTalk starts without it).
+      reads_secrets = ["alimtalk-api-key"]
       # One run at a time: a run's rows are written once (a second plan of the same run could add a
       # copy, which readers collapse, but costs a query). The planning runs in BigQuery.
       memory        = "1Gi"

@@ -186,6 +186,7 @@ locals {
       { role = "roles/pubsub.publisher", on = "topic:sends" },
       { role = "roles/secretmanager.secretAccessor", on = "secret:privacy-salt" },
       { role = "roles/secretmanager.secretAccessor", on = "secret:preference-key" },
+      { role = "roles/secretmanager.secretAccessor", on = "secret:alimtalk-api-key" },
       # Dry runs' previews (outbox/).
       { role = "roles/storage.objectUser", on = "bucket:files" },
     ]

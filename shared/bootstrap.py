@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from shared.ports import AudienceDestination
     from shared.ports.channels import MessageChannel
     from shared.ports.secrets import SecretStore
+    from shared.services.alimtalk_results import ResultSource
     from shared.services.deliver import DeliverPorts, Links
     from shared.services.privacy import PrivacyPorts
     from shared.services.publish_job import PublishPorts
@@ -302,7 +303,16 @@ def build_send_ports(settings: Settings, warehouse: Warehouse, documents: Docume
         links=build_links(settings),
         dry_run=settings.channels.dry_run,
         min_interval_minutes=settings.schedules.min_interval_minutes,
+        alimtalk=build_alimtalk_results(settings),
     )
+
+
+def build_alimtalk_results(settings: Settings) -> ResultSource | None:
+    """The AlimTalk channel as the tick's results source (None without AlimTalk configured)."""
+    channel = build_channels(settings, build_secrets(settings)).get("alimtalk")
+    from shared.adapters.nhn_alimtalk import NhnAlimTalk
+
+    return channel if isinstance(channel, NhnAlimTalk) else None
 
 
 T = TypeVar("T")

@@ -6,7 +6,8 @@ Messages on `jobs` with `"job": "send_messages"`:
   jobs) or a run asked for by hand. Optional `run_at` (ISO time) and `dry_run` (true: plan and render
   previews to the outbox, send nothing).
 - `{"tick": true}`: the fixed every-five-minutes job (infra/scheduler.tf). It releases the holds now
-  due (the 21:00-08:00 night, quiet hours, send windows) and starts the one-off campaigns whose
+  due (the 21:00-08:00 night, quiet hours, send windows), asks NHN for the AlimTalk results no
+  webhook brought (shared/services/alimtalk_results.py), and starts the one-off campaigns whose
   `send_at` has come.
 
 For each campaign the documents are read and validated as they are now (campaign, template,
@@ -36,6 +37,7 @@ from shared.messaging.campaigns import CAMPAIGNS, POLICY, TEMPLATES, parse_polic
 from shared.ports import DocumentStore, EventBus, TransientError, Warehouse
 from shared.ports.blobs import BlobStore
 from shared.runs import Run, error_text, one_at_a_time, recorded
+from shared.services.alimtalk_results import Polled, ResultPorts, ResultSource, poll_results
 from shared.services.deliver import Links
 from shared.services.segments import keep_schedule
 from shared.services.send_messages import (
@@ -92,6 +94,7 @@ class SendPorts:
     salt: str  # the privacy salt the consent gate matches suppressions with
     available_channels: frozenset[str]  # the channels this deployment has a sender for
     links: Links | None = None  # the preference centre the previews link to
+    alimtalk: ResultSource | None = None  # where the tick asks for AlimTalk results no webhook brought
     dry_run: bool = False  # the deployment's: every run is a dry run
     min_interval_minutes: int = MIN_INTERVAL_MINUTES
 
@@ -118,6 +121,7 @@ class CampaignRun:
 class JobReport:
     runs: dict[str, CampaignRun] = field(default_factory=dict)
     released: ReleaseReport | None = None
+    polled: Polled | None = None  # the tick's AlimTalk results safety net
     missing: list[str] = field(default_factory=list)  # named by the message, not in Firestore
 
     @property
@@ -139,6 +143,8 @@ def run_send_job(ports: SendPorts, job: SendJob, request_id: str, now: datetime 
             wanted[campaign_id] = doc
     if job.tick:
         report.released = release_held(ports.warehouse, ports.bus, now)
+        if ports.alimtalk is not None:
+            report.polled = poll_results(ResultPorts(ports.warehouse, ports.documents, ports.bus), ports.alimtalk, now)
         wanted.update(due_one_offs(ports.documents, now))
     for campaign_id, wanted_doc in wanted.items():
         with one_at_a_time(JOB, campaign_id):

@@ -157,3 +157,16 @@ def test_the_tick_releases_night_holds_at_eight(world: World) -> None:
     assert world.batches() == []
     morning = run_send_job(ports(world), SendJob(seoul(8, 2, day=4), tick=True), "tick")
     assert morning.released is not None and morning.released.released == 1 and len(world.batches()) == 1
+
+
+def test_the_tick_asks_for_alimtalk_results_only_where_alimtalk_is_configured(world: World) -> None:
+    class Source:
+        asked: list[str] = []
+
+        def request_results(self, request_id: str) -> list[Any]:
+            self.asked.append(request_id)
+            return []
+
+    assert run_send_job(ports(world), SendJob(NOON, tick=True), "tick").polled is None
+    polled = run_send_job(ports(world, alimtalk=Source()), SendJob(NOON, tick=True), "tick").polled
+    assert polled is not None and (polled.pending, polled.requests) == (0, 0)  # nothing sent by AlimTalk yet

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from shared.services.privacy import PrivacyPorts
     from shared.services.publish_job import PublishPorts
     from shared.services.refine import RefineSettings
+    from shared.services.report import ReportPorts
     from shared.services.send_job import SendPorts
 
 
@@ -315,6 +316,27 @@ def build_alimtalk_results(settings: Settings) -> ResultSource | None:
     return channel if isinstance(channel, NhnAlimTalk) else None
 
 
+def build_report_ports(
+    settings: Settings, warehouse: Warehouse, documents: DocumentStore | None, blobs: BlobStore | None = None
+) -> ReportPorts:
+    """The report's ports: pages go to reports/ of CDP_REPORT_BUCKET (the files bucket), else a folder
+    locally (CDP_REPORT_DIR); the consent gate's coverage needs the privacy salt."""
+    from shared.services.report import ReportPorts
+
+    report = settings.report
+    where = blobs if blobs is not None else _blobs(settings, report.bucket, "reports", report.out_dir)
+    if where is None:
+        raise ValueError("the report has nowhere to go: CDP_REPORT_BUCKET is not set (Terraform sets it)")
+    return ReportPorts(
+        warehouse=warehouse,
+        documents=documents,
+        blobs=where,
+        salt=settings.privacy.require_salt(),
+        days=report.days,
+        coverage_sample=report.coverage_sample,
+    )
+
+
 T = TypeVar("T")
 _building = threading.RLock()  # re-entrant: an accessor's build calls settings()
 
@@ -411,6 +433,11 @@ def send_ports() -> SendPorts:
 @once
 def deliver_ports() -> DeliverPorts:
     return build_deliver_ports(settings(), warehouse(), documents())
+
+
+@once
+def report_ports() -> ReportPorts:
+    return build_report_ports(settings(), warehouse(), documents())
 
 
 @once

@@ -359,6 +359,33 @@ class ChannelSettings:
 
 
 @dataclass(frozen=True)
+class ReportSettings:
+    """The report (env CDP_REPORT_*, docs/report.md): where pages go (reports/ in a bucket on GCP, a
+    folder locally), the days its flows cover, and the most customers per site the consent gate
+    measures coverage on (a larger site is measured on that many, first by id)."""
+
+    bucket: str | None = None
+    out_dir: str = ".local/reports"
+    days: int = 30
+    coverage_sample: int = 20_000
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> ReportSettings:
+        days = _int(env, "CDP_REPORT_DAYS", cls.days)
+        sample = _int(env, "CDP_REPORT_COVERAGE_SAMPLE", cls.coverage_sample)
+        if not 1 <= days <= 366:
+            raise ConfigError(f"CDP_REPORT_DAYS must be 1 to 366, got {days}")
+        if sample < 1:
+            raise ConfigError(f"CDP_REPORT_COVERAGE_SAMPLE must be at least 1, got {sample}")
+        return cls(
+            bucket=env.get("CDP_REPORT_BUCKET") or None,
+            out_dir=env.get("CDP_REPORT_DIR", cls.out_dir),
+            days=days,
+            coverage_sample=sample,
+        )
+
+
+@dataclass(frozen=True)
 class Settings:
     """The deployment-wide settings, plus one section per part that needs its own (collect, schedules;
     activation and messaging later). Each section reads its own variables in from_env."""
@@ -384,6 +411,7 @@ class Settings:
     clicks: ClickSettings = field(default_factory=lambda: ClickSettings(key=LOCAL_CLICK_KEY))
     publish: PublishSettings = field(default_factory=PublishSettings)
     channels: ChannelSettings = field(default_factory=ChannelSettings)
+    report: ReportSettings = field(default_factory=ReportSettings)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -412,6 +440,7 @@ class Settings:
             clicks=ClickSettings.from_env(env, warehouse),
             publish=PublishSettings.from_env(env),
             channels=ChannelSettings.from_env(env),
+            report=ReportSettings.from_env(env),
         )
 
     # Shortcuts into the collect section for callers written before the sections.

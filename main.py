@@ -4,6 +4,7 @@ The exported name, the function's __name__, its functions/<name>/ folder and its
 entry_point are the same string: functions-framework resolves the signature type by __name__.
 """
 
+from functions.build_report.main import build_report
 from functions.build_segments.main import build_segments
 from functions.collect.main import collect
 from functions.deliver.main import deliver
@@ -21,6 +22,7 @@ from functions.twilio_status.main import twilio_status
 from functions.validate_config.main import validate_config
 
 __all__ = [
+    "build_report",
     "build_segments",
     "collect",
     "deliver",

@@ -15,6 +15,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -34,6 +35,7 @@ from tests.fakes import FakeBus, FakeDocumentStore, FakeSecrets
 
 HTTP, CLOUD_EVENT = "http", "cloudevent"
 SIGNATURES = {
+    "build_report": CLOUD_EVENT,
     "build_segments": CLOUD_EVENT,
     "collect": HTTP,
     "deliver": CLOUD_EVENT,
@@ -59,6 +61,7 @@ OTHER_JOB = {
     "privacy_requests": "refine",
     "publish_audiences": "build_segments",
     "send_messages": "publish_audiences",
+    "build_report": "refine",
 }
 ENV = {
     "CDP_PROJECT": "cdp-test",
@@ -350,6 +353,26 @@ def test_send_messages_runs_the_tick_and_records_a_missing_campaign(ports: Ports
     assert ports.asked == ["send_ports"] and ports.bus.published == []  # nothing held, nothing due
     refused = client.post("/", json=push(b'{"job": "send_messages"}', job="send_messages"))
     assert refused.status_code == 200 and ports.asked == ["send_ports"]  # no campaign, no tick: logged
+
+
+def test_build_report_writes_the_page_and_points_reports_latest_at_it(
+    ports: Ports, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from shared.adapters.folder_blobs import FolderBlobs
+    from shared.services.report import ReportPorts
+
+    report = ReportPorts(ports.warehouse, ports.documents, FolderBlobs(tmp_path), "salt")
+    monkeypatch.setattr(bootstrap, "report_ports", lambda: report)
+    client = app_client("build_report")
+    assert resolved_signature() == SIGNATURES["build_report"]
+    answer = client.post("/", json=push(b'{"job": "build_report"}', job="build_report"))
+    assert answer.status_code == 200, answer.get_data(as_text=True)
+    latest = ports.documents.get("reports", "latest")
+    assert latest is not None and latest["run_id"] == "build_report-4242"
+    page = Path(latest["location"])
+    assert page.parent == tmp_path and page.read_bytes() == (tmp_path / "latest.html").read_bytes()
+    assert page.read_text().startswith("<!doctype html>") and latest["bytes"] == page.stat().st_size
+    assert ports.documents.get("runs", "build_report-4242")["status"] == "succeeded"  # type: ignore[index]
 
 
 def test_deliver_acknowledges_a_message_that_is_no_batch_and_sends_nothing(

@@ -226,6 +226,20 @@ locals {
       timeout       = 540
     }
 
+    build_report = {
+      description = "Builds the report page (funnel, freshness, segments, RFM, clusters, campaigns, publications, consent coverage) into the files bucket's reports/ and points Firestore reports/latest at it (jobs message {\"job\": \"build_report\"})."
+      trigger     = { type = "pubsub", topic = "jobs", filter = "attributes.job = \"build_report\"" }
+      env         = { CDP_REPORT_BUCKET = local.files_bucket } # reports/ (storage.tf)
+      # Consent coverage asks the gate, which matches suppressed identifiers with the salt.
+      secrets = { CDP_PRIVACY_SALT = "privacy-salt" }
+      # Read-only statements in BigQuery; the page is built in memory (a few hundred KB). One run at a time.
+      memory        = "1Gi"
+      cpu           = "1"
+      concurrency   = 1
+      max_instances = 1
+      timeout       = 540
+    }
+
     sync_schedules = {
       description = "Makes the Cloud Scheduler jobs <prefix>-seg-*, <prefix>-pub-* and <prefix>-cmp-* match the schedules of the Firestore segments, publications and campaigns (jobs message {\"job\": \"sync_schedules\"})."
       trigger     = { type = "pubsub", topic = "jobs", filter = "attributes.job = \"sync_schedules\"" }

@@ -215,6 +215,21 @@ locals {
       { role = "roles/secretmanager.secretAccessor", on = "secret:twilio-auth-token" },
       { role = "roles/secretmanager.secretAccessor", on = "secret:alimtalk-api-key" },
     ]
+    build_report = [
+      # Reads only: the raw tables (the window's partitions: requests, events, bad rows), the refined
+      # and audiences datasets (profiles, RFM, clusters, segments, publications, deliveries) and the
+      # suppressions the consent gate checks; writes nothing in BigQuery.
+      { role = "roles/bigquery.jobUser", on = "project" },
+      { role = "roles/bigquery.dataViewer", on = "dataset:raw" },
+      { role = "roles/bigquery.dataViewer", on = "dataset:refined" },
+      { role = "roles/bigquery.dataViewer", on = "dataset:audiences" },
+      { role = "roles/bigquery.dataViewer", on = "table:privacy.suppressions" },
+      { role = "roles/secretmanager.secretAccessor", on = "secret:privacy-salt" },
+      # Reads names, discovery results and `runs`; writes reports/latest and its own run.
+      { role = "roles/datastore.user", on = "project" },
+      # Writes the page (reports/).
+      { role = "roles/storage.objectUser", on = "bucket:files" },
+    ]
     sync_schedules = [
       # Reads `segments` and `publications`, writes their status.schedule and `runs`.
       { role = "roles/datastore.user", on = "project" },

@@ -31,6 +31,12 @@ locals {
       schedule    = "10,40 * * * *"
       description = "Erase or export the people pending privacy requests name."
     }
+    # The report, daily at 08:30: after the 06:20 discovery and the morning's builds, and after the
+    # night rule ends at 08:00, so its consent coverage shows what a daytime send may reach.
+    build_report = {
+      schedule    = "30 8 * * *"
+      description = "Build the report page into the files bucket."
+    }
     # Segment, publication and campaign schedules edited in Firestore reach Cloud Scheduler within 10 minutes.
     sync_schedules = {
       schedule    = "*/10 * * * *"

@@ -337,7 +337,15 @@ def test_function_settings_are_settings_the_code_reads(locals_: dict[str, Any]) 
 
 
 # The scheduled jobs and the functions that run them (same name): one run at a time each.
-JOB_FUNCTIONS = {"refine", "discover", "build_segments", "sync_schedules", "privacy_requests", "send_messages"}
+JOB_FUNCTIONS = {
+    "refine",
+    "discover",
+    "build_segments",
+    "sync_schedules",
+    "privacy_requests",
+    "send_messages",
+    "build_report",
+}
 # Service account IDs are at most 30 characters; variables.tf allows prefixes of up to 8.
 LONGEST_PREFIX = 8
 
@@ -861,7 +869,7 @@ def test_secrets_exist_and_are_bound_only_where_granted(locals_: dict[str, Any])
     assert locals_["messaging_env"]["CDP_CLICK_URL"] == "${local.collect_url}"
     # The suppression salt: refinement drops the identifiers privacy erasures suppressed.
     holders = {n for n, f in locals_["functions"].items() if "privacy-salt" in f.get("secrets", {}).values()}
-    assert holders == {"refine", "privacy_requests", "publish_audiences", "send_messages", "deliver"}
+    assert holders == {"refine", "privacy_requests", "publish_audiences", "send_messages", "deliver", "build_report"}
     assert locals_["functions"]["refine"]["secrets"] == {"CDP_PRIVACY_SALT": "privacy-salt"}
     assert locals_["functions"]["privacy_requests"]["secrets"] == {"CDP_PRIVACY_SALT": "privacy-salt"}
 
@@ -1050,6 +1058,16 @@ def test_roles_are_least_privilege_for_todays_functions(locals_: dict[str, Any])
     checked = {on.split(":", 1)[1] for role, on in roles["validate_config"] if role == "roles/secretmanager.viewer"}
     assert checked == set(locals_["functions"]["publish_audiences"]["reads_secrets"])
     assert roles["sync_schedules"] == {("roles/datastore.user", "project"), ("custom:schedule_jobs", "project")}
+    # The report only reads BigQuery (no editor role anywhere), the gate's salt, Firestore, and writes its page.
+    assert roles["build_report"] == {
+        ("roles/bigquery.jobUser", "project"),
+        *{("roles/bigquery.dataViewer", f"dataset:{d}") for d in ("raw", "refined", "audiences")},
+        ("roles/bigquery.dataViewer", "table:privacy.suppressions"),
+        ("roles/secretmanager.secretAccessor", "secret:privacy-salt"),
+        ("roles/datastore.user", "project"),
+        ("roles/storage.objectUser", "bucket:files"),
+    }
+    assert locals_["functions"]["build_report"]["secrets"] == {"CDP_PRIVACY_SALT": "privacy-salt"}
 
 
 # What sync_schedules may do to Cloud Scheduler: exactly what CloudSchedulerJobs calls, plus get.
@@ -1343,7 +1361,8 @@ def test_files_bucket_keeps_personal_data_private_and_briefly(
     assert functions["privacy_requests"]["env"]["CDP_PRIVACY_EXPORT_BUCKET"] == "${local.files_bucket}"
     writers = {fn for fn, grants in locals_["function_roles"].items() for g in grants if g["on"] == "bucket:files"}
     assert locals_["messaging_env"]["CDP_PUBLISH_BUCKET"] == "${local.files_bucket}"  # campaign previews
-    assert writers == {"publish_audiences", "privacy_requests", "send_messages"}
+    assert functions["build_report"]["env"]["CDP_REPORT_BUCKET"] == "${local.files_bucket}"  # reports/
+    assert writers == {"publish_audiences", "privacy_requests", "send_messages", "build_report"}
 
 
 def test_monitoring_watches_stopped_publications(tf: dict[str, dict[str, Any]], locals_: dict[str, Any]) -> None:

@@ -12,7 +12,8 @@ icon from `parameters`, the delivery id as its tag), at most 3,000 bytes, encryp
   CDP_VAPID_PUBLIC_KEY, the key browsers subscribed with; one token per push service origin, valid
   12 hours and reused for 11 (signing is as dear as the encryption);
 - `TTL` always (pywebpush's default is 0: dropped unless the browser is online that second):
-  the configured TTL, an advertising message sent by day cut at 21:00 in Seoul (the night rule);
+  the configured TTL, an advertising message (its title starts with "(광고)", which the form puts
+  on every one) sent by day cut at 21:00 in Seoul (the night rule);
 - `Urgency` and `Topic` always (pywebpush has no arguments for them): Topic the delivery id, so a
   resend replaces a copy the service still holds;
 - a timeout (pywebpush's default is none at all).
@@ -49,8 +50,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from py_vapid import Vapid02  # type: ignore[import-untyped]
 from pywebpush import WebPushException, webpush  # type: ignore[import-untyped]
 
-from shared.consent.vocabulary import Kind
 from shared.messaging import webpush as rules
+from shared.messaging.adform import AD_MARK
 from shared.ports.channels import (
     ChannelThrottled,
     ChannelUnavailable,
@@ -215,7 +216,7 @@ class WebPush:
             "Urgency": self._urgency,
             "Topic": rules.topic(message.delivery_id),
         }
-        advertising = message.metadata.get("kind") == Kind.ADVERTISING.value
+        advertising = shown.title.startswith(AD_MARK)  # the Network Act's mark: every advertisement has it
         ttl = rules.ttl_for(self._ttl, now, advertising)
         return Push({"endpoint": endpoint, "keys": keys}, data, headers, ttl, endpoint)
 

@@ -2,9 +2,10 @@
 
 Art. 50(4) and its decree: an advertising message starts with "(광고)" (variants such as "[광고]"
 are not allowed), names the sender and a contact, and ends with a free way to opt out: an 080
-number for SMS, a link for e-mail, whose subject also starts with "(광고)". The form is added here,
-after rendering, so no template can forget it; a template that already starts with "(광고)" keeps
-one. Plain string work on every advertising message, so it stays cheap. Facts:
+number for SMS, a link for e-mail, whose subject also starts with "(광고)", and for a push
+notification its title, with the opt-out (its action, the browser's settings) ending the body. The
+form is added here, after rendering, so no template can forget it; a template that already starts
+with "(광고)" keeps one. Plain string work on every advertising message, so it stays cheap. Facts:
 ../shared/notes/activation.md §3 and §4.
 """
 
@@ -23,6 +24,9 @@ AD_MARK: Final = "(광고)"
 DEFAULT_OPT_OUT_LABEL: Final = "무료수신거부"
 EMAIL_OPT_OUT: Final = "수신을 원하지 않으시면 무료로 수신거부하실 수 있습니다"
 EMAIL_OPT_OUT_LINK: Final = "수신거부"
+# A push notification's free opt-out: its own "수신거부" action (functions/collect/sw.js ends the
+# subscription) and the browser's notification settings, which every platform has.
+PUSH_OPT_OUT: Final = "수신거부: 알림의 [수신거부] 또는 브라우저 알림 설정"
 ONE_CLICK: Final = "List-Unsubscribe=One-Click"
 
 # "광고" in brackets other than ASCII parentheses, or spaced out, at the start of a text: a variant
@@ -71,6 +75,12 @@ def sms(text: str, form: AdForm) -> str:
 def subject(text: str) -> str:
     """An e-mail subject starting with "(광고)", once."""
     return text if text.lstrip().startswith(AD_MARK) else f"{AD_MARK} {text}"
+
+
+def push_body(text: str, form: AdForm) -> str:
+    """A push notification's body with the sender and the free opt-out at its end (its title takes
+    the mark through `subject`)."""
+    return f"{text.rstrip()}\n{form.sender_name} {form.sender_contact}\n{PUSH_OPT_OUT}"
 
 
 def email_text(text: str, form: AdForm, preference_url: str) -> str:

@@ -445,7 +445,7 @@ def _advertising_problems(
     campaign: Campaign, policy: MessagingPolicy, template: MessageTemplate | None
 ) -> list[Problem]:
     """The Network Act's form needs the sender, a contact and (for SMS) a free 080 number; an SMS
-    must still fit with the form added."""
+    or a push notification must still fit with the form added."""
     form = policy.form
     if form is None:
         return [
@@ -460,10 +460,11 @@ def _advertising_problems(
         if channel is Channel.SMS and form.opt_out_number is None:
             message = "advertising by sms needs a free opt-out number: set opt_out.number (080-…) in messaging/policy"
             problems.append(Problem(f"channels[{index}]", message))
-        if channel is Channel.SMS and template is not None and template.has(channel):
+        if channel in (Channel.SMS, Channel.WEBPUSH) and template is not None and template.has(channel):
             rendered = sample_render(template, channel, form)
             if isinstance(rendered, RenderFailed):
-                message = f"with the advertising form the sms text is too long ({rendered.detail} with sample values)"
+                text = "sms text" if channel is Channel.SMS else "webpush notification"
+                message = f"with the advertising form the {text} is too long ({rendered.detail} with sample values)"
                 problems.append(Problem("template_id", message))
     return problems
 

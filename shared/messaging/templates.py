@@ -34,18 +34,22 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from shared.activation.publications import InvalidConfig
 from shared.consent.vocabulary import Channel
-from shared.messaging import MessageReason, adform, alimtalk, clicks
+from shared.messaging import MessageReason, adform, alimtalk, clicks, webpush
 from shared.messaging.adform import AdForm
 from shared.tam.rules import MAX_ERRORS, Problem, describe, field_path
 
 PARTS: Final[Mapping[Channel, tuple[str, ...]]] = MappingProxyType(
-    {Channel.EMAIL: ("subject", "html", "text"), Channel.SMS: ("text",)}
+    {
+        Channel.EMAIL: ("subject", "html", "text"),
+        Channel.SMS: ("text",),
+        Channel.WEBPUSH: ("title", "body", "url", "icon"),
+    }
 )
 """The fields of each channel's part; the channels templates exist for in this version."""
 REQUIRED: Final[Mapping[Channel, tuple[str, ...]]] = MappingProxyType(
-    {Channel.EMAIL: ("subject", "text"), Channel.SMS: ("text",)}
+    {Channel.EMAIL: ("subject", "text"), Channel.SMS: ("text",), Channel.WEBPUSH: ("title", "body")}
 )
-TEMPLATE_FIELDS: Final = ("id", "name", "description", "email", "sms", "alimtalk")
+TEMPLATE_FIELDS: Final = ("id", "name", "description", "email", "sms", "alimtalk", "webpush")
 ALIMTALK_FIELDS: Final = ("template_code", "parameters")
 RegistryLookup = Callable[[str], Any]
 """AlimTalk template code -> its `alimtalk_templates/{code}` document, or None (shared/messaging/alimtalk.py)."""
@@ -166,11 +170,7 @@ def parse_template(template_id: str, doc: Any, alimtalk_templates: RegistryLooku
     if not isinstance(doc, Mapping):
         raise InvalidConfig([Problem("", f"expected an object, got {describe(doc)}")])
     for key in doc:
-        if key == "webpush":
-            problems.append(
-                Problem(str(key), f"{key} templates come with the {key} channel; this version has email, sms, alimtalk")
-            )
-        elif key not in TEMPLATE_FIELDS and key not in OUTPUT_FIELDS:
+        if key not in TEMPLATE_FIELDS and key not in OUTPUT_FIELDS:
             problems.append(Problem(field_path(key), f"unknown field; expected one of {', '.join(TEMPLATE_FIELDS)}"))
     if "id" in doc and doc["id"] != template_id:
         problems.append(Problem("id", f"{describe(doc['id'])} differs from the document id {describe(template_id)}"))
@@ -237,6 +237,12 @@ def _check_part(
         template = _check_source(path, source, _HTML if name == "html" else _TEXT, used, problems, links)
         if template is not None:
             sources[name], compiled[name] = str(source), template
+    if channel is Channel.WEBPUSH and (sealed := sorted(used & _SEALED_LINKS)):
+        message = (
+            f"{', '.join(sealed)}: preference links are sealed for e-mail addresses and phone numbers; "
+            "a push notification's opt-out is its 수신거부 action"
+        )
+        problems.append(Problem(channel.value, message))
     if len(problems) > before:
         return None
     _check_sample(channel, compiled, problems)
@@ -409,6 +415,8 @@ def _link_problems(tree: nodes.Template, links: set[str]) -> list[str]:
 
 def _check_sample(channel: Channel, compiled: Mapping[str, Template], problems: list[Problem]) -> None:
     """Render the part with sample values: it must render, fit the channel and not misuse "(광고)"."""
+    if channel is Channel.WEBPUSH:
+        return _check_push_sample(compiled, problems)
     context = sample_context()
     for name, template in compiled.items():
         path = f"{channel.value}.{name}"
@@ -428,6 +436,52 @@ def _check_sample(channel: Channel, compiled: Mapping[str, Template], problems: 
                 problems.append(Problem(path, "must be one line"))
             elif len(text) > MAX_SUBJECT:
                 problems.append(Problem(path, f"is {len(text):,} characters with sample values; at most {MAX_SUBJECT}"))
+
+
+def _check_push_sample(compiled: Mapping[str, Template], problems: list[Problem]) -> None:
+    """A push part with sample values: a one-line title without a variant of "(광고)", a body, a
+    url and icon that are URLs (the icon https), and a payload the push service takes."""
+    context, rendered = sample_context(), {}
+    for name, template in compiled.items():
+        try:
+            rendered[name] = template.render(context)
+        except Exception as exc:  # noqa: BLE001 - any failure of a marketer's template is a problem at its path
+            problems.append(Problem(f"webpush.{name}", f"cannot be rendered with sample values: {_detail(exc)}"))
+    for name, text in rendered.items():
+        problem = push_problem(name, text)
+        if problem is not None:
+            problems.append(Problem(f"webpush.{name}", f"{problem} (rendered with sample values)"))
+    if len(rendered) == len(compiled) and not problems:
+        size = len(_notification(rendered, "x" * 32).payload())
+        if size > webpush.MAX_PLAINTEXT:
+            limit = webpush.MAX_PLAINTEXT
+            message = f"the notification is {size:,} bytes with sample values; a push carries at most {limit:,}"
+            problems.append(Problem("webpush", message))
+
+
+_SEALED_LINKS: Final = frozenset({"preference_url", "unsubscribe_url"})
+_LIMITS: Final = {"title": webpush.MAX_TITLE, "body": webpush.MAX_BODY, "url": webpush.MAX_URL, "icon": webpush.MAX_URL}
+
+
+def push_problem(name: str, text: str) -> str | None:
+    """Why one rendered field of a push notification cannot go out, or None."""
+    if len(text) > _LIMITS[name]:
+        return f"is {len(text):,} characters; at most {_LIMITS[name]:,}"
+    if name == "title" and ("\n" in text or "\r" in text):
+        return "must be one line"
+    if name == "title" and (variant := adform.mark_variant(text)) is not None:
+        return f"starts with {variant!r}; the Network Act allows only {adform.AD_MARK!r}"
+    if name in ("url", "icon") and text:
+        scheme = ("https://",) if name == "icon" else ("https://", "http://")
+        if not text.startswith(scheme) or any(c.isspace() for c in text):
+            return f"must be an {' or '.join(s[:-3] for s in scheme)} URL"
+    return None
+
+
+def _notification(fields: Mapping[str, str], tag: str) -> webpush.Notification:
+    return webpush.Notification(
+        fields["title"], fields["body"], fields.get("url") or None, fields.get("icon") or None, tag
+    )
 
 
 def sms_problem(text: str) -> str | None:
@@ -496,7 +550,7 @@ class CompiledTemplate:
     context has `unsubscribe_url`.
     """
 
-    __slots__ = ("id", "digest", "_sms", "_subject", "_text", "_html", "_alimtalk")
+    __slots__ = ("id", "digest", "_sms", "_subject", "_text", "_html", "_alimtalk", "_push")
 
     def __init__(self, template: MessageTemplate) -> None:
         self.id = template.id
@@ -517,6 +571,8 @@ class CompiledTemplate:
             if kakao is not None
             else None
         )
+        push = template.parts.get(Channel.WEBPUSH)
+        self._push = {name: _compile(_TEXT, push.get(name)) for name in PARTS[Channel.WEBPUSH]} if push else None
 
     def render(
         self, channel: object, context: Mapping[str, object], form: AdForm | None = None, mailto: str | None = None
@@ -527,7 +583,30 @@ class CompiledTemplate:
             return self.render_email(context, form, mailto)
         if channel == Channel.ALIMTALK:
             return self.render_alimtalk(context)
+        if channel == Channel.WEBPUSH:
+            return self.render_webpush(context, form)
         raise ValueError(f"no templates for channel {channel!r}")
+
+    def render_webpush(self, context: Mapping[str, object], form: AdForm | None = None) -> Rendered | RenderFailed:
+        """A push notification: `subject` its title, `text` its body, `parameters` its url and icon;
+        advertising gets "(광고)" on the title and the sender and opt-out ending the body."""
+        if self._push is None:
+            raise ValueError(f"template {self.id} has no webpush part")
+        try:
+            fields = {name: _one_line(t.render(context)) if name == "title" else t.render(context)
+                      for name, t in self._push.items() if t is not None}  # fmt: skip
+        except Exception as exc:  # noqa: BLE001 - one recipient's failure is a reason code, not a crash
+            return _failed(exc)
+        if form is not None:
+            fields["title"], fields["body"] = adform.subject(fields["title"]), adform.push_body(fields["body"], form)
+        for name in ("url", "icon"):
+            if fields.get(name) and push_problem(name, fields[name]) is not None:
+                return RenderFailed(MessageReason.RENDER_FAILED, f"{name}: {push_problem(name, fields[name])}")
+        size = len(_notification(fields, "x" * 32).payload())
+        if size > webpush.MAX_PLAINTEXT:
+            return RenderFailed(MessageReason.MESSAGE_TOO_LONG, f"a notification of {size} bytes")
+        links = MappingProxyType({name: fields[name] for name in ("url", "icon") if fields.get(name)})
+        return Rendered(fields["body"], fields["title"], parameters=links)
 
     def render_alimtalk(self, context: Mapping[str, object]) -> Rendered | RenderFailed:
         """The approved template's code and a value for each `#{name}`: its parameter rendered, or

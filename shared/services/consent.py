@@ -208,6 +208,7 @@ class Eligibility:
     subscription_event_id: str | None
     night_consent_event_id: str | None
     hold_until: datetime | None  # night_not_allowed: held until 08:00 in Seoul, not dropped
+    push_keys: Mapping[str, str] | None = None  # webpush: the subscription's p256dh and auth, for the sender
 
     @property
     def eligible(self) -> bool:
@@ -312,6 +313,7 @@ def eligible_audience(
             subscription_event_id=row["subscription_event_id"],
             night_consent_event_id=row["night_consent_event_id"],
             hold_until=hold if row["reason"] == Reason.NIGHT_NOT_ALLOWED else None,
+            push_keys=_push_keys(row),
         )
         for row in rows
     ]
@@ -326,6 +328,13 @@ def eligible_audience(
         },
     )
     return result
+
+
+def _push_keys(row: Mapping[str, Any]) -> dict[str, str] | None:
+    """A web push address's keys from the gate's row; None for other channels or a record without them."""
+    if row.get("push_p256dh") and row.get("push_auth"):
+        return {"p256dh": str(row["push_p256dh"]), "auth": str(row["push_auth"])}
+    return None
 
 
 GATE_COLUMNS: Final = ("customer_id", "reason", "consent_event_id")

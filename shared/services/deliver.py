@@ -410,6 +410,7 @@ class _Job:
         self.since: datetime | None = None  # the frequency cap's window, for an advertising campaign
         self.queued: list[tuple[Recipient, int, Message]] = []  # claimed, for a batching channel's send_many
         self.batching = frozenset(name for name, c in ports.channels.items() if isinstance(c, BatchChannel))
+        self.push_keys: dict[str, Mapping[str, str] | None] = {}  # webpush: the gate's keys, by delivery id
 
     def recipients(self, ids: Sequence[str]) -> list[Recipient]:
         """The rows of `ids`, each with the advertising messages its customer was sent in the cap's
@@ -473,6 +474,8 @@ class _Job:
             }
             for row in group:
                 answer = answers[row.customer_id]
+                if channel == Channel.WEBPUSH:  # the subscription's keys come with its endpoint
+                    self.push_keys[row.delivery_id] = answer.push_keys
                 decision = rules.decide(answer, row.sent)
                 verdict = Verdict(decision.outcome, decision.reason, decision.release_at, answer)
                 if not fresh and decision.outcome is not Outcome.SKIP and answer.address != row.address:
@@ -607,9 +610,12 @@ class _Job:
         assert self.loaded is not None and self.renderer is not None
         loaded = self.loaded
         ports = self.ports
-        return render(
+        made = render(
             self.renderer, loaded.template, loaded.campaign, loaded.policy, row, ports.links, self.now, ports.clicks
         )
+        if row.channel == Channel.WEBPUSH and isinstance(made, Message):
+            return replace(made, push_keys=self.push_keys.get(row.delivery_id))
+        return made
 
     def send(self, row: Recipient, attempt: int) -> bool:
         assert self.loaded is not None

@@ -130,14 +130,16 @@ def _inbound(params: Mapping[str, str], sid: str, received_at: datetime) -> Repo
 
 def refusal_report(message: Message, error: Rejected, at: datetime) -> Report:
     """A send a channel refused for this recipient: the delivery failed (bounced, for a hard
-    bounce), and for OptedOut or a hard bounce the address is unsubscribed."""
+    bounce), and for OptedOut or a hard bounce the address is unsubscribed (a push subscription the
+    service says is gone with source push_gone)."""
     code = error.code
     if isinstance(error, OptedOut):
         event = DeliveryEvent(message.delivery_id, message.channel, "failed", at, code=code)
+        gone = message.channel == Channel.WEBPUSH  # 404/410: the browser's subscription ended
         signal = OptOutSignal(
             Channel(message.channel),
             message.to,
-            SubscriptionSource.PROVIDER_OPT_OUT,
+            SubscriptionSource.PUSH_GONE if gone else SubscriptionSource.PROVIDER_OPT_OUT,
             f"{message.channel} {code}",
             at,
             message.delivery_id,

@@ -9,6 +9,8 @@
 -- address type, and addresses recorded under one of the customer's visitor or member ids) a
 -- subscribed one, else an unsubscribed one, else one never subscribed; per address the latest
 -- record decides, an unsubscribe beating a subscribe at the same instant.
+-- A web push address comes with its subscription's keys (push_p256dh, push_auth: the deciding
+-- record's, which a subscribe from the tracker carries), so the sender needs nothing else.
 -- Suppression: a privacy.suppressions hash of any identifier or address of the customer (the hash
 -- spells the identifier's type, so it alone decides).
 -- Reasons in policy.py's order: suppressed, consent, subscription, the night rule. A null purpose
@@ -98,7 +100,9 @@ records as (
         address,
         subscription_event_id,
         subscribed,
-        effective_at
+        effective_at,
+        json_value(push_keys, '$.p256dh') as push_p256dh,
+        json_value(push_keys, '$.auth') as push_auth
     from raw.subscription
     where
         site_id = @site_id and channel = @channel and effective_at <= @at
@@ -115,7 +119,9 @@ subscription as (
         a.address,
         r.subscription_event_id,
         r.subscribed,
-        r.effective_at
+        r.effective_at,
+        r.push_p256dh,
+        r.push_auth
     from addresses as a
     left join records as r on r.address = a.address
     where true
@@ -170,6 +176,8 @@ final as (
         s.subscription_event_id,
         s.subscribed,
         s.effective_at as subscription_effective_at,
+        s.push_p256dh,
+        s.push_auth,
         n.consent_event_id as night_consent_event_id,
         n.granted as night_consent_granted,
         n.ever_granted as night_consent_ever_granted,

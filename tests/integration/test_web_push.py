@@ -64,7 +64,7 @@ def _message(sub: FakeSubscription, **kw: object) -> Message:
         "delivery_id": DELIVERY, "channel": WEBPUSH, "to": sub.endpoint, "subject": "봄 세일 시작",
         "text": "길동님, 오늘부터 봄 신상품 20% 할인", "push_keys": {"p256dh": sub.p256dh, "auth": sub.auth},
         "parameters": {"url": "https://collect.example/c?t=abc", "icon": "https://shop.example/icon.png"},
-        "metadata": {"campaign_id": "spring", "run_id": "r1", "kind": "informational"},
+        "metadata": {"campaign_id": "spring", "run_id": "r1"},
     } | kw  # fmt: skip
     return Message(**fields)  # type: ignore[arg-type]
 
@@ -125,9 +125,9 @@ def test_advertising_by_day_expires_at_nine_in_the_evening_in_seoul(
     fake: PushServiceFake, secrets: FakeSecrets, vapid: ec.EllipticCurvePrivateKey
 ) -> None:
     sub = fake.subscribe()
-    ad = {"campaign_id": "spring", "run_id": "r1", "kind": "advertising"}
-    _channel(fake, secrets, vapid, clock=lambda: EVENING).send(_message(sub, metadata=ad))
-    _channel(fake, secrets, vapid, clock=lambda: NOON).send(_message(sub, metadata=ad))
+    ad = "(광고) 봄 세일 시작"
+    _channel(fake, secrets, vapid, clock=lambda: EVENING).send(_message(sub, subject=ad))
+    _channel(fake, secrets, vapid, clock=lambda: NOON).send(_message(sub, subject=ad))
     _channel(fake, secrets, vapid, clock=lambda: EVENING, urgency="low").send(_message(sub))
     assert [(r.ttl, r.headers["urgency"]) for r in fake.received(sub)] == [
         (3600, "normal"),

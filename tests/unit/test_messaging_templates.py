@@ -90,7 +90,7 @@ def test_a_template_parses_with_its_variables_and_a_digest_per_content() -> None
         ({"email": {"subject": "【광고】 세일", "text": "t"}}, "email.subject", "starts with '【광고】'"),
         ({"email": {"text": "t"}}, "email.subject", "is required"),
         ({"email": {"subject": "s", "text": "t", "html": "{{ unsubscribe }}"}}, "email.html", "unknown variable"),
-        ({"webpush": {"text": "x"}, "sms": SMS}, "webpush", "webpush templates come with the webpush channel"),
+        ({"webpush": {"text": "x"}, "sms": SMS}, "webpush.text", "unknown field; expected title, body, url, icon"),
         ({"alimtalk": {"text": "x"}, "sms": SMS}, "alimtalk.text", "unknown field; expected template_code, parameters"),
         ({"name": "x"}, "", "a template needs a part for at least one channel: email, sms"),
         ({"sms": SMS, "channel": "sms"}, "channel", "unknown field; expected one of id, name, description"),

@@ -214,6 +214,7 @@ locals {
       { role = "roles/secretmanager.secretAccessor", on = "secret:dkim-private-key" },
       { role = "roles/secretmanager.secretAccessor", on = "secret:twilio-auth-token" },
       { role = "roles/secretmanager.secretAccessor", on = "secret:alimtalk-api-key" },
+      { role = "roles/secretmanager.secretAccessor", on = "secret:vapid-private-key" },
     ]
     build_report = [
       # Reads only: the raw tables (the window's partitions: requests, events, bad rows), the refined

@@ -10,6 +10,7 @@ output "tracker_snippets" {
       collect_url       = module.function["collect"].url
       site_id           = site_id
       analytics_default = site.analytics_default
+      vapid_public_key  = var.messaging.vapid_public_key
     })
   }
 }

@@ -140,7 +140,7 @@ variable "collect_url" {
 }
 
 variable "messaging" {
-  description = "The e-mail and SMS senders (docs/channels.md): email_from enables e-mail, twilio_account_sid with twilio_messaging_service_sid enables SMS, nhn_alimtalk_app_key with nhn_alimtalk_sender_key enables Kakao AlimTalk; a campaign naming a channel not enabled is refused. Passwords, the DKIM key and the Twilio auth token live in Secret Manager (smtp-password, dkim-private-key, twilio-auth-token), never here. dry_run: every campaign run only plans and renders previews."
+  description = "The e-mail and SMS senders (docs/channels.md): email_from enables e-mail, twilio_account_sid with twilio_messaging_service_sid enables SMS, nhn_alimtalk_app_key with nhn_alimtalk_sender_key enables Kakao AlimTalk, vapid_public_key with vapid_subject web push (the private key in Secret Manager vapid-private-key; the tracker snippets carry the public key); a campaign naming a channel not enabled is refused. Passwords, the DKIM key and the Twilio auth token live in Secret Manager (smtp-password, dkim-private-key, twilio-auth-token), never here. dry_run: every campaign run only plans and renders previews."
   type = object({
     email_from                   = optional(string, "")
     email_reply_to               = optional(string, "")
@@ -154,6 +154,8 @@ variable "messaging" {
     twilio_messaging_service_sid = optional(string, "")
     nhn_alimtalk_app_key         = optional(string, "")
     nhn_alimtalk_sender_key      = optional(string, "")
+    vapid_public_key             = optional(string, "")
+    vapid_subject                = optional(string, "")
     dry_run                      = optional(bool, false)
   })
   default = {}
@@ -177,6 +179,18 @@ variable "messaging" {
   validation {
     condition     = (var.messaging.nhn_alimtalk_app_key == "") == (var.messaging.nhn_alimtalk_sender_key == "")
     error_message = "Set both messaging.nhn_alimtalk_app_key and messaging.nhn_alimtalk_sender_key (the KakaoTalk channel's 40-character sender key), or neither."
+  }
+  validation {
+    condition     = (var.messaging.vapid_public_key == "") == (var.messaging.vapid_subject == "")
+    error_message = "Set both messaging.vapid_public_key and messaging.vapid_subject (mailto: or https:) for web push, or neither."
+  }
+  validation {
+    condition     = var.messaging.vapid_public_key == "" || can(regex("^B[A-Za-z0-9_-]{86}$", var.messaging.vapid_public_key))
+    error_message = "messaging.vapid_public_key is the base64url P-256 public key browsers subscribe with (87 characters, starting with B)."
+  }
+  validation {
+    condition     = var.messaging.vapid_subject == "" || can(regex("^(mailto:[^@ ]+@[^@ ]+|https://[^ /]+.*)$", var.messaging.vapid_subject))
+    error_message = "messaging.vapid_subject is a mailto: address or an https URL a push service may contact."
   }
   validation {
     condition     = (var.messaging.dkim_domain == "") == (var.messaging.dkim_selector == "")

@@ -1053,6 +1053,7 @@ def test_roles_are_least_privilege_for_todays_functions(locals_: dict[str, Any])
         "dkim-private-key",
         "twilio-auth-token",
         "alimtalk-api-key",
+        "vapid-private-key",
     }
     # validate_config checks for exactly the token secrets a run may read.
     checked = {on.split(":", 1)[1] for role, on in roles["validate_config"] if role == "roles/secretmanager.viewer"}
@@ -1452,8 +1453,11 @@ def test_tracker_snippet_uses_the_trackers_api() -> None:
     snippet = (INFRA / "tracker-snippet.html.tftpl").read_text()
     tracker = (ROOT / "functions" / "collect" / "tracker.js").read_text()
     # The tracker refuses analytics until told otherwise, so the snippet tells it the site's default.
-    init = "cdp('init', '${site_id}', { endpoint: '${collect_url}', consent: { analytics: ${analytics_default} } })"
+    init = "cdp('init', '${site_id}', { endpoint: '${collect_url}', consent: { analytics: ${analytics_default} }"
     assert init in snippet
+    # With web push on, the snippet gives the tracker the VAPID public key browsers subscribe with.
+    assert "%{ if vapid_public_key != \"\" }, vapidKey: '${vapid_public_key}'%{ endif } });" in snippet
+    assert "opts.vapidKey" in tracker
     assert 'src="${collect_url}/tracker.js"' in snippet
     assert "init(siteId, opts)" in tracker and "opts.endpoint" in tracker and "opts.consent" in tracker
     # The snippet queues calls in cdp.q until the script loads; the tracker replays that queue.

@@ -1,6 +1,8 @@
 -- The current members of one segment: its open spells, stamped with the run that computed them.
 -- Read from the history just merged, so members and history never disagree. As in
--- merge_history.sql, the source is a full join and the MERGE joins on the row id alone.
+-- merge_history.sql, the source is a full join and the MERGE joins on the row id alone. entered_at is
+-- written on insert only: a member's entry time stays that of the build that added them, and one who
+-- left and came back is inserted again with a new one (campaigns triggered on entry read it).
 MERGE audiences.segment_members AS m
 USING (
   SELECT
@@ -26,5 +28,5 @@ WHEN MATCHED AND NOT s.member THEN
 WHEN MATCHED THEN
   UPDATE SET site_id = s.site_id, computed_at = @computed_at
 WHEN NOT MATCHED THEN
-  INSERT (membership_id, segment_id, customer_id, site_id, computed_at)
-  VALUES (CONCAT(@segment_id, '/', s.customer_id), @segment_id, s.customer_id, s.site_id, @computed_at)
+  INSERT (membership_id, segment_id, customer_id, site_id, computed_at, entered_at)
+  VALUES (CONCAT(@segment_id, '/', s.customer_id), @segment_id, s.customer_id, s.site_id, @computed_at, @computed_at)

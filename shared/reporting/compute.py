@@ -198,13 +198,11 @@ def _messages(warehouse: Warehouse, window: Window, campaigns: Sequence[Campaign
         Count(f"{r['outcome']}:{r['reason']}", _int(r["deliveries"])) for r in plan if r["outcome"] != "send"
     )
     sent = sum(c.sent for c in campaigns)
-    failed = sum(c.failed for c in campaigns)
     delivered = sum(c.delivered for c in campaigns)
     clicked = sum(c.clicked for c in campaigns)
-    codes = [
-        Count(f"failed:{r['code']}", _int(r["deliveries"])) for r in run(warehouse, "failure_codes", window.params())
-    ]
-    unsent = (*codes, *_shortfall("not_sent_yet", eligible, sent + failed))
+    fates: dict[str, list[Count]] = defaultdict(list)
+    for r in run(warehouse, "fates", window.params()):
+        fates[str(r["stage"])].append(Count(str(r["reason"]), _int(r["deliveries"])))
     stages = (
         Stage("planned", "Planned deliveries", "계획된 발송", planned, "deliveries"),
         Stage(
@@ -217,16 +215,25 @@ def _messages(warehouse: Warehouse, window: Window, campaigns: Sequence[Campaign
             "held or skipped",
             "보류 또는 제외",
         ),
-        Stage("sent", "Sent", "발송", sent, "deliveries", unsent, "failed or not sent", "실패 또는 미발송"),
+        Stage(
+            "sent",
+            "Sent",
+            "발송",
+            sent,
+            "deliveries",
+            tuple(_merged(fates["sent"])),
+            "eligible, not sent: the last refusal",
+            "발송 가능했으나 미발송: 마지막 사유",
+        ),
         Stage(
             "delivered",
             "Delivered (provider report)",
             "도달 (사업자 보고)",
             delivered,
             "deliveries",
-            _shortfall("no_delivery_report", sent, delivered),
-            "no delivery report (e-mail relays send none)",
-            "도달 보고 없음 (이메일은 보고 없음)",
+            tuple(_merged(fates["delivered"])),
+            "sent, not reported delivered (e-mail relays report none)",
+            "발송 후 도달 보고 없음 (이메일은 보고 없음)",
         ),
         Stage(
             "clicked",

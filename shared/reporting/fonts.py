@@ -38,7 +38,20 @@ def asset_characters() -> str:
         (0x3131, 0x318E),
     ]
     chars = [chr(c) for start, end in ranges for c in range(start, end + 1)]
-    chars += ["\u2212", "\u2264", "\u2265", "\u00b7", "\u2026", "\u25b2", "\u25bc", "\u25cf", "\u2713", "\u2717"]
+    chars += [
+        "\u2212",
+        "\u2264",
+        "\u2265",
+        "\u00b7",
+        "\u2026",
+        "\u20a9",
+        "\u25a0",
+        "\u25b2",
+        "\u25bc",
+        "\u25cf",
+        "\u2713",
+        "\u2717",
+    ]
     chars += [chr(c) for c in range(0xAC00, 0xD7A4) if len(chr(c).encode("euc_kr")) == 2]
     return "".join(dict.fromkeys(chars))
 

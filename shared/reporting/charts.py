@@ -141,10 +141,10 @@ def heatmap(
             for i, line in enumerate(lines):
                 offset = (i - (len(lines) - 1) / 2) * 14
                 body.append(_text(x + cw / 2 - 1, y + ch / 2 + 4 + offset, line, anchor="middle", size=11, fill=ink))
-    width = row_label_width + cw * len(columns) + 10
+    # Labels rotated up to the right reach past the last column by about their length.
+    overhang = 5 * max((len(c) for c in columns), default=0) if rotate else 0
+    width = row_label_width + cw * len(columns) + 10 + overhang
     height = top + ch * len(rows) + 6
-    if rotate:
-        height += 0
     return _svg(width, height, body, label)
 
 
@@ -187,9 +187,14 @@ def bubbles(points: Sequence[Point], axes: tuple[str, str], label: str, *, width
         f'<text transform="translate(16,{(height - pad) / 2:.0f}) rotate(-90)" font-size="11" fill="{MUTED}"'
         f' text-anchor="middle">{escape(axes[1])}</text>',
     ]
+    margin = 44  # the largest bubble's radius and a little: no bubble is cut by the frame
+    left, right, top, bottom = pad + margin, width - 12 - margin, 12 + margin, height - pad - margin
     for p in sorted(points, key=lambda q: -q.size):
-        cx = pad + 40 + (width - pad - 92) * (p.x - min(xs)) / span_x
-        cy = 52 + (height - pad - 92) * (1 - (p.y - min(ys)) / span_y)
+        # One point, or all on a line: those axes put them in the middle.
+        fx = (p.x - min(xs)) / span_x if max(xs) > min(xs) else 0.5
+        fy = (p.y - min(ys)) / span_y if max(ys) > min(ys) else 0.5
+        cx = left + (right - left) * fx
+        cy = bottom - (bottom - top) * fy
         radius = 8 + 34 * math.sqrt(p.size / biggest)
         body.append(
             f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="{radius:.1f}" fill="{p.colour}" fill-opacity="0.55"'

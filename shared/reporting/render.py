@@ -354,7 +354,6 @@ def _clusters(result: Clusters) -> str:
         texts = [[(f"{v:+.1f}",) for v in row] for row in values]
         out.append('<div class="grid">')
         out.append(_figure("clusters-projection", charts.bubbles(points, result.axes, "cluster projection")))
-        out.append("</div>")
         out.append(
             _figure(
                 "clusters-heatmap",
@@ -372,6 +371,7 @@ def _clusters(result: Clusters) -> str:
                 ),
             )  # fmt: skip
         )
+        out.append("</div>")
     else:
         out.append(
             '<p class="lead">Customers per cluster from the warehouse; the labels and centres need the discovery run '

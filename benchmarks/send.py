@@ -9,11 +9,13 @@ and every batch delivered once with `deliver.deliver_batch` through channel fake
 that count what they accept: plan, policy, render and ledger in recipients/s, and where the time
 went. Then the render step alone against a bare `SandboxedEnvironment` loop over the same template
 sources and values, batch by batch in alternating order (ratio = our rate / the bare rate, in CPU
-seconds; target >= 0.5); the peak RSS (target <= 1 GB); and a redelivery storm: a second run of the
-campaign whose every batch is delivered three times at once from six threads, after which no
-delivery and no address may have been accepted twice. The generated files are deleted at the end.
+seconds; target >= 0.5) and where our render's time goes; the peak RSS (target <= 1 GB); a sample
+of messages through the real adapters to devstack's network fakes (`--network N` per channel); and
+a redelivery storm: a second run of the campaign whose every batch is delivered three times at
+once from six threads, after which no delivery and no address may have been accepted twice. The
+generated files are deleted at the end. benchmarks/README.md says what each figure means.
 Last line: `send render ratio: X.XX, 100k planned+sent in S s, duplicates: 0`. Usage:
-`scripts/bench send [--quick] [--recipients N] [--seed S] [--duckdb-memory SIZE]`.
+`scripts/bench send [--quick] [--recipients N] [--network N] [--seed S] [--duckdb-memory SIZE]`.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import sys
 import threading
 import time
 import urllib.request
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -47,7 +49,7 @@ from shared.adapters.smtp_email import SmtpEmail
 from shared.adapters.twilio_sms import TwilioSms
 from shared.consent.policy import SEOUL
 from shared.consent.vocabulary import Channel
-from shared.messaging import ledger
+from shared.messaging import adform, clicks, ledger
 from shared.messaging.campaigns import Campaign, MessagingPolicy, parse_policy, validate_campaign
 from shared.messaging.clicks import ClickLinks
 from shared.messaging.ledger import Recipient
@@ -123,7 +125,7 @@ CAMPAIGN_DOC: dict[str, Any] = {
 # -- the warehouse ------------------------------------------------------------------------------------
 
 # Native DuckDB SQL for the generator only (the code under measurement runs sql/messaging and
-# sql/consent through the port). Each person's dice decide, out of 1,000: e-mail < 60 none; phone
+# sql/consent through the port). Each person's dice (a hash each) decide, out of 1,000: e-mail < 60 none; phone
 # < 80 none; consent < 40 never asked, < 70 withdrawn; sms < 40 never subscribed, < 70 unsubscribed;
 # email < 50 unsubscribed; cap < 30 two advertising messages in the last two days; name < 3 an emoji.
 PEOPLE_SQL = """
@@ -388,10 +390,12 @@ def start_stack(args: argparse.Namespace) -> Stack:
         policy=policy, available_channels={"sms", "email"}, now=RUN_AT,
     )  # fmt: skip
     links = Links("https://prefs.bench-shop.example/", "bench-preference-key")
-    clicks = ClickLinks("https://collect.bench-shop.example/", "bench-click-key")
+    click_links = ClickLinks("https://collect.bench-shop.example/", "bench-click-key")
     providers = {"sms": Provider("sms"), "email": Provider("email")}
     limiter, renderer = RateLimiter(), compiled(template)
-    return Stack(warehouse, documents, Topic(), providers, campaign, template, policy, links, clicks, limiter, renderer)
+    return Stack(
+        warehouse, documents, Topic(), providers, campaign, template, policy, links, click_links, limiter, renderer
+    )
 
 
 # -- measuring ----------------------------------------------------------------------------------------
@@ -532,10 +536,11 @@ def deliver_phase(stack: Stack, batches: Sequence[bytes], now: datetime) -> Deli
 
 def render_phase(stack: Stack, batches: Sequence[bytes], now: datetime) -> float:
     """Our render against bare SandboxedEnvironment renders of the same sources and values, batch
-    by batch, alternating which goes first; the ratio of their rates in CPU seconds."""
+    by batch and channel by channel, alternating which goes first; the ratio of their rates in CPU
+    seconds. Then a pass with probes over a sample: where our render's time goes."""
     text_env, html_env = SandboxedEnvironment(), SandboxedEnvironment(autoescape=True)
     for env in (text_env, html_env):
-        env.globals["link"] = lambda url: url  # as our untracked link(): the URL itself
+        env.globals["link"] = lambda url: url  # the floor: the URL itself, neither signed nor tagged
     sources = stack.template.parts
     bare_parts: dict[str, list[Template]] = {
         Channel.SMS.value: [text_env.from_string(sources[Channel.SMS]["text"])],
@@ -552,40 +557,78 @@ def render_phase(stack: Stack, batches: Sequence[bytes], now: datetime) -> float
     def bare(rows: Sequence[Recipient]) -> list[list[str]]:
         return [[part.render(row.profile) for part in bare_parts[row.channel]] for row in rows]
 
-    ours_cpu = bare_cpu = ours_wall = bare_wall = 0.0
-    messages = mismatched = 0
-    for number, data in enumerate(batches):
-        batch = ledger.parse_batch(data)
-        rows = [r for r in ledger.recipients(stack.warehouse, batch.delivery_ids) if r.outcome == "send"]
-        order = (ours, bare) if number % 2 == 0 else (bare, ours)
-        results: dict[str, list[Any]] = {}
-        for function in order:
-            wall, cpu = time.perf_counter(), time.process_time()
-            results[function.__name__] = function(rows)
-            wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-            if function is ours:
-                ours_cpu, ours_wall = ours_cpu + cpu, ours_wall + wall
-            else:
-                bare_cpu, bare_wall = bare_cpu + cpu, bare_wall + wall
-        for made, plain in zip(results["ours"], results["bare"], strict=True):
-            if isinstance(made, Message):
-                messages += 1
-                body = made.text if made.channel == Channel.SMS.value else made.subject or ""
-                mismatched += plain[0].split("http")[0].strip() not in body  # the greeting, before any link
+    cpu: defaultdict[tuple[str, str], float] = defaultdict(float)  # (ours or bare, channel) -> CPU seconds
+    wall: defaultdict[str, float] = defaultdict(float)
+    messages: Counter[str] = Counter()
+    sample: list[Recipient] = []
+    mismatched = turn = 0
+    for data in batches:
+        rows = ledger.recipients(stack.warehouse, ledger.parse_batch(data).delivery_ids)
+        for channel in bare_parts:
+            chosen = [r for r in rows if r.outcome == "send" and r.channel == channel]
+            turn += 1
+            results: dict[str, list[Any]] = {}
+            for function in (ours, bare) if turn % 2 else (bare, ours):
+                started, cpu_started = time.perf_counter(), time.process_time()
+                results[function.__name__] = function(chosen)
+                cpu[(function.__name__, channel)] += time.process_time() - cpu_started
+                wall[function.__name__] += time.perf_counter() - started
+            for made, plain in zip(results["ours"], results["bare"], strict=True):
+                if isinstance(made, Message):
+                    messages[channel] += 1
+                    body = made.text if channel == Channel.SMS.value else made.subject or ""
+                    mismatched += plain[0].split("http")[0].strip() not in body  # the greeting, before any link
+            if len(sample) < SPLIT_SAMPLE:
+                sample += chosen
     if mismatched:
         raise SystemExit(f"bench send: {mismatched:,} of our messages lack the bare render's text: nothing compared")
+    ours_cpu = sum(v for (name, _), v in cpu.items() if name == "ours")
+    bare_cpu = sum(v for (name, _), v in cpu.items() if name == "bare")
     ratio = bare_cpu / ours_cpu
+    total = sum(messages.values())
+    print(f"render: {total:,} messages rendered both ways (the deliver run's sends, read again)")
+    print(f"  {'':14} {'CPU s':>7} {'us each':>8} {'ratio':>6}")
+    for channel, count in messages.items():
+        for name in ("ours", "bare"):
+            print(f"  {name + ' ' + channel:14} {cpu[(name, channel)]:7.2f} {1e6 * cpu[(name, channel)] / count:8.1f}")
+        print(f"  {'':14} {'':7} {'':8} {cpu[('bare', channel)] / cpu[('ours', channel)]:6.2f}")
+    print("  ours: deliver.render (context, preference and click links, the template, the form, EUC-KR check);")
+    print("  bare: SandboxedEnvironment().from_string(part).render(profile) for each part, link() the URL itself")
     met = "met" if ratio >= TARGET_RATIO else "NOT met"
-    print(f"render: {messages:,} messages rendered both ways (the deliver run's sends, read again)")
-    print(f"  {'':6} {'wall s':>7} {'CPU s':>7} {'messages per CPU s':>19}")
-    for name, w, c, what in [
-        ("ours", ours_wall, ours_cpu, "deliver.render: context, preference links, template, form, EUC-KR check"),
-        ("bare", bare_wall, bare_cpu, "SandboxedEnvironment().from_string(part).render(profile) per part"),
-    ]:
-        print(f"  {name:6} {w:7.2f} {c:7.2f} {messages / c:19,.0f}  {what}")
-    wall_ratio = bare_wall / ours_wall
+    wall_ratio = wall["bare"] / wall["ours"]
     print(f"  ratio {ratio:.2f} in CPU seconds ({wall_ratio:.2f} in wall seconds): target >= {TARGET_RATIO} {met}")
+    render_split(stack, sample, now)
     return ratio
+
+
+SPLIT_SAMPLE = 5_000  # messages rendered again with probes
+
+
+def render_split(stack: Stack, rows: Sequence[Recipient], now: datetime) -> None:
+    """Our render again with probes around its parts (which slow it a little): microseconds per
+    message of each, over a sample of the sends."""
+    seconds: dict[str, float] = {}
+    targets: dict[str, tuple[object, str]] = {
+        "template (Jinja + form + links)": (CompiledTemplate, "render"),
+        "click links (sign)": (clicks, "token"),
+        "the form, SMS": (adform, "sms"),
+        "the form, e-mail text": (adform, "email_text"),
+        "the form, e-mail HTML": (adform, "email_html"),
+        "preference links (seal)": (adform, "preference_urls"),
+    }
+    started = time.perf_counter()
+    with probes(seconds, targets):
+        made = [stack.render(row, now) for row in rows]
+    elapsed = time.perf_counter() - started
+    inner = sum(seconds.get(name, 0.0) for name in targets if name.startswith(("click", "the form")))
+    parts = {
+        "Jinja (the template's own rendering)": seconds["template (Jinja + form + links)"] - inner,
+        **{name: value for name, value in seconds.items() if not name.startswith("template")},
+        "the rest (context, EUC-KR check, Message)": elapsed - seconds["template (Jinja + form + links)"]
+        - seconds.get("preference links (seal)", 0.0),
+    }  # fmt: skip
+    print(f"  where our render's time goes (a pass with probes over {len(made):,} of them), microseconds per message:")
+    print("    " + ", ".join(f"{name} {1e6 * value / len(made):.1f}" for name, value in parts.items()))
 
 
 def storm_phase(stack: Stack, expected: int) -> None:
@@ -664,7 +707,7 @@ def network_phase(stack: Stack, batches: Sequence[bytes], count: int, now: datet
         argv = [sys.executable, "-m", "devstack.fakes.twilio_api", "--port", str(port),
                 "--account-sid", TWILIO["account_sid"], "--auth-token", TWILIO["auth_token"],
                 "--messaging-service-sid", TWILIO["service"]]  # fmt: skip
-        servers.append(start_server("twilio_api", argv, port, WORK_DIR, cwd=REPO))
+        servers.append(start_server(f"twilio_api-{os.getpid()}", argv, port, WORK_DIR, cwd=REPO))
         wait_http(servers[-1], "/_fake/messages", timeout=30)
         secrets = LocalSecrets(environ={env_name("twilio-auth-token"): TWILIO["auth_token"]})
         twilio = TwilioSms(
@@ -673,7 +716,7 @@ def network_phase(stack: Stack, batches: Sequence[bytes], count: int, now: datet
         )  # fmt: skip
         port = free_port()
         argv = [sys.executable, "-m", "devstack.fakes.smtp_sink", "--port", str(port), "--maildir", str(maildir)]
-        servers.append(start_server("smtp_sink", argv, port, WORK_DIR, cwd=REPO))
+        servers.append(start_server(f"smtp_sink-{os.getpid()}", argv, port, WORK_DIR, cwd=REPO))
         wait_smtp(servers[-1])
         smtp = SmtpEmail("127.0.0.1", port, "벤치상회 <news@bench-shop.example>", security="none")
         adapters: dict[str, MessageChannel] = {"sms": twilio, "email": smtp}
@@ -696,6 +739,8 @@ def network_phase(stack: Stack, batches: Sequence[bytes], count: int, now: datet
         for server in servers:
             server.stop()
         shutil.rmtree(maildir, ignore_errors=True)
+    for server in servers:  # kept when the case failed: they say why
+        server.log_path.unlink(missing_ok=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

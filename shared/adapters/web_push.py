@@ -171,6 +171,8 @@ class WebPush:
             )
         except WebPushException as exc:
             raise self._refusal(exc) from None
+        except ValueError as exc:  # the encryption refused the keys (p256dh not a point on P-256)
+            raise Rejected(f"subscription not usable: {exc}", code=rules.INVALID_KEYS) from None
         except (requests.ConnectTimeout, requests.exceptions.SSLError) as exc:
             raise ChannelUnavailable(f"push service unreachable: {type(exc).__name__}", maybe_sent=False) from None
         except requests.ConnectionError as exc:
@@ -195,7 +197,7 @@ class WebPush:
             raise ValueError(f"WebPush sends web push, not {message.channel}")
         try:
             endpoint = rules.check_endpoint(message.to, allow_local=self._allow_local)
-            keys = rules.check_keys(message.push_keys or {})
+            keys = rules.check_keys(message.push_keys or {}, on_curve=False)
         except rules.PushProblem as bad:
             raise Rejected(f"subscription not usable: {bad}", code=bad.reason) from None
         shown = rules.Notification(

@@ -56,6 +56,7 @@ INVALID_KEYS: Final = "invalid_push_keys"
 _PRIVATE_SUFFIXES: Final = (".localhost", ".local", ".internal", ".lan", ".home.arpa", ".intranet", ".corp")
 _B64URL: Final = re.compile(r"[A-Za-z0-9_-]+={0,2}")
 _TOPIC: Final = re.compile(r"[A-Za-z0-9_-]{1,32}")
+_BLANK: Final = re.compile(r"[\s\x00-\x20\x7f]")
 
 
 class PushProblem(ValueError):
@@ -78,7 +79,7 @@ def check_endpoint(endpoint: object, *, allow_local: bool = False) -> str:
         raise PushProblem(INVALID_ENDPOINT, "the endpoint must be a non-empty URL")
     if len(endpoint) > MAX_ENDPOINT:
         raise PushProblem(INVALID_ENDPOINT, f"the endpoint is {len(endpoint)} characters; at most {MAX_ENDPOINT}")
-    if endpoint != endpoint.strip() or any(c.isspace() or ord(c) < 0x21 for c in endpoint):
+    if _BLANK.search(endpoint):
         raise PushProblem(INVALID_ENDPOINT, "the endpoint has spaces or control characters")
     try:
         parts = urlsplit(endpoint)
@@ -152,9 +153,10 @@ def decode_key(value: object) -> bytes | None:
         return None
 
 
-def check_keys(keys: object) -> dict[str, str]:
+def check_keys(keys: object, *, on_curve: bool = True) -> dict[str, str]:
     """{p256dh, auth} as given, or PushProblem naming the key (`keys.p256dh`): p256dh a P-256 point
-    in uncompressed form (65 bytes), auth 16 bytes."""
+    in uncompressed form (65 bytes), auth 16 bytes. `on_curve=False` checks the shape only (the
+    sender: capture checked the point, and the encryption would refuse one that is not)."""
     from cryptography.hazmat.primitives.asymmetric import ec  # noqa: PLC0415 - only capture of a push pays the import
 
     if not isinstance(keys, Mapping):
@@ -166,7 +168,8 @@ def check_keys(keys: object) -> dict[str, str]:
     if p256dh is None or len(p256dh) != 65 or p256dh[0] != 4:
         raise PushProblem(INVALID_KEYS, "must be an uncompressed P-256 public key (65 bytes, base64url)", "keys.p256dh")
     try:
-        ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), p256dh)
+        if on_curve:
+            ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), p256dh)
     except ValueError:
         raise PushProblem(INVALID_KEYS, "is not a point on P-256", "keys.p256dh") from None
     if auth is None or len(auth) != 16:

@@ -263,6 +263,7 @@ def test_the_key_in_web_push_s_raw_form_and_a_rotation(
         ({"to": "http://127.0.0.1:9/push/x"}, "push_endpoint_not_https"),
         ({"push_keys": None}, "invalid_push_keys"),
         ({"push_keys": {"p256dh": "AAAA", "auth": "AAAAAAAAAAAAAAAAAAAAAA"}}, "invalid_push_keys"),
+        ({"push_keys": {"p256dh": rules.b64url(b"\x04" + b"\x01" * 64), "auth": "A" * 22}}, "invalid_push_keys"),
         ({"text": "가" * 1200}, "payload_too_large"),
     ],
 )

@@ -253,6 +253,8 @@ def cmd_preview(ctx: Context, args: argparse.Namespace) -> int:
     campaign, template, policy, built = _load(ctx, args.ref)
     at = _at(ctx, args.at)
     warehouse = ctx.warehouse()
+    if campaign.segment_id is None:
+        raise CliError(f"campaign {campaign.id} is sent to {campaign.audience}: it has no segment to preview")
     if not built:
         [row] = ledger.run(warehouse, "segment_built", {"segment_id": campaign.segment_id})
         if not row["built"]:
@@ -287,7 +289,7 @@ def _print_preview(ctx: Context, preview: service.CampaignPreview, template: Mes
     out, c = ctx.out, preview.campaign
     print(f"{c.id}: {c.name}" if c.name else c.id, file=out)
     chain = " then ".join(channel.value for channel in c.channels)
-    print(f"  {c.kind} to segment {c.segment_id} by {chain}, template {template.id}", file=out)
+    print(f"  {c.kind} to {c.audience} by {chain}, template {template.id}", file=out)
     print(f"  a run at {_seoul(preview.at)}, previewed: nothing written or sent", file=out)
     notes = [f"no sender for {ch.value} on this deployment" for ch in c.channels if ch.value not in ctx.available]
     notes += ["disabled: a run plans nothing until enabled"] * (not c.enabled)

@@ -10,6 +10,10 @@ this module reads nothing itself.
 
 A campaign uses one template (`template_id`) with a part per channel: the same message, one place
 to edit it, one kind for all its channels.
+
+A campaign runs on a schedule, once (send_at), on request, or on a `trigger`: each member entering
+its segment, or each person whose collected event names it, after a delay and until an expiry
+(shared/services/triggers.py plans them on the messaging tick).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import re
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
+from enum import StrEnum
 from types import MappingProxyType
 from typing import Any, Final
 from zoneinfo import ZoneInfo
@@ -49,6 +54,7 @@ CAMPAIGN_FIELDS: Final = (
     "send_window",
     "enabled",
     "dry_run",
+    "trigger",
 )
 OUTPUT_FIELDS: Final = ("status", "last_run", "last_success")
 """Fields the campaign jobs and validate_config write back; never the marketer's."""
@@ -87,6 +93,16 @@ _ID: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}")
 _CLOCK: Final = re.compile(r"([01][0-9]|2[0-3]):([0-5][0-9])")
 _FREE_NUMBER: Final = re.compile(r"080-?[0-9]{3,4}-?[0-9]{4}")
 _SETTLE: Final = 8  # moves between quiet hours and a send window before concluding they never meet
+TRIGGER_FIELDS: Final = ("on", "delay_minutes", "expire_minutes", "event_name", "event_type")
+MAX_TRIGGER_MINUTES: Final = 7 * 24 * 60  # a week: the entries a tick scans stay a few days' partitions
+MIN_EXPIRE_MINUTES: Final = 10  # two ticks of the five-minute messaging job: one missed tick loses nobody
+DEFAULT_EXPIRE_MINUTES: Final = 24 * 60
+EVENT_TYPES: Final = ("event", "conv")  # collect's beacon types whose name a trigger may name
+KNOWN_EVENTS: Final[Mapping[str, tuple[str, ...]]] = MappingProxyType(
+    {"event": ("product_view", "search", "add_to_cart"), "conv": ("order", "signup", "refund")}
+)
+"""Names collect and our own code write; any other name is a site's custom one, which is allowed."""
+_EVENT_NAME: Final = re.compile(r"[^\s\x00-\x1f\x7f](?:[^\x00-\x1f\x7f]{0,98}[^\s\x00-\x1f\x7f])?")
 
 
 # -- the model ----------------------------------------------------------------------------------------
@@ -126,12 +142,39 @@ class DailyWindow:
         return f"{self.start:%H:%M}-{self.end:%H:%M} {self.timezone}"
 
 
+class TriggerOn(StrEnum):
+    SEGMENT_ENTRY = "segment_entry"  # a member's entry into the campaign's segment
+    EVENT = "event"  # a collected event of a name
+
+
+@dataclass(frozen=True)
+class Trigger:
+    """Send to each entry `delay` after it, while it is at most `expire` overdue; an entry is a
+    member's entry into the segment or a collected event (`event_type` event or conv, by name)."""
+
+    on: TriggerOn
+    delay: timedelta = timedelta(0)
+    expire: timedelta = timedelta(minutes=DEFAULT_EXPIRE_MINUTES)
+    event_name: str | None = None
+    event_type: str | None = None  # "event" (raw.event.event_name) or "conv" (raw.conv.conv_type)
+
+    def __str__(self) -> str:
+        entering = self.on is TriggerOn.SEGMENT_ENTRY
+        what = "entering the segment" if entering else f"{self.event_type} '{self.event_name}'"
+        return f"on {what}, {_minutes(self.delay)} later, until {_minutes(self.expire)} after that"
+
+
+def _minutes(span: timedelta) -> str:
+    return f"{int(span.total_seconds() // 60)} minutes"
+
+
 @dataclass(frozen=True)
 class Campaign:
-    """One message to a segment's members, through a chain of channels, once or on a schedule."""
+    """One message to a segment's members, through a chain of channels, once or on a schedule; or to
+    each entry of a trigger."""
 
     id: str
-    segment_id: str
+    segment_id: str | None  # None only for an event trigger: whoever sends the event
     kind: Kind  # informational or advertising
     channels: tuple[Channel, ...]  # the fallback chain, first choice first
     template_id: str
@@ -142,6 +185,18 @@ class Campaign:
     send_window: DailyWindow | None = None
     enabled: bool = False  # a campaign sends nothing until enabled is true
     dry_run: bool = False
+    trigger: Trigger | None = None
+
+    @property
+    def audience(self) -> str:
+        """Who the campaign is sent to, in words for statuses and command lines."""
+        segment = f"segment {self.segment_id}"
+        if self.trigger is None:
+            return segment
+        if self.trigger.on is TriggerOn.SEGMENT_ENTRY:
+            return f"{segment}, {self.trigger}"
+        scope = f" in {segment}" if self.segment_id is not None else ""
+        return f"each person{scope} {self.trigger}"
 
     @property
     def purpose(self) -> Purpose | None:
@@ -291,10 +346,15 @@ def parse_campaign(
         read.fail("id", f"{describe(doc['id'])} differs from the document id {describe(campaign_id)}")
     name = read.text(doc.get("name"), "name") or ""
     description = read.text(doc.get("description"), "description", limit=2000) or ""
-    segment_id = read.identifier(doc.get("segment_id"), "segment_id")
+    trigger_doc = doc.get("trigger")
+    on_event = isinstance(trigger_doc, Mapping) and trigger_doc.get("on") == TriggerOn.EVENT.value
+    segment_id = None  # an event trigger may name none: whoever sends the event
+    if doc.get("segment_id") is not None or not on_event:
+        segment_id = read.identifier(doc.get("segment_id"), "segment_id")
     template_id = read.identifier(doc.get("template_id"), "template_id")
     kind = _kind(read, doc.get("kind"))
     channels = _channels(read, doc.get("channels"), kind)
+    trigger = _trigger(read, trigger_doc) if trigger_doc is not None else None
     schedule = None
     if doc.get("schedule") is not None:
         checked = check_schedule(doc["schedule"], DEFAULT_TIMEZONE, min_interval_minutes, now)
@@ -305,13 +365,16 @@ def parse_campaign(
     send_at = _instant(read, doc.get("send_at"), "send_at")
     if doc.get("schedule") is not None and send_at is not None:
         read.fail("send_at", "a campaign has a schedule (repeated runs) or a send_at (one run), not both")
+    if trigger_doc is not None and (doc.get("schedule") is not None or send_at is not None):
+        taken = "schedule" if doc.get("schedule") is not None else "send_at"
+        read.fail("trigger", f"a campaign runs on a trigger, a schedule or a send_at, one of them; it has a {taken}")
     window = None
     if doc.get("send_window") is not None:
         zone = schedule.timezone if schedule is not None else DEFAULT_TIMEZONE
         window = read.window(doc["send_window"], "send_window", zone)
     enabled = read.flag(doc.get("enabled"), "enabled", False)
     dry_run = read.flag(doc.get("dry_run"), "dry_run", False)
-    if read.problems or segment_id is None or template_id is None or kind is None or channels is None:
+    if read.problems or template_id is None or kind is None or channels is None:
         raise read.error()
     return Campaign(
         id=campaign_id,
@@ -326,7 +389,57 @@ def parse_campaign(
         send_window=window,
         enabled=enabled,
         dry_run=dry_run,
+        trigger=trigger,
     )
+
+
+def _trigger(read: _Reader, value: Any) -> Trigger | None:
+    """`{on, delay_minutes, expire_minutes}`, plus `event_name` (and `event_type`) for an event."""
+    if not read.mapping(value, "trigger", TRIGGER_FIELDS):
+        return None
+    ons = ", ".join(o.value for o in TriggerOn)
+    on = value.get("on")
+    if on not in [o.value for o in TriggerOn]:
+        read.fail("trigger.on", f"{'is required' if on is None else f'unknown value {describe(on)}'}; one of {ons}")
+        return None
+    delay = read.number(value.get("delay_minutes", 0), "trigger.delay_minutes", 0, MAX_TRIGGER_MINUTES, whole=True)
+    expire = read.number(
+        value.get("expire_minutes", DEFAULT_EXPIRE_MINUTES),
+        "trigger.expire_minutes",
+        MIN_EXPIRE_MINUTES,
+        MAX_TRIGGER_MINUTES,
+        whole=True,
+    )
+    name = event_type = None
+    if TriggerOn(on) is TriggerOn.EVENT:
+        event_type, name = _event(read, value.get("event_type", "event"), value.get("event_name"))
+    else:
+        for key in ("event_name", "event_type"):
+            if key in value:
+                read.fail(f"trigger.{key}", "only an event trigger names an event; remove it")
+    if delay is None or expire is None or (TriggerOn(on) is TriggerOn.EVENT and name is None):
+        return None
+    minutes = timedelta(minutes=1)
+    return Trigger(TriggerOn(on), int(delay) * minutes, int(expire) * minutes, name, event_type)
+
+
+def _event(read: _Reader, event_type: Any, name: Any) -> tuple[str | None, str | None]:
+    """The beacon type and name an event trigger waits for: a name collect could have stored."""
+    if event_type not in EVENT_TYPES:
+        read.fail("trigger.event_type", f"unknown value {describe(event_type)}; one of {', '.join(EVENT_TYPES)}")
+        return None, None
+    if name is None:
+        known = ", ".join(KNOWN_EVENTS[event_type])
+        read.fail("trigger.event_name", f"is required: the {event_type} name to wait for ({known}, or your own)")
+        return event_type, None
+    if not isinstance(name, str) or not _EVENT_NAME.fullmatch(name):
+        message = "expected a name of 1 to 100 characters, without line breaks or spaces around it"
+        read.fail("trigger.event_name", f"{message}, got {describe(name)}")
+        return event_type, None
+    if event_type == "conv" and name != name.lower():
+        read.fail("trigger.event_name", f"collect stores conv types in lower case: use {describe(name.lower())}")
+        return event_type, None
+    return event_type, name
 
 
 def _kind(read: _Reader, value: Any) -> Kind | None:
@@ -400,8 +513,8 @@ def check_campaign(
     `alimtalk_templates`: the AlimTalk registry, which a template's alimtalk part is checked against.
     """
     problems: list[Problem] = []
-    if not segment_exists(campaign.segment_id):
-        segment = campaign.segment_id
+    segment = campaign.segment_id
+    if segment is not None and not segment_exists(segment):
         problems.append(Problem("segment_id", f"no segment {describe(segment)}: segments/{segment} does not exist"))
     for index, channel in enumerate(campaign.channels):
         if channel.value not in available_channels:

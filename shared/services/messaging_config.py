@@ -94,7 +94,7 @@ def campaign_status(
     if policy_problem is not None:  # the campaign is fine; what it would be sent under is not
         return config_status(now, [f"policy: {policy_problem}; fix it before this campaign sends"])
     message = (
-        f"OK: {campaign.kind} campaign to segment {campaign.segment_id} by {' then '.join(campaign.channels)}, "
+        f"OK: {campaign.kind} campaign to {campaign.audience} by {' then '.join(campaign.channels)}, "
         f"template {template.id}"
     )
     if not campaign.enabled:

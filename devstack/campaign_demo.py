@@ -31,6 +31,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from devstack.fakes.nhn_alimtalk import FakeTemplate, NhnAlimTalkFake, running_nhn_alimtalk
 from devstack.fakes.smtp_sink import SmtpSink, running_smtp_sink
 from devstack.fakes.twilio_api import TwilioApiFake, running_twilio_api
 from devstack.pipeline import REPO, LocalPipeline, delete_subscription, push_subscription, serve_function
@@ -51,6 +52,14 @@ AUTH_TOKEN = "demo-twilio-auth-token"
 SENDER = "데모상점 <news@demo-shop.example>"
 RUN = "demo-campaigns"
 SETTLE_TIMEOUT = 180.0
+QUIET_SECONDS = 2.0  # nothing new at the fakes for this long: the sends and their reports are done
+NHN_APP_KEY = "demo-nhn-app-key"
+NHN_SECRET_KEY = "demo-nhn-secret-key"
+NHN_SENDER_KEY = "demo0sender0key0for0the0fake0kakao0channel"
+NHN_SIGNATURE = "demo-nhn-webhook-signature"
+ALIMTALK_CODE = "GRADE_NOTICE"
+ALIMTALK_CONTENT = "#{고객명}님, 회원 등급이 #{등급}(으)로 유지되었습니다. 혜택은 마이페이지에서 확인하세요."
+ALIMTALK_CAMPAIGN = "vip-grade-alimtalk"
 
 
 @dataclass
@@ -84,69 +93,127 @@ def configure(documents: DocumentStore) -> list[str]:
             doc["enabled"], doc["dry_run"] = True, False
             campaign_ids.append(found.doc_id)
         documents.set(found.collection, found.doc_id, doc)
-    return campaign_ids
+    return [*campaign_ids, configure_alimtalk(documents)]
 
 
-def channel_env(
-    pipeline: LocalPipeline, out: Path, smtp: SmtpSink, twilio: TwilioApiFake, status_url: str
-) -> dict[str, str]:
+def configure_alimtalk(documents: DocumentStore) -> str:
+    """An informational AlimTalk campaign with its SMS fallback: the approved template as the
+    registry mirrors it, a message template with an `alimtalk` and an `sms` part, the campaign."""
+    documents.set(
+        "alimtalk_templates", ALIMTALK_CODE, {"status": "APR", "name": "등급 안내", "content": ALIMTALK_CONTENT}
+    )
+    text = "{{ given_name or '고객' }}님, 회원 등급이 VIP로 유지되었습니다. 혜택은 마이페이지에서 확인하세요."
+    template = {
+        "name": "VIP 등급 안내 (알림톡, 문자)",
+        "alimtalk": {
+            "template_code": ALIMTALK_CODE,
+            "parameters": {"고객명": "{{ given_name or '고객' }}", "등급": "VIP"},
+        },
+        "sms": {"text": text},
+    }
+    documents.set("message_templates", ALIMTALK_CAMPAIGN, template)
+    campaign = {
+        "name": "VIP 등급 안내 (알림톡, 안 되면 문자)",
+        "segment_id": "vip-lifetime-revenue",
+        "kind": "informational",
+        "channels": ["alimtalk", "sms"],
+        "template_id": ALIMTALK_CAMPAIGN,
+        "enabled": True,
+    }
+    documents.set(CAMPAIGNS, ALIMTALK_CAMPAIGN, campaign)
+    return ALIMTALK_CAMPAIGN
+
+
+@dataclass(frozen=True)
+class Fakes:
+    smtp: SmtpSink
+    twilio: TwilioApiFake
+    kakao: NhnAlimTalkFake
+
+    def activity(self) -> tuple[int, ...]:
+        """What the fakes have seen so far: unchanged for a while means everything settled."""
+        return (
+            len(self.smtp.messages),
+            len(self.twilio.messages),
+            len(self.twilio.webhooks),
+            len(self.kakao.messages),
+            len(self.kakao.webhooks),
+        )
+
+
+def channel_env(pipeline: LocalPipeline, out: Path, fakes: Fakes, status_url: str) -> dict[str, str]:
     """The settings a deployment's `messaging` variable and secrets give, pointed at the fakes."""
     return {
         **pipeline.env,
         "CDP_EMAIL_FROM": SENDER,
-        "CDP_SMTP_HOST": smtp.hostname,
-        "CDP_SMTP_PORT": str(smtp.port),
+        "CDP_SMTP_HOST": fakes.smtp.hostname,
+        "CDP_SMTP_PORT": str(fakes.smtp.port),
         "CDP_SMTP_SECURITY": "none",
         "CDP_TWILIO_ACCOUNT_SID": ACCOUNT_SID,
         "CDP_TWILIO_MESSAGING_SERVICE_SID": SERVICE_SID,
-        "CDP_TWILIO_API_URL": twilio.url,
+        "CDP_TWILIO_API_URL": fakes.twilio.url,
         "CDP_TWILIO_STATUS_URL": status_url,
         "CDP_TWILIO_AUTH_TOKEN": AUTH_TOKEN,  # the webhook's check
         "CDP_SECRET_TWILIO_AUTH_TOKEN": AUTH_TOKEN,  # the sender's, through the local SecretStore
+        "CDP_NHN_ALIMTALK_APP_KEY": NHN_APP_KEY,
+        "CDP_NHN_ALIMTALK_SENDER_KEY": NHN_SENDER_KEY,
+        "CDP_NHN_ALIMTALK_API_URL": fakes.kakao.url,
+        "CDP_SECRET_ALIMTALK_API_KEY": NHN_SECRET_KEY,
+        "CDP_NHN_WEBHOOK_SIGNATURE": NHN_SIGNATURE,  # nhn_status's check
         "CDP_PUBLISH_OUTBOX_DIR": str(out / "outbox"),
         "CDP_CLICK_URL": pipeline.collect_url,  # link() becomes collect's signed click route
     }
 
 
 @contextmanager
-def _fakes(pipeline: LocalPipeline, out: Path) -> Iterator[tuple[dict[str, str], SmtpSink, TwilioApiFake]]:
-    """The SMTP sink, the fake Twilio API, twilio_status and deliver, and the sends subscription."""
-    status_port = free_port()
-    status_url = f"http://127.0.0.1:{status_port}/"
+def _fakes(pipeline: LocalPipeline, out: Path) -> Iterator[tuple[dict[str, str], Fakes]]:
+    """The SMTP sink, the fake Twilio and NHN APIs, twilio_status, nhn_status and deliver, and the
+    sends subscription."""
+    status_port, nhn_port = free_port(), free_port()
+    status_url, nhn_url = f"http://127.0.0.1:{status_port}/", f"http://127.0.0.1:{nhn_port}/"
     with ExitStack() as stack:
         smtp = stack.enter_context(running_smtp_sink(maildir=out / "mail"))
         twilio = stack.enter_context(
             running_twilio_api(ACCOUNT_SID, AUTH_TOKEN, SERVICE_SID, auto_deliver=True, inbound_url=status_url)
         )
-        env = channel_env(pipeline, out, smtp, twilio, status_url)
-        webhook = serve_function("twilio_status", out / "logs", env, port=status_port)
-        stack.callback(webhook.stop)
+        template = FakeTemplate(ALIMTALK_CODE, "TSC03", ALIMTALK_CONTENT)
+        kakao = stack.enter_context(
+            running_nhn_alimtalk(
+                NHN_APP_KEY, NHN_SECRET_KEY, NHN_SENDER_KEY, [template],
+                webhook_url=nhn_url, signature=NHN_SIGNATURE, auto_deliver=True,
+            )
+        )  # fmt: skip
+        fakes = Fakes(smtp, twilio, kakao)
+        env = channel_env(pipeline, out, fakes, status_url)
+        for target, port in (("twilio_status", status_port), ("nhn_status", nhn_port)):
+            stack.callback(serve_function(target, out / "logs", env, port=port).stop)
         deliver = serve_function("deliver", out / "logs", env)
         stack.callback(deliver.stop)
         push_subscription(pipeline.emulators.project, ledger.TOPIC, "sends-deliver", deliver.url + "/")
         stack.callback(delete_subscription, pipeline.emulators.project, "sends-deliver")
-        yield env, smtp, twilio
+        yield env, fakes
 
 
 def run(pipeline: LocalPipeline, documents: DocumentStore, out: Path, now: datetime, site_id: str, salt: str) -> Stage:
     """Plan and send both example campaigns; the stage's report lines and whether everything agrees."""
     stage = Stage()
     campaign_ids = configure(documents)
-    with _fakes(pipeline, out) as (env, smtp, twilio):
+    with _fakes(pipeline, out) as (env, fakes):
+        twilio = fakes.twilio
         settings = Settings.from_env(env)
         warehouse = DuckDBWarehouse(pipeline.duckdb_path)
         try:
+            not_on_kakao = _not_on_kakao(warehouse, site_id, salt, now, fakes.kakao)
             ports = bootstrap.build_send_ports(settings, warehouse, documents, bootstrap.build_bus(settings))
             report = run_send_job(ports, SendJob(now, tuple(campaign_ids)), RUN, now)
         finally:
-            warehouse.close()  # deliver and twilio_status take the file in turn now
+            warehouse.close()  # deliver and the webhooks take the file in turn now
         planned = {c: r for c, r in report.runs.items() if r.plan is not None}
         for campaign_id, result in sorted(report.runs.items()):
             if result.plan is None:
                 stage.ok = False
                 stage.lines.append(f"  {campaign_id}: STOPPED: {result.error}")
-        batches = sum(r.plan.batches for r in planned.values() if r.plan is not None)
-        settled = _settle(documents, twilio, planned, batches)
+        settled = _settle(fakes)
         click = _click(pipeline, twilio)
         stop_number = _reply_stop(twilio)
         warehouse = DuckDBWarehouse(pipeline.duckdb_path)
@@ -156,7 +223,9 @@ def run(pipeline: LocalPipeline, documents: DocumentStore, out: Path, now: datet
                 funnel = ledger.funnel(warehouse, campaign_id, result.run_id)
                 stage.outcomes.append(Outcome(campaign_id, str(doc.get("name", campaign_id)), result.run_id, funnel))
             stage.lines += _report(stage.outcomes)
-            stage.ok &= settled and _agree(stage, smtp, twilio)
+            stage.ok &= settled and _agree(stage, fakes)
+            if not_on_kakao is not None:
+                stage.ok &= _fell_back(stage, warehouse, not_on_kakao)
             if click is not None:
                 stage.ok &= _clicked(stage, warehouse, click)
             if stop_number is not None:
@@ -166,22 +235,49 @@ def run(pipeline: LocalPipeline, documents: DocumentStore, out: Path, now: datet
     return stage
 
 
-def _settle(documents: DocumentStore, twilio: TwilioApiFake, planned: dict[str, Any], batches: int) -> bool:
-    """Wait until deliver marked every batch done and the fake's callbacks were answered."""
+def _not_on_kakao(
+    warehouse: DuckDBWarehouse, site_id: str, salt: str, now: datetime, kakao: NhnAlimTalkFake
+) -> str | None:
+    """One VIP member the gate lets receive AlimTalk is made a number KakaoTalk does not know (NHN's
+    result 3019): the AlimTalk is accepted, fails later, and the campaign falls back to SMS."""
+    answers = eligible_audience(warehouse, site_id, None, "alimtalk", now, salt, segment_id="vip-lifetime-revenue")
+    number = next((a.address for a in answers if a.eligible and a.address), None)
+    if number is None:
+        return None
+    kakao.outcomes["0" + number[3:] if number.startswith("+82") else number] = "3019"
+    return number
+
+
+def _settle(fakes: Fakes) -> bool:
+    """Wait until the fakes have seen nothing new for QUIET_SECONDS (deliver's batches, the fallback
+    after a Kakao result, the status callbacks) and every callback was answered."""
     deadline = time.monotonic() + SETTLE_TIMEOUT
+    seen, since = fakes.activity(), time.monotonic()
     while time.monotonic() < deadline:
-        done = sum(
-            1
-            for _, marker in documents.list(ledger.BATCHES)
-            if marker.get("done_at") is not None
-            and marker.get("campaign_id") in planned
-            and marker.get("run_id") == planned[marker["campaign_id"]].run_id
-        )
-        callbacks = [w for w in twilio.webhooks if "MessageStatus" in w.params]
-        if done >= batches and len(callbacks) >= 2 * len(twilio.messages):
-            return all(w.answered == 200 for w in callbacks)
         time.sleep(0.25)
+        now = fakes.activity()
+        if now != seen:
+            seen, since = now, time.monotonic()
+        elif time.monotonic() - since >= QUIET_SECONDS and seen != (0, 0, 0, 0, 0):
+            answered = [w.answered for w in fakes.twilio.webhooks] + [w.answered for w in fakes.kakao.webhooks]
+            return all(status == 200 for status in answered)
     return False
+
+
+def _fell_back(stage: Stage, warehouse: DuckDBWarehouse, number: str) -> bool:
+    """The person KakaoTalk does not know got the SMS instead, decided and sent as its own delivery."""
+    rows = warehouse.query(
+        "SELECT d.channel, e.event, e.code FROM audiences.deliveries AS d "
+        "JOIN audiences.delivery_events AS e ON e.delivery_id = d.delivery_id "
+        "WHERE d.campaign_id = @campaign AND d.address = @number ORDER BY e.at, d.channel",
+        {"campaign": ALIMTALK_CAMPAIGN, "number": number},
+    )
+    steps = list(dict.fromkeys((str(r["channel"]), str(r["event"]), r["code"]) for r in rows))
+    ok = ("alimtalk", "failed", "3019") in steps and ("sms", "sent", None) in steps
+    shown = ", ".join(f"{c} {e}" + (f" ({code})" if code and e == "failed" else "") for c, e, code in steps)
+    shown = ", ".join(dict.fromkeys(shown.split(", ")))  # a sent event per attempt reads once
+    stage.lines.append(f"  one VIP is not a KakaoTalk user: {shown}" + ("" if ok else " (NO SMS FALLBACK)"))
+    return ok
 
 
 @dataclass(frozen=True)
@@ -245,30 +341,36 @@ def _report(outcomes: list[Outcome]) -> list[str]:
     lines = []
     for outcome in outcomes:
         funnel = outcome.funnel
-        reasons = funnel.reasons()
-        eligible = reasons.pop("eligible", 0)
         lines.append(f"  {outcome.name} ({outcome.campaign_id})")
-        lines.append(f"    audience {funnel.audience:,} -> eligible {eligible:,}")
-        for reason, count in sorted(reasons.items(), key=lambda item: (-item[1], item[0])):
-            lines.append(f"      {reason:<28}{count:>7,}")
-        by_channel = sorted({channel for channel, _ in funnel.events})
-        for channel in by_channel:
+        lines.append(f"    audience {funnel.audience:,}")
+        channels = list(dict.fromkeys(channel for channel, _, _, _ in funnel.planned))
+        for channel in channels:
+            rows = {key: n for key, n in funnel.planned.items() if key[0] == channel}
+            reasons: dict[str, int] = {}
+            for (_, _, _, reason), n in rows.items():
+                reasons[reason] = reasons.get(reason, 0) + n
+            fallback = any(fb for (_, fb, _, _) in rows)
+            eligible = reasons.pop("eligible", 0)
+            others = ", ".join(f"{r} {n:,}" for r, n in sorted(reasons.items(), key=lambda i: (-i[1], i[0])))
+            label = f"{channel}{' (fallback)' if fallback else ''}"
+            lines.append(
+                f"    {label:<16} planned {sum(rows.values()):>5,} -> eligible {eligible:>5,}"
+                + (f"; {others}" if others else "")
+            )
             counts = {event: n for (c, event), n in funnel.events.items() if c == channel}
             failed = counts.get("failed", 0) + counts.get("bounced", 0)
             # SMTP reports no delivery: a message the relay accepted is as far as e-mail can tell.
-            delivered = f"delivered {counts.get('delivered', 0):>6,}" if channel != "email" else "(relay accepted)"
+            delivered = f"delivered {counts.get('delivered', 0):>5,}" if channel != "email" else "(relay accepted)"
             lines.append(
-                f"    {channel:<6} sent {counts.get('sent', 0):>6,}   {delivered}   failed {failed:>4,}"
-                f"   clicked {counts.get('clicked', 0):>4,}   unsubscribed {counts.get('unsubscribed', 0):>4,}"
+                f"    {'':<16} sent {counts.get('sent', 0):>5,}   {delivered}   failed {failed:>3,}"
+                f"   clicked {counts.get('clicked', 0):>3,}   unsubscribed {counts.get('unsubscribed', 0):>3,}"
             )
-        if not by_channel:
-            lines.append(f"    nothing sent yet (held: {funnel.outcomes().get('hold', 0):,})")
     return lines
 
 
-def _agree(stage: Stage, smtp: SmtpSink, twilio: TwilioApiFake) -> bool:
+def _agree(stage: Stage, fakes: Fakes) -> bool:
     """What the ledger says was sent is what the fakes received: once each, nothing lost."""
-    sent = {"email": 0, "sms": 0}
+    sent = {"email": 0, "sms": 0, "alimtalk": 0}
     delivered_sms = 0
     for outcome in stage.outcomes:
         for (channel, event), n in outcome.funnel.events.items():
@@ -276,12 +378,17 @@ def _agree(stage: Stage, smtp: SmtpSink, twilio: TwilioApiFake) -> bool:
                 sent[channel] += n
             if event == "delivered" and channel == "sms":
                 delivered_sms += n
-    received = {"email": len(smtp.messages), "sms": len(twilio.created())}
-    agree = sent == received and delivered_sms == len(twilio.messages)
+    received = {
+        "email": len(fakes.smtp.messages),
+        "sms": len(fakes.twilio.created()),
+        "alimtalk": len(fakes.kakao.messages),
+    }
+    twice = [k for k, found in fakes.kakao.by_grouping_key().items() if len(found) > 1]
+    agree = sent == received and delivered_sms == len(fakes.twilio.messages) and not twice
     stage.lines.append(
-        f"  the fakes received {received['email']:,} e-mails and {received['sms']:,} SMS; the ledger says sent "
-        f"{sent['email']:,} and {sent['sms']:,}, SMS delivered {delivered_sms:,}: "
-        + ("each once, none lost" if agree else "DISAGREE")
+        f"  the fakes received {received['email']:,} e-mails, {received['sms']:,} SMS and {received['alimtalk']:,} "
+        f"AlimTalks; the ledger says sent {sent['email']:,}, {sent['sms']:,} and {sent['alimtalk']:,}, SMS delivered "
+        f"{delivered_sms:,}: " + ("each once, none lost" if agree else "DISAGREE")
     )
     return agree
 

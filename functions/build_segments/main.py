@@ -11,6 +11,7 @@ from shared import bootstrap, jobs
 from shared.ports import TransientError
 from shared.services import segments
 from shared.services.publish_job import after_build
+from shared.services.triggers import after_build as plan_entries
 
 log = logging.getLogger(__name__)
 
@@ -46,5 +47,9 @@ def build_segments(cloud_event: CloudEvent) -> None:
             )
         except Exception:  # noqa: BLE001 - the publications' own schedules still run; a retry would not rebuild
             log.exception("could not ask for the publications of the built segments to run")
+        try:  # campaigns triggered on entry plan the new members now, not at the next tick
+            plan_entries(bootstrap.documents(), bootstrap.bus(), bootstrap.schedule_config().topic, report.built)
+        except Exception:  # noqa: BLE001 - the five-minute tick plans them all the same
+            log.exception("could not ask for the triggered campaigns of the built segments to run")
     if report.transient:  # redelivery rebuilds only these: the others are no longer due
         raise TransientError(f"segments failed on an outage: {', '.join(report.transient)}")

@@ -243,10 +243,12 @@ def event_row(
     }
 
 
-def sent_counts(warehouse: Warehouse, site_id: str, segment_id: str, since: datetime) -> dict[str, int]:
-    """Advertising messages sent to each member of a segment on a site since `since`; members with
-    none are absent."""
-    params = {"site_id": site_id, "segment_id": segment_id, "since": since}
+def sent_counts(
+    warehouse: Warehouse, site_id: str, segment_id: str | None, since: datetime, customer_ids: Sequence[str] = ()
+) -> dict[str, int]:
+    """Advertising messages sent to each member of a segment (and each of `customer_ids`) on a site
+    since `since`; members with none are absent."""
+    params = {"site_id": site_id, "segment_id": segment_id, "since": since, "customer_ids": list(customer_ids)}
     return {str(r["customer_id"]): int(r["sent"]) for r in run(warehouse, "sent_counts", params)}
 
 

@@ -20,6 +20,10 @@ run's rows and publishes only the batches not yet on the bus.
 Each run is recorded in `runs/<run id>-<campaign id>` and on the campaign's `status` (stage "send",
 the funnel by outcome and reason), keeping sync_schedules' `status.schedule`: output fields that
 validate_config leaves alone, so the write triggers no check.
+
+A campaign with a `trigger` is planned by every tick (and by a message naming it): its entries now
+due (shared/services/triggers.py). A tick that finds nothing to do for it writes no run record, and
+its status only when the state changed.
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ from shared.messaging.alimtalk import ALIMTALK_TEMPLATES
 from shared.messaging.campaigns import CAMPAIGNS, POLICY, TEMPLATES, parse_policy, validate_campaign
 from shared.ports import DocumentStore, EventBus, TransientError, Warehouse
 from shared.ports.blobs import BlobStore
-from shared.runs import Run, error_text, one_at_a_time, recorded
+from shared.runs import Run, error_text, one_at_a_time, recorded, write
 from shared.services.alimtalk_results import Polled, ResultPorts, ResultSource, poll_results
 from shared.services.deliver import Links
 from shared.services.segments import keep_schedule
@@ -49,6 +53,7 @@ from shared.services.send_messages import (
     release_held,
     run_id_for,
 )
+from shared.services.triggers import TriggerReport, plan_triggers, triggered
 from shared.timestamps import as_datetime
 
 log = logging.getLogger(__name__)
@@ -109,11 +114,14 @@ class CampaignRun:
     error: str | None = None  # "<field>: <message>" when the campaign stopped before planning
     retry: bool = False  # stopped on an outage: the message is redelivered
     waiting_until: datetime | None = None  # a one-off asked for before its send_at: the tick starts it
+    triggered: TriggerReport | None = None  # a triggered campaign's entries planned
 
     @property
     def state(self) -> str:
         if self.error is not None:
             return "error"
+        if self.triggered is not None:
+            return self.triggered.state
         return self.plan.state if self.plan is not None else "waiting" if self.waiting_until else "skipped"
 
 
@@ -146,6 +154,7 @@ def run_send_job(ports: SendPorts, job: SendJob, request_id: str, now: datetime 
         if ports.alimtalk is not None:
             report.polled = poll_results(ResultPorts(ports.warehouse, ports.documents, ports.bus), ports.alimtalk, now)
         wanted.update(due_one_offs(ports.documents, now))
+        wanted.update(triggered(ports.documents))
     for campaign_id, wanted_doc in wanted.items():
         with one_at_a_time(JOB, campaign_id):
             report.runs[campaign_id] = run_campaign(ports, campaign_id, wanted_doc, job, request_id, now)
@@ -177,8 +186,9 @@ def run_campaign(
     result = CampaignRun(campaign_id, request_id)
     record = Run(job=JOB, run_id=f"{request_id}-{campaign_id}", started_at=now)
     record.details = {"campaign_id": campaign_id, "segment_id": doc.get("segment_id")}
+    on_trigger = isinstance(doc.get("trigger"), Mapping)  # recorded below, only when it did something
     try:
-        with recorded(ports.documents, record):
+        with recorded(None if on_trigger else ports.documents, record, record_start=not on_trigger):
             result = _run(ports, campaign_id, doc, job, request_id, now)
             record.status = result.state
             record.details["campaign_run_id"] = result.run_id
@@ -190,6 +200,8 @@ def run_campaign(
                     "batches": result.plan.batches,
                     "published": result.plan.published,
                 }
+            if result.triggered is not None:
+                record.details |= result.triggered.status(now)
             if result.error is not None:
                 record.error = result.error
     except TransientError as exc:
@@ -197,7 +209,8 @@ def run_campaign(
     except Exception as exc:  # noqa: BLE001 - a bug in one campaign must not stop the others
         log.exception("campaign run failed", extra={"campaign_id": campaign_id})
         result.error, result.retry = f"run: could not run: {error_text(exc)}", True
-    _write_status(ports.documents, result, now)
+    if _write_status(ports.documents, result, now, quiet=on_trigger) and on_trigger and result.state != "idle":
+        write(ports.documents, record)
     if result.error is not None and not result.retry:  # a person must act: infra/monitoring.tf alerts on this
         log.error("campaign stopped", extra={"campaign_id": campaign_id, "error": result.error})
     return result
@@ -228,10 +241,16 @@ def _run(
     except InvalidConfig as exc:
         problem = exc.problems[0]
         return stopped(problem.path or exc.path, problem.message)
-    segment = ports.documents.get(SEGMENTS, campaign.segment_id) or {}
+    dry_run = ports.dry_run or job.dry_run
+    if campaign.trigger is not None:  # a segment not built yet has no entries: nothing is due
+        report = plan_triggers(
+            ports.warehouse, ports.documents, ports.bus, campaign, template, policy, job.run_at,
+            salt=ports.salt, links=ports.links, outbox=ports.outbox, dry_run=dry_run,
+        )  # fmt: skip
+        return CampaignRun(campaign_id, report.run_id or request_id, triggered=report)
+    segment = ports.documents.get(SEGMENTS, campaign.segment_id or "") or {}
     if segment.get("computed_at") is None:
         return stopped("segment_id", f"segment {campaign.segment_id} has not been built yet: nothing to send to")
-    dry_run = ports.dry_run or job.dry_run
     if campaign.send_at is not None and campaign.send_at > job.run_at and not dry_run:
         # Planned now, its sends would go now: deliver decides at the time it sends.
         return CampaignRun(campaign_id, request_id, waiting_until=campaign.send_at)
@@ -243,9 +262,12 @@ def _run(
     return CampaignRun(campaign_id, run_id, plan=plan)
 
 
-def _write_status(documents: DocumentStore, result: CampaignRun, now: datetime) -> None:
-    """The campaign's output fields; a lost write is logged (the run record and the ledger stand)."""
-    if result.plan is not None:
+def _write_status(documents: DocumentStore, result: CampaignRun, now: datetime, quiet: bool = False) -> bool:
+    """The campaign's output fields; a lost write is logged (the run record and the ledger stand).
+    `quiet` (a triggered campaign, run every tick): only news is written. Whether it wrote."""
+    if result.triggered is not None:
+        status = {**result.triggered.status(now), "stage": "send"}
+    elif result.plan is not None:
         status = {**result.plan.status(now), "stage": "send"}
     elif result.waiting_until is not None:
         status = {"state": "waiting", "stage": "send", "run_id": None, "send_at": result.waiting_until, "at": now}
@@ -253,9 +275,25 @@ def _write_status(documents: DocumentStore, result: CampaignRun, now: datetime) 
         status = {"state": "error", "stage": "send", "run_id": result.run_id, "error": result.error, "at": now}
     try:
         current = documents.get(CAMPAIGNS, result.campaign_id)
+        if quiet and not _news(status, current):
+            return False  # a tick with nothing to do: no write every five minutes
         fields: dict[str, Any] = {"status": keep_schedule(status, current)}
         if result.plan is not None and not result.plan.disabled:
             fields["last_run"] = {"run_id": result.run_id, "at": now, "dry_run": result.plan.dry_run}
+        if result.triggered is not None and result.triggered.written:
+            fields["last_run"] = {"run_id": result.run_id, "at": now, "dry_run": result.triggered.dry_run}
         documents.set(CAMPAIGNS, result.campaign_id, fields, merge=True)
     except Exception:  # noqa: BLE001 - see the docstring
         log.exception("could not write the campaign's status", extra={"campaign_id": result.campaign_id})
+    return True
+
+
+def _news(status: Mapping[str, Any], current: Mapping[str, Any] | None) -> bool:
+    """Whether a triggered campaign's tick has something to say: rows written or batches published,
+    or a status other than the one the campaign shows (its state, error, people waiting)."""
+    if status.get("written") or status.get("published"):
+        return True
+    previous = current.get("status") if isinstance(current, Mapping) else None
+    if not isinstance(previous, Mapping):
+        return True
+    return any(previous.get(k) != status.get(k) for k in ("state", "stage", "error", "trigger"))

@@ -199,7 +199,8 @@ def plan_run(
         return report
     [known] = ledger.run(warehouse, "run_planned", {"campaign_id": campaign.id, "run_id": run_id})
     if int(known["planned"]) == 0:
-        table, report.batches = _plan(warehouse, campaign, policy, run_at, run_id, salt, dry, batch_size)
+        table, batches = plan_rows(warehouse, campaign, policy, run_at, run_id, salt, dry, batch_size)
+        report.batches = batches.get(run_id, 0)
         if table.num_rows:
             warehouse.append_arrow(DELIVERIES, table)
         report.written = table.num_rows
@@ -207,9 +208,9 @@ def plan_run(
         report.batches = int(known["batches"])
     if dry:
         assert outbox is not None
-        report.outbox = _preview(warehouse, outbox, campaign, template, policy, run_id, links, run_at, preview)
+        report.outbox = write_preview(warehouse, outbox, campaign, template, policy, run_id, links, run_at, preview)
     else:
-        report.published = _publish(warehouse, documents, bus, campaign.id, run_id, report.batches, clock)
+        report.published = publish_batches(warehouse, documents, bus, campaign.id, run_id, report.batches, clock)
     report.funnel = ledger.funnel(warehouse, campaign.id, run_id)
     log.info(
         "campaign run planned",
@@ -226,7 +227,7 @@ def plan_run(
     return report
 
 
-def _plan(
+def plan_rows(
     warehouse: Warehouse,
     campaign: Campaign,
     policy: MessagingPolicy,
@@ -235,32 +236,43 @@ def _plan(
     salt: str,
     dry: bool,
     batch_size: int,
-) -> tuple[pa.Table, int]:
-    """Every delivery row of the run, as one Arrow table, and the number of batches of its sends."""
+    audience: Audience | None = None,
+    numbered: Mapping[str, int] | None = None,
+) -> tuple[pa.Table, dict[str, int]]:
+    """Every delivery row of the run (or of the runs `audience` names), as one Arrow table, and each
+    run's batches: its sends numbered in delivery id order after the run's `numbered` batches."""
     columns: dict[str, list[Any]] = {name: [] for name in _PER_ROW}
-    for part in plan_decisions(warehouse, campaign, policy, run_at, run_id, salt):
+    for part in plan_decisions(warehouse, campaign, policy, run_at, run_id, salt, audience=audience):
         _add_rows(columns, part)
     ids, outcomes = columns["delivery_id"], columns["outcome"]
-    sends = sorted(d for d, outcome in zip(ids, outcomes, strict=True) if outcome == Outcome.SEND)
-    number = {d: index // batch_size + 1 for index, d in enumerate(sends)}
+    sends = sorted((r, d) for r, d, o in zip(columns["run_id"], ids, outcomes, strict=True) if o == Outcome.SEND)
+    number: dict[str, int] = {}
+    batches: dict[str, int] = {}
+    for run, members in groupby(sends, key=lambda pair: pair[0]):
+        before = (numbered or {}).get(run, 0)
+        for index, (_, delivery) in enumerate(members):
+            number[delivery] = before + index // batch_size + 1
+            batches[run] = number[delivery]
     count = len(ids)
     values: dict[str, Any] = {
         **columns,
         "campaign_id": [campaign.id] * count,
-        "run_id": [run_id] * count,
         "kind": [campaign.kind.value] * count,
         "batch": [number.get(d) for d in ids],
         "dry_run": [dry] * count,
         "planned_at": [run_at] * count,
     }
     table = pa.table({name: pa.array(values[name], kind) for name, kind in DELIVERY_TYPES.items()})
-    return table, -(-len(sends) // batch_size)
+    return table, batches
 
 
 _PER_ROW: Final = (
-    "delivery_id", "site_id", "customer_id", "channel", "address", "outcome", "reason", "release_at",
+    "delivery_id", "run_id", "site_id", "customer_id", "channel", "address", "outcome", "reason", "release_at",
     "consent_event_id", "subscription_event_id", "night_consent_event_id", "fallback_of",
 )  # fmt: skip
+Audience = Mapping[str, Mapping[str, str]]
+"""site -> customer -> run: the people a plan is restricted to, each in the run of their entry
+(a triggered campaign's, shared/services/triggers.py)."""
 
 
 @dataclass(frozen=True)
@@ -273,27 +285,42 @@ class ChannelPlan:
     answers: Sequence[consent.Eligibility]
     decisions: Sequence[Decision]
     delivery_ids: Sequence[str]
+    run_ids: Sequence[str]  # each row's run: one run, or each entry's of a triggered campaign
     sent: Mapping[str, int]  # advertising messages sent to each customer since rules.cap_since
     replaces: Mapping[str, str] | None  # on a fallback channel: customer -> the delivery it replaces
 
 
 def plan_decisions(
-    warehouse: Warehouse, campaign: Campaign, policy: MessagingPolicy, run_at: datetime, run_id: str, salt: str
+    warehouse: Warehouse,
+    campaign: Campaign,
+    policy: MessagingPolicy,
+    run_at: datetime,
+    run_id: str,
+    salt: str,
+    *,
+    audience: Audience | None = None,
 ) -> Iterator[ChannelPlan]:
     """The run's decisions, site by site and channel by channel along the chain, reading only.
 
     Per site: the gate on the first channel for every member, the cap's counts once, then
     `Rules.decide_all`; members skipped for a reason of the channel (PLAN_FALLBACKS) are decided
-    again on the next channel, and so on.
+    again on the next channel, and so on. With `audience`, only the customers it names, each in
+    its own run, instead of the segment's members in `run_id`.
     """
-    for row in ledger.run(warehouse, "segment_sites", {"segment_id": campaign.segment_id}):
-        site = str(row["site_id"])
+    plans: list[tuple[str, str | None, list[str] | None, Mapping[str, str]]]
+    if audience is None:
+        sites = ledger.run(warehouse, "segment_sites", {"segment_id": campaign.segment_id})
+        plans = [(str(row["site_id"]), campaign.segment_id, None, {}) for row in sites]
+    else:
+        plans = [(site, None, list(runs), runs) for site, runs in audience.items() if runs]
+    for site, segment_id, customer_ids, runs in plans:
         sent: dict[str, int] | None = None
         replaces: dict[str, str] | None = None
         for channel in campaign.channels:
             answers = consent.eligible_audience(
-                warehouse, site, campaign.purpose, channel, run_at, salt, segment_id=campaign.segment_id
-            )
+                warehouse, site, campaign.purpose, channel, run_at, salt,
+                segment_id=segment_id, customer_ids=customer_ids,
+            )  # fmt: skip
             if replaces is not None:
                 answers = [a for a in answers if a.customer_id in replaces]
             if not answers:
@@ -301,10 +328,14 @@ def plan_decisions(
             rules = prepare(campaign, channel, policy, run_at)
             if sent is None:
                 since = rules.cap_since
-                sent = ledger.sent_counts(warehouse, site, campaign.segment_id, since) if since else {}
+                sent = ledger.sent_counts(warehouse, site, segment_id, since, customer_ids or ()) if since else {}
             decisions = rules.decide_all(answers, sent)
-            ids = [ledger.delivery_id(campaign.id, run_id, a.customer_id, channel) for a in answers]
-            yield ChannelPlan(site, rules, answers, decisions, ids, sent, replaces)
+            run_ids = [runs.get(a.customer_id, run_id) for a in answers]
+            ids = [
+                ledger.delivery_id(campaign.id, r, a.customer_id, channel)
+                for r, a in zip(run_ids, answers, strict=True)
+            ]
+            yield ChannelPlan(site, rules, answers, decisions, ids, run_ids, sent, replaces)
             falling = {
                 answer.customer_id: delivery
                 for answer, decision, delivery in zip(answers, decisions, ids, strict=True)
@@ -319,9 +350,11 @@ def _add_rows(columns: dict[str, list[Any]], part: ChannelPlan) -> None:
     """One site's rows on one channel, appended to `columns`."""
     add = {name: columns[name].append for name in _PER_ROW}
     channel, site, replaces = part.rules.channel.value, part.site_id, part.replaces
-    for answer, decision, delivery in zip(part.answers, part.decisions, part.delivery_ids, strict=True):
+    rows = zip(part.answers, part.decisions, part.delivery_ids, part.run_ids, strict=True)
+    for answer, decision, delivery, run in rows:
         customer = answer.customer_id
         add["delivery_id"](delivery)
+        add["run_id"](run)
         add["site_id"](site)
         add["customer_id"](customer)
         add["channel"](channel)
@@ -343,7 +376,7 @@ def _batches(warehouse: Warehouse, campaign_id: str, run_id: str, first: int, la
     return [(int(number), [d for _, d in members]) for number, members in groupby(pairs, key=lambda p: p[0])]
 
 
-def _publish(
+def publish_batches(
     warehouse: Warehouse,
     documents: DocumentStore,
     bus: EventBus,
@@ -367,7 +400,7 @@ def _publish(
     return published
 
 
-def _preview(
+def write_preview(
     warehouse: Warehouse,
     outbox: BlobStore,
     campaign: Campaign,

@@ -1,14 +1,17 @@
--- Advertising messages each member of a segment on a site was sent since @since, the start of the
--- frequency cap's window: deliveries of kind advertising, on any channel and campaign, with a sent
--- or unknown event (a send whose outcome is unknown may have arrived: it counts). Copies of an
--- event or a row count once. Members with none are absent. (Deliver counts its batch's customers
--- the same way in recipients.sql.)
+-- Advertising messages each member of a segment (or each customer of a list: a triggered campaign's
+-- entries) on a site was sent since @since, the start of the frequency cap's window: deliveries of
+-- kind advertising, on any channel and campaign, with a sent or unknown event (a send whose outcome
+-- is unknown may have arrived: it counts). Copies of an event or a row count once. Members with none
+-- are absent. (Deliver counts its batch's customers the same way in recipients.sql.)
 with
 
 audience as (
     select customer_id
     from audiences.segment_members
-    where site_id = @site_id and segment_id = @segment_id
+    where site_id = @site_id and segment_id = cast(@segment_id as string)
+    union distinct
+    select customer_id
+    from unnest(cast(@customer_ids as array<string>)) as customer_id
 ),
 
 results as (

@@ -367,7 +367,7 @@ class ReportSettings:
     bucket: str | None = None
     out_dir: str = ".local/reports"
     days: int = 30
-    coverage_sample: int = 20_000
+    coverage_sample: int = 2_000
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> ReportSettings:

@@ -574,7 +574,7 @@ def build(
     *,
     salt: str,
     days: int = 30,
-    coverage_sample: int = 20_000,
+    coverage_sample: int = 2_000,
 ) -> Report:
     """The whole report as of `now`, its flows over the `days` days ending today (UTC)."""
     window = Window.ending(now, days)

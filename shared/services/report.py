@@ -36,7 +36,7 @@ class ReportPorts:
     blobs: BlobStore
     salt: str
     days: int = 30
-    coverage_sample: int = 20_000
+    coverage_sample: int = 2_000
 
     def with_days(self, days: int) -> ReportPorts:
         return replace(self, days=days)

@@ -21,6 +21,7 @@ from shared.config import ScheduleSettings
 from shared.messaging.ledger import delivery_id, parse_batch
 from shared.runs import RUNS
 from shared.services import triggers
+from shared.services.deliver import deliver_batch
 from shared.services.send_job import JobReport, SendJob, run_send_job
 from shared.sql import SQL_DIR, load_sql, parameter_names, to_duckdb
 from tests.builders import planted_warehouse
@@ -299,6 +300,21 @@ def test_an_event_of_a_known_person_is_planned_at_the_next_tick(welcome: World) 
     assert rows(world) == [("c_ann", "email", "event-e-ann", "send", "eligible")]
     assert sent_ids(world) == [delivery_id(CAMPAIGN, "event-e-ann", "c_ann", "email")]
     assert tick(world, NOON).runs[CAMPAIGN].state == "idle"  # redelivered: nothing twice
+
+
+def test_deliver_sends_a_triggered_message_once_even_without_a_segment(welcome: World) -> None:
+    world = welcome
+    ann = world.person("ann", member=False, given="안나")
+    world.commit()
+    signup(world, "e-ann", NOON - timedelta(minutes=3), member=ann.member)
+    tick(world, NOON)
+    [batch] = world.batches()
+    for _ in range(2):  # a redelivered batch sends nothing twice
+        deliver_batch(world.ports(), batch, NOON + timedelta(seconds=30))
+    [message] = world.email.accepted
+    assert (message.to, message.delivery_id) == (ann.email, delivery_id(CAMPAIGN, "event-e-ann", "c_ann", "email"))
+    assert message.subject == "안나님, 새 혜택이 도착했어요"  # informational: no (광고)
+    assert world.events(ann) == [("email", "sent", None)]
 
 
 def test_a_first_time_visitor_waits_for_refinement_then_is_planned(welcome: World) -> None:

@@ -32,16 +32,11 @@ by its grouping key before anything is resent: found, its state; none in the win
 from __future__ import annotations
 
 import hashlib
-import re
-import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
-from zoneinfo import ZoneInfo
 
-import requests
-from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
-
+from shared.adapters.nhn_cloud import NhnHttp, as_int, nhn_date, recipient_number
 from shared.messaging.alimtalk import AlimTalkResult, provider_id
 from shared.ports.channels import (
     ALIMTALK,
@@ -51,6 +46,7 @@ from shared.ports.channels import (
     Message,
     Rejected,
     SendResult,
+    not_sent,
 )
 from shared.ports.secrets import SecretStore
 
@@ -62,14 +58,6 @@ DUPLICATE_KEY: Final = -1005
 NOT_OURS: Final = frozenset({-1000, -1001, -4004, -4005, -1006, -1027, -2017})
 """The app key, secret key or sender profile is wrong, absent or blocked: every send would fail."""
 PROVIDER_ERRORS: Final = frozenset({-9999, -7000})  # a system error, Kakao's API failed: outcome unknown
-SEOUL: Final = ZoneInfo("Asia/Seoul")  # NHN's dates are Korean wall times
-_E164_KR: Final = re.compile(r"^\+82(1[0-9]{8,9})$")
-
-
-def recipient_number(to: str) -> str | None:
-    """A Korean mobile number in E.164 as NHN takes it (+821012345678 -> 01012345678), or None."""
-    found = _E164_KR.match(to)
-    return f"0{found.group(1)}" if found else None
 
 
 def idempotency_key(delivery_ids: Sequence[str]) -> str:
@@ -98,12 +86,9 @@ class NhnAlimTalk:
         key is read from `secrets` under `secret_key_secret` for each request."""
         self._base = f"{api_url.rstrip('/')}/alimtalk/{VERSION}/appkeys/{app_key}"
         self._sender_key = sender_key
-        self._secrets, self._secret_name = secrets, secret_key_secret
-        self._timeout = timeout
+        self._http = NhnHttp(secrets, secret_key_secret, timeout=timeout, throttle_seconds=throttle_seconds)
         self._window = min(lookup_window, timedelta(days=30))  # NHN lists at most 30 days at once
-        self._throttle_seconds = throttle_seconds
         self._clock = clock
-        self._local = threading.local()  # a requests.Session per thread
 
     # --- the port -------------------------------------------------------------------------------
 
@@ -130,7 +115,7 @@ class NhnAlimTalk:
                 chunk = indexes[start : start + MAX_RECIPIENTS]
                 if stopped is not None:
                     for index in chunk:
-                        results[index] = _not_sent(stopped)
+                        results[index] = not_sent(stopped)
                     continue
                 answers = self._send_request(code, [messages[i] for i in chunk])
                 for index, answer in zip(chunk, answers, strict=True):
@@ -145,11 +130,11 @@ class NhnAlimTalk:
         now = self._clock()
         params = {
             "recipientGroupingKey": message.delivery_id,
-            "startRequestDate": _nhn_date(now - self._window),
-            "endRequestDate": _nhn_date(now + timedelta(minutes=1)),
+            "startRequestDate": nhn_date(now - self._window),
+            "endRequestDate": nhn_date(now + timedelta(minutes=1)),
             "pageSize": 100,
         }
-        body = self._get("/messages", params)
+        body = self._http.get(self._base + "/messages", params)
         listed = (body.get("messageSearchResultResponse") or {}).get("messages") or []
         ours = [m for m in listed if m.get("recipientGroupingKey") == message.delivery_id]
         if not ours:
@@ -169,7 +154,7 @@ class NhnAlimTalk:
     def _pages(self, params: Mapping[str, Any]) -> Iterator[list[Mapping[str, Any]]]:
         number = 1
         while True:
-            body = self._get("/messages", {**params, "pageNum": number, "pageSize": MAX_PAGE})
+            body = self._http.get(self._base + "/messages", {**params, "pageNum": number, "pageSize": MAX_PAGE})
             response = body.get("messageSearchResultResponse") or {}
             page = response.get("messages") or []
             yield page
@@ -178,18 +163,6 @@ class NhnAlimTalk:
             number += 1
 
     # --- HTTP -----------------------------------------------------------------------------------
-
-    def _session(self) -> requests.Session:
-        session: requests.Session | None = getattr(self._local, "session", None)
-        if session is None:
-            session = self._local.session = requests.Session()
-        return session
-
-    def _headers(self) -> dict[str, str]:
-        return {
-            "Content-Type": "application/json;charset=UTF-8",
-            "X-Secret-Key": self._secrets.get(self._secret_name),
-        }
 
     def _send_request(self, code: str, chunk: Sequence[Message]) -> list[SendResult | ChannelError]:
         campaigns = {m.metadata.get("campaign_id") for m in chunk}
@@ -209,14 +182,10 @@ class NhnAlimTalk:
         campaign = campaigns.pop() if len(campaigns) == 1 else None
         if campaign:
             body["senderGroupingKey"] = campaign[:100]
-        headers = self._headers() | {"X-NC-API-IDEMPOTENCY-KEY": idempotency_key([m.delivery_id for m in chunk])}
-        try:
-            answer = self._session().post(self._base + "/messages", json=body, headers=headers, timeout=self._timeout)
-        except requests.RequestException as exc:
-            return [_transport_error(exc)] * len(chunk)
-        refusal = self._http_refusal(answer)
-        if refusal is not None:
-            return [refusal] * len(chunk)
+        key = {"X-NC-API-IDEMPOTENCY-KEY": idempotency_key([m.delivery_id for m in chunk])}
+        answer = self._http.post(self._base + "/messages", body, key)
+        if isinstance(answer, ChannelError):
+            return [answer] * len(chunk)
         try:
             parsed = answer.json()
             header = parsed["header"]
@@ -225,47 +194,10 @@ class NhnAlimTalk:
         sent = (parsed.get("message") or {}).get("sendResults")
         if isinstance(sent, list) and sent:
             return _per_recipient(parsed["message"], chunk)
-        code_ = _int(header.get("resultCode"))
+        code_ = as_int(header.get("resultCode"))
         if header.get("isSuccessful") is True:
             return [ChannelUnavailable("NHN accepted the request without results", maybe_sent=True)] * len(chunk)
         return [_request_error(code_, str(header.get("resultMessage") or ""))] * len(chunk)
-
-    def _get(self, path: str, params: Mapping[str, Any]) -> dict[str, Any]:
-        try:
-            answer = self._session().get(self._base + path, params=dict(params), headers=self._headers(),
-                                         timeout=self._timeout)  # fmt: skip
-        except requests.RequestException as exc:
-            raise _transport_error(exc) from None
-        refusal = self._http_refusal(answer)
-        if refusal is not None:
-            raise refusal
-        try:
-            body = answer.json()
-            header = body["header"]
-        except (ValueError, KeyError, TypeError):
-            raise ChannelUnavailable("NHN answered a query without a result header", maybe_sent=False) from None
-        if header.get("isSuccessful") is not True:
-            code = _int(header.get("resultCode"))
-            raise ChannelUnavailable(f"NHN refused the query ({code}): {header.get('resultMessage')}", code=str(code))
-        return dict(body)
-
-    def _http_refusal(self, answer: requests.Response) -> ChannelError | None:
-        status = answer.status_code
-        if status == 429:
-            return ChannelThrottled("NHN: too many requests", retry_after=self._retry_after(answer), code="429")
-        if status in (401, 403):
-            return ChannelUnavailable(f"NHN refused our credentials ({status})", code=str(status), maybe_sent=False)
-        if status >= 500:
-            return ChannelUnavailable(f"NHN failed ({status})", code=str(status), maybe_sent=True)
-        if status >= 400 and not answer.headers.get("Content-Type", "").startswith("application/json"):
-            return ChannelUnavailable(f"NHN answered {status} (a wrong URL?)", code=str(status), maybe_sent=False)
-        return None
-
-    def _retry_after(self, answer: requests.Response) -> float:
-        try:
-            return max(float(answer.headers.get("Retry-After", "")), 0.0)
-        except ValueError:
-            return self._throttle_seconds
 
 
 # --- answers ---------------------------------------------------------------------------------------
@@ -281,13 +213,6 @@ def _invalid(message: Message) -> ChannelError | None:
     return None
 
 
-def _not_sent(stopped: ChannelError) -> ChannelError:
-    """What a message after a throttled or failed request gets: the same wait, nothing sent."""
-    if isinstance(stopped, ChannelThrottled):
-        return ChannelThrottled(str(stopped), retry_after=stopped.retry_after, code=stopped.code)
-    return ChannelUnavailable(f"not sent: {stopped}", code=stopped.code, maybe_sent=False)
-
-
 def _per_recipient(body: Mapping[str, Any], chunk: Sequence[Message]) -> list[SendResult | ChannelError]:
     """Each recipient's answer, matched by grouping key (by position when one lacks it)."""
     request_id = str(body.get("requestId") or "")
@@ -299,9 +224,9 @@ def _per_recipient(body: Mapping[str, Any], chunk: Sequence[Message]) -> list[Se
         if not isinstance(found, Mapping):
             answers.append(ChannelUnavailable("NHN did not answer for this recipient", maybe_sent=True))
             continue
-        code = _int(found.get("resultCode"))
+        code = as_int(found.get("resultCode"))
         if code == 0:
-            seq = _int(found.get("recipientSeq"))
+            seq = as_int(found.get("recipientSeq"))
             answers.append(SendResult("accepted", provider_id=provider_id(request_id, seq), code="0"))
         else:
             answers.append(
@@ -319,17 +244,6 @@ def _request_error(code: int, text: str) -> ChannelError:
     if code in PROVIDER_ERRORS:
         return ChannelUnavailable(detail, code=str(code), maybe_sent=True)
     return Rejected(detail, code=str(code))
-
-
-def _transport_error(exc: requests.RequestException) -> ChannelUnavailable:
-    """Before the request left (refused, connect timeout): nothing sent. After: unknown."""
-    if isinstance(exc, requests.ConnectionError):
-        reason = getattr(exc.args[0], "reason", None) if exc.args else None
-        before = isinstance(exc, requests.ConnectTimeout) or isinstance(
-            reason, NewConnectionError | ConnectTimeoutError
-        )
-        return ChannelUnavailable(f"NHN unreachable: {type(exc).__name__}", maybe_sent=not before)
-    return ChannelUnavailable(f"NHN did not answer: {type(exc).__name__}", maybe_sent=True)
 
 
 def _state(listed: Mapping[str, Any]) -> SendResult:
@@ -350,18 +264,7 @@ def _listed_result(listed: Mapping[str, Any]) -> AlimTalkResult:
     return AlimTalkResult(
         delivery_id=listed.get("recipientGroupingKey") or None,
         request_id=str(listed.get("requestId") or ""),
-        recipient_seq=_int(listed.get("recipientSeq")),
+        recipient_seq=as_int(listed.get("recipientSeq")),
         result_code=str(code) if code not in (None, "") else None,
         message_status=listed.get("messageStatus") or None,
     )
-
-
-def _int(value: Any) -> int:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return 0
-
-
-def _nhn_date(moment: datetime) -> str:
-    return moment.astimezone(SEOUL).strftime("%Y-%m-%d %H:%M")

@@ -8,10 +8,12 @@ cannot look a send up answers None: the delivery is then left `unknown`, never r
 
 Adapters: shared/adapters/smtp_email.py (smtplib), shared/adapters/twilio_sms.py (twilio),
 shared/adapters/nhn_alimtalk.py (NHN Cloud's AlimTalk API, a BatchChannel: 1,000 recipients a
-request), later domestic SMS and web push. Errors are typed so the policy and fallback logic never read a
-provider's codes: `Rejected` (this recipient, permanently: bad address, bounce), `OptedOut` (the
-provider says the person opted out: Twilio 21610, a complaint; the caller records the opt-out),
-`ChannelThrottled` (wait and resume), `ChannelUnavailable` (an outage: retry later).
+request), shared/adapters/nhn_sms.py (NHN Cloud's domestic SMS/LMS, a BatchChannel),
+shared/adapters/sms_router.py (Korean numbers to NHN, others to Twilio), shared/adapters/web_push.py.
+Errors are typed so the policy and fallback logic never read a provider's codes: `Rejected` (this
+recipient, permanently: bad address, bounce), `OptedOut` (the provider says the person opted out:
+Twilio 21610, NHN's 080 list, a complaint; the caller records the opt-out), `ChannelThrottled`
+(wait and resume), `ChannelUnavailable` (an outage: retry later).
 """
 
 from __future__ import annotations
@@ -114,3 +116,11 @@ class BatchChannel(MessageChannel, Protocol):
     def send_many(self, messages: Sequence[Message]) -> list[SendResult | ChannelError]:
         """One result per message, in order: what `send` would have returned or raised for it."""
         ...
+
+
+def not_sent(stopped: ChannelError) -> ChannelError:
+    """What each message a batching channel did not send after a throttle or an outage gets: the
+    same wait for a throttle, else unavailable with nothing sent (a resend cannot duplicate it)."""
+    if isinstance(stopped, ChannelThrottled):
+        return ChannelThrottled(str(stopped), retry_after=stopped.retry_after, code=stopped.code)
+    return ChannelUnavailable(f"not sent: {stopped}", code=stopped.code, maybe_sent=False)

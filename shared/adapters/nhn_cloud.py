@@ -1,0 +1,132 @@
+"""What NHN Cloud's Notification APIs share, for the AlimTalk (v2.3) and SMS (v3.0) adapters.
+
+Both take the app key in the URL and the secret key in an `X-Secret-Key` header, answer every call
+with `header{resultCode, resultMessage, isSuccessful}` (HTTP 200 for their own errors), take Korean
+numbers without the country code and Korean wall times in queries. The secret key is read from the
+SecretStore at each request, so a rotation needs no redeploy. HTTP-level refusals and transport
+failures become the port's errors here, with `maybe_sent` saying whether a request could have been
+taken: a refused connection or a connect timeout cannot have been; a read timeout, a dropped
+connection or a 5xx can.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any, Final
+from zoneinfo import ZoneInfo
+
+import requests
+from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
+
+from shared.ports.channels import ChannelError, ChannelThrottled, ChannelUnavailable
+from shared.ports.secrets import SecretStore
+
+SEOUL: Final = ZoneInfo("Asia/Seoul")  # NHN's dates are Korean wall times
+_E164_KR: Final = re.compile(r"^\+82(1[0-9]{8,9})$")
+
+
+def recipient_number(to: str) -> str | None:
+    """A Korean mobile number in E.164 as NHN takes it (+821012345678 -> 01012345678), or None."""
+    found = _E164_KR.match(to)
+    return f"0{found.group(1)}" if found else None
+
+
+def nhn_date(moment: datetime, seconds: bool = False) -> str:
+    """A moment as NHN's queries take it: Seoul wall time, `yyyy-MM-dd HH:mm[:ss]`."""
+    return moment.astimezone(SEOUL).strftime("%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M")
+
+
+def as_int(value: Any) -> int:
+    """NHN's codes come as numbers or strings; anything else is 0."""
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return 0
+
+
+def transport_error(exc: requests.RequestException) -> ChannelUnavailable:
+    """Before the request left (refused, connect timeout): nothing sent. After: unknown."""
+    if isinstance(exc, requests.ConnectionError):
+        reason = getattr(exc.args[0], "reason", None) if exc.args else None
+        before = isinstance(exc, requests.ConnectTimeout) or isinstance(
+            reason, NewConnectionError | ConnectTimeoutError
+        )
+        return ChannelUnavailable(f"NHN unreachable: {type(exc).__name__}", maybe_sent=not before)
+    return ChannelUnavailable(f"NHN did not answer: {type(exc).__name__}", maybe_sent=True)
+
+
+class NhnHttp:
+    """Requests to one NHN Cloud API: a requests.Session per thread, the secret key read for each."""
+
+    def __init__(self, secrets: SecretStore, secret_name: str, *, timeout: float, throttle_seconds: float) -> None:
+        self._secrets, self._secret_name = secrets, secret_name
+        self._timeout = timeout
+        self._throttle_seconds = throttle_seconds
+        self._local = threading.local()
+
+    def post(
+        self, url: str, body: Mapping[str, Any], headers: Mapping[str, str] | None = None
+    ) -> requests.Response | ChannelError:
+        """The answer to a send, or the port's error when NHN refused it at the HTTP level or could
+        not be reached; NHN's own codes in the answer's header are the caller's to read."""
+        sent_headers = self._headers() | dict(headers or {})
+        try:
+            answer = self._session().post(url, json=body, headers=sent_headers, timeout=self._timeout)
+        except requests.RequestException as exc:
+            return transport_error(exc)
+        refusal = self.refusal(answer)
+        return answer if refusal is None else refusal
+
+    def get(self, url: str, params: Mapping[str, Any]) -> dict[str, Any]:
+        """A query's answer, its header successful; raises the port's error otherwise (a query takes
+        nothing, so none of them is maybe_sent)."""
+        try:
+            answer = self._session().get(url, params=dict(params), headers=self._headers(), timeout=self._timeout)
+        except requests.RequestException as exc:
+            raise transport_error(exc) from None
+        refusal = self.refusal(answer)
+        if refusal is not None:
+            raise refusal
+        try:
+            body = answer.json()
+            header = body["header"]
+        except (ValueError, KeyError, TypeError):
+            raise ChannelUnavailable("NHN answered a query without a result header", maybe_sent=False) from None
+        if header.get("isSuccessful") is not True:
+            code = as_int(header.get("resultCode"))
+            raise ChannelUnavailable(f"NHN refused the query ({code}): {header.get('resultMessage')}", code=str(code))
+        return dict(body)
+
+    def refusal(self, answer: requests.Response) -> ChannelError | None:
+        """HTTP 429, 401/403, 5xx or a 4xx that is not NHN's JSON (a wrong URL) as the port's error."""
+        status = answer.status_code
+        if status == 429:
+            return ChannelThrottled("NHN: too many requests", retry_after=self._retry_after(answer), code="429")
+        if status in (401, 403):
+            return ChannelUnavailable(f"NHN refused our credentials ({status})", code=str(status), maybe_sent=False)
+        if status >= 500:
+            return ChannelUnavailable(f"NHN failed ({status})", code=str(status), maybe_sent=True)
+        if status >= 400 and not answer.headers.get("Content-Type", "").startswith("application/json"):
+            return ChannelUnavailable(f"NHN answered {status} (a wrong URL?)", code=str(status), maybe_sent=False)
+        return None
+
+    def _session(self) -> requests.Session:
+        session: requests.Session | None = getattr(self._local, "session", None)
+        if session is None:
+            session = self._local.session = requests.Session()
+        return session
+
+    def _headers(self) -> dict[str, str]:
+        return {
+            "Content-Type": "application/json;charset=UTF-8",
+            "X-Secret-Key": self._secrets.get(self._secret_name),
+        }
+
+    def _retry_after(self, answer: requests.Response) -> float:
+        try:
+            return max(float(answer.headers.get("Retry-After", "")), 0.0)
+        except ValueError:
+            return self._throttle_seconds

@@ -36,17 +36,23 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
-from shared.adapters.nhn_cloud import NhnHttp, as_int, nhn_date, recipient_number
-from shared.messaging.alimtalk import AlimTalkResult, provider_id
+from shared.adapters.nhn_cloud import (
+    NhnHttp,
+    as_int,
+    nhn_date,
+    per_recipient,
+    recipient_number,
+    send_grouped,
+    sender_grouping_key,
+)
+from shared.messaging.alimtalk import AlimTalkResult
 from shared.ports.channels import (
     ALIMTALK,
     ChannelError,
-    ChannelThrottled,
     ChannelUnavailable,
     Message,
     Rejected,
     SendResult,
-    not_sent,
 )
 from shared.ports.secrets import SecretStore
 
@@ -101,28 +107,7 @@ class NhnAlimTalk:
     def send_many(self, messages: Sequence[Message]) -> list[SendResult | ChannelError]:
         """One result per message, in order; a request per template and 1,000 recipients. After a
         throttle or an outage the rest are not sent: each gets an error that says so."""
-        results: list[SendResult | ChannelError | None] = [None] * len(messages)
-        groups: dict[str, list[int]] = {}
-        for index, message in enumerate(messages):
-            refused = _invalid(message)
-            if refused is not None:
-                results[index] = refused
-            else:
-                groups.setdefault(str(message.template_code), []).append(index)
-        stopped: ChannelError | None = None
-        for code, indexes in groups.items():
-            for start in range(0, len(indexes), MAX_RECIPIENTS):
-                chunk = indexes[start : start + MAX_RECIPIENTS]
-                if stopped is not None:
-                    for index in chunk:
-                        results[index] = not_sent(stopped)
-                    continue
-                answers = self._send_request(code, [messages[i] for i in chunk])
-                for index, answer in zip(chunk, answers, strict=True):
-                    results[index] = answer
-                if any(isinstance(a, ChannelThrottled | ChannelUnavailable) for a in answers):
-                    stopped = next(a for a in answers if isinstance(a, ChannelThrottled | ChannelUnavailable))
-        return [r if r is not None else ChannelUnavailable("not sent", maybe_sent=False) for r in results]
+        return send_grouped(messages, _template_code, self._send_request, MAX_RECIPIENTS)
 
     def lookup(self, message: Message) -> SendResult | None:
         """The delivery by its grouping key in the lookup window: the first message NHN holds for it
@@ -165,7 +150,6 @@ class NhnAlimTalk:
     # --- HTTP -----------------------------------------------------------------------------------
 
     def _send_request(self, code: str, chunk: Sequence[Message]) -> list[SendResult | ChannelError]:
-        campaigns = {m.metadata.get("campaign_id") for m in chunk}
         body: dict[str, Any] = {
             "senderKey": self._sender_key,
             "templateCode": code,
@@ -179,21 +163,18 @@ class NhnAlimTalk:
                 for m in chunk
             ],
         }
-        campaign = campaigns.pop() if len(campaigns) == 1 else None
+        campaign = sender_grouping_key(chunk)
         if campaign:
-            body["senderGroupingKey"] = campaign[:100]
+            body["senderGroupingKey"] = campaign
         key = {"X-NC-API-IDEMPOTENCY-KEY": idempotency_key([m.delivery_id for m in chunk])}
-        answer = self._http.post(self._base + "/messages", body, key)
-        if isinstance(answer, ChannelError):
-            return [answer] * len(chunk)
-        try:
-            parsed = answer.json()
-            header = parsed["header"]
-        except (ValueError, KeyError, TypeError):  # accepted or not: nobody can tell from this answer
-            return [ChannelUnavailable("NHN answered without a result header", maybe_sent=True)] * len(chunk)
-        sent = (parsed.get("message") or {}).get("sendResults")
+        parsed = self._http.post(self._base + "/messages", body, key)
+        if isinstance(parsed, ChannelError):
+            return [parsed] * len(chunk)
+        header = parsed["header"]
+        message = parsed.get("message") or {}
+        sent = message.get("sendResults")
         if isinstance(sent, list) and sent:
-            return _per_recipient(parsed["message"], chunk)
+            return per_recipient(str(message.get("requestId") or ""), sent, chunk)
         code_ = as_int(header.get("resultCode"))
         if header.get("isSuccessful") is True:
             return [ChannelUnavailable("NHN accepted the request without results", maybe_sent=True)] * len(chunk)
@@ -203,36 +184,15 @@ class NhnAlimTalk:
 # --- answers ---------------------------------------------------------------------------------------
 
 
-def _invalid(message: Message) -> ChannelError | None:
+def _template_code(message: Message) -> str | ChannelError:
+    """The request a message goes in (its template's), or why it is refused before any call."""
     if message.channel != ALIMTALK:
         raise ValueError(f"NhnAlimTalk sends AlimTalk, not {message.channel}")
     if not message.template_code:
         raise ValueError(f"delivery {message.delivery_id}: an AlimTalk needs its template code")
     if recipient_number(message.to) is None:
         return Rejected(f"to: {message.to[:40]!r} is not a Korean mobile number", code="invalid_number")
-    return None
-
-
-def _per_recipient(body: Mapping[str, Any], chunk: Sequence[Message]) -> list[SendResult | ChannelError]:
-    """Each recipient's answer, matched by grouping key (by position when one lacks it)."""
-    request_id = str(body.get("requestId") or "")
-    sent = body["sendResults"]
-    by_key = {r.get("recipientGroupingKey"): r for r in sent if isinstance(r, Mapping)}
-    answers: list[SendResult | ChannelError] = []
-    for index, message in enumerate(chunk):
-        found = by_key.get(message.delivery_id) or (sent[index] if index < len(sent) else None)
-        if not isinstance(found, Mapping):
-            answers.append(ChannelUnavailable("NHN did not answer for this recipient", maybe_sent=True))
-            continue
-        code = as_int(found.get("resultCode"))
-        if code == 0:
-            seq = as_int(found.get("recipientSeq"))
-            answers.append(SendResult("accepted", provider_id=provider_id(request_id, seq), code="0"))
-        else:
-            answers.append(
-                Rejected(f"NHN refused the recipient ({code}): {found.get('resultMessage')}", code=str(code))
-            )
-    return answers
+    return message.template_code
 
 
 def _request_error(code: int, text: str) -> ChannelError:

@@ -13,16 +13,28 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from datetime import datetime
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 from zoneinfo import ZoneInfo
 
 import requests
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 
-from shared.ports.channels import ChannelError, ChannelThrottled, ChannelUnavailable
+from shared.messaging.alimtalk import provider_id
+from shared.ports.channels import (
+    ChannelError,
+    ChannelThrottled,
+    ChannelUnavailable,
+    Message,
+    Rejected,
+    SendResult,
+    not_sent,
+)
 from shared.ports.secrets import SecretStore
+
+K = TypeVar("K", bound=Hashable)
+Answer = SendResult | ChannelError
 
 SEOUL: Final = ZoneInfo("Asia/Seoul")  # NHN's dates are Korean wall times
 _E164_KR: Final = re.compile(r"^\+82(1[0-9]{8,9})$")
@@ -58,6 +70,74 @@ def transport_error(exc: requests.RequestException) -> ChannelUnavailable:
     return ChannelUnavailable(f"NHN did not answer: {type(exc).__name__}", maybe_sent=True)
 
 
+def send_grouped(
+    messages: Sequence[Message],
+    request_key: Callable[[Message], K | ChannelError],
+    send: Callable[[K, Sequence[Message]], list[Answer]],
+    size: int,
+) -> list[Answer]:
+    """One answer per message, in order. `request_key` says which request a message goes in (a
+    template, a text), or refuses it before any call; each key's messages go `size` to a request.
+    After a throttle or an outage the rest are not sent: each gets an error that says so."""
+    results: list[Answer | None] = [None] * len(messages)
+    groups: dict[K, list[int]] = {}
+    for index, message in enumerate(messages):
+        key = request_key(message)
+        if isinstance(key, ChannelError):
+            results[index] = key
+        else:
+            groups.setdefault(key, []).append(index)
+    stopped: ChannelError | None = None
+    for key, indexes in groups.items():
+        for start in range(0, len(indexes), size):
+            chunk = indexes[start : start + size]
+            if stopped is not None:
+                for index in chunk:
+                    results[index] = not_sent(stopped)
+                continue
+            answers = send(key, [messages[i] for i in chunk])
+            for index, answer in zip(chunk, answers, strict=True):
+                results[index] = answer
+            stopped = next((a for a in answers if isinstance(a, ChannelThrottled | ChannelUnavailable)), None)
+    return [r if r is not None else ChannelUnavailable("not sent", maybe_sent=False) for r in results]
+
+
+def sender_grouping_key(chunk: Sequence[Message]) -> str | None:
+    """The campaign id when every message of a request has the same (NHN's `senderGroupingKey`)."""
+    campaigns = {m.metadata.get("campaign_id") for m in chunk}
+    campaign = campaigns.pop() if len(campaigns) == 1 else None
+    return campaign[:100] if campaign else None
+
+
+def rejected(code: int, text: str) -> ChannelError:
+    """A recipient NHN refused: this address, for good (the next channel is tried)."""
+    return Rejected(f"NHN refused the recipient ({code}): {text[:200]}", code=str(code))
+
+
+def per_recipient(
+    request_id: str,
+    sent: Sequence[Any],
+    chunk: Sequence[Message],
+    refused: Callable[[int, str], ChannelError] = rejected,
+) -> list[Answer]:
+    """Each recipient's answer in a send's result list, matched by grouping key (by position when
+    one lacks it): code 0 accepted as `<requestId>/<recipientSeq>`, another `refused(code, message)`."""
+    by_key = {r.get("recipientGroupingKey"): r for r in sent if isinstance(r, Mapping)}
+    answers: list[Answer] = []
+    for index, message in enumerate(chunk):
+        found = by_key.get(message.delivery_id) or (sent[index] if index < len(sent) else None)
+        if not isinstance(found, Mapping):
+            answers.append(ChannelUnavailable("NHN did not answer for this recipient", maybe_sent=True))
+            continue
+        code = as_int(found.get("resultCode"))
+        if code == 0:
+            seq = as_int(found.get("recipientSeq"))
+            answers.append(SendResult("accepted", provider_id=provider_id(request_id, seq), code="0"))
+        else:
+            answers.append(refused(code, str(found.get("resultMessage") or "")))
+    return answers
+
+
 class NhnHttp:
     """Requests to one NHN Cloud API: a requests.Session per thread, the secret key read for each."""
 
@@ -69,16 +149,26 @@ class NhnHttp:
 
     def post(
         self, url: str, body: Mapping[str, Any], headers: Mapping[str, str] | None = None
-    ) -> requests.Response | ChannelError:
-        """The answer to a send, or the port's error when NHN refused it at the HTTP level or could
-        not be reached; NHN's own codes in the answer's header are the caller's to read."""
+    ) -> dict[str, Any] | ChannelError:
+        """The answer to a send (with its `header`), or the port's error when NHN refused it at the
+        HTTP level, could not be reached or answered what nobody can read; NHN's own codes in the
+        header are the caller's to read."""
         sent_headers = self._headers() | dict(headers or {})
         try:
             answer = self._session().post(url, json=body, headers=sent_headers, timeout=self._timeout)
         except requests.RequestException as exc:
             return transport_error(exc)
         refusal = self.refusal(answer)
-        return answer if refusal is None else refusal
+        if refusal is not None:
+            return refusal
+        try:
+            parsed = answer.json()
+            if isinstance(parsed, dict) and isinstance(parsed["header"], Mapping):
+                return parsed
+        except (ValueError, KeyError, TypeError):
+            pass
+        # accepted or not: nobody can tell from this answer
+        return ChannelUnavailable("NHN answered without a result header", maybe_sent=True)
 
     def get(self, url: str, params: Mapping[str, Any]) -> dict[str, Any]:
         """A query's answer, its header successful; raises the port's error otherwise (a query takes

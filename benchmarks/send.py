@@ -21,6 +21,7 @@ Last line: `send render ratio: X.XX, 100k planned+sent in S s, duplicates: 0`. U
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import os
@@ -39,22 +40,31 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import http_ece  # type: ignore[import-untyped]
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from jinja2 import Template
 from jinja2.sandbox import SandboxedEnvironment
+from pywebpush import WebPusher  # type: ignore[import-untyped]
 
+from devstack.fakes.nhn_alimtalk import FakeTemplate, NhnAlimTalkFake, running_nhn_alimtalk
 from devstack.processes import Server, StackError, free_port, start_server, wait_http
 from shared.adapters.duckdb_warehouse import DuckDBWarehouse, remove_database
 from shared.adapters.local_secrets import LocalSecrets, env_name
+from shared.adapters.nhn_alimtalk import NhnAlimTalk
 from shared.adapters.smtp_email import SmtpEmail
 from shared.adapters.twilio_sms import TwilioSms
+from shared.adapters.web_push import WEBPUSH, WebPush, public_key_of
 from shared.consent.policy import SEOUL
 from shared.consent.vocabulary import Channel
 from shared.messaging import adform, clicks, ledger
+from shared.messaging.alimtalk import ALIMTALK_TEMPLATES, APPROVED
 from shared.messaging.campaigns import Campaign, MessagingPolicy, parse_policy, validate_campaign
 from shared.messaging.clicks import ClickLinks
-from shared.messaging.ledger import Recipient
+from shared.messaging.ledger import BATCHES, Recipient
 from shared.messaging.policy import Rules
 from shared.messaging.templates import CompiledTemplate, MessageTemplate, RenderFailed, compiled
+from shared.messaging.webpush import b64url
 from shared.ports.channels import Message, MessageChannel, SendResult
 from shared.privacy.suppression import id_hash, suppression_id
 from shared.schema import table_specs
@@ -223,8 +233,11 @@ def execute(conn: Any, sql: str, params: Mapping[str, Any]) -> Any:
     return conn.execute(sql, {key: value for key, value in params.items() if f"${key}" in sql})
 
 
-def generate(warehouse: DuckDBWarehouse, count: int, seed: int) -> None:
-    """`count` segment members with their profiles, names, consent, subscriptions and history."""
+def generate(
+    warehouse: DuckDBWarehouse, count: int, seed: int, inserts: Sequence[str] = INSERTS_SQL, erase: bool = True
+) -> None:
+    """`count` segment members with their profiles, names, consent, subscriptions and history
+    (what `inserts` write of the generated people), and one in ERASED_SHARE erased if `erase`."""
     t0 = RUN_AT - timedelta(days=90)
     params = {
         "seed": seed, "count": count, "site": SITE, "segment": SEGMENT, "t0": t0,
@@ -232,9 +245,13 @@ def generate(warehouse: DuckDBWarehouse, count: int, seed: int) -> None:
     }  # fmt: skip
     with warehouse.connection() as conn:
         execute(conn, PEOPLE_SQL, params)
-        for sql in INSERTS_SQL:
+        for sql in inserts:
             execute(conn, sql, params)
         conn.execute("drop table people")
+    if not erase:
+        with warehouse.connection() as conn:
+            conn.execute("checkpoint")
+        return
     erased = [f"m{i}" for i in range(7, count, ERASED_SHARE)]
     hashes = [id_hash(SALT, SITE, "member", member) for member in erased]
     rows = [
@@ -282,6 +299,14 @@ class Documents:
             raise NotImplementedError("the bench's documents list whole collections only")
         with self._lock:
             return sorted((key, dict(doc)) for (name, key), doc in self._docs.items() if name == collection)
+
+    def drop(self, collection: str) -> int:
+        """Delete a whole collection (not the port's: the bench forgets what a dead worker never wrote)."""
+        with self._lock:
+            keys = [key for key in self._docs if key[0] == collection]
+            for key in keys:
+                del self._docs[key]
+        return len(keys)
 
     def delete(self, collection: str, doc_id: str) -> None:
         with self._lock:
@@ -371,15 +396,21 @@ class Stack:
         )  # fmt: skip
 
 
-def start_stack(args: argparse.Namespace) -> Stack:
+def open_warehouse(args: argparse.Namespace, name: str) -> DuckDBWarehouse:
+    """A new warehouse file of this process (two runs at once, a test and a bench, keep apart)."""
     WORK_DIR.mkdir(parents=True, exist_ok=True)
-    path = WORK_DIR / f"send-{os.getpid()}.duckdb"  # two runs at once (a test, a bench) keep apart
+    path = WORK_DIR / f"{name}-{os.getpid()}.duckdb"
     remove_database(path)
     warehouse = DuckDBWarehouse(path, idle_release=3600, max_hold=3600)  # one process: hold the file
     warehouse.ensure_tables(list(table_specs().values()))
     with warehouse.connection() as conn:
         conn.execute("set enable_progress_bar = false")
         conn.execute(f"set memory_limit = '{args.duckdb_memory}'")
+    return warehouse
+
+
+def start_stack(args: argparse.Namespace) -> Stack:
+    warehouse = open_warehouse(args, "send")
     documents = Documents()
     documents.set("messaging", "policy", POLICY_DOC)
     documents.set("message_templates", TEMPLATE, TEMPLATE_DOC)
@@ -743,6 +774,311 @@ def network_phase(stack: Stack, batches: Sequence[bytes], count: int, now: datet
         server.log_path.unlink(missing_ok=True)
 
 
+# -- AlimTalk: the real adapter to the NHN fake, 1,000 recipients a request ---------------------------
+
+KAKAO_APP, KAKAO_SECRET, KAKAO_SENDER = "bench-app", "bench-nhn-secret", "s" * 40
+KAKAO_CODE = "POINTS_EXPIRING"
+KAKAO_CONTENT = "#{고객명}님, 적립금 #{적립금}원이 이번 달 말에 소멸됩니다. 회원번호 #{member_id}"
+KAKAO_CAMPAIGN = KAKAO_TEMPLATE = "bench-points-expiring"
+KAKAO_BATCH = 1000  # recipients a batch and a request: NHN's most
+KAKAO_TIMEOUT = 60.0  # seconds: a loaded machine's 1,000-recipient request is no timeout
+KAKAO_POLICY: dict[str, Any] = {"throttles": {"nhn_alimtalk": 10_000}}  # the most a policy allows
+KAKAO_TEMPLATE_DOC: dict[str, Any] = {
+    "name": "Points expiring",
+    "alimtalk": {
+        "template_code": KAKAO_CODE,
+        "parameters": {"고객명": "{{ given_name or '고객' }}", "적립금": "{{ odr_ltv * 1000 }}"},
+    },
+}
+KAKAO_CAMPAIGN_DOC: dict[str, Any] = {
+    "name": "Points expiring",
+    "segment_id": SEGMENT,
+    "kind": "informational",
+    "channels": ["alimtalk"],
+    "template_id": KAKAO_TEMPLATE,
+    "enabled": True,
+}
+KAKAO_PHONE = "'+8210' || (20000000 + i)"  # a Korean mobile number each, as NHN takes them
+# Everyone of the generated people is a recipient: a member with a Korean mobile number subscribed
+# to AlimTalk (an informational message needs no marketing consent), so each batch is full.
+KAKAO_INSERTS_SQL = [
+    f"""insert into refined.identities (identity_id, site_id, node, id_type, id_value, customer_id)
+    select $site || '|member:' || member_id, $site, 'member:' || member_id, 'member', member_id, customer_id
+    from people
+    union all
+    select $site || '|phone:' || {KAKAO_PHONE}, $site, 'phone:' || {KAKAO_PHONE}, 'phone', {KAKAO_PHONE}, customer_id
+    from people""",
+    f"""insert into refined.profiles (customer_id, site_id, member_id, phone, region, rfm, age, recency_days,
+        odr_ltv, rvn_ltv, is_member, computed_at)
+    select customer_id, $site, member_id, {KAKAO_PHONE}, region, rfm, 20 + i % 50, recency_days, odr_ltv,
+        odr_ltv * 38000, true, $t0
+    from people""",
+    INSERTS_SQL[2],  # the names
+    f"""insert into raw.subscription (subscription_event_id, site_id, event_date, effective_at, recorded_at,
+        channel, address, subscribed, source)
+    select 'kakao-' || i, $site, $t0::date, $t0, $t0, 'alimtalk', {KAKAO_PHONE}, true, 'form' from people""",
+    INSERTS_SQL[5],  # the segment
+]
+
+
+def case_alimtalk(args: argparse.Namespace) -> str:
+    """The AlimTalk campaign through NhnAlimTalk to the NHN fake (a server thread of this process)."""
+    warehouse = open_warehouse(args, "alimtalk")
+    try:
+        approved = FakeTemplate(KAKAO_CODE, "TSC03", KAKAO_CONTENT)
+        with running_nhn_alimtalk(KAKAO_APP, KAKAO_SECRET, KAKAO_SENDER, [approved]) as fake:
+            return alimtalk_run(warehouse, fake, args)
+    finally:
+        warehouse.close()
+        remove_database(warehouse.path)
+
+
+def alimtalk_run(warehouse: DuckDBWarehouse, fake: NhnAlimTalkFake, args: argparse.Namespace) -> str:
+    """Plan in batches of 1,000, deliver each once (one send_many, one request), then the storm; the
+    fake's requests and the messages it holds per grouping key (our delivery id) and number."""
+    n = args.recipients
+    started = time.perf_counter()
+    generate(warehouse, n, args.seed, KAKAO_INSERTS_SQL, erase=False)
+    print(f"alimtalk: {n:,} recipients generated in {time.perf_counter() - started:.1f} s, each a member with a "
+          "Korean mobile number subscribed to AlimTalk")  # fmt: skip
+    print("  campaign: informational, AlimTalk, NhnAlimTalk over HTTP to the NHN fake (a thread of this process)")
+    documents = Documents()
+    documents.set("messaging", "policy", KAKAO_POLICY)
+    documents.set(ALIMTALK_TEMPLATES, KAKAO_CODE, {"status": APPROVED, "content": KAKAO_CONTENT})
+    documents.set("message_templates", KAKAO_TEMPLATE, KAKAO_TEMPLATE_DOC)
+    documents.set("campaigns", KAKAO_CAMPAIGN, KAKAO_CAMPAIGN_DOC)
+    policy = parse_policy(KAKAO_POLICY)
+    campaign, template = validate_campaign(
+        KAKAO_CAMPAIGN, KAKAO_CAMPAIGN_DOC, segment_exists=lambda _: True, template_doc=lambda _: KAKAO_TEMPLATE_DOC,
+        policy=policy, available_channels={"alimtalk"}, now=RUN_AT,
+        alimtalk_templates=lambda code: documents.get(ALIMTALK_TEMPLATES, code),
+    )  # fmt: skip
+    secrets = LocalSecrets(environ={env_name("alimtalk-api-key"): KAKAO_SECRET})
+    adapter = NhnAlimTalk(KAKAO_APP, KAKAO_SENDER, secrets, api_url=fake.url, timeout=KAKAO_TIMEOUT)
+    links = Links("https://prefs.bench-shop.example/", "bench-preference-key")
+    ports = DeliverPorts(warehouse, documents, {"alimtalk": adapter}, SALT, links, RateLimiter())
+    topic = Topic()
+    wall = time.perf_counter()
+    report = plan_run(
+        warehouse, documents, topic, campaign, template, policy, RUN_AT, "run-1", salt=SALT, links=links,
+        batch_size=KAKAO_BATCH,
+    )  # fmt: skip
+    wall = time.perf_counter() - wall
+    batches = topic.batches()
+    print(f"  plan: {wall:.1f} s, {report.written:,} delivery rows, {len(batches):,} batches of up to {KAKAO_BATCH:,}")
+    now = RUN_AT + SEND_DELAY
+    seconds: dict[str, float] = {}
+    wall = time.perf_counter()
+    with probes(seconds, {**DELIVER_PROBES, "NhnAlimTalk.send_many (HTTP + fake)": (NhnAlimTalk, "send_many")}):
+        reports = [deliver_batch(ports, data, now) for data in batches]
+    wall = time.perf_counter() - wall
+    sent, requests = sum(r.sent for r in reports), len(fake.sends())
+    print(
+        f"  deliver: {wall:.1f} s, {len(batches):,} batches one after another: {sent:,} sent in {requests:,} "
+        f"requests ({sent / max(requests, 1):,.0f} recipients a request), {sent / wall:,.0f} recipients/s"
+    )
+    print_breakdown({**seconds, "claims, policy, the rest": wall - sum(seconds.values())}, wall)
+    alimtalk_storm(ports, documents, batches, now)
+    requests = len(fake.sends())
+    held = fake.by_grouping_key()
+    numbers = Counter(m.recipient_no for found in held.values() for m in found)
+    duplicates = sum(len(found) - 1 for found in held.values()) + sum(c - 1 for c in numbers.values())
+    expected = -(-n // KAKAO_BATCH)
+    met = "met" if requests == expected else "NOT met"
+    print(
+        f"  after the storm: {requests:,} requests (target {expected:,}: {met}); the fake holds {len(held):,} "
+        f"deliveries to {len(numbers):,} numbers; duplicates (a grouping key or a number held again): {duplicates}"
+    )
+    if len(held) != n:
+        raise SystemExit(f"bench send: the NHN fake holds {len(held):,} deliveries of {n:,} recipients")
+    return f"alimtalk: {size_label(n)} recipients in {requests} requests, duplicates: {duplicates}"
+
+
+def alimtalk_storm(ports: DeliverPorts, documents: Documents, batches: Sequence[bytes], now: datetime) -> None:
+    """Every batch delivered STORM_COPIES times at once from STORM_THREADS threads, after its done
+    marker is dropped (as if each worker died between its sends and the marker): each copy reads
+    the batch and must find every delivery settled by its claim, sending nothing."""
+    dropped = documents.drop(BATCHES)
+    starts = {data: threading.Barrier(STORM_COPIES) for data in batches}
+
+    def redelivered(data: bytes) -> BatchReport:
+        starts[data].wait(timeout=600)
+        for _ in range(1000):
+            try:
+                return deliver_batch(ports, data, now)
+            except DeliveryIncomplete:
+                time.sleep(0.005)
+        raise SystemExit("bench send: a stormed AlimTalk batch never completed")
+
+    wall = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=STORM_THREADS) as pool:
+        reports = list(pool.map(redelivered, [data for data in batches for _ in range(STORM_COPIES)]))
+    wall = time.perf_counter() - wall
+    already, sent = sum(r.already for r in reports), sum(r.sent for r in reports)
+    skipped = sum(r.done_before for r in reports)
+    print(
+        f"  storm: {dropped:,} done markers dropped, each batch delivered {STORM_COPIES} times at once from "
+        f"{STORM_THREADS} threads: {wall:.1f} s; {already:,} deliveries found settled by their claims, {sent:,} "
+        f"sent, {skipped:,} copies found their batch marked done by another copy"
+    )
+
+
+# -- web push: preparing and encrypting against a bare http_ece loop ----------------------------------
+
+PUSH = 2_000  # messages a round
+PUSH_QUICK = 500
+PUSH_ROUNDS = 7
+PUSH_BROWSERS = 60  # subscriptions, each its own key pair; the messages go to them in turn
+PUSH_SERVICES = (  # endpoint prefixes of the push services browsers use: one VAPID token each
+    "https://fcm.googleapis.com/fcm/send/",
+    "https://updates.push.services.mozilla.com/wpush/v2/",
+    "https://web.push.apple.com/",
+)
+AES128GCM = "aes128gcm"
+
+
+@dataclass(frozen=True)
+class Browser:
+    """A subscription as a browser makes it: its key pair, auth secret and endpoint."""
+
+    key: ec.EllipticCurvePrivateKey
+    auth: bytes
+    endpoint: str
+
+    @property
+    def p256dh(self) -> bytes:
+        return self.key.public_key().public_bytes(
+            serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+        )
+
+
+def push_messages(count: int) -> tuple[list[Browser], list[Message]]:
+    """`count` notifications (a shipping notice with a click link and an icon) to PUSH_BROWSERS
+    subscriptions in turn."""
+    browsers = [
+        Browser(ec.generate_private_key(ec.SECP256R1()), os.urandom(16), PUSH_SERVICES[i % 3] + os.urandom(60).hex())
+        for i in range(PUSH_BROWSERS)
+    ]  # fmt: skip
+    messages = []
+    for i in range(count):
+        browser = browsers[i % len(browsers)]
+        delivery = hashlib.md5(f"push-{i}".encode()).hexdigest()
+        text = f"{'김이박최'[i % 4]}고객님, 주문하신 상품 {i:06d}번이 출발했어요. 내일 도착 예정입니다."
+        parameters = {"url": f"https://collect.bench-shop.example/c/{delivery}?to=orders",
+                      "icon": "https://bench-shop.example/icon-192.png"}  # fmt: skip
+        keys = {"p256dh": b64url(browser.p256dh), "auth": b64url(browser.auth)}
+        messages.append(
+            Message(delivery, WEBPUSH, browser.endpoint, text, subject="배송이 시작되었어요", parameters=parameters,
+                    metadata={"campaign_id": "bench-shipping", "run_id": "run-1"}, push_keys=keys)
+        )  # fmt: skip
+    return browsers, messages
+
+
+def case_push(args: argparse.Namespace) -> str:
+    """Ours (WebPush.prepare, then pywebpush's WebPusher(...).encode) against bare http_ece.encrypt
+    calls of the same payloads to the same keys, each with a new ephemeral P-256 key as ours makes:
+    rounds in alternating order, each side's best round in this thread's CPU seconds."""
+    n, rounds = args.push, args.rounds
+    browsers, messages = push_messages(n)
+    vapid = ec.generate_private_key(ec.SECP256R1())
+    pem = vapid.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                              serialization.NoEncryption()).decode()  # fmt: skip
+    secrets = LocalSecrets(environ={env_name("vapid-private-key"): pem})
+    push = WebPush(secrets, subject="mailto:push@bench-shop.example", public_key=public_key_of(vapid),
+                   clock=lambda: RUN_AT)  # fmt: skip
+    payloads = [push.prepare(m).data for m in messages]  # also signs each push service's VAPID token once
+    keys = [(browsers[i % len(browsers)].p256dh, browsers[i % len(browsers)].auth) for i in range(n)]
+    check_push(push, browsers, messages[0], payloads[0])
+
+    def ours() -> None:
+        for message in messages:
+            prepared = push.prepare(message)
+            WebPusher(prepared.subscription).encode(prepared.data)
+
+    def bare() -> None:
+        for data, (dh, auth) in zip(payloads, keys, strict=True):
+            private = ec.generate_private_key(ec.SECP256R1())
+            http_ece.encrypt(data, private_key=private, dh=dh, auth_secret=auth, version=AES128GCM)
+
+    cpu: dict[str, list[float]] = {"ours": [], "bare": []}
+    wall: dict[str, list[float]] = {"ours": [], "bare": []}
+    for turn in range(rounds):
+        for function in (ours, bare) if turn % 2 == 0 else (bare, ours):
+            started, cpu_started = time.perf_counter(), time.thread_time()
+            function()
+            cpu[function.__name__].append(time.thread_time() - cpu_started)
+            wall[function.__name__].append(time.perf_counter() - started)
+    size = sum(map(len, payloads)) / n
+    print(f"push: {n:,} notifications a round ({size:.0f} bytes of JSON each) to {len(browsers)} subscriptions, "
+          f"{rounds} rounds in alternating order, CPU seconds of this thread")  # fmt: skip
+    for name in ("ours", "bare"):
+        rates = ", ".join(f"{n / c:,.0f}" for c in cpu[name])
+        print(f"  {name}: messages/s per core by round: {rates}; best {n / min(cpu[name]):,.0f} "
+              f"({1e6 * min(cpu[name]) / n:.0f} us each; wall best {n / min(wall[name]):,.0f}/s)")  # fmt: skip
+    print("  ours: WebPush.prepare(message) (checks, the notification JSON, headers, the cached VAPID token), then")
+    print("        pywebpush.WebPusher(subscription).encode(data) (a new P-256 key, ECDH, HKDF, AES-128-GCM)")
+    print("  bare: http_ece.encrypt(data, private_key=<a new P-256 key>, dh=p256dh, auth_secret=auth, aes128gcm)")
+    ratio = min(cpu["bare"]) / min(cpu["ours"])
+    met = "met" if ratio >= TARGET_RATIO else "NOT met"
+    print(f"  ratio {ratio:.2f} (best round against best round): target >= {TARGET_RATIO} {met}")
+    push_split(push, messages[: min(n, 500)])
+    return f"push encrypt ratio: {ratio:.2f}"
+
+
+def check_push(push: WebPush, browsers: Sequence[Browser], message: Message, payload: bytes) -> None:
+    """What both sides make must be what the browser decrypts: else the ratio compares nothing."""
+    browser = next(b for b in browsers if b.endpoint == message.to)
+    prepared = push.prepare(message)
+    ours = WebPusher(prepared.subscription).encode(prepared.data)["body"]
+    private = ec.generate_private_key(ec.SECP256R1())
+    bare = http_ece.encrypt(payload, private_key=private, dh=browser.p256dh, auth_secret=browser.auth,
+                            version=AES128GCM)  # fmt: skip
+    for body in (ours, bare):
+        shown = http_ece.decrypt(body, private_key=browser.key, auth_secret=browser.auth, version=AES128GCM)
+        if shown != payload:
+            raise SystemExit("bench send: a push the browser's key cannot decrypt to the notification")
+
+
+def push_split(push: WebPush, messages: Sequence[Message]) -> None:
+    """Microseconds per message of ours' three steps, over a sample, and of the bare's key."""
+    seconds: Counter[str] = Counter()
+    for message in messages:
+        t0 = time.perf_counter()
+        prepared = push.prepare(message)
+        t1 = time.perf_counter()
+        pusher = WebPusher(prepared.subscription)
+        t2 = time.perf_counter()
+        pusher.encode(prepared.data)
+        t3 = time.perf_counter()
+        ec.generate_private_key(ec.SECP256R1())
+        t4 = time.perf_counter()
+        seconds.update({"prepare": t1 - t0, "WebPusher(...)": t2 - t1, "encode": t3 - t2, "a P-256 key": t4 - t3})
+    each = ", ".join(f"{name} {1e6 * value / len(messages):.0f}" for name, value in seconds.items())
+    print(
+        f"  where ours goes ({len(messages):,} messages, wall), microseconds per message: {each} "
+        "(the last: what either side spends on its ephemeral key)"
+    )
+
+
+# -- the entry point ----------------------------------------------------------------------------------
+
+
+def case_campaign(args: argparse.Namespace) -> str:
+    """Issue 17's: the advertising campaign over SMS and e-mail, render, network, storm."""
+    stack = start_stack(args)
+    try:
+        return measure(stack, args)
+    finally:
+        stack.warehouse.close()
+        remove_database(stack.warehouse.path)
+
+
+CASES: dict[str, Callable[[argparse.Namespace], str]] = {
+    "campaign": case_campaign, "alimtalk": case_alimtalk, "push": case_push,
+}  # fmt: skip
+"""Each case prints its figures and returns its part of the last line, in this order."""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="scripts/bench send", description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--recipients", type=int, help=f"segment members (default {FULL:,})")
@@ -752,24 +1088,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--network",
         type=int,
         default=NETWORK,
-        help=f"messages per channel through the real adapters ({NETWORK}; 0: none)",
+        help=f"campaign: messages per channel through the real adapters ({NETWORK}; 0: none)",
     )
     parser.add_argument("--duckdb-memory", default=DUCKDB_MEMORY, help=f"DuckDB's memory_limit ({DUCKDB_MEMORY})")
+    parser.add_argument("--push", type=int, help=f"push: notifications a round (default {PUSH:,}; quick {PUSH_QUICK})")
+    parser.add_argument("--rounds", type=int, default=PUSH_ROUNDS, help=f"push: rounds a side ({PUSH_ROUNDS})")
+    parser.add_argument(
+        "--cases", nargs="+", default=["campaign"], help=f"cases to run: {','.join(CASES)} (default: campaign)"
+    )
     args = parser.parse_args(argv)
+    args.cases = {name for value in args.cases for name in value.split(",") if name}
+    if not args.cases or args.cases - set(CASES):
+        parser.error(f"unknown cases {', '.join(sorted(args.cases - set(CASES)))}: choose from {', '.join(CASES)}")
     args.recipients = args.recipients or (QUICK if args.quick else FULL)
+    args.push = args.push or (PUSH_QUICK if args.quick else PUSH)
     if args.recipients < 1000:
         parser.error("--recipients must be at least 1,000")
+    if args.push < 1 or args.rounds < 1:
+        parser.error("--push and --rounds must be positive")
     logging.basicConfig(level=logging.ERROR)  # the planted emoji names' render failures are expected warnings
     print(f"machine: {os.cpu_count()} cores, load average {' / '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    stack = start_stack(args)
-    try:
-        return measure(stack, args)
-    finally:
-        stack.warehouse.close()
-        remove_database(stack.warehouse.path)
+    parts = [CASES[name](args) for name in CASES if name in args.cases]
+    print("; ".join(parts))
+    return 0
 
 
-def measure(stack: Stack, args: argparse.Namespace) -> int:
+def measure(stack: Stack, args: argparse.Namespace) -> str:
     n = args.recipients
     started = time.perf_counter()
     generate(stack.warehouse, n, args.seed)
@@ -799,8 +1143,7 @@ def measure(stack: Stack, args: argparse.Namespace) -> int:
     accepted = sum(p.accepted for p in stack.providers.values())
     print(f"  peak RSS {peak.mb():,.0f} MB; the fakes accepted {accepted:,} messages over both runs; duplicates "
           f"(a delivery id or an address accepted again within a run): {duplicates}")  # fmt: skip
-    print(f"send render ratio: {ratio:.2f}, {size_label(n)} planned+sent in {total:.0f} s, duplicates: {duplicates}")
-    return 0
+    return f"send render ratio: {ratio:.2f}, {size_label(n)} planned+sent in {total:.0f} s, duplicates: {duplicates}"
 
 
 if __name__ == "__main__":

@@ -93,7 +93,7 @@ _ID: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}")
 _CLOCK: Final = re.compile(r"([01][0-9]|2[0-3]):([0-5][0-9])")
 _FREE_NUMBER: Final = re.compile(r"080-?[0-9]{3,4}-?[0-9]{4}")
 _SETTLE: Final = 8  # moves between quiet hours and a send window before concluding they never meet
-TRIGGER_FIELDS: Final = ("on", "delay_minutes", "expire_minutes", "event_name", "event_type")
+TRIGGER_FIELDS: Final = ("when", "delay_minutes", "expire_minutes", "event_name", "event_type")
 MAX_TRIGGER_MINUTES: Final = 7 * 24 * 60  # a week: the entries a tick scans stay a few days' partitions
 MIN_EXPIRE_MINUTES: Final = 10  # two ticks of the five-minute messaging job: one missed tick loses nobody
 DEFAULT_EXPIRE_MINUTES: Final = 24 * 60
@@ -142,7 +142,7 @@ class DailyWindow:
         return f"{self.start:%H:%M}-{self.end:%H:%M} {self.timezone}"
 
 
-class TriggerOn(StrEnum):
+class TriggerWhen(StrEnum):
     SEGMENT_ENTRY = "segment_entry"  # a member's entry into the campaign's segment
     EVENT = "event"  # a collected event of a name
 
@@ -152,14 +152,14 @@ class Trigger:
     """Send to each entry `delay` after it, while it is at most `expire` overdue; an entry is a
     member's entry into the segment or a collected event (`event_type` event or conv, by name)."""
 
-    on: TriggerOn
+    when: TriggerWhen
     delay: timedelta = timedelta(0)
     expire: timedelta = timedelta(minutes=DEFAULT_EXPIRE_MINUTES)
     event_name: str | None = None
     event_type: str | None = None  # "event" (raw.event.event_name) or "conv" (raw.conv.conv_type)
 
     def __str__(self) -> str:
-        entering = self.on is TriggerOn.SEGMENT_ENTRY
+        entering = self.when is TriggerWhen.SEGMENT_ENTRY
         what = "entering the segment" if entering else f"{self.event_type} '{self.event_name}'"
         return f"on {what}, {_minutes(self.delay)} later, until {_minutes(self.expire)} after that"
 
@@ -193,7 +193,7 @@ class Campaign:
         segment = f"segment {self.segment_id}"
         if self.trigger is None:
             return segment
-        if self.trigger.on is TriggerOn.SEGMENT_ENTRY:
+        if self.trigger.when is TriggerWhen.SEGMENT_ENTRY:
             return f"{segment}, {self.trigger}"
         scope = f" in {segment}" if self.segment_id is not None else ""
         return f"each person{scope} {self.trigger}"
@@ -347,7 +347,7 @@ def parse_campaign(
     name = read.text(doc.get("name"), "name") or ""
     description = read.text(doc.get("description"), "description", limit=2000) or ""
     trigger_doc = doc.get("trigger")
-    on_event = isinstance(trigger_doc, Mapping) and trigger_doc.get("on") == TriggerOn.EVENT.value
+    on_event = isinstance(trigger_doc, Mapping) and trigger_doc.get("when") == TriggerWhen.EVENT.value
     segment_id = None  # an event trigger may name none: whoever sends the event
     if doc.get("segment_id") is not None or not on_event:
         segment_id = read.identifier(doc.get("segment_id"), "segment_id")
@@ -394,13 +394,15 @@ def parse_campaign(
 
 
 def _trigger(read: _Reader, value: Any) -> Trigger | None:
-    """`{on, delay_minutes, expire_minutes}`, plus `event_name` (and `event_type`) for an event."""
+    """`{when, delay_minutes, expire_minutes}`, plus `event_name` (and `event_type`) for an event.
+    `when`, not `on`: YAML 1.1 reads an unquoted `on:` key as true."""
     if not read.mapping(value, "trigger", TRIGGER_FIELDS):
         return None
-    ons = ", ".join(o.value for o in TriggerOn)
-    on = value.get("on")
-    if on not in [o.value for o in TriggerOn]:
-        read.fail("trigger.on", f"{'is required' if on is None else f'unknown value {describe(on)}'}; one of {ons}")
+    ons = ", ".join(w.value for w in TriggerWhen)
+    when = value.get("when")
+    if when not in [w.value for w in TriggerWhen]:
+        said = "is required" if when is None else f"unknown value {describe(when)}"
+        read.fail("trigger.when", f"{said}; one of {ons}")
         return None
     delay = read.number(value.get("delay_minutes", 0), "trigger.delay_minutes", 0, MAX_TRIGGER_MINUTES, whole=True)
     expire = read.number(
@@ -411,16 +413,16 @@ def _trigger(read: _Reader, value: Any) -> Trigger | None:
         whole=True,
     )
     name = event_type = None
-    if TriggerOn(on) is TriggerOn.EVENT:
+    if TriggerWhen(when) is TriggerWhen.EVENT:
         event_type, name = _event(read, value.get("event_type", "event"), value.get("event_name"))
     else:
         for key in ("event_name", "event_type"):
             if key in value:
                 read.fail(f"trigger.{key}", "only an event trigger names an event; remove it")
-    if delay is None or expire is None or (TriggerOn(on) is TriggerOn.EVENT and name is None):
+    if delay is None or expire is None or (TriggerWhen(when) is TriggerWhen.EVENT and name is None):
         return None
     minutes = timedelta(minutes=1)
-    return Trigger(TriggerOn(on), int(delay) * minutes, int(expire) * minutes, name, event_type)
+    return Trigger(TriggerWhen(when), int(delay) * minutes, int(expire) * minutes, name, event_type)
 
 
 def _event(read: _Reader, event_type: Any, name: Any) -> tuple[str | None, str | None]:

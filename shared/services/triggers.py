@@ -35,7 +35,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from shared.messaging import ledger
-from shared.messaging.campaigns import CAMPAIGNS, Campaign, MessagingPolicy, TriggerOn
+from shared.messaging.campaigns import CAMPAIGNS, Campaign, MessagingPolicy, TriggerWhen
 from shared.messaging.ledger import BATCHES, DELIVERIES, batch_key
 from shared.messaging.templates import MessageTemplate
 from shared.ports import DocumentStore, EventBus, Warehouse
@@ -84,7 +84,7 @@ def due_entries(warehouse: Warehouse, campaign: Campaign, now: datetime) -> Due:
         "due_until": due_until,
         "oldest": oldest,
     }
-    if trigger.on is TriggerOn.SEGMENT_ENTRY:
+    if trigger.when is TriggerWhen.SEGMENT_ENTRY:
         rows = ledger.run(warehouse, "trigger_entries", params)
         return Due([_entry(r, ENTRY_RUN + _stamp(r["entered_at"]), r["entered_at"]) for r in rows])
     params |= {
@@ -255,7 +255,7 @@ def after_build(documents: DocumentStore, bus: EventBus, topic: str, built: Coll
     wanted = sorted(
         campaign_id
         for campaign_id, doc in triggered(documents).items()
-        if doc["trigger"].get("on") == TriggerOn.SEGMENT_ENTRY.value and doc.get("segment_id") in built
+        if doc["trigger"].get("when") == TriggerWhen.SEGMENT_ENTRY.value and doc.get("segment_id") in built
     )
     if not wanted:
         return None

@@ -16,7 +16,7 @@ from devstack.bqemu import bigquery_client, start_bqemulator
 from shared.adapters.bigquery_warehouse import BigQueryWarehouse
 from shared.consent.vocabulary import Channel, Kind
 from shared.messaging import ledger
-from shared.messaging.campaigns import Campaign, Trigger, TriggerOn
+from shared.messaging.campaigns import Campaign, Trigger, TriggerWhen
 from shared.ports import Warehouse
 from shared.schema import table_spec
 from shared.services.triggers import due_entries, trigger_latency
@@ -93,8 +93,8 @@ def due(w: Warehouse, c: Campaign) -> tuple[list[tuple[str, str, str]], int]:
     return sorted((e.customer_id, e.run_id, e.at.astimezone(UTC).isoformat()) for e in found.entries), found.waiting
 
 
-ENTRY = Trigger(TriggerOn.SEGMENT_ENTRY, 60 * MINUTE, 120 * MINUTE)
-SIGNUP = Trigger(TriggerOn.EVENT, timedelta(0), 60 * MINUTE, "signup", "conv")
+ENTRY = Trigger(TriggerWhen.SEGMENT_ENTRY, 60 * MINUTE, 120 * MINUTE)
+SIGNUP = Trigger(TriggerWhen.EVENT, timedelta(0), 60 * MINUTE, "signup", "conv")
 
 
 @pytest.mark.parametrize(

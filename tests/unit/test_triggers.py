@@ -31,8 +31,8 @@ from tests.unit.test_segments_service import SEOUL_MOBILE_NO_BUY, pubsub_event, 
 from tests.unit.test_send_job import ports, status
 from tests.unit.test_send_messages import FlakyBus
 
-ENTRY = {"on": "segment_entry", "delay_minutes": 60, "expire_minutes": 120}
-SIGNUP = {"on": "event", "event_type": "conv", "event_name": "signup", "delay_minutes": 0, "expire_minutes": 60}
+ENTRY = {"when": "segment_entry", "delay_minutes": 60, "expire_minutes": 120}
+SIGNUP = {"when": "event", "event_type": "conv", "event_name": "signup", "delay_minutes": 0, "expire_minutes": 60}
 
 
 @pytest.fixture

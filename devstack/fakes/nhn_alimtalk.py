@@ -35,7 +35,6 @@ demo), where `GET /_fake/messages` lists every message with its result.
 from __future__ import annotations
 
 import argparse
-import hmac
 import itertools
 import json
 import re
@@ -44,17 +43,22 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
-from urllib.parse import parse_qs, urlsplit
-from zoneinfo import ZoneInfo
 
-from devstack.fakes.serving import Answer, HttpServing, running, wait_for_signal
+from devstack.fakes.nhn_cloud import SEOUL, NhnServing, page
+from devstack.fakes.nhn_cloud import SYSTEM_ERROR as SYSTEM_ERROR
+from devstack.fakes.nhn_cloud import THROTTLED as THROTTLED
+from devstack.fakes.nhn_cloud import UNAVAILABLE as UNAVAILABLE
+from devstack.fakes.nhn_cloud import NhnFailure as NhnFailure
+from devstack.fakes.nhn_cloud import Recorded as Recorded
+from devstack.fakes.nhn_cloud import error as _error
+from devstack.fakes.nhn_cloud import header as _header
+from devstack.fakes.serving import Answer, running, wait_for_signal
 from devstack.fakes.twilio_api import Poster, post_form
 
 VERSION: Final = "v2.3"
-SEOUL: Final = ZoneInfo("Asia/Seoul")
 IDEMPOTENCY_WINDOW: Final = timedelta(minutes=10)
 MAX_RECIPIENTS: Final = 1000
 MAX_CONTENT: Final = 1300
@@ -62,21 +66,6 @@ DELIVERED: Final = "1000"
 _PATH = re.compile(r"^/alimtalk/v2\.3/appkeys/([^/]+)/(messages|message-results)(?:/([^/]+)/([0-9]+))?$")
 _NUMBER = re.compile(r"^[0-9]{8,15}$")
 _VARIABLE = re.compile(r"#\{([^{}#]{1,50})\}")
-
-
-@dataclass(frozen=True)
-class NhnFailure:
-    """An answer to inject: an API error (HTTP 200, header code) or an HTTP error (429, 503)."""
-
-    http_status: int
-    code: int
-    message: str
-    headers: Mapping[str, str] = field(default_factory=dict)
-
-
-THROTTLED: Final = NhnFailure(429, 429, "Too Many Requests", {"Retry-After": "3"})
-UNAVAILABLE: Final = NhnFailure(503, 503, "Service Unavailable")
-SYSTEM_ERROR: Final = NhnFailure(200, -9999, "System error")
 
 
 @dataclass(frozen=True)
@@ -135,17 +124,6 @@ _RESULT_NAMES: Final = {
 }
 
 
-@dataclass
-class Recorded:
-    method: str
-    path: str
-    query: dict[str, str]
-    body: Any
-    headers: dict[str, str]
-    status: int = 0
-    code: int | None = None
-
-
 @dataclass(frozen=True)
 class Webhook:
     url: str
@@ -165,15 +143,7 @@ def _parse_date(text: str | None) -> datetime | None:
         return None
 
 
-def _header(code: int, message: str) -> dict[str, Any]:
-    return {"resultCode": code, "resultMessage": message, "isSuccessful": code == 0}
-
-
-def _error(code: int, message: str, status: int = 200, headers: Mapping[str, str] | None = None) -> Answer:
-    return Answer(status, {"header": _header(code, message)}, headers or {})
-
-
-class NhnAlimTalkFake(HttpServing):
+class NhnAlimTalkFake(NhnServing):
     label = "the fake NHN AlimTalk API"
 
     def __init__(
@@ -189,35 +159,18 @@ class NhnAlimTalkFake(HttpServing):
         auto_deliver: bool = False,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
-        self.app_key, self.secret_key, self.sender_key = app_key, secret_key, sender_key
+        super().__init__(app_key, secret_key, clock)
+        self.sender_key = sender_key
         self.templates = {t.code: t for t in templates}
         self.webhook_url, self.signature, self.post = webhook_url, signature, post
         self.auto_deliver = auto_deliver
-        self.clock = clock
         self.outcomes: dict[str, str] = {}  # recipientNo -> its delivery result code (default 1000)
-        self.requests: list[Recorded] = []
         self.messages: dict[tuple[str, int], KakaoMessage] = {}
         self.webhooks: list[Webhook] = []
         self._keys: dict[str, datetime] = {}
-        self._failures: list[NhnFailure] = []
-        self._delays: list[float] = []
         self._serial = itertools.count(1)
-        self._lock = threading.Lock()
 
     # --- what tests set and read -----------------------------------------------------------------
-
-    def fail_next(self, failure: NhnFailure, times: int = 1) -> None:
-        with self._lock:
-            self._failures.extend([failure] * times)
-
-    def delay_next(self, seconds: float) -> None:
-        with self._lock:
-            self._delays.append(seconds)
-
-    def sends(self) -> list[Recorded]:
-        """The send requests received (accepted or not)."""
-        with self._lock:
-            return [r for r in self.requests if r.method == "POST"]
 
     def by_grouping_key(self) -> dict[str, list[KakaoMessage]]:
         """The accepted messages of each recipientGroupingKey (more than one: a duplicate)."""
@@ -293,30 +246,12 @@ class NhnAlimTalkFake(HttpServing):
 
     # --- serving ---------------------------------------------------------------------------------
 
-    def handle(self, method: str, target: str, headers: Mapping[str, str], body: bytes) -> Answer:
-        parts = urlsplit(target)
-        if parts.path == "/_fake/messages":
-            with self._lock:
-                return Answer(200, {"messages": [m.listed() for m in self.messages.values()]})
-        query = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
-        lowered = {name.lower(): value for name, value in headers.items()}
-        try:
-            payload: Any = json.loads(body) if body else None
-        except ValueError:
-            payload = ...
-        record = Recorded(method, parts.path, query, payload, lowered)
-        with self._lock:
-            self.requests.append(record)
-            answer = self._answer(method, parts.path, query, lowered, payload)
-            delay = self._delays.pop(0) if self._delays else 0.0
-        record.status = answer.status
-        if isinstance(answer.body, dict):
-            record.code = answer.body.get("header", {}).get("resultCode")
-        if delay:
-            time.sleep(delay)
-        if self.auto_deliver and method == "POST" and record.code in (0, -1031):
+    def listed(self) -> list[dict[str, Any]]:
+        return [m.listed() for m in self.messages.values()]
+
+    def answered(self, record: Recorded) -> None:
+        if self.auto_deliver and record.method == "POST" and record.code in (0, -1031):
             threading.Thread(target=self._deliver_later, daemon=True).start()
-        return answer
 
     def _deliver_later(self) -> None:
         time.sleep(0.05)
@@ -331,13 +266,9 @@ class NhnAlimTalkFake(HttpServing):
         if found is None:
             return _error(-9998, "API does not exist", 404)
         app_key, resource, request_id, seq = found.groups()
-        if app_key != self.app_key:
-            return _error(-1000, "Invalid appKey")
-        if not hmac.compare_digest(headers.get("x-secret-key", ""), self.secret_key):
-            return _error(-1001, "Invalid secretKey")
-        if self._failures:
-            failure = self._failures.pop(0)
-            return _error(failure.code, failure.message, failure.http_status, failure.headers)
+        refused = self.checked(app_key, headers)
+        if refused is not None:
+            return refused
         if resource == "messages" and method == "POST" and request_id is None:
             return self._send(headers, payload)
         if method != "GET":
@@ -463,12 +394,10 @@ class NhnAlimTalkFake(HttpServing):
         query: Mapping[str, str],
         shape: Callable[[list[dict[str, Any]], int], dict[str, Any]],
     ) -> Answer:
-        try:
-            number = max(1, int(query.get("pageNum") or 1))
-            size = min(1000, max(1, int(query.get("pageSize") or 15)))
-        except ValueError:
+        chosen = page(found, query)
+        if chosen is None:
             return _error(-4000, "Invalid parameter")
-        rows = [m.listed() for m in found[(number - 1) * size : number * size]]
+        rows = [m.listed() for m in chosen[0]]
         return Answer(200, {"header": _header(0, "SUCCESS"), **shape(rows, len(found))})
 
 

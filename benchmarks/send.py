@@ -1,21 +1,39 @@
-"""Campaign sending: a 100k-recipient campaign planned and delivered, render against bare Jinja2, a redelivery storm.
+"""Campaign sending: a 100k-recipient campaign planned and delivered, render against bare Jinja2, AlimTalk, web push.
 
-A generated DuckDB warehouse (`--recipients N`, default 100,000; `--quick` 10,000): profiles,
-identities, Hangul names, marketing consent and SMS / e-mail subscriptions for most people, and a
-mix of the rest (never asked, withdrawn, no phone, no e-mail, unsubscribed, erased, over the
-frequency cap from an earlier campaign, an emoji in the name that Korean carriers cannot carry).
-An advertising campaign (SMS, then e-mail) is planned with `send_messages.plan_run` (the real SQL)
-and every batch delivered once with `deliver.deliver_batch` through channel fakes in this process
-that count what they accept: plan, policy, render and ledger in recipients/s, and where the time
-went. Then the render step alone against a bare `SandboxedEnvironment` loop over the same template
-sources and values, batch by batch in alternating order (ratio = our rate / the bare rate, in CPU
-seconds; target >= 0.5) and where our render's time goes; the peak RSS (target <= 1 GB); a sample
-of messages through the real adapters to devstack's network fakes (`--network N` per channel); and
-a redelivery storm: a second run of the campaign whose every batch is delivered three times at
-once from six threads, after which no delivery and no address may have been accepted twice. The
-generated files are deleted at the end. benchmarks/README.md says what each figure means.
-Last line: `send render ratio: X.XX, 100k planned+sent in S s, duplicates: 0`. Usage:
-`scripts/bench send [--quick] [--recipients N] [--network N] [--seed S] [--duckdb-memory SIZE]`.
+Cases (`--cases`, comma- or space-separated; `campaign` alone by default), each with its part of the
+last line, joined by "; ":
+
+campaign (issue 17's). A generated DuckDB warehouse (`--recipients N`, default 100,000; `--quick`
+10,000): profiles, identities, Hangul names, marketing consent and SMS / e-mail subscriptions for
+most people, and a mix of the rest (never asked, withdrawn, no phone, no e-mail, unsubscribed,
+erased, over the frequency cap from an earlier campaign, an emoji in the name that Korean carriers
+cannot carry). An advertising campaign (SMS, then e-mail) is planned with `send_messages.plan_run`
+(the real SQL) and every batch delivered once with `deliver.deliver_batch` through channel fakes in
+this process that count what they accept: plan, policy, render and ledger in recipients/s, and
+where the time went. Then the render step alone against a bare `SandboxedEnvironment` loop over the
+same template sources and values, batch by batch in alternating order (ratio = our rate / the bare
+rate, in CPU seconds; target >= 0.5) and where our render's time goes; the peak RSS (target <= 1
+GB); a sample of messages through the real adapters to devstack's network fakes (`--network N` per
+channel); and a redelivery storm: a second run of the campaign whose every batch is delivered three
+times at once from six threads, after which no delivery and no address may have been accepted
+twice. Part: `send render ratio: X.XX, 100k planned+sent in S s, duplicates: 0`.
+
+alimtalk (issue 18's). The same number of people, each a member with a Korean mobile number
+subscribed to AlimTalk; an informational campaign planned in batches of 1,000 and delivered through
+the real NhnAlimTalk adapter (its send_many: one request a batch) over HTTP to the NHN fake serving
+from a thread of this process; then a redelivery storm of every batch, three copies at once, after
+its done marker is dropped. Part: `alimtalk: 100k recipients in N requests, duplicates: D` (N =
+recipients / 1,000, rounded up; D = messages the fake holds again for a delivery id or a number).
+
+push (issue 18's). Preparing and encrypting a web push as the sender does (WebPush.prepare, then
+pywebpush's WebPusher(subscription).encode) against bare http_ece.encrypt calls of the same
+payloads to the same browser keys with a new P-256 key each (`--push N` a round, `--rounds R`
+interleaved); ratio = our best round's rate / the bare's, per core (this thread's CPU seconds;
+target >= 0.5). Part: `push encrypt ratio: X.XX`.
+
+The generated files are deleted at the end. benchmarks/README.md says what each figure means. Usage:
+`scripts/bench send [--cases campaign,alimtalk,push] [--quick] [--recipients N] [--network N]
+[--push N] [--rounds R] [--seed S] [--duckdb-memory SIZE]`.
 """
 
 from __future__ import annotations
@@ -1040,22 +1058,24 @@ def check_push(push: WebPush, browsers: Sequence[Browser], message: Message, pay
 
 
 def push_split(push: WebPush, messages: Sequence[Message]) -> None:
-    """Microseconds per message of ours' three steps, over a sample, and of the bare's key."""
+    """Microseconds per message (this thread's CPU) of ours' three steps over a sample, and of the
+    ephemeral key either side makes."""
     seconds: Counter[str] = Counter()
+    clock = time.thread_time
     for message in messages:
-        t0 = time.perf_counter()
+        t0 = clock()
         prepared = push.prepare(message)
-        t1 = time.perf_counter()
+        t1 = clock()
         pusher = WebPusher(prepared.subscription)
-        t2 = time.perf_counter()
+        t2 = clock()
         pusher.encode(prepared.data)
-        t3 = time.perf_counter()
+        t3 = clock()
         ec.generate_private_key(ec.SECP256R1())
-        t4 = time.perf_counter()
+        t4 = clock()
         seconds.update({"prepare": t1 - t0, "WebPusher(...)": t2 - t1, "encode": t3 - t2, "a P-256 key": t4 - t3})
     each = ", ".join(f"{name} {1e6 * value / len(messages):.0f}" for name, value in seconds.items())
     print(
-        f"  where ours goes ({len(messages):,} messages, wall), microseconds per message: {each} "
+        f"  where ours goes ({len(messages):,} messages, CPU), microseconds per message: {each} "
         "(the last: what either side spends on its ephemeral key)"
     )
 

@@ -20,10 +20,12 @@ and 08:00 in Seoul without night consent is held until 08:00, and shows in the f
 
 from __future__ import annotations
 
+import json
 import re
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -31,13 +33,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
 from devstack.fakes.nhn_alimtalk import FakeTemplate, NhnAlimTalkFake, running_nhn_alimtalk
+from devstack.fakes.push_service import PushServiceFake, running_push_service
 from devstack.fakes.smtp_sink import SmtpSink, running_smtp_sink
 from devstack.fakes.twilio_api import TwilioApiFake, running_twilio_api
 from devstack.pipeline import REPO, LocalPipeline, delete_subscription, push_subscription, serve_function
 from devstack.processes import free_port
+from devstack.storefront import ORIGIN
 from shared import bootstrap
 from shared.adapters.duckdb_warehouse import DuckDBWarehouse
+from shared.adapters.web_push import public_key_of
 from shared.config import Settings
 from shared.messaging import files, ledger
 from shared.messaging.campaigns import CAMPAIGNS, POLICY
@@ -60,6 +68,9 @@ NHN_SIGNATURE = "demo-nhn-webhook-signature"
 ALIMTALK_CODE = "GRADE_NOTICE"
 ALIMTALK_CONTENT = "#{고객명}님, 회원 등급이 #{등급}(으)로 유지되었습니다. 혜택은 마이페이지에서 확인하세요."
 ALIMTALK_CAMPAIGN = "vip-grade-alimtalk"
+PUSH_CAMPAIGN = "vip-push-notice"
+PUSH_SUBSCRIBERS = 3  # VIP members whose browsers subscribe to web push before the campaign
+VAPID_SUBJECT = "mailto:push@demo-shop.example"
 
 
 @dataclass
@@ -93,7 +104,7 @@ def configure(documents: DocumentStore) -> list[str]:
             doc["enabled"], doc["dry_run"] = True, False
             campaign_ids.append(found.doc_id)
         documents.set(found.collection, found.doc_id, doc)
-    return [*campaign_ids, configure_alimtalk(documents)]
+    return [*campaign_ids, configure_alimtalk(documents), configure_push(documents)]
 
 
 def configure_alimtalk(documents: DocumentStore) -> str:
@@ -129,6 +140,8 @@ class Fakes:
     smtp: SmtpSink
     twilio: TwilioApiFake
     kakao: NhnAlimTalkFake
+    push: PushServiceFake
+    vapid_public_key: str
 
     def activity(self) -> tuple[int, ...]:
         """What the fakes have seen so far: unchanged for a while means everything settled."""
@@ -138,7 +151,37 @@ class Fakes:
             len(self.twilio.webhooks),
             len(self.kakao.messages),
             len(self.kakao.webhooks),
+            len(self.push.received()),
         )
+
+
+def configure_push(documents: DocumentStore) -> str:
+    """An informational web push campaign to the VIP segment, e-mail for those without a browser
+    subscription."""
+    template = {
+        "name": "VIP 등급 안내 (웹 푸시, 이메일)",
+        "webpush": {
+            "title": "{{ given_name or '고객' }}님, VIP 등급이 유지되었습니다",
+            "body": "마이페이지에서 VIP 혜택을 확인하세요.",
+            "url": "{{ link('https://demo-shop.example/mypage') }}",
+        },
+        "email": {
+            "subject": "{{ given_name or '고객' }}님, VIP 등급이 유지되었습니다",
+            "html": "<p>{{ given_name or '고객' }}님, VIP 등급이 유지되었습니다.</p>",
+            "text": "{{ given_name or '고객' }}님, VIP 등급이 유지되었습니다.",
+        },
+    }
+    documents.set("message_templates", PUSH_CAMPAIGN, template)
+    campaign = {
+        "name": "VIP 등급 안내 (웹 푸시, 안 되면 이메일)",
+        "segment_id": "vip-lifetime-revenue",
+        "kind": "informational",
+        "channels": ["webpush", "email"],
+        "template_id": PUSH_CAMPAIGN,
+        "enabled": True,
+    }
+    documents.set(CAMPAIGNS, PUSH_CAMPAIGN, campaign)
+    return PUSH_CAMPAIGN
 
 
 def channel_env(pipeline: LocalPipeline, out: Path, fakes: Fakes, status_url: str) -> dict[str, str]:
@@ -160,6 +203,11 @@ def channel_env(pipeline: LocalPipeline, out: Path, fakes: Fakes, status_url: st
         "CDP_NHN_ALIMTALK_API_URL": fakes.kakao.url,
         "CDP_SECRET_ALIMTALK_API_KEY": NHN_SECRET_KEY,
         "CDP_NHN_WEBHOOK_SIGNATURE": NHN_SIGNATURE,  # nhn_status's check
+        "CDP_VAPID_PUBLIC_KEY": fakes.vapid_public_key,
+        "CDP_VAPID_SUBJECT": VAPID_SUBJECT,
+        "CDP_SECRET_VAPID_PRIVATE_KEY": (out / "vapid.pem").read_text(encoding="ascii"),
+        "CDP_WEBPUSH_ALLOW_LOCAL": "true",  # the fake push service listens on 127.0.0.1
+        "CDP_WEBPUSH_CA_FILE": fakes.push.ca_file,
         "CDP_PUBLISH_OUTBOX_DIR": str(out / "outbox"),
         "CDP_CLICK_URL": pipeline.collect_url,  # link() becomes collect's signed click route
     }
@@ -183,7 +231,8 @@ def _fakes(pipeline: LocalPipeline, out: Path) -> Iterator[tuple[dict[str, str],
                 webhook_url=nhn_url, signature=NHN_SIGNATURE, auto_deliver=True,
             )
         )  # fmt: skip
-        fakes = Fakes(smtp, twilio, kakao)
+        push = stack.enter_context(running_push_service(ca_file=str(out / "push-ca.pem")))
+        fakes = Fakes(smtp, twilio, kakao, push, _vapid_keys(out))
         env = channel_env(pipeline, out, fakes, status_url)
         for target, port in (("twilio_status", status_port), ("nhn_status", nhn_port)):
             stack.callback(serve_function(target, out / "logs", env, port=port).stop)
@@ -203,9 +252,11 @@ def run(pipeline: LocalPipeline, documents: DocumentStore, out: Path, now: datet
         settings = Settings.from_env(env)
         warehouse = DuckDBWarehouse(pipeline.duckdb_path)
         try:
+            subscribed = _subscribe(pipeline, warehouse, site_id, fakes)
             not_on_kakao = _not_on_kakao(warehouse, site_id, salt, now, fakes.kakao)
             ports = bootstrap.build_send_ports(settings, warehouse, documents, bootstrap.build_bus(settings))
-            report = run_send_job(ports, SendJob(now, tuple(campaign_ids)), RUN, now)
+            started = datetime.now(UTC)  # after the subscriptions above: a run sees what exists when it runs
+            report = run_send_job(ports, SendJob(started, tuple(campaign_ids)), RUN, started)
         finally:
             warehouse.close()  # deliver and the webhooks take the file in turn now
         planned = {c: r for c, r in report.runs.items() if r.plan is not None}
@@ -218,14 +269,21 @@ def run(pipeline: LocalPipeline, documents: DocumentStore, out: Path, now: datet
         stop_number = _reply_stop(twilio)
         warehouse = DuckDBWarehouse(pipeline.duckdb_path)
         try:
-            for campaign_id, result in sorted(planned.items()):
-                doc = documents.get(CAMPAIGNS, campaign_id) or {}
-                funnel = ledger.funnel(warehouse, campaign_id, result.run_id)
-                stage.outcomes.append(Outcome(campaign_id, str(doc.get("name", campaign_id)), result.run_id, funnel))
+            deadline = time.monotonic() + 20  # another process's last rows may still be on their way to the file
+            while True:
+                stage.outcomes = [
+                    Outcome(c, str((documents.get(CAMPAIGNS, c) or {}).get("name", c)), r.run_id,
+                            ledger.funnel(warehouse, c, r.run_id))
+                    for c, r in sorted(planned.items())
+                ]  # fmt: skip
+                if _sent_and_received(stage.outcomes, fakes)[2] or time.monotonic() > deadline:
+                    break
+                time.sleep(1.0)
             stage.lines += _report(stage.outcomes)
             stage.ok &= settled and _agree(stage, fakes)
             if not_on_kakao is not None:
                 stage.ok &= _fell_back(stage, warehouse, not_on_kakao)
+            stage.ok &= _pushed(stage, fakes, subscribed)
             if click is not None:
                 stage.ok &= _clicked(stage, warehouse, click)
             if stop_number is not None:
@@ -235,13 +293,86 @@ def run(pipeline: LocalPipeline, documents: DocumentStore, out: Path, now: datet
     return stage
 
 
+def _vapid_keys(out: Path) -> str:
+    """A VAPID key pair for the demo, as `openssl ecparam` makes one (docs/channels.md): the private
+    key where the local SecretStore reads it, the public key returned (the applicationServerKey)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    (out / "vapid.pem").write_bytes(pem)
+    return public_key_of(key)
+
+
+def _subscribe(pipeline: LocalPipeline, warehouse: DuckDBWarehouse, site_id: str, fakes: Fakes) -> list[str]:
+    """A few VIP members' browsers subscribe (the push service makes each subscription, the tracker
+    posts it through collect as `subscribe()` does); wait until the loader stored them. The endpoints."""
+    rows = warehouse.query(
+        "SELECT p.member_id FROM audiences.segment_members AS m JOIN refined.profiles AS p "
+        "ON p.customer_id = m.customer_id AND p.site_id = m.site_id "
+        "WHERE m.segment_id = 'vip-lifetime-revenue' AND m.site_id = @site AND p.member_id IS NOT NULL "
+        "ORDER BY p.member_id DESC LIMIT @n",
+        {"site": site_id, "n": PUSH_SUBSCRIBERS},
+    )
+    endpoints = []
+    events = []
+    for row in rows:
+        subscription = fakes.push.subscribe(fakes.vapid_public_key).as_json()
+        endpoints.append(str(subscription["endpoint"]))
+        props = {"subscribed": True, "endpoint": subscription["endpoint"], "keys": subscription["keys"]}
+        events.append(
+            {
+                "event_id": str(uuid.uuid4()), "type": "push", "ts": int(time.time() * 1000),
+                "visitor_id": uuid.uuid4().hex, "member_id": row["member_id"], "url": f"{ORIGIN}/mypage",
+                "consent": {"analytics": True}, "props": {**props, "version": "push-v1"},
+            }
+        )  # fmt: skip
+    if not events:
+        return []
+    body = json.dumps({"site_id": site_id, "events": events}).encode()
+    request = urllib.request.Request(
+        pipeline.collect_url + "/e", data=body, method="POST",
+        headers={"Content-Type": "application/json", "Origin": ORIGIN},
+    )  # fmt: skip
+    with urllib.request.urlopen(request, timeout=30) as answer:
+        answer.read()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        query = "SELECT COUNT(*) AS n FROM raw.subscription WHERE channel = 'webpush' AND site_id = @site"
+        stored = warehouse.query(query, {"site": site_id})[0]["n"]
+        if int(stored) >= len(events):
+            break
+        time.sleep(0.5)
+    return endpoints
+
+
+def _pushed(stage: Stage, fakes: Fakes, endpoints: list[str]) -> bool:
+    """Every subscribed browser shows the notification, decrypted by the push service as a browser
+    decrypts it; the ledger's web push sends are what the push service received."""
+    shown = [n for endpoint in endpoints for n in fakes.push.shown(endpoint.rsplit("/", 1)[1])]
+    sent = sum(
+        n for outcome in stage.outcomes for (channel, event), n in outcome.funnel.events.items()
+        if channel == "webpush" and event == "sent"
+    )  # fmt: skip
+    received = len(fakes.push.received())
+    titles = sorted({str(n.get("title")) for n in shown})
+    stage.lines.append(
+        f"  {len(endpoints)} VIP browsers subscribed through collect; the push service received {received}, "
+        f"decrypted and showed {len(shown)}: {titles[0] if titles else '-'}"
+    )
+    return sent == received == len(shown) == len(endpoints) > 0
+
+
 def _not_on_kakao(
     warehouse: DuckDBWarehouse, site_id: str, salt: str, now: datetime, kakao: NhnAlimTalkFake
 ) -> str | None:
-    """One VIP member the gate lets receive AlimTalk is made a number KakaoTalk does not know (NHN's
-    result 3019): the AlimTalk is accepted, fails later, and the campaign falls back to SMS."""
+    """One VIP member the gate lets receive AlimTalk and SMS is made a number KakaoTalk does not know
+    (NHN's result 3019): the AlimTalk is accepted, fails later, and the campaign falls back to SMS."""
+    texts = {
+        a.customer_id: a.address
+        for a in eligible_audience(warehouse, site_id, None, "sms", now, salt, segment_id="vip-lifetime-revenue")
+        if a.eligible
+    }  # someone the SMS may reach too, or the fallback would rightly be skipped (no_subscription)
     answers = eligible_audience(warehouse, site_id, None, "alimtalk", now, salt, segment_id="vip-lifetime-revenue")
-    number = next((a.address for a in answers if a.eligible and a.address), None)
+    number = next((a.address for a in answers if a.eligible and a.address and texts.get(a.customer_id)), None)
     if number is None:
         return None
     kakao.outcomes["0" + number[3:] if number.startswith("+82") else number] = "3019"
@@ -258,7 +389,7 @@ def _settle(fakes: Fakes) -> bool:
         now = fakes.activity()
         if now != seen:
             seen, since = now, time.monotonic()
-        elif time.monotonic() - since >= QUIET_SECONDS and seen != (0, 0, 0, 0, 0):
+        elif time.monotonic() - since >= QUIET_SECONDS and any(seen):
             answered = [w.answered for w in fakes.twilio.webhooks] + [w.answered for w in fakes.kakao.webhooks]
             return all(status == 200 for status in answered)
     return False
@@ -368,27 +499,32 @@ def _report(outcomes: list[Outcome]) -> list[str]:
     return lines
 
 
-def _agree(stage: Stage, fakes: Fakes) -> bool:
-    """What the ledger says was sent is what the fakes received: once each, nothing lost."""
-    sent = {"email": 0, "sms": 0, "alimtalk": 0}
-    delivered_sms = 0
-    for outcome in stage.outcomes:
+def _sent_and_received(outcomes: list[Outcome], fakes: Fakes) -> tuple[dict[str, int], dict[str, int], bool]:
+    """What the ledger says was sent and delivered, what the fakes received, and whether they agree."""
+    ledger_counts = {"email": 0, "sms": 0, "alimtalk": 0, "sms delivered": 0}
+    for outcome in outcomes:
         for (channel, event), n in outcome.funnel.events.items():
-            if event == "sent" and channel in sent:
-                sent[channel] += n
+            if event == "sent" and channel in ledger_counts:
+                ledger_counts[channel] += n
             if event == "delivered" and channel == "sms":
-                delivered_sms += n
+                ledger_counts["sms delivered"] += n
     received = {
         "email": len(fakes.smtp.messages),
         "sms": len(fakes.twilio.created()),
         "alimtalk": len(fakes.kakao.messages),
+        "sms delivered": len(fakes.twilio.messages),  # the fake delivers each one
     }
     twice = [k for k, found in fakes.kakao.by_grouping_key().items() if len(found) > 1]
-    agree = sent == received and delivered_sms == len(fakes.twilio.messages) and not twice
+    return ledger_counts, received, ledger_counts == received and not twice
+
+
+def _agree(stage: Stage, fakes: Fakes) -> bool:
+    """What the ledger says was sent is what the fakes received: once each, nothing lost."""
+    sent, received, agree = _sent_and_received(stage.outcomes, fakes)
     stage.lines.append(
         f"  the fakes received {received['email']:,} e-mails, {received['sms']:,} SMS and {received['alimtalk']:,} "
         f"AlimTalks; the ledger says sent {sent['email']:,}, {sent['sms']:,} and {sent['alimtalk']:,}, SMS delivered "
-        f"{delivered_sms:,}: " + ("each once, none lost" if agree else "DISAGREE")
+        f"{sent['sms delivered']:,}: " + ("each once, none lost" if agree else "DISAGREE")
     )
     return agree
 

@@ -295,7 +295,10 @@ def main(argv: list[str] | None = None) -> int:
     with timings.stage("generate"):
         beacons = list(Storefront(seed=args.seed, visitors=args.visitors, days=args.days).beacons())
     print(f"demo: starting the emulators, collect and load_events (logs in {args.out / 'logs'})")
-    env = {"CDP_MAX_EVENT_AGE_DAYS": str(args.days + 2)}  # the demo replays history through the live endpoint
+    env = {
+        "CDP_MAX_EVENT_AGE_DAYS": str(args.days + 2),  # the demo replays history through the live endpoint
+        "CDP_WEBPUSH_ALLOW_LOCAL": "true",  # browsers subscribe at the local fake push service (127.0.0.1)
+    }
     with ExitStack() as stack:
         with timings.stage("start the local stack"):
             pipeline = stack.enter_context(running_pipeline(args.out, {SITE_ID: [ORIGIN]}, extra_env=env))

@@ -72,6 +72,12 @@ def test_the_default_demo_agrees_and_every_example_segment_has_members(
     emails, sms, kakao, sent_emails, sent_sms, sent_kakao, delivered = (int(g) for g in received.groups())
     assert emails == sent_emails > 0 and sms == sent_sms == delivered  # advertising SMS may be held at night
     assert kakao == sent_kakao > 0  # informational AlimTalk: no night rule
+    # Web push: browsers subscribed through collect; the fake push service decrypted what they show.
+    assert re.search(
+        r"^  3 VIP browsers subscribed through collect; the push service received 3, decrypted and showed 3: \S",
+        campaigns,
+        re.MULTILINE,
+    ), campaigns
     # The VIP KakaoTalk does not know (NHN's 3019, reported after acceptance) gets the SMS instead.
     assert re.search(
         r"^  one VIP is not a KakaoTalk user: alimtalk sent, alimtalk failed \(3019\), sms sent",

@@ -177,6 +177,9 @@ locals {
       { role = "roles/bigquery.dataViewer", on = "table:raw.consent" },
       { role = "roles/bigquery.dataViewer", on = "table:raw.subscription" },
       { role = "roles/bigquery.dataViewer", on = "table:privacy.suppressions" },
+      # Event-triggered campaigns: the trigger's events (raw.event, raw.conv) since the last tick.
+      { role = "roles/bigquery.dataViewer", on = "table:raw.event" },
+      { role = "roles/bigquery.dataViewer", on = "table:raw.conv" },
       { role = "roles/bigquery.dataEditor", on = "table:audiences.deliveries" },
       { role = "roles/bigquery.dataViewer", on = "table:audiences.delivery_events" },
       { role = "custom:stream_rows", on = "table:audiences.delivery_events" },

@@ -43,11 +43,12 @@ locals {
       description = "Sync the per-segment, per-publication and per-campaign Cloud Scheduler jobs with Firestore."
     }
     # The messaging tick: releases the holds now due (the 21:00-08:00 night without night consent
-    # is released at 08:00, quiet hours and send windows at their end) and starts one-off campaigns
-    # whose send_at has come. `body` adds to the message: {"job": "send_messages", "tick": true}.
+    # is released at 08:00, quiet hours and send windows at their end), polls AlimTalk results no
+    # webhook brought, starts one-off campaigns whose send_at has come and plans triggered campaigns
+    # (segment entries and events due). `body` adds to the message: {"job": "send_messages", "tick": true}.
     send_messages = {
       schedule    = "*/5 * * * *"
-      description = "Release due holds and start due one-off campaigns."
+      description = "Release due holds, poll AlimTalk results, start due one-off and triggered campaigns."
       body        = { tick = true }
     }
   }

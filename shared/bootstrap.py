@@ -203,8 +203,9 @@ def build_links(settings: Settings) -> Links:
 
 def build_channels(settings: Settings, secrets: SecretStore) -> dict[str, MessageChannel]:
     """The senders of the channels this deployment has (build_available_channels): SMTP for e-mail,
-    Twilio for SMS, NHN Cloud for AlimTalk, pywebpush for web push. Their passwords, keys and tokens
-    are read from `secrets` at send time."""
+    Twilio and NHN Cloud for SMS (with both, Korean numbers through NHN: SmsRouter), NHN Cloud for
+    AlimTalk, pywebpush for web push. Their passwords, keys and tokens are read from `secrets` at
+    send time."""
     channels = settings.channels
     senders: dict[str, MessageChannel] = {}
     if channels.email_from:
@@ -239,6 +240,8 @@ def build_channels(settings: Settings, secrets: SecretStore) -> dict[str, Messag
             api_url=channels.twilio_api_url,
             timeout=channels.twilio_timeout,
         )
+    if channels.nhn_sms:
+        senders["sms"] = _nhn_sms(settings, secrets, senders.get("sms"))
     if channels.alimtalk and channels.nhn_alimtalk_app_key and channels.nhn_alimtalk_sender_key:
         from shared.adapters.nhn_alimtalk import NhnAlimTalk
 
@@ -265,6 +268,26 @@ def build_channels(settings: Settings, secrets: SecretStore) -> dict[str, Messag
             ca_file=channels.webpush_ca_file,
         )
     return senders
+
+
+def _nhn_sms(settings: Settings, secrets: SecretStore, international: MessageChannel | None) -> MessageChannel:
+    """NHN Cloud's SMS alone (numbers outside Korea refused as invalid_number), or with Twilio for
+    them (docs/channels.md#domestic-smslms-nhn-cloud)."""
+    from shared.adapters.nhn_sms import NhnSms
+    from shared.adapters.sms_router import SmsRouter
+
+    channels = settings.channels
+    assert channels.nhn_sms_app_key and channels.nhn_sms_sender_number
+    domestic = NhnSms(
+        channels.nhn_sms_app_key,
+        channels.nhn_sms_sender_number,
+        secrets,
+        secret_key_secret=channels.nhn_sms_secret,
+        api_url=channels.nhn_sms_api_url,
+        lms_title=channels.nhn_sms_lms_title,
+        timeout=channels.nhn_sms_timeout,
+    )
+    return domestic if international is None else SmsRouter(domestic, international)
 
 
 def build_deliver_ports(settings: Settings, warehouse: Warehouse, documents: DocumentStore) -> DeliverPorts:
@@ -448,12 +471,13 @@ def secrets() -> SecretStore:
 
 def build_available_channels(settings: Settings) -> frozenset[str]:
     """The channels this deployment has a sender for: e-mail once a From address is set, SMS once a
-    Twilio account and Messaging Service are. A campaign naming another is refused at validation."""
+    Twilio account and Messaging Service or an NHN SMS app are. A campaign naming another is refused
+    at validation."""
     channels = settings.channels
     available = set()
     if channels.email_from:
         available.add("email")
-    if channels.twilio_account_sid and channels.twilio_messaging_service_sid:
+    if (channels.twilio_account_sid and channels.twilio_messaging_service_sid) or channels.nhn_sms:
         available.add("sms")
     if channels.alimtalk:
         available.add("alimtalk")

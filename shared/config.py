@@ -257,7 +257,7 @@ SmtpSecurity = Literal["starttls", "ssl", "none"]
 
 @dataclass(frozen=True)
 class ChannelSettings:
-    """The e-mail and SMS channels (env CDP_SMTP_*, CDP_EMAIL_*, CDP_DKIM_*, CDP_TWILIO_*;
+    """The e-mail and SMS channels (env CDP_SMTP_*, CDP_EMAIL_*, CDP_DKIM_*, CDP_TWILIO_*, CDP_NHN_*;
     docs/channels.md). Passwords and keys are Secret Manager names read at send time (a rotation
     needs no redeploy); only the status webhook's Twilio auth token is bound at deploy."""
 
@@ -290,6 +290,14 @@ class ChannelSettings:
     # The results webhook's X-Toast-Webhook-Signature: a secret's name, or the value itself locally.
     nhn_webhook_signature_secret: str = field(default="alimtalk-webhook-signature", repr=False)
     nhn_webhook_signature: str | None = field(default=None, repr=False)
+    # Domestic SMS/LMS through NHN Cloud (CDP_NHN_SMS_*): on when the app key and the sender number
+    # registered with NHN are set; Korean numbers then go through it, others through Twilio.
+    nhn_sms_app_key: str | None = None
+    nhn_sms_sender_number: str | None = None  # digits only
+    nhn_sms_secret: str = field(default="nhn-sms-secret-key", repr=False)  # holds the X-Secret-Key
+    nhn_sms_api_url: str = "https://sms.api.nhncloudservice.com"
+    nhn_sms_timeout: float = 10.0
+    nhn_sms_lms_title: str | None = None  # an LMS's title (40 bytes in EUC-KR); unset: its first line
     # Web push (CDP_VAPID_*, CDP_WEBPUSH_*): on when the VAPID public key and subject are set.
     vapid_public_key: str | None = None  # the applicationServerKey browsers subscribe with
     vapid_subject: str | None = None  # the VAPID `sub`: a mailto: or https: URL push services may contact
@@ -339,12 +347,18 @@ class ChannelSettings:
             nhn_webhook_signature=env.get("CDP_NHN_WEBHOOK_SIGNATURE") or None,
             dry_run=dry_run == "true",
             **_webpush_settings(env),
+            **_nhn_sms_settings(env),
         )
 
     @property
     def webpush(self) -> bool:
         """Whether this deployment sends web push (a VAPID public key and subject are set)."""
         return bool(self.vapid_public_key and self.vapid_subject)
+
+    @property
+    def nhn_sms(self) -> bool:
+        """Whether this deployment sends SMS through NHN Cloud (an app key and sender number are set)."""
+        return bool(self.nhn_sms_app_key and self.nhn_sms_sender_number)
 
     @property
     def alimtalk(self) -> bool:
@@ -529,6 +543,35 @@ def _webpush_settings(env: Mapping[str, str]) -> dict[str, Any]:
         "webpush_timeout": _seconds(env, "CDP_WEBPUSH_TIMEOUT", ChannelSettings.webpush_timeout),
         "webpush_allow_local": local == "true",
         "webpush_ca_file": ca_file,
+    }
+
+
+def _nhn_sms_settings(env: Mapping[str, str]) -> dict[str, Any]:
+    """ChannelSettings' NHN SMS fields, checked: the app key and sender number both or neither, the
+    number 8 to 13 digits (hyphens dropped), the LMS title within 40 bytes in EUC-KR."""
+    app_key = env.get("CDP_NHN_SMS_APP_KEY") or None
+    sender = (env.get("CDP_NHN_SMS_SENDER_NUMBER") or "").replace("-", "").strip() or None
+    if (app_key is None) != (sender is None):
+        raise ConfigError(
+            "set both CDP_NHN_SMS_APP_KEY and CDP_NHN_SMS_SENDER_NUMBER (registered with NHN), or neither"
+        )
+    if sender is not None and not re.fullmatch(r"[0-9]{8,13}", sender):
+        raise ConfigError(f"CDP_NHN_SMS_SENDER_NUMBER must be 8 to 13 digits (e.g. 0212345678), got {sender!r}")
+    title = (env.get("CDP_NHN_SMS_LMS_TITLE") or "").strip() or None
+    if title is not None:
+        try:
+            size = len(title.encode("euc_kr"))
+        except UnicodeEncodeError:
+            raise ConfigError("CDP_NHN_SMS_LMS_TITLE has characters Korean carriers cannot send (EUC-KR)") from None
+        if size > 40:
+            raise ConfigError(f"CDP_NHN_SMS_LMS_TITLE must be at most 40 bytes in EUC-KR, got {size}")
+    return {
+        "nhn_sms_app_key": app_key,
+        "nhn_sms_sender_number": sender,
+        "nhn_sms_secret": env.get("CDP_NHN_SMS_SECRET_KEY_SECRET") or ChannelSettings.nhn_sms_secret,
+        "nhn_sms_api_url": (env.get("CDP_NHN_SMS_API_URL") or ChannelSettings.nhn_sms_api_url).rstrip("/"),
+        "nhn_sms_timeout": _seconds(env, "CDP_NHN_SMS_TIMEOUT", ChannelSettings.nhn_sms_timeout),
+        "nhn_sms_lms_title": title,
     }
 
 

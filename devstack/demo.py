@@ -245,6 +245,10 @@ def _refine_and_segment(pipeline: LocalPipeline, days: int, out: Path, timings: 
             warehouse.close()
     with timings.stage("campaigns"):
         campaigns = campaign_demo.run(pipeline, documents, out, now, SITE_ID, LOCAL_PRIVACY_SALT)
+    with timings.stage("report"):
+        from devstack import report_demo
+
+        page = report_demo.run(pipeline.duckdb_path, documents, out, now, days + 1)
     print(f"Refinement: {run.status} in {timings.stages['refine']:.1f}s; rows {run.rows}")
     print(f"  profiles {profiles['n']:,} (members {profiles['members']:,})")
     print("  RFM groups (customers with an order in the period)")
@@ -265,6 +269,7 @@ def _refine_and_segment(pipeline: LocalPipeline, days: int, out: Path, timings: 
     print(preferences_report)
     print(publish_demo.report(publishing))
     print(campaign_demo.report(campaigns))
+    print(f"Report: {page} (open it in a browser; docs/report.md)")
     return (
         run.status == "succeeded"
         and not built.failed

@@ -193,14 +193,14 @@ locals {
     }
 
     deliver = {
-      description = "Sends one batch of planned deliveries by e-mail (SMTP), SMS (Twilio), Kakao AlimTalk (NHN Cloud, up to 1,000 a request) or web push (VAPID), each claimed in Firestore before the provider call so nothing is sent twice, falling back along the campaign's chain (push from `sends`)."
+      description = "Sends one batch of planned deliveries by e-mail (SMTP), SMS (NHN Cloud for Korean numbers, Twilio for others), Kakao AlimTalk (NHN Cloud, up to 1,000 a request) or web push (VAPID), each claimed in Firestore before the provider call so nothing is sent twice, falling back along the campaign's chain (push from `sends`)."
       trigger     = { type = "pubsub", topic = "sends" }
       env         = local.messaging_env
       # Seals preference links and signs click links into each message.
       secrets = { CDP_PRIVACY_SALT = "privacy-salt", CDP_PREFERENCE_KEY = "preference-key", CDP_CLICK_KEY = "click-key" }
       # Read at send time through the Secret Manager API (cached), not bound: a deployment without
       # one of the channels starts without its secret, and a rotated password needs no redeploy.
-      reads_secrets = ["smtp-password", "dkim-private-key", "twilio-auth-token", "alimtalk-api-key", "vapid-private-key"]
+      reads_secrets = ["smtp-password", "dkim-private-key", "twilio-auth-token", "nhn-sms-secret-key", "alimtalk-api-key", "vapid-private-key"]
       # Batches of 500 paced by messaging/policy throttles per provider, shared by the threads of an
       # instance: instances x throttle must stay within the provider's limit (docs/campaigns.md).
       memory        = "1Gi"
@@ -336,6 +336,8 @@ locals {
     CDP_DKIM_SELECTOR                = var.messaging.dkim_selector
     CDP_TWILIO_ACCOUNT_SID           = var.messaging.twilio_account_sid
     CDP_TWILIO_MESSAGING_SERVICE_SID = var.messaging.twilio_messaging_service_sid
+    CDP_NHN_SMS_APP_KEY              = var.messaging.nhn_sms_app_key
+    CDP_NHN_SMS_SENDER_NUMBER        = var.messaging.nhn_sms_sender_number
     CDP_NHN_ALIMTALK_APP_KEY         = var.messaging.nhn_alimtalk_app_key
     CDP_NHN_ALIMTALK_SENDER_KEY      = var.messaging.nhn_alimtalk_sender_key
     CDP_VAPID_PUBLIC_KEY             = var.messaging.vapid_public_key

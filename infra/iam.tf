@@ -216,6 +216,7 @@ locals {
       { role = "roles/secretmanager.secretAccessor", on = "secret:smtp-password" },
       { role = "roles/secretmanager.secretAccessor", on = "secret:dkim-private-key" },
       { role = "roles/secretmanager.secretAccessor", on = "secret:twilio-auth-token" },
+      { role = "roles/secretmanager.secretAccessor", on = "secret:nhn-sms-secret-key" },
       { role = "roles/secretmanager.secretAccessor", on = "secret:alimtalk-api-key" },
       { role = "roles/secretmanager.secretAccessor", on = "secret:vapid-private-key" },
     ]

@@ -11,6 +11,7 @@ locals {
     facebook-access-token      = "Facebook Marketing API system-user access token (Custom Audiences)."
     facebook-app-secret        = "Facebook app secret, for appsecret_proof on Graph API calls."
     twilio-auth-token          = "Twilio auth token (SMS)."
+    nhn-sms-secret-key         = "NHN Cloud SMS secret key (X-Secret-Key), which deliver reads at send time for domestic SMS/LMS (CDP_NHN_SMS_SECRET_KEY_SECRET)."
     smtp-password              = "SMTP password (e-mail)."
     dkim-private-key           = "PEM private key the e-mail channel DKIM-signs with (CDP_DKIM_KEY_SECRET; selector and domain in CDP_DKIM_SELECTOR, CDP_DKIM_DOMAIN)."
     alimtalk-api-key           = "NHN Cloud KakaoTalk Bizmessage secret key (X-Secret-Key), which deliver reads at send time for AlimTalk (CDP_NHN_ALIMTALK_SECRET_KEY_SECRET)."

@@ -140,7 +140,7 @@ variable "collect_url" {
 }
 
 variable "messaging" {
-  description = "The e-mail and SMS senders (docs/channels.md): email_from enables e-mail, twilio_account_sid with twilio_messaging_service_sid enables SMS, nhn_alimtalk_app_key with nhn_alimtalk_sender_key enables Kakao AlimTalk, vapid_public_key with vapid_subject web push (the private key in Secret Manager vapid-private-key; the tracker snippets carry the public key); a campaign naming a channel not enabled is refused. Passwords, the DKIM key and the Twilio auth token live in Secret Manager (smtp-password, dkim-private-key, twilio-auth-token), never here. dry_run: every campaign run only plans and renders previews."
+  description = "The e-mail and SMS senders (docs/channels.md): email_from enables e-mail, twilio_account_sid with twilio_messaging_service_sid enables SMS, nhn_sms_app_key with nhn_sms_sender_number (registered with NHN) enables domestic SMS/LMS (Korean numbers through NHN Cloud, others through Twilio when both are set; the secret key in Secret Manager nhn-sms-secret-key), nhn_alimtalk_app_key with nhn_alimtalk_sender_key enables Kakao AlimTalk, vapid_public_key with vapid_subject web push (the private key in Secret Manager vapid-private-key; the tracker snippets carry the public key); a campaign naming a channel not enabled is refused. Passwords, the DKIM key and the Twilio auth token live in Secret Manager (smtp-password, dkim-private-key, twilio-auth-token), never here. dry_run: every campaign run only plans and renders previews."
   type = object({
     email_from                   = optional(string, "")
     email_reply_to               = optional(string, "")
@@ -152,6 +152,8 @@ variable "messaging" {
     dkim_selector                = optional(string, "")
     twilio_account_sid           = optional(string, "")
     twilio_messaging_service_sid = optional(string, "")
+    nhn_sms_app_key              = optional(string, "")
+    nhn_sms_sender_number        = optional(string, "")
     nhn_alimtalk_app_key         = optional(string, "")
     nhn_alimtalk_sender_key      = optional(string, "")
     vapid_public_key             = optional(string, "")
@@ -175,6 +177,14 @@ variable "messaging" {
   validation {
     condition     = var.messaging.twilio_account_sid == "" || can(regex("^AC[0-9a-f]{32}$", var.messaging.twilio_account_sid))
     error_message = "messaging.twilio_account_sid is AC followed by 32 hex digits."
+  }
+  validation {
+    condition     = (var.messaging.nhn_sms_app_key == "") == (var.messaging.nhn_sms_sender_number == "")
+    error_message = "Set both messaging.nhn_sms_app_key and messaging.nhn_sms_sender_number (the sender number registered in NHN's console), or neither."
+  }
+  validation {
+    condition     = var.messaging.nhn_sms_sender_number == "" || can(regex("^[0-9]{8,13}$", replace(var.messaging.nhn_sms_sender_number, "-", "")))
+    error_message = "messaging.nhn_sms_sender_number is the registered sender number, 8 to 13 digits (hyphens allowed), e.g. 02-1234-5678."
   }
   validation {
     condition     = (var.messaging.nhn_alimtalk_app_key == "") == (var.messaging.nhn_alimtalk_sender_key == "")

@@ -724,6 +724,7 @@ VAR_CASES: dict[str, dict[str, Any]] = {
         "alert_email": "oncall",
         "notification_channels": ["1234"],
         "twilio_status_url": "http://hooks.shop.example/twilio?x=1",
+        "messaging": {"nhn_sms_sender_number": "02-123"},
     },
     "bad-empty": {"sites": {}, "prefix": "toolongprefix"},
 }
@@ -739,6 +740,8 @@ EXPECTED_ERRORS = [
     ("bad", "alert_email must be an e-mail address"),
     ("bad", "Each notification channel must be a full ID"),
     ("bad", "twilio_status_url must be an https URL without query string or fragment"),
+    ("bad", "Set both messaging.nhn_sms_app_key and messaging.nhn_sms_sender_number"),
+    ("bad", "messaging.nhn_sms_sender_number is the registered sender number, 8 to 13 digits"),
     ("bad-empty", "Declare at least one site"),
     ("bad-empty", "prefix must be 2-8 lowercase letters"),
 ]
@@ -835,6 +838,7 @@ def test_secrets_exist_and_are_bound_only_where_granted(locals_: dict[str, Any])
         "facebook-access-token",
         "facebook-app-secret",
         "twilio-auth-token",
+        "nhn-sms-secret-key",
         "smtp-password",
         "alimtalk-api-key",
         "vapid-private-key",
@@ -1053,8 +1057,14 @@ def test_roles_are_least_privilege_for_todays_functions(locals_: dict[str, Any])
         "smtp-password",
         "dkim-private-key",
         "twilio-auth-token",
+        "nhn-sms-secret-key",  # domestic SMS/LMS
         "alimtalk-api-key",
         "vapid-private-key",
+    }
+    sms = {k: v for k, v in locals_["messaging_env"].items() if k.startswith("CDP_NHN_SMS_")}
+    assert sms == {
+        "CDP_NHN_SMS_APP_KEY": "${var.messaging.nhn_sms_app_key}",
+        "CDP_NHN_SMS_SENDER_NUMBER": "${var.messaging.nhn_sms_sender_number}",
     }
     # validate_config checks for exactly the token secrets a run may read.
     checked = {on.split(":", 1)[1] for role, on in roles["validate_config"] if role == "roles/secretmanager.viewer"}

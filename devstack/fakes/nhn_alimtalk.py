@@ -47,7 +47,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
-from devstack.fakes.nhn_cloud import SEOUL, NhnServing, page
+from devstack.fakes.nhn_cloud import SEOUL, NhnServing, matching, page
 from devstack.fakes.nhn_cloud import SYSTEM_ERROR as SYSTEM_ERROR
 from devstack.fakes.nhn_cloud import THROTTLED as THROTTLED
 from devstack.fakes.nhn_cloud import UNAVAILABLE as UNAVAILABLE
@@ -367,13 +367,7 @@ class NhnAlimTalkFake(NhnServing):
             "templateCode": "template_code",
             "messageStatus": "message_status",
         }
-        found = [
-            m
-            for m in self.messages.values()
-            if (not request_id or m.request_id == request_id)
-            and (start is None or end is None or start <= m.request_date.replace(second=0, microsecond=0) <= end)
-            and all(getattr(m, attr) == query[name] for name, attr in filters.items() if query.get(name))
-        ]
+        found = matching(self.messages.values(), query, filters, start, end, minutes=True)
         return self._page(found, query, lambda rows, total: {"messageSearchResultResponse": {
             "messages": rows, "totalCount": total}})  # fmt: skip
 

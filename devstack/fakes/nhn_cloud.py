@@ -13,10 +13,10 @@ import hmac
 import json
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Final, TypeVar
+from typing import Any, Final, Protocol, TypeVar
 from urllib.parse import parse_qs, urlsplit
 from zoneinfo import ZoneInfo
 
@@ -137,6 +137,39 @@ class NhnServing(HttpServing):
 
     def answered(self, record: Recorded) -> None:
         """After an answer went out (outside the lock)."""
+
+
+class Listed(Protocol):
+    request_id: str
+    request_date: datetime
+
+
+L = TypeVar("L", bound=Listed)
+
+
+def matching(
+    messages: Iterable[L],
+    query: Mapping[str, str],
+    filters: Mapping[str, str],
+    start: datetime | None,
+    end: datetime | None,
+    minutes: bool = False,
+) -> list[L]:
+    """The messages a list query asks for: its `requestId`, its request date range (compared at the
+    precision NHN's dates are given in: `minutes` or seconds), each filter parameter (by `filters`,
+    parameter -> attribute) equal to the message's attribute."""
+    request_id = query.get("requestId")
+
+    def at(m: L) -> datetime:
+        return m.request_date.replace(second=0 if minutes else m.request_date.second, microsecond=0)
+
+    return [
+        m
+        for m in messages
+        if (not request_id or m.request_id == request_id)
+        and (start is None or end is None or start <= at(m) <= end)
+        and all(getattr(m, attr) == query[name] for name, attr in filters.items() if query.get(name))
+    ]
 
 
 def page(found: Sequence[T], query: Mapping[str, str]) -> tuple[Sequence[T], int, int] | None:

@@ -50,7 +50,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
-from devstack.fakes.nhn_cloud import SEOUL, NhnServing, Recorded, error, header, page
+from devstack.fakes.nhn_cloud import SEOUL, NhnServing, Recorded, error, header, matching, page
 from devstack.fakes.serving import Answer, running, wait_for_signal
 
 VERSION: Final = "v3.0"
@@ -312,15 +312,8 @@ class NhnSmsFake(NhnServing):
             "senderGroupingKey": "sender_grouping_key",
             "msgStatus": "msg_status",
         }
-        found = [
-            m
-            for m in self.messages.values()
-            if m.kind == message_type
-            and (not request_id or m.request_id == request_id)
-            and (start is None or end is None or start <= m.request_date.replace(microsecond=0) <= end)
-            and all(getattr(m, attr) == query[name] for name, attr in filters.items() if query.get(name))
-        ]
-        return self._page(found, query)
+        of_type = (m for m in self.messages.values() if m.kind == message_type)
+        return self._page(matching(of_type, query, filters, start, end), query)
 
     def _single(self, message_type: str, request_id: str, query: Mapping[str, str]) -> Answer:
         try:

@@ -37,7 +37,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from shared.adapters.nhn_cloud import (
-    NhnHttp,
+    NhnChannel,
     as_int,
     nhn_date,
     per_recipient,
@@ -71,7 +71,7 @@ def idempotency_key(delivery_ids: Sequence[str]) -> str:
     return hashlib.sha256("\x1f".join(sorted(delivery_ids)).encode()).hexdigest()[:40]
 
 
-class NhnAlimTalk:
+class NhnAlimTalk(NhnChannel):
     name = ALIMTALK
     batch_size = MAX_RECIPIENTS
 
@@ -90,19 +90,12 @@ class NhnAlimTalk:
     ) -> None:
         """`app_key` names the AlimTalk app in URLs, `sender_key` our KakaoTalk channel; the secret
         key is read from `secrets` under `secret_key_secret` for each request."""
-        self._base = f"{api_url.rstrip('/')}/alimtalk/{VERSION}/appkeys/{app_key}"
+        base = f"{api_url.rstrip('/')}/alimtalk/{VERSION}/appkeys/{app_key}"
+        super().__init__(base, secrets, secret_key_secret, timeout=timeout, throttle_seconds=throttle_seconds,
+                         lookup_window=lookup_window, clock=clock)  # fmt: skip
         self._sender_key = sender_key
-        self._http = NhnHttp(secrets, secret_key_secret, timeout=timeout, throttle_seconds=throttle_seconds)
-        self._window = min(lookup_window, timedelta(days=30))  # NHN lists at most 30 days at once
-        self._clock = clock
 
     # --- the port -------------------------------------------------------------------------------
-
-    def send(self, message: Message) -> SendResult:
-        [result] = self.send_many([message])
-        if isinstance(result, ChannelError):
-            raise result
-        return result
 
     def send_many(self, messages: Sequence[Message]) -> list[SendResult | ChannelError]:
         """One result per message, in order; a request per template and 1,000 recipients. After a

@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Callable, Hashable, Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Final, TypeVar
 from zoneinfo import ZoneInfo
 
@@ -220,3 +220,33 @@ class NhnHttp:
             return max(float(answer.headers.get("Retry-After", "")), 0.0)
         except ValueError:
             return self._throttle_seconds
+
+
+class NhnChannel:
+    """What the NHN channels share: `send` is `send_many` of one message, the HTTP client on the
+    API's base URL, the window lookups search (NHN lists at most a month at once)."""
+
+    def __init__(
+        self,
+        base: str,
+        secrets: SecretStore,
+        secret_key_secret: str,
+        *,
+        timeout: float,
+        throttle_seconds: float,
+        lookup_window: timedelta,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self._base = base
+        self._http = NhnHttp(secrets, secret_key_secret, timeout=timeout, throttle_seconds=throttle_seconds)
+        self._window = min(lookup_window, timedelta(days=30))
+        self._clock = clock
+
+    def send(self, message: Message) -> SendResult:
+        [result] = self.send_many([message])
+        if isinstance(result, ChannelError):
+            raise result
+        return result
+
+    def send_many(self, messages: Sequence[Message]) -> list[Answer]:
+        raise NotImplementedError

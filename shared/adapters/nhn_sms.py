@@ -47,7 +47,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from shared.adapters.nhn_cloud import (
-    NhnHttp,
+    NhnChannel,
     as_int,
     nhn_date,
     per_recipient,
@@ -162,7 +162,7 @@ def form(message: Message, lms_title: str | None = None) -> Form | Rejected:
     return Form(f"{prefix}mms", cut(title, TITLE_BYTES), message.text)
 
 
-class NhnSms:
+class NhnSms(NhnChannel):
     name = SMS
     batch_size = MAX_RECIPIENTS
 
@@ -182,20 +182,13 @@ class NhnSms:
     ) -> None:
         """`app_key` names the SMS app in URLs, `sender_number` the number registered with NHN (digits
         only); the secret key is read from `secrets` under `secret_key_secret` for each request."""
-        self._base = f"{api_url.rstrip('/')}/sms/{VERSION}/appKeys/{app_key}"
+        base = f"{api_url.rstrip('/')}/sms/{VERSION}/appKeys/{app_key}"
+        super().__init__(base, secrets, secret_key_secret, timeout=timeout, throttle_seconds=throttle_seconds,
+                         lookup_window=lookup_window, clock=clock)  # fmt: skip
         self._sender = sender_number
         self._lms_title = lms_title
-        self._http = NhnHttp(secrets, secret_key_secret, timeout=timeout, throttle_seconds=throttle_seconds)
-        self._window = min(lookup_window, timedelta(days=30))  # NHN lists at most a month at once
-        self._clock = clock
 
     # --- the port -------------------------------------------------------------------------------
-
-    def send(self, message: Message) -> SendResult:
-        [result] = self.send_many([message])
-        if isinstance(result, ChannelError):
-            raise result
-        return result
 
     def send_many(self, messages: Sequence[Message]) -> list[SendResult | ChannelError]:
         """One result per message, in order; a request per text and 1,000 recipients. After a

@@ -47,7 +47,7 @@ def test_the_demo_runs_the_whole_pipeline_and_discovers_clusters(
     )
     shown = int(re.search(r'data-k="funnel.ingestion.loaded" data-v="(\d+)"', html).group(1))  # type: ignore[union-attr]
     assert 0 < loaded <= shown  # the demo's later stages add a clicked event or so
-    assert "휴면 회원 새 혜택 안내" in html and 'data-chart="clusters-projection"' in html
+    assert "고객 데이터 리포트" in html and 'data-chart="clusters-projection"' in html
 
 
 def test_the_default_demo_agrees_and_every_example_segment_has_members(

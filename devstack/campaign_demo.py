@@ -52,6 +52,7 @@ from shared.messaging.campaigns import CAMPAIGNS, POLICY
 from shared.ports import DocumentStore
 from shared.services.consent import eligible_audience
 from shared.services.send_job import SendJob, run_send_job
+from shared.services.triggers import trigger_latency
 
 EXAMPLES = REPO / "examples" / "campaigns"
 ACCOUNT_SID = "AC" + "d" * 32
@@ -71,6 +72,9 @@ ALIMTALK_CAMPAIGN = "vip-grade-alimtalk"
 PUSH_CAMPAIGN = "vip-push-notice"
 PUSH_SUBSCRIBERS = 3  # VIP members whose browsers subscribe to web push before the campaign
 VAPID_SUBJECT = "mailto:push@demo-shop.example"
+ORDER_CAMPAIGN = "order-confirmation"  # triggered by an order beacon (issue 18's trigger latency)
+BROWSER = "Mozilla/5.0 (Linux; Android 14; SM-S921N) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0 Mobile"
+TRIGGER_TARGET = 300.0  # seconds from the beacon to its planned delivery row, locally
 
 
 @dataclass
@@ -104,7 +108,31 @@ def configure(documents: DocumentStore) -> list[str]:
             doc["enabled"], doc["dry_run"] = True, False
             campaign_ids.append(found.doc_id)
         documents.set(found.collection, found.doc_id, doc)
+    configure_order(documents)  # triggered: the tick plans it, not a run by name
     return [*campaign_ids, configure_alimtalk(documents), configure_push(documents)]
+
+
+def configure_order(documents: DocumentStore) -> None:
+    """An order confirmation by e-mail, triggered by each order beacon (informational, no segment)."""
+    name = "{{ given_name or '고객' }}"
+    template = {
+        "name": "주문 접수 안내",
+        "email": {
+            "subject": f"{name}님, 주문이 접수되었습니다",
+            "html": f"<p>{name}님, 주문이 접수되었습니다. 배송이 시작되면 다시 알려 드릴게요.</p>",
+            "text": f"{name}님, 주문이 접수되었습니다. 배송이 시작되면 다시 알려 드릴게요.",
+        },
+    }
+    documents.set("message_templates", ORDER_CAMPAIGN, template)
+    campaign = {
+        "name": "주문 접수 안내 (이메일, 주문 즉시)",
+        "kind": "informational",
+        "channels": ["email"],
+        "template_id": ORDER_CAMPAIGN,
+        "trigger": {"when": "event", "event_type": "conv", "event_name": "order", "expire_minutes": 60},
+        "enabled": True,
+    }
+    documents.set(CAMPAIGNS, ORDER_CAMPAIGN, campaign)
 
 
 def configure_alimtalk(documents: DocumentStore) -> str:
@@ -259,7 +287,7 @@ def run(pipeline: LocalPipeline, documents: DocumentStore, out: Path, now: datet
             report = run_send_job(ports, SendJob(started, tuple(campaign_ids)), RUN, started)
         finally:
             warehouse.close()  # deliver and the webhooks take the file in turn now
-        planned = {c: r for c, r in report.runs.items() if r.plan is not None}
+        planned = {c: r.run_id for c, r in report.runs.items() if r.plan is not None}
         for campaign_id, result in sorted(report.runs.items()):
             if result.plan is None:
                 stage.ok = False
@@ -267,14 +295,18 @@ def run(pipeline: LocalPipeline, documents: DocumentStore, out: Path, now: datet
         settled = _settle(fakes)
         click = _click(pipeline, twilio)
         stop_number = _reply_stop(twilio)
+        order = _order(pipeline, documents, settings, site_id, salt)
+        if order.run_id is not None:
+            planned[ORDER_CAMPAIGN] = order.run_id
+            settled &= _settle(fakes)
         warehouse = DuckDBWarehouse(pipeline.duckdb_path)
         try:
             deadline = time.monotonic() + 20  # another process's last rows may still be on their way to the file
             while True:
                 stage.outcomes = [
-                    Outcome(c, str((documents.get(CAMPAIGNS, c) or {}).get("name", c)), r.run_id,
-                            ledger.funnel(warehouse, c, r.run_id))
-                    for c, r in sorted(planned.items())
+                    Outcome(c, str((documents.get(CAMPAIGNS, c) or {}).get("name", c)), run_id,
+                            ledger.funnel(warehouse, c, run_id))
+                    for c, run_id in sorted(planned.items())
                 ]  # fmt: skip
                 if _sent_and_received(stage.outcomes, fakes)[2] or time.monotonic() > deadline:
                     break
@@ -284,6 +316,7 @@ def run(pipeline: LocalPipeline, documents: DocumentStore, out: Path, now: datet
             if not_on_kakao is not None:
                 stage.ok &= _fell_back(stage, warehouse, not_on_kakao)
             stage.ok &= _pushed(stage, fakes, subscribed)
+            stage.ok &= _triggered(stage, warehouse, order)
             if click is not None:
                 stage.ok &= _clicked(stage, warehouse, click)
             if stop_number is not None:
@@ -291,6 +324,86 @@ def run(pipeline: LocalPipeline, documents: DocumentStore, out: Path, now: datet
         finally:
             warehouse.close()
     return stage
+
+
+@dataclass(frozen=True)
+class Order:
+    event_id: str | None = None  # the order beacon's
+    run_id: str | None = None  # the triggered run the tick planned for it
+    problem: str | None = None
+
+
+def _order(pipeline: LocalPipeline, documents: DocumentStore, settings: Settings, site_id: str, salt: str) -> Order:
+    """A VIP member orders on the site (a conv beacon through collect); once it is loaded, the
+    five-minute tick plans the triggered order confirmation (trigger latency: docs/campaigns.md)."""
+    warehouse = DuckDBWarehouse(pipeline.duckdb_path)
+    try:
+        answers = eligible_audience(
+            warehouse, site_id, None, "email", datetime.now(UTC), salt, segment_id="vip-lifetime-revenue"
+        )
+        reached = [a.customer_id for a in answers if a.eligible]
+        rows = warehouse.query(
+            "SELECT member_id FROM refined.profiles WHERE site_id = @site AND member_id IS NOT NULL "
+            "AND customer_id IN UNNEST(SPLIT(@ids, ',')) ORDER BY member_id LIMIT 1",
+            {"site": site_id, "ids": ",".join(reached)},
+        )
+        if not rows:
+            return Order(problem="no VIP member with an e-mail the gate reaches")
+        event_id = str(uuid.uuid4())
+        props = {"conv_type": "order", "order_id": f"demo-{event_id[:8]}", "revenue": 59000, "currency": "KRW"}
+        event = {
+            "event_id": event_id, "type": "conv", "ts": int(time.time() * 1000), "visitor_id": uuid.uuid4().hex,
+            "member_id": rows[0]["member_id"], "url": f"{ORIGIN}/order/complete", "consent": {"analytics": True},
+            "props": props,
+        }  # fmt: skip
+        _post(pipeline, {"site_id": site_id, "events": [event]})
+        deadline = time.monotonic() + 60
+        query = "SELECT COUNT(*) AS n FROM raw.conv WHERE event_id = @id"
+        while not int(warehouse.query(query, {"id": event_id})[0]["n"]):
+            if time.monotonic() > deadline:
+                return Order(event_id, problem="the order beacon was not loaded within 60 s")
+            time.sleep(0.5)
+        ports = bootstrap.build_send_ports(settings, warehouse, documents, bootstrap.build_bus(settings))
+        tick_at = datetime.now(UTC)
+        tick = run_send_job(ports, SendJob(tick_at, tick=True), f"{RUN}-tick", tick_at)
+        result = tick.runs.get(ORDER_CAMPAIGN)
+        planned = result.triggered if result is not None else None
+        if planned is None or planned.run_id is None:
+            why = (result.error or f"state {result.state}") if result is not None else "no run"
+            return Order(event_id, problem=f"the tick planned nothing for it ({why})")
+        return Order(event_id, planned.run_id)
+    finally:
+        warehouse.close()
+
+
+def _triggered(stage: Stage, warehouse: DuckDBWarehouse, order: Order) -> bool:
+    """The order confirmation was planned for the order's customer within the target, and sent."""
+    if order.problem is not None or order.event_id is None:
+        stage.lines.append(f"  an order beacon did NOT trigger the order confirmation: {order.problem}")
+        return False
+    found = trigger_latency(warehouse, ORDER_CAMPAIGN, order.event_id)
+    latency = found.latency if found is not None else None
+    sent = sum(
+        n for o in stage.outcomes if o.campaign_id == ORDER_CAMPAIGN for (_, event), n in o.funnel.events.items()
+        if event == "sent"
+    )  # fmt: skip
+    seconds = latency.total_seconds() if latency is not None else None
+    shown = f"{seconds:.1f} s" if seconds is not None else "never"
+    stage.lines.append(
+        f"  a VIP's order beacon triggered the order confirmation: planned {shown} after collect accepted it "
+        f"(target {TRIGGER_TARGET:.0f} s), e-mails sent {sent}"
+    )
+    return seconds is not None and seconds <= TRIGGER_TARGET and sent == 1
+
+
+def _post(pipeline: LocalPipeline, batch: dict[str, Any]) -> None:
+    """A tracker batch to collect, from the site's origin as a browser sends it."""
+    request = urllib.request.Request(
+        pipeline.collect_url + "/e", data=json.dumps(batch).encode(), method="POST",
+        headers={"Content-Type": "application/json", "Origin": ORIGIN, "User-Agent": BROWSER},
+    )  # fmt: skip
+    with urllib.request.urlopen(request, timeout=30) as answer:
+        answer.read()
 
 
 def _vapid_keys(out: Path) -> str:
@@ -327,13 +440,7 @@ def _subscribe(pipeline: LocalPipeline, warehouse: DuckDBWarehouse, site_id: str
         )  # fmt: skip
     if not events:
         return []
-    body = json.dumps({"site_id": site_id, "events": events}).encode()
-    request = urllib.request.Request(
-        pipeline.collect_url + "/e", data=body, method="POST",
-        headers={"Content-Type": "application/json", "Origin": ORIGIN},
-    )  # fmt: skip
-    with urllib.request.urlopen(request, timeout=30) as answer:
-        answer.read()
+    _post(pipeline, {"site_id": site_id, "events": events})
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         query = "SELECT COUNT(*) AS n FROM raw.subscription WHERE channel = 'webpush' AND site_id = @site"
@@ -433,7 +540,7 @@ def _click(pipeline: LocalPipeline, twilio: TwilioApiFake) -> Click | None:
         return None
     opener = urllib.request.build_opener(_NoRedirect)
     try:
-        answer = opener.open(urllib.request.Request(found, headers={"User-Agent": "Mozilla/5.0 (Linux; Android 14)"}))
+        answer = opener.open(urllib.request.Request(found, headers={"User-Agent": BROWSER}))
         status, location = answer.status, answer.headers.get("Location", "")
     except urllib.error.HTTPError as exc:
         status, location = exc.code, exc.headers.get("Location", "")

@@ -91,6 +91,14 @@ def test_the_default_demo_agrees_and_every_example_segment_has_members(
         campaigns,
         re.MULTILINE,
     ), campaigns
+    # An order beacon triggers the order confirmation within the target (issue 18's trigger latency).
+    latency = re.search(
+        r"^  a VIP's order beacon triggered the order confirmation: planned ([\d.]+) s after collect accepted it "
+        r"\(target 300 s\), e-mails sent 1$",
+        campaigns,
+        re.MULTILINE,
+    )
+    assert latency and float(latency.group(1)) <= 300, campaigns
     # The VIP KakaoTalk does not know (NHN's 3019, reported after acceptance) gets the SMS instead.
     assert re.search(
         r"^  one VIP is not a KakaoTalk user: alimtalk sent, alimtalk failed \(3019\), sms sent",

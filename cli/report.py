@@ -11,7 +11,7 @@ import argparse
 import os
 import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -21,7 +21,7 @@ DEFAULT_OUT = REPO / ".local" / "reports"
 NOTO_CJK = Path("/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc")  # Debian's fonts-noto-cjk
 
 
-def emulator_running(env: dict[str, str] | os._Environ[str] = os.environ) -> bool:
+def emulator_running(env: Mapping[str, str] = os.environ) -> bool:
     """Whether FIRESTORE_EMULATOR_HOST names a port that answers."""
     host = env.get("FIRESTORE_EMULATOR_HOST", "")
     name, _, port = host.rpartition(":")

@@ -56,6 +56,17 @@ def number(value: float, digits: int = 0) -> str:
     return f"{value:,.{digits}f}"
 
 
+def fit(text: str, width: float, size: int = 12) -> str:
+    """The text cut with an ellipsis to about `width` pixels: Hangul and other wide characters count
+    about a font size each, the rest a little over half."""
+    used = 0.0
+    for n, char in enumerate(text):
+        used += size * (1.0 if ord(char) >= 0x1100 else 0.56)
+        if used > width:
+            return text[: max(0, n - 1)] + "…"
+    return text
+
+
 def _text(x: float, y: float, body: str, *, size: int = 12, anchor: str = "start", fill: str = INK,
           weight: str = "normal") -> str:  # fmt: skip
     return (
@@ -91,8 +102,9 @@ def bars(items: Sequence[Bar], label: str, *, width: int = 760, unit: str = "") 
     for n, b in enumerate(items):
         y = 8 + n * row
         w = max(2.0, scale * b.value / top) if b.value else 0.0
-        body.append(_text(label_width - 10, y + 13, b.en, anchor="end", weight="bold"))
-        body.append(_text(label_width - 10, y + 28, b.ko, anchor="end", size=11, fill=MUTED))
+        body.append(_text(label_width - 10, y + 13, fit(b.en, label_width - 16), anchor="end", weight="bold"))
+        body.append(_text(label_width - 10, y + 28, fit(b.ko, label_width - 16, 11), anchor="end", size=11,
+                          fill=MUTED))  # fmt: skip
         body.append(f'<rect x="{label_width}" y="{y + 2}" width="{w:.1f}" height="22" rx="3" fill="{b.colour}"/>')
         body.append(_text(label_width + w + 6, y + 18, number(b.value) + (f" {unit}" if unit else ""), weight="bold"))
         if b.note:
@@ -219,7 +231,7 @@ def stacked(rows: Sequence[tuple[str, Sequence[Part]]], label: str, *, width: in
     for n, (name, parts) in enumerate(rows):
         y = 6 + n * row
         total = sum(p.value for p in parts)
-        body.append(_text(label_width - 8, y + 16, name, anchor="end", size=12, weight="bold"))
+        body.append(_text(label_width - 8, y + 16, fit(name, label_width - 14), anchor="end", size=12, weight="bold"))
         x = float(label_width)
         for p in parts:
             if not p.value or not total:
@@ -255,7 +267,7 @@ def series(
     step = (width - left - right) / n
     high = max(size, default=0) or 1
     flows = max([*entered, *exited, 1])
-    body = [_text(left, 14, title, size=12, weight="bold")]
+    body = [_text(left, 14, fit(title, width - left - right - 60), size=12, weight="bold")]
     points = " ".join(f"{left + step * (i + 0.5):.1f},{base - plot_h * v / high:.1f}" for i, v in enumerate(size))
     body.append(f'<rect x="{left}" y="{top}" width="{width - left - right}" height="{plot_h}" fill="#f9fafb"/>')
     if size:

@@ -281,7 +281,8 @@ def freshness(
         last = runs.get(stage)
         success = last["success"] if last else None
         basis = success if success is not None else (None if last else newest.get(stage))
-        lag = (now - basis).total_seconds() / 3600 if basis is not None else None
+        # A run that ended after `now` (a clock a little ahead, or a page built inside a longer run) is fresh.
+        lag = max(0.0, (now - basis).total_seconds() / 3600) if basis is not None else None
         status = last["status"] if last else None
         result.append(
             Freshness(

@@ -20,7 +20,7 @@ from fontTools.ttLib import TTFont  # type: ignore[import-untyped]
 from shared.adapters.folder_blobs import FolderBlobs
 from shared.config import ConfigError, ReportSettings
 from shared.reporting import compute, fonts, render
-from shared.reporting.model import Report
+from shared.reporting.model import Report, Window
 from shared.services import consent
 from shared.services import report as report_job
 from tests.builders import SALT
@@ -386,3 +386,17 @@ def test_report_settings_refuse_what_cannot_work() -> None:
         ReportSettings.from_env({"CDP_REPORT_DAYS": "0"})
     with pytest.raises(ConfigError, match="CDP_REPORT_COVERAGE_SAMPLE"):
         ReportSettings.from_env({"CDP_REPORT_COVERAGE_SAMPLE": "-1"})
+
+
+def test_chart_labels_are_cut_to_their_room_with_hangul_counted_wide() -> None:
+    from shared.reporting.charts import fit
+
+    assert fit("RFM: Loyal", 200) == "RFM: Loyal"
+    latin, hangul = fit("x" * 100, 120), fit("가" * 100, 120)
+    assert latin.endswith("…") and hangul.endswith("…") and len(hangul) < len(latin) < 100
+
+
+def test_a_run_that_ended_after_the_page_time_is_fresh_not_negative(world: World) -> None:
+    early = compute.freshness(world.warehouse, world.documents, Window.ending(NOW, DAYS), NOW - timedelta(hours=3))
+    refine = {f.stage: f for f in early}["refine"]
+    assert refine.lag_hours == 0.0 and not refine.stale

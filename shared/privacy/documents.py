@@ -44,6 +44,7 @@ COLLECTIONS: Final[Mapping[str, tuple[DocumentKey, ...]]] = {
     "messaging": (),  # messaging/policy: caps, hours, the sender's business name and 080 number
     "alimtalk_templates": (),  # Kakao's approved AlimTalk templates: code, status, content with #{} variables
     "alimtalk_hooks": (),  # NHN webhook ids received (deduplication): times and counts, no one named
+    "reports": (),  # reports/latest: where the newest report page is, its window and size; no one named
 }
 
 

@@ -28,6 +28,8 @@ from shared.ports.channels import (
 )
 
 DOMESTIC_PREFIX: Final = "+82"
+DOMESTIC_PROVIDER: Final = "nhn_sms"  # the throttles' keys (shared/messaging/campaigns.py PROVIDERS)
+INTERNATIONAL_PROVIDER: Final = "twilio"
 
 
 def send_each(channel: MessageChannel, messages: Sequence[Message]) -> list[SendResult | ChannelError]:
@@ -59,6 +61,10 @@ class SmsRouter:
     def route(self, to: str) -> MessageChannel:
         """The provider for a number: the domestic one for +82, else the international one."""
         return self.domestic if to.startswith(DOMESTIC_PREFIX) else self.international
+
+    def provider_for(self, to: str) -> str:
+        """The `messaging/policy` throttle a number's messages are paced under (deliver asks)."""
+        return DOMESTIC_PROVIDER if to.startswith(DOMESTIC_PREFIX) else INTERNATIONAL_PROVIDER
 
     def send(self, message: Message) -> SendResult:
         return self.route(message.to).send(message)

@@ -191,6 +191,15 @@ class RateLimiter:
 
 
 LIMITER: Final = RateLimiter()
+
+
+def provider_of(channel: object, name: str, to: str) -> str:
+    """The provider whose throttle paces a message: the channel's rule (CHANNEL_RULES), unless the
+    channel routes numbers between providers (shared/adapters/sms_router.py `provider_for`)."""
+    route = getattr(channel, "provider_for", None)
+    return str(route(to)) if callable(route) else CHANNEL_RULES[Channel(name)].provider
+
+
 """The process's limiter: every batch a process delivers shares it."""
 
 
@@ -630,8 +639,8 @@ class _Job:
         if row.channel in self.batching:  # claimed now, sent with the pass's others (send_queued)
             self.queued.append((row, attempt, message))
             return False
-        provider = CHANNEL_RULES[Channel(row.channel)].provider
-        self.ports.limiter.acquire(provider, self.loaded.policy.rate(Channel(row.channel)))
+        provider = provider_of(channel, row.channel, message.to)
+        self.ports.limiter.acquire(provider, self.loaded.policy.throttles[provider])
         try:
             result: SendResult | ChannelError = channel.send(message)
         except ChannelError as exc:
@@ -656,8 +665,12 @@ class _Job:
             assert self.loaded is not None
             channel = self.ports.channels[name]
             assert isinstance(channel, BatchChannel)
-            rate = self.loaded.policy.rate(Channel(name))  # messages a second: a batch takes len(items) slots
-            self.ports.limiter.acquire(CHANNEL_RULES[Channel(name)].provider, rate / len(items))
+            paced: dict[str, int] = {}  # messages per provider (a router splits one channel between two)
+            for _, _, message in items:
+                provider = provider_of(channel, name, message.to)
+                paced[provider] = paced.get(provider, 0) + 1
+            for provider, count in paced.items():  # messages a second: a batch takes `count` slots
+                self.ports.limiter.acquire(provider, self.loaded.policy.throttles[provider] / count)
             results = channel.send_many([message for _, _, message in items])
             for (row, attempt, message), result in zip(items, results, strict=True):
                 if self.outcome(row, attempt, message, result):
@@ -667,7 +680,7 @@ class _Job:
     def outcome(self, row: Recipient, attempt: int, message: Message, result: SendResult | ChannelError) -> bool:
         """A send's answer for one delivery: recorded on its claim and in its events; True when the
         next channel should be tried."""
-        provider = CHANNEL_RULES[Channel(row.channel)].provider
+        provider = provider_of(self.ports.channels.get(row.channel), row.channel, message.to)
         if isinstance(result, Rejected):
             return self.refused(row, attempt, message, result)
         if isinstance(result, ChannelThrottled):

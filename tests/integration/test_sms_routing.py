@@ -19,7 +19,7 @@ from shared.adapters.sms_router import SmsRouter, send_each
 from shared.adapters.twilio_sms import TwilioSms
 from shared.messaging.ledger import CLAIMS
 from shared.ports.channels import BatchChannel, ChannelThrottled, ChannelUnavailable, Message, Rejected, SendResult
-from shared.services.deliver import BatchReport, DeliveryIncomplete, deliver_batch
+from shared.services.deliver import BatchReport, DeliveryIncomplete, RateLimiter, deliver_batch
 from tests.fake_channels import LOST, REJECT, FakeChannel
 from tests.fakes import FakeSecrets
 from tests.messaging_world import NOON, World
@@ -182,3 +182,29 @@ def test_a_short_informational_text_is_one_plain_sms(world: RoutedWorld, nhn: Nh
     assert request.path.endswith("/sender/sms") and "title" not in request.body
     assert request.body["body"] == "민지님, 주문하신 상품이 준비되었습니다."
     assert world.events(person) == [("sms", "sent", "0")]
+
+
+def test_each_provider_is_paced_under_its_own_throttle(world: RoutedWorld) -> None:
+    """Korean numbers count against messaging/policy's nhn_sms throttle, others against twilio's."""
+
+    class Recording(RateLimiter):
+        def __init__(self) -> None:
+            super().__init__(clock=lambda: 0.0, sleep=lambda _: None)
+            self.slots: list[tuple[str, float]] = []
+
+        def acquire(self, provider: str, rate: float) -> float:
+            self.slots.append((provider, rate))
+            return super().acquire(provider, rate)
+
+    world.edit("messaging", "policy", throttles={"twilio": 5, "nhn_sms": 30})
+    for n in range(3):
+        world.person(f"k{n}")
+    world.person("us", phone=US)
+    world.plan()
+    [data] = world.batches()
+    limiter = Recording()
+    report = deliver_batch(
+        world.ports(channels={"sms": world.router, "email": world.email}, limiter=limiter), data, LATER
+    )
+    assert report.sent == 4
+    assert sorted(limiter.slots) == [("nhn_sms", 30 / 3), ("twilio", 5 / 1)]  # one pass: a slot per message

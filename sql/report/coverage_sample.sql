@@ -1,5 +1,5 @@
--- The customers of a site whose reach the consent gate measures: all of them up to @limit, else the
--- first @limit by id (ids are hashes, so an even spread), with the site's total.
+-- The customers of a site whose reach the consent gate measures: all of them up to the limit, else the
+-- first that many by id (ids are hashes, so an even spread), with the site's total.
 select
     customer_id,
     count(*) over () as customers

@@ -1,4 +1,4 @@
--- Ingestion over the report's window (event dates @since..@until): per raw event table, the distinct
+-- Ingestion over the report's window (its event dates): per raw event table, the distinct
 -- events loaded. Raw tables are append-only, so a message loaded twice counts once here.
 select 'page' as source_table, count(distinct event_id) as events
 from raw.page

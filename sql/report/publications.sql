@@ -19,7 +19,7 @@ log as (
         run_id,
         publication_id,
         op,
-        rows,
+        `rows`,
         num_invalid_entries,
         sent_at,
         outcome
@@ -43,9 +43,9 @@ delta as (
         l.publication_id,
         r.run_id,
         r.sent_at,
-        sum(if(l.op = 'add' and l.outcome = 'ok', l.rows, 0)) as added,
-        sum(if(l.op = 'remove' and l.outcome = 'ok', l.rows, 0)) as removed,
-        sum(if(l.op = 'replace' and l.outcome = 'ok', l.rows, 0)) as replaced,
+        sum(if(l.op = 'add' and l.outcome = 'ok', l.`rows`, 0)) as added,
+        sum(if(l.op = 'remove' and l.outcome = 'ok', l.`rows`, 0)) as removed,
+        sum(if(l.op = 'replace' and l.outcome = 'ok', l.`rows`, 0)) as replaced,
         sum(if(l.outcome = 'ok', coalesce(l.num_invalid_entries, 0), 0)) as invalid,
         countif(l.outcome != 'ok') as refused_batches
     from log as l

@@ -23,7 +23,8 @@ audience as (
     where site_id = @site_id and segment_id = cast(@segment_id as string)
     union distinct
     select customer_id
-    from unnest(cast(@customer_ids as array<string>)) as customer_id
+    from unnest(split(@customer_ids, ',')) as customer_id
+    where customer_id != ''
 ),
 
 nodes as (

@@ -811,8 +811,9 @@ def record_report(warehouse: Warehouse, report: Report) -> Recorded:
     """A provider's report (shared/services/delivery_events.py: the Twilio status webhook's) into the
     ledgers: each event about a delivery of ours becomes a delivery_events row (its id from the
     delivery, the event and the code, so a webhook delivered twice adds nothing), and each opt-out
-    naming a delivery is recorded on that delivery's site through consent.record_opt_out. What
-    names no delivery (an inbound STOP, an id we never planned) is counted, not guessed at."""
+    naming a delivery is recorded on that delivery's site through consent.record_opt_out, with an
+    `unsubscribed` event of that delivery. What names no delivery (an inbound STOP, an id we never
+    planned) is counted, not guessed at."""
     named = {e.delivery_id for e in report.events} | {s.delivery_id for s in report.opt_outs}
     ids = sorted(d for d in named if d)
     rows = {r.delivery_id: r for r in recipients(warehouse, ids)}
@@ -821,7 +822,6 @@ def record_report(warehouse: Warehouse, report: Report) -> Recorded:
         for e in report.events
         if e.delivery_id in rows
     ]
-    record_events(warehouse, events)
     opt_outs = 0
     for signal in report.opt_outs:
         row = rows.get(signal.delivery_id or "")
@@ -832,7 +832,11 @@ def record_report(warehouse: Warehouse, report: Report) -> Recorded:
             signal.effective_at, request_id=signal.request_id or row.delivery_id,
         )  # fmt: skip
         opt_outs += 1
-    unmatched = len(report.events) - len(events) + len(report.opt_outs) - opt_outs
+        unsubscribed = event_row(row, Event.UNSUBSCRIBED, signal.effective_at, code=signal.reason)
+        events.append(unsubscribed)
+    record_events(warehouse, events)
+    reported = len(events) - opt_outs
+    unmatched = len(report.events) - reported + len(report.opt_outs) - opt_outs
     if unmatched:
         log.warning("reports about no delivery of ours", extra={"unmatched": unmatched})
-    return Recorded(len(events), opt_outs, unmatched)
+    return Recorded(reported, opt_outs, unmatched)

@@ -16,10 +16,10 @@ from __future__ import annotations
 import logging
 from dataclasses import replace
 from datetime import timedelta
-from typing import Final
+from typing import Any, Final
 
 from shared.messaging import ledger
-from shared.messaging.ledger import Delivery, Event, event_row, recipients
+from shared.messaging.ledger import Delivery, Event, event_row
 from shared.ports import Warehouse
 from shared.services import consent
 from shared.services.deliver import Recorded, record_report
@@ -35,25 +35,16 @@ _DELIVERY_FIELDS: Final = ("delivery_id", "campaign_id", "run_id", "site_id", "c
 def record_provider_report(warehouse: Warehouse, report: Report) -> Recorded:
     """Store what the report says (module docstring); the counts of what was recorded."""
     named = Report(report.events, tuple(s for s in report.opt_outs if s.delivery_id))
-    recorded = record_report(warehouse, named)
-    rows = {r.delivery_id: r for r in recipients(warehouse, sorted({str(s.delivery_id) for s in named.opt_outs}))}
-    unsubscribed = [
-        event_row(rows[str(s.delivery_id)], Event.UNSUBSCRIBED, s.effective_at, code=s.reason)
-        for s in named.opt_outs
-        if str(s.delivery_id) in rows
-    ]
+    recorded = record_report(warehouse, named)  # its opt-outs' unsubscribed events included
+    unsubscribed: list[dict[str, Any]] = []
     opt_outs = unmatched = 0
     for signal in report.opt_outs:
         if signal.delivery_id:
             continue
         since = signal.effective_at - REPLY_WINDOW
         params = {"channel": signal.channel.value, "address": signal.address, "since": since}
-        latest = [
-            Delivery(
-                *(str(r[k]) for k in ("delivery_id", "campaign_id", "run_id", "site_id", "customer_id", "channel"))
-            )
-            for r in ledger.run(warehouse, "address_sites", params)
-        ]
+        rows = ledger.run(warehouse, "address_sites", params)
+        latest = [Delivery(*(str(r[k]) for k in _DELIVERY_FIELDS)) for r in rows]
         for delivery in latest:
             consent.record_opt_out(
                 warehouse, delivery.site_id, signal.channel, signal.address, signal.source, signal.reason,

@@ -49,6 +49,7 @@ from shared.services.send_messages import (
     RELEASE_MAX_DELAY,
     PlanReport,
     ReleaseReport,
+    one_off_run_id,
     plan_run,
     release_held,
     run_id_for,
@@ -172,7 +173,7 @@ def due_one_offs(documents: DocumentStore, now: datetime) -> dict[str, Mapping[s
         if not now - RELEASE_MAX_DELAY <= send_at.astimezone(UTC) <= now:
             continue
         status = doc["status"] if isinstance(doc.get("status"), Mapping) else {}
-        run_id = f"at-{send_at.astimezone(UTC):%Y%m%dT%H%M%SZ}"
+        run_id = one_off_run_id(send_at)
         if status.get("stage") == "send" and status.get("run_id") == run_id and status.get("state") == "planned":
             continue
         due[campaign_id] = doc

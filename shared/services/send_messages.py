@@ -117,11 +117,16 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def one_off_run_id(send_at: datetime) -> str:
+    """The one run of a one-off campaign: named by its send_at."""
+    return f"at-{send_at.astimezone(UTC):%Y%m%dT%H%M%SZ}"
+
+
 def run_id_for(campaign: Campaign, run_at: datetime, request_id: str) -> str:
     """The run a job message stands for: a one-off's send_at, a scheduled campaign's latest slot at
     or before `run_at` (in its time zone), otherwise the request (a run asked for by hand)."""
     if campaign.send_at is not None:
-        return f"at-{campaign.send_at.astimezone(UTC):%Y%m%dT%H%M%SZ}"
+        return one_off_run_id(campaign.send_at)
     if campaign.schedule is not None:
         local = run_at.astimezone(campaign.schedule.tz) + timedelta(seconds=1)  # a run at the slot is its slot
         slot = croniter(campaign.schedule.cron, local).get_prev(datetime)

@@ -84,6 +84,10 @@ SMART_TV_SPELLINGS: Final = ("smarttv", "smart-tv", "smart tv")  # matched on th
 BROWSER_PREFIXES: Final = ("Mozilla/", "Opera/")
 
 _crawler_detect = CrawlerDetect()
+# Link-preview fetchers of Korean messengers that CrawlerDetect's list misses: KakaoTalk's scrap
+# server fetches every link a chat or a message shows (an AlimTalk's or SMS's tracked link too),
+# so without these its fetch would count as the recipient's click. Lowercased substrings.
+PREVIEW_BOT_TOKENS: Final = ("kakaotalk-scrap", "kakaostory-og-reader")
 
 
 def parse_user_agent(user_agent: str | None) -> ClientInfo:
@@ -111,7 +115,8 @@ def _parse_user_agent_cached(ua: str) -> ClientInfo:
         os_family = "Linux"
     in_app = next((name for token, name in IN_APP_BROWSERS if token in ua), None)
     browser = in_app or browser
-    is_bot = device == "Spider" or _crawler_detect.is_crawler(ua)
+    lowered = ua.lower()
+    is_bot = device == "Spider" or any(t in lowered for t in PREVIEW_BOT_TOKENS) or _crawler_detect.is_crawler(ua)
     device_type = _device_type(ua, os_family, device, in_app, is_bot, model)
     return ClientInfo(device_type, os_family, browser, is_bot)
 

@@ -39,6 +39,7 @@ IPHONE = (
     "Version/17.0 Mobile/15E148 Safari/604.1"
 )
 PREVIEW_BOT = "facebookexternalhit/1.1 Facebot Twitterbot/1.0"  # iMessage's link preview
+KAKAO_SCRAP = "Mozilla/5.0 (compatible; kakaotalk-scrap/1.0; +https://devtalk.kakao.com/t/scrap/33984)"
 CONFIG = CollectorConfig(
     sites={SITE: Site(SITE)}, topic="beacons", ip_salt="salt", bus_key=BUS_KEY, click_key=KEY
 )  # fmt: skip
@@ -280,8 +281,9 @@ def test_clicks_minutes_apart_or_on_other_links_are_each_recorded(world: World) 
     assert len({r["event_id"] for r in ledger_clicks(world, minji)}) == 2
 
 
-def test_a_bots_click_is_an_event_but_not_a_click_of_the_delivery(world: World) -> None:
-    _, bus = click(sms_link(world), agent=PREVIEW_BOT)
+@pytest.mark.parametrize("agent", [PREVIEW_BOT, KAKAO_SCRAP], ids=["imessage-preview", "kakaotalk-scrap"])
+def test_a_bots_click_is_an_event_but_not_a_click_of_the_delivery(world: World, agent: str) -> None:
+    _, bus = click(sms_link(world), agent=agent)
     assert bus.published[0][2]["rows"] == "1"
     load(world.warehouse, bus)
     [event] = raw_clicks(world.warehouse)

@@ -229,6 +229,13 @@ UA_CASES = [
         "HeadlessChrome/124.0.6367.60 Safari/537.36",
         "bot", "Linux", "HeadlessChrome", True,
     ),
+    (
+        "kakaotalk-scrap",
+        "Mozilla/5.0 (compatible; kakaotalk-scrap/1.0; +https://devtalk.kakao.com/t/scrap/33984)",
+        "bot", None, None, True,
+    ),
+    ("kakaotalk-scrap-bare", "kakaotalk-scrap/1.0", "bot", None, None, True),
+    ("kakaostory-og-reader", "kakaostory-og-reader/1.0", "bot", None, None, True),
     ("curl", "curl/8.5.0", "bot", None, "curl", True),
     ("python-requests", "python-requests/2.31.0", "bot", None, "Python Requests", True),
     ("empty", "", "other", None, None, False),

@@ -262,6 +262,7 @@ class Funnel:
 
     planned: Mapping[tuple[str, bool, str, str], int]
     events: Mapping[tuple[str, str], int]
+    failures: Mapping[tuple[str, str], int] = field(default_factory=dict)  # (channel, code): failed or bounced
 
     @property
     def audience(self) -> int:
@@ -299,4 +300,7 @@ def funnel(warehouse: Warehouse, campaign_id: str, run_id: str) -> Funnel:
     events = {
         (str(r["channel"]), str(r["event"])): int(r["deliveries"]) for r in run(warehouse, "event_counts", params)
     }
-    return Funnel(planned, events)
+    failures = {
+        (str(r["channel"]), str(r["code"])): int(r["deliveries"]) for r in run(warehouse, "failure_codes", params)
+    }
+    return Funnel(planned, events, failures)

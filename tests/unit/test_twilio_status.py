@@ -25,6 +25,7 @@ from shared import bootstrap
 from shared.adapters.twilio_sms import TwilioSms
 from shared.config import Settings
 from shared.consent.vocabulary import Channel, SubscriptionSource
+from shared.messaging.ledger import funnel
 from shared.ports.channels import Message, OptedOut, Rejected
 from shared.services.deliver import deliver_batch
 from shared.services.delivery_events import (
@@ -36,7 +37,7 @@ from shared.services.delivery_events import (
     twilio_report,
 )
 from tests.fakes import FakeSecrets
-from tests.messaging_world import NOON, SITE, World
+from tests.messaging_world import CAMPAIGN, NOON, SITE, World
 
 PUBLIC_URL = "https://cdp-twilio-status-7xq2.a.run.app/"
 TOKEN = "twilio-auth-token-9d"
@@ -141,6 +142,7 @@ def test_a_failure_is_recorded_with_twilios_code(post: Post, world: World, sent:
     assert post(url.split("?", 1)[1], form, signed(url, form)).status_code == 200
 
     assert world.events() == [("sms", "sent", None), ("sms", "failed", "30008")]
+    assert funnel(world.warehouse, CAMPAIGN, "run-1").failures == {("sms", "30008"): 1}  # the funnel says why
 
 
 def test_a_report_about_no_delivery_of_ours_records_nothing(

@@ -2,7 +2,10 @@
 -- event_name (event type 'event') or raw.conv rows of that conv_type ('conv'), bots left out, that happened
 -- after the oldest time (not expired) and by the due time (the delay has passed). Each is resolved
 -- to a customer through refined.identities, by its member id first, then its visitor id; an event
--- refinement has not resolved yet has a null customer_id (it waits, until it expires).
+-- refinement has not resolved yet has a null customer_id (it waits, until it expires). A click on a
+-- message's link (source 'click', written only by collect from a signed link) names no visitor or
+-- member: its customer is the one the message went to, properties.customer_id. The same property on
+-- an event of any other source is the website's word and is not read.
 -- An event is answered, and left out, when a row of the campaign names its run (run_id
 -- 'event-' || event_id, whichever customer it was planned for: refinement may merge customers
 -- since) or when its customer has a row of the campaign planned at or after it: one message answers
@@ -16,7 +19,8 @@ happened as (
         site_id,
         event_ts,
         member_id,
-        visitor_id
+        visitor_id,
+        if(source = 'click', json_value(properties, '$.customer_id'), cast(null as string)) as clicked_customer
     from raw.event
     where
         @event_type = 'event'
@@ -31,7 +35,8 @@ happened as (
         site_id,
         event_ts,
         member_id,
-        visitor_id
+        visitor_id,
+        cast(null as string) as clicked_customer
     from raw.conv
     where
         @event_type = 'conv'
@@ -47,7 +52,7 @@ resolved as (
         h.event_id,
         h.site_id,
         h.event_ts,
-        coalesce(m.customer_id, v.customer_id) as customer_id
+        coalesce(m.customer_id, v.customer_id, nullif(h.clicked_customer, '')) as customer_id
     from happened as h
     left join refined.identities as m
         on m.site_id = h.site_id and m.id_type = 'member' and m.id_value = h.member_id and m.customer_id != ''

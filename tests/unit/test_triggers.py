@@ -367,6 +367,33 @@ def test_an_event_trigger_with_a_segment_plans_only_its_members(welcome: World) 
     assert rows(world) == [("c_ann", "email", "event-e-ann", "send", "eligible")]
 
 
+def clicked(world: World, event_id: str, at: datetime, customer_id: str, source: str = "click") -> None:
+    """A click on a message's link as the loader stores it: no visitor or member, the customer in
+    its properties."""
+    row = {
+        "event_id": event_id, "site_id": SITE, "event_date": at.astimezone(UTC).date().isoformat(),
+        "event_ts": at.isoformat(), "collected_at": at.isoformat(), "source": source, "is_bot": False,
+        "event_name": "message_clicked",
+        "properties": json.dumps({"delivery_id": "d-1", "campaign_id": "winback", "customer_id": customer_id}),
+    }  # fmt: skip
+    assert not world.warehouse.insert_rows("raw.event", [row], [event_id]).errors
+
+
+def test_a_click_on_a_messages_link_triggers_for_the_customer_it_was_sent_to(welcome: World) -> None:
+    world = welcome
+    trigger = {**SIGNUP, "event_type": "event", "event_name": "message_clicked"}
+    world.edit("campaigns", CAMPAIGN, trigger=trigger)
+    ann = world.person("ann", member=False)
+    world.person("bob", member=False)
+    world.commit()
+    clicked(world, "k-ann", NOON - timedelta(minutes=3), ann.customer_id)
+    # the same name and property sent by a website through the tracker: its word, not a click of ours
+    clicked(world, "k-forged", NOON - timedelta(minutes=3), "c_bob", source="tracker")
+    report = tick(world, NOON).runs[CAMPAIGN]
+    assert report.run_id == "event-k-ann" and report.triggered is not None and report.triggered.waiting == 1
+    assert rows(world) == [("c_ann", "email", "event-k-ann", "send", "eligible")]
+
+
 def test_the_latency_from_a_beacon_to_its_delivery_row(welcome: World) -> None:
     world = welcome
     ann = world.person("ann", member=False)

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from shared.services.refine import RefineSettings
     from shared.services.report import ReportPorts
     from shared.services.send_job import SendPorts
+    from shared.services.sms_results import SmsResultSource
 
 
 def build_warehouse(settings: Settings) -> Warehouse:
@@ -328,6 +329,7 @@ def build_send_ports(settings: Settings, warehouse: Warehouse, documents: Docume
         dry_run=settings.channels.dry_run,
         min_interval_minutes=settings.schedules.min_interval_minutes,
         alimtalk=build_alimtalk_results(settings),
+        sms=build_sms_results(settings),
     )
 
 
@@ -337,6 +339,17 @@ def build_alimtalk_results(settings: Settings) -> ResultSource | None:
     from shared.adapters.nhn_alimtalk import NhnAlimTalk
 
     return channel if isinstance(channel, NhnAlimTalk) else None
+
+
+def build_sms_results(settings: Settings) -> SmsResultSource | None:
+    """NHN's SMS channel as the tick's results source: the `sms` channel when it is NhnSms, or the
+    router's domestic side; None without NHN (Twilio reports by webhook)."""
+    channel = build_channels(settings, build_secrets(settings)).get("sms")
+    from shared.adapters.nhn_sms import NhnSms
+    from shared.adapters.sms_router import SmsRouter
+
+    domestic = channel.domestic if isinstance(channel, SmsRouter) else channel
+    return domestic if isinstance(domestic, NhnSms) else None
 
 
 def build_report_ports(

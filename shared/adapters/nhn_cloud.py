@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Final, TypeVar
 from zoneinfo import ZoneInfo
@@ -189,6 +189,23 @@ class NhnHttp:
             code = as_int(header.get("resultCode"))
             raise ChannelUnavailable(f"NHN refused the query ({code}): {header.get('resultMessage')}", code=str(code))
         return dict(body)
+
+    def pages(
+        self,
+        url: str,
+        params: Mapping[str, Any],
+        rows: Callable[[Mapping[str, Any]], tuple[Sequence[Any], int]],
+        size: int,
+    ) -> Iterator[list[Mapping[str, Any]]]:
+        """Each page of a list query (`pageNum` from 1, `size` a page), as `rows` reads an answer's
+        items and total count; a short page or the total ends it. Errors as `get` raises them."""
+        number = 1
+        while True:
+            found, total = rows(self.get(url, {**params, "pageNum": number, "pageSize": size}))
+            yield [r for r in found if isinstance(r, Mapping)]
+            if len(found) < size or number * size >= total:
+                return
+            number += 1
 
     def refusal(self, answer: requests.Response) -> ChannelError | None:
         """HTTP 429, 401/403, 5xx or a 4xx that is not NHN's JSON (a wrong URL) as the port's error."""

@@ -37,6 +37,11 @@ The API takes no idempotency key. After an answer that may hide an accepted send
 attempt calls `lookup`, which lists the SMS and the LMS sent under the delivery's grouping key in the
 lookup window (NHN lists at most a month at once): the first found gives the state (1000
 delivered; a failed status or another result code failed; else accepted), none at all "absent".
+
+NHN learns whether a carrier delivered a message after accepting it. `request_results` lists the
+messages of one send request (`GET /sender/sms?requestId=`, else `/sender/mms`: a request went to
+one endpoint) with each recipient's state read as `lookup` reads it, for the messaging tick's
+polling (shared/services/sms_results.py).
 """
 
 from __future__ import annotations
@@ -74,6 +79,7 @@ from shared.ports.secrets import SecretStore
 API_URL: Final = "https://sms.api.nhncloudservice.com"
 VERSION: Final = "v3.0"
 MAX_RECIPIENTS: Final = 1000
+MAX_PAGE: Final = 1000  # NHN's largest pageSize
 TITLE_BYTES: Final = 40
 ON_REJECT_LIST: Final = -6001
 NOT_SENT: Final = frozenset(
@@ -209,8 +215,7 @@ class NhnSms(NhnChannel):
         }
         found: list[Mapping[str, Any]] = []
         for kind in ("sms", "mms"):  # advertisements are listed with the others of their type
-            body = self._http.get(f"{self._base}/sender/{kind}", params)
-            listed = (body.get("body") or {}).get("data") or []
+            listed, _ = _data(self._http.get(f"{self._base}/sender/{kind}", params))
             found += [
                 m for m in listed if isinstance(m, Mapping) and m.get("recipientGroupingKey") == message.delivery_id
             ]
@@ -218,6 +223,20 @@ class NhnSms(NhnChannel):
             return SendResult("absent")
         first = min(found, key=lambda m: (str(m.get("requestDate") or ""), str(m.get("requestId") or "")))
         return _state(first)
+
+    # --- results, for the polling safety net ----------------------------------------------------
+
+    def request_results(self, request_id: str, page_size: int = MAX_PAGE) -> dict[str, SendResult]:
+        """Each recipient of one send request by its grouping key (our delivery id), in the state
+        `lookup` reads: delivered, failed with NHN's code, or accepted while the carrier has not
+        answered. The SMS list first, the LMS list only when the request is not an SMS one; a
+        request NHN does not know gives nothing."""
+        for kind in ("sms", "mms"):
+            url = f"{self._base}/sender/{kind}"
+            listed = [m for page in self._http.pages(url, {"requestId": request_id}, _data, page_size) for m in page]
+            if listed:
+                return {str(m["recipientGroupingKey"]): _state(m) for m in listed if m.get("recipientGroupingKey")}
+        return {}
 
     # --- HTTP -----------------------------------------------------------------------------------
 
@@ -266,6 +285,12 @@ def _request_error(code: int, text: str) -> ChannelError:
     if code in PROVIDER_ERRORS:
         return ChannelUnavailable(detail, code=str(code), maybe_sent=True)
     return Rejected(detail, code=str(code))
+
+
+def _data(answer: Mapping[str, Any]) -> tuple[Sequence[Any], int]:
+    """A list query's messages and total count (`body.data`, `body.totalCount`)."""
+    body = answer.get("body") or {}
+    return body.get("data") or [], as_int(body.get("totalCount"))
 
 
 def _state(listed: Mapping[str, Any]) -> SendResult:

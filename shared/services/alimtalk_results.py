@@ -14,15 +14,15 @@ deliver has finished already.
 The webhook is deduplicated on its `hooksId` (`alimtalk_hooks/{hooksId}`, written once everything
 is recorded): a redelivered webhook is answered at once. Polling is the safety net for webhooks
 that never came (`poll_results`, run by the messaging tick): deliveries accepted between 10
-minutes and 3 days ago with no result yet, asked per NHN request (`<requestId>/<recipientSeq>`
-names the message), at most `limit` per call.
+minutes and 3 days ago with no result yet (`pending_sends`, which the SMS safety net shares), asked
+per NHN request (`<requestId>/<recipientSeq>` names the message), at most `limit` per call.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final, Protocol
@@ -151,6 +151,21 @@ def _fail_claim(
     return attempt, {**claim, **update}
 
 
+def pending_sends(
+    warehouse: Warehouse, channel: str, now: datetime, *, after: timedelta, window: timedelta, limit: int
+) -> dict[str, str]:
+    """Deliveries on `channel` NHN accepted between `window` and `after` ago with no result yet
+    (sql/messaging/nhn_pending.sql), at most `limit`: delivery id -> `<requestId>/<recipientSeq>`.
+    The SMS safety net (shared/services/sms_results.py) asks the same."""
+    params = {"channel": channel, "since": now - window, "until": now - after, "limit": limit}
+    return {str(r["delivery_id"]): str(r["provider_id"]) for r in ledger.run(warehouse, "nhn_pending", params)}
+
+
+def request_ids(pending: Mapping[str, str]) -> list[str]:
+    """The NHN requests that sent these deliveries, each once, in order (the ids start with the time)."""
+    return sorted({provider.rsplit("/", 1)[0] for provider in pending.values()})
+
+
 @dataclass(frozen=True)
 class Polled:
     pending: int = 0  # deliveries without a result that were asked about
@@ -169,11 +184,8 @@ def poll_results(
 ) -> Polled:
     """Ask NHN about AlimTalk deliveries accepted between `window` and `after` ago with no result yet
     and record what it says (the webhook's way): the safety net for webhooks that never arrived."""
-    params = {"since": now - window, "until": now - after, "limit": limit}
-    pending = {
-        str(r["delivery_id"]): str(r["provider_id"]) for r in ledger.run(ports.warehouse, "alimtalk_pending", params)
-    }
-    requests = sorted({provider.rsplit("/", 1)[0] for provider in pending.values()})
+    pending = pending_sends(ports.warehouse, ALIMTALK, now, after=after, window=window, limit=limit)
+    requests = request_ids(pending)
     found: list[AlimTalkResult] = []
     for request_id in requests:
         found.extend(r for r in source.request_results(request_id) if r.delivery_id in pending)

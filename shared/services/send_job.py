@@ -7,7 +7,8 @@ Messages on `jobs` with `"job": "send_messages"`:
   previews to the outbox, send nothing).
 - `{"tick": true}`: the fixed every-five-minutes job (infra/scheduler.tf). It releases the holds now
   due (the 21:00-08:00 night, quiet hours, send windows), asks NHN for the AlimTalk results no
-  webhook brought (shared/services/alimtalk_results.py), and starts the one-off campaigns whose
+  webhook brought (shared/services/alimtalk_results.py) and for the results of Korean SMS/LMS
+  (shared/services/sms_results.py), and starts the one-off campaigns whose
   `send_at` has come.
 
 For each campaign the documents are read and validated as they are now (campaign, template,
@@ -54,6 +55,7 @@ from shared.services.send_messages import (
     release_held,
     run_id_for,
 )
+from shared.services.sms_results import SmsPolled, SmsResultSource, poll_sms_results
 from shared.services.triggers import TriggerReport, plan_triggers, triggered
 from shared.timestamps import as_datetime
 
@@ -101,6 +103,7 @@ class SendPorts:
     available_channels: frozenset[str]  # the channels this deployment has a sender for
     links: Links | None = None  # the preference centre the previews link to
     alimtalk: ResultSource | None = None  # where the tick asks for AlimTalk results no webhook brought
+    sms: SmsResultSource | None = None  # where the tick asks for the results of SMS sent through NHN
     dry_run: bool = False  # the deployment's: every run is a dry run
     min_interval_minutes: int = MIN_INTERVAL_MINUTES
 
@@ -131,6 +134,7 @@ class JobReport:
     runs: dict[str, CampaignRun] = field(default_factory=dict)
     released: ReleaseReport | None = None
     polled: Polled | None = None  # the tick's AlimTalk results safety net
+    sms_polled: SmsPolled | None = None  # the tick's poll of NHN's SMS results
     missing: list[str] = field(default_factory=list)  # named by the message, not in Firestore
 
     @property
@@ -154,6 +158,8 @@ def run_send_job(ports: SendPorts, job: SendJob, request_id: str, now: datetime 
         report.released = release_held(ports.warehouse, ports.bus, now)
         if ports.alimtalk is not None:
             report.polled = poll_results(ResultPorts(ports.warehouse, ports.documents, ports.bus), ports.alimtalk, now)
+        if ports.sms is not None:
+            report.sms_polled = poll_sms_results(ports.warehouse, ports.sms, now)
         wanted.update(due_one_offs(ports.documents, now))
         wanted.update(triggered(ports.documents))
     for campaign_id, wanted_doc in wanted.items():

@@ -1,5 +1,6 @@
 """NHN SMS settings (CDP_NHN_SMS_*): checked by name, and the composition root's SMS channel built
-from them: NHN alone, Twilio alone, or the router when both are configured."""
+from them: NHN alone, Twilio alone, or the router when both are configured; the tick's SMS results
+source where NHN sends SMS."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import pytest
 from shared.adapters.nhn_sms import NhnSms
 from shared.adapters.sms_router import SmsRouter
 from shared.adapters.twilio_sms import TwilioSms
-from shared.bootstrap import build_available_channels, build_channels
+from shared.bootstrap import build_available_channels, build_channels, build_sms_results
 from shared.config import ConfigError, Settings
 from tests.fakes import FakeSecrets
 
@@ -47,6 +48,13 @@ def test_the_sms_channel_is_nhn_alone_twilio_alone_or_the_router_with_both() -> 
     assert both.route("+821012345678") is both.domestic and both.route("+14155550100") is both.international
     assert "sms" not in build_channels(settings(), FakeSecrets())
     assert "sms" not in build_available_channels(settings())
+
+
+def test_the_ticks_sms_results_source_is_nhns_channel_alone_or_behind_the_router() -> None:
+    """Only NHN's SMS is polled for results; Twilio's come by webhook."""
+    alone, routed = build_sms_results(settings(NHN)), build_sms_results(settings(NHN, TWILIO))
+    assert isinstance(alone, NhnSms) and isinstance(routed, NhnSms)
+    assert build_sms_results(settings(TWILIO)) is None and build_sms_results(settings()) is None
 
 
 @pytest.mark.parametrize(

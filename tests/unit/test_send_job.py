@@ -10,6 +10,9 @@ from typing import Any
 import pytest
 
 from shared.adapters.folder_blobs import FolderBlobs
+from shared.messaging import ledger
+from shared.messaging.ledger import Event, event_row
+from shared.ports.channels import SendResult
 from shared.runs import RUNS
 from shared.services.send_job import SendJob, SendPorts, run_send_job, send_job
 from tests.builders import SALT
@@ -170,3 +173,26 @@ def test_the_tick_asks_for_alimtalk_results_only_where_alimtalk_is_configured(wo
     assert run_send_job(ports(world), SendJob(NOON, tick=True), "tick").polled is None
     polled = run_send_job(ports(world, alimtalk=Source()), SendJob(NOON, tick=True), "tick").polled
     assert polled is not None and (polled.pending, polled.requests) == (0, 0)  # nothing sent by AlimTalk yet
+
+
+def test_the_tick_polls_nhns_sms_results_only_where_nhn_sends_sms(world: World) -> None:
+    ann = world.person("ann")
+    world.commit()
+    run_send_job(ports(world), SendJob(NOON, (CAMPAIGN,)), "send_messages-1")
+    [sent] = ledger.recipients(world.warehouse, [str(world.delivery(ann, "sms")["delivery_id"])])
+    ledger.record_events(world.warehouse, [event_row(sent, Event.SENT, NOON, code="0", provider_id="r-1/1")])
+
+    class Source:
+        asked: list[str] = []
+
+        def request_results(self, request_id: str) -> dict[str, SendResult]:
+            self.asked.append(request_id)
+            return {sent.delivery_id: SendResult("delivered", provider_id="r-1/1", code="1000")}
+
+    tick = SendJob(NOON + timedelta(minutes=15), tick=True)
+    assert run_send_job(ports(world), tick, "tick").sms_polled is None
+    source = Source()
+    polled = run_send_job(ports(world, sms=source), tick, "tick").sms_polled
+    assert polled is not None and (polled.pending, polled.requests, polled.events) == (1, 1, 1)
+    assert source.asked == ["r-1"] and world.events(ann)[-1] == ("sms", "delivered", "1000")
+    assert run_send_job(ports(world, sms=source), SendJob(tick.run_at, (CAMPAIGN,)), "cmp").sms_polled is None

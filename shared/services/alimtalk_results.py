@@ -31,7 +31,7 @@ from shared.messaging import ledger
 from shared.messaging.alimtalk import AlimTalkResult
 from shared.messaging.ledger import CLAIMS, MAX_BATCH_IDS, TOPIC, Batch, Event, batch_key, event_row, recipients
 from shared.ports import DocumentStore, EventBus, Warehouse
-from shared.ports.channels import ALIMTALK
+from shared.ports.channels import ALIMTALK, ChannelError
 from shared.services.delivery_events import DeliveryEvent, Report
 from shared.services.provider_reports import record_provider_report
 
@@ -185,12 +185,20 @@ def poll_results(
     """Ask NHN about AlimTalk deliveries accepted between `window` and `after` ago with no result yet
     and record what it says (the webhook's way): the safety net for webhooks that never arrived."""
     pending = pending_sends(ports.warehouse, ALIMTALK, now, after=after, window=window, limit=limit)
-    requests = request_ids(pending)
     found: list[AlimTalkResult] = []
-    for request_id in requests:
-        found.extend(r for r in source.request_results(request_id) if r.delivery_id in pending)
+    asked = 0
+    for request_id in request_ids(pending):
+        try:
+            results = source.request_results(request_id)
+        except ChannelError as exc:
+            # NHN down or throttling: keep what was found; the next tick asks about the rest. The
+            # tick's other work (holds released, one-offs, triggers) must not wait for NHN.
+            log.warning("alimtalk results: NHN did not answer", extra={"request_id": request_id, "error": str(exc)})
+            break
+        asked += 1
+        found.extend(r for r in results if r.delivery_id in pending)
     outcome = record_results(ports, found, now)
     if pending:
-        counts = {"pending": len(pending), "requests": len(requests), "events": outcome.events}
+        counts = {"pending": len(pending), "requests": asked, "events": outcome.events}
         log.info("alimtalk results polled", extra={**counts, "fallbacks": outcome.fallbacks})
-    return Polled(len(pending), len(requests), outcome)
+    return Polled(len(pending), asked, outcome)

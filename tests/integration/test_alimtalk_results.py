@@ -16,6 +16,7 @@ import flask
 import pytest
 
 from devstack.fakes.nhn_alimtalk import FakeTemplate, NhnAlimTalkFake, running_nhn_alimtalk
+from devstack.fakes.nhn_cloud import UNAVAILABLE
 from functions.nhn_status import main as handler
 from functions.nhn_status.main import nhn_status
 from shared import bootstrap
@@ -128,6 +129,22 @@ def test_polling_records_what_no_webhook_brought(world: KakaoWorld, fake: NhnAli
     assert world.events(people["cho"])[-1] == ("alimtalk", "delivered", "1000")
     assert world.events(people["dan"])[-1] == ("alimtalk", "failed", "3020")
     assert poll_results(ports, world.kakao, LATER + timedelta(minutes=20)).pending == 0
+
+
+def test_polling_while_nhn_is_down_keeps_the_tick_going_and_asks_again_later(
+    world: KakaoWorld, fake: NhnAlimTalkFake
+) -> None:
+    fake.webhook_url = None
+    people = sent(world, fake, {"eun": None})
+    fake.deliver_pending()
+    ports = ResultPorts(world.warehouse, world.documents, world.bus)
+    fake.fail_next(UNAVAILABLE)
+    down = poll_results(ports, world.kakao, LATER + timedelta(minutes=15))  # returns: the tick goes on
+    assert (down.pending, down.requests, down.outcome.events) == (1, 0, 0)
+    assert world.events(people["eun"]) == [("alimtalk", "sent", "0")]
+    again = poll_results(ports, world.kakao, LATER + timedelta(minutes=20))
+    assert (again.requests, again.outcome.events) == (1, 1)
+    assert world.events(people["eun"])[-1] == ("alimtalk", "delivered", "1000")
 
 
 @pytest.mark.parametrize(

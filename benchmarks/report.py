@@ -26,6 +26,7 @@ from pathlib import Path
 
 from benchmarks.refine import LAST_DAY, checkpoint, generate
 from shared.adapters.duckdb_warehouse import DuckDBWarehouse, remove_database
+from shared.config import ReportSettings
 from shared.schema import table_specs
 from shared.services import refine as refinement
 
@@ -104,14 +105,15 @@ def prepare(path: Path, args: argparse.Namespace) -> str:
     )
 
 
-def build(path: Path, out: Path, days: int) -> dict[str, float | str]:
+def build(path: Path, out: Path, days: int, coverage_sample: int) -> dict[str, float | str]:
     """One report run, as the job does it (here in the child process)."""
     from shared.adapters.folder_blobs import FolderBlobs
     from shared.services import report
 
     warehouse = DuckDBWarehouse(path, idle_release=3600, max_hold=3600)
     started = time.perf_counter()
-    built = report.build_report(report.ReportPorts(warehouse, None, FolderBlobs(out), SALT, days=days), NOW)
+    ports = report.ReportPorts(warehouse, None, FolderBlobs(out), SALT, days=days, coverage_sample=coverage_sample)
+    built = report.build_report(ports, NOW)
     seconds = time.perf_counter() - started
     warehouse.close()
     return {"seconds": seconds, "peak_mb": peak_mb(), "bytes": built.bytes, "location": built.location}
@@ -126,10 +128,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--deliveries", type=int, default=100_000, help="campaign deliveries (default 100000)")
     parser.add_argument("--quick", action="store_true", help="a small history (20,000 sessions, 30 days): a smoke run")
     parser.add_argument("--keep", action="store_true", help=f"keep the DuckDB file and the page in {WORK_DIR}")
+    parser.add_argument(
+        "--coverage-sample",
+        type=int,
+        default=ReportSettings.coverage_sample,
+        help="customers per site the consent coverage asks the gate about "
+        f"(default {ReportSettings.coverage_sample:,}: CDP_REPORT_COVERAGE_SAMPLE's default)",
+    )
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)  # the measured run, in its own process
     args = parser.parse_args(argv)
     if args.child is not None:
-        print(json.dumps(build(args.child, WORK_DIR / f"page-{os.getpid()}", 30)))
+        print(json.dumps(build(args.child, WORK_DIR / f"page-{os.getpid()}", 30, args.coverage_sample)))
         return 0
     if args.quick:
         args.sessions, args.visitors, args.customers, args.days, args.deliveries = 20_000, 15_000, 12_000, 30, 10_000
@@ -142,7 +151,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         summary = prepare(path, args)
         print(f"warehouse: {summary} (built in {time.perf_counter() - started:.1f} s)")
         child = subprocess.run(
-            [sys.executable, "-m", "benchmarks.report", "--child", str(path)],
+            [
+                sys.executable,
+                "-m",
+                "benchmarks.report",
+                "--child",
+                str(path),
+                "--coverage-sample",
+                str(args.coverage_sample),
+            ],
             cwd=REPO,
             capture_output=True,
             text=True,

@@ -381,7 +381,7 @@ class ReportSettings:
     bucket: str | None = None
     out_dir: str = ".local/reports"
     days: int = 30
-    coverage_sample: int = 2_000
+    coverage_sample: int = 20_000  # ±0.7 points at 95 % on a site of any size; 3.7 s on the bench
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> ReportSettings:

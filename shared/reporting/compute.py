@@ -16,6 +16,7 @@ from typing import Any, Final
 
 import numpy as np
 
+from shared.config import ReportSettings
 from shared.consent.vocabulary import Channel, Purpose
 from shared.ports import DocumentStore, Warehouse
 from shared.reporting.model import (
@@ -575,7 +576,7 @@ def build(
     *,
     salt: str,
     days: int = 30,
-    coverage_sample: int = 2_000,
+    coverage_sample: int = ReportSettings.coverage_sample,
 ) -> Report:
     """The whole report as of `now`, its flows over the `days` days ending today (UTC)."""
     window = Window.ending(now, days)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Final
 
+from shared.config import ReportSettings
 from shared.ports import DocumentStore, Warehouse
 from shared.ports.blobs import BlobStore
 from shared.reporting import compute, render
@@ -36,7 +37,7 @@ class ReportPorts:
     blobs: BlobStore
     salt: str
     days: int = 30
-    coverage_sample: int = 2_000
+    coverage_sample: int = ReportSettings.coverage_sample
 
     def with_days(self, days: int) -> ReportPorts:
         return replace(self, days=days)

@@ -609,10 +609,11 @@ def _report(outcomes: list[Outcome]) -> list[str]:
             # SMTP reports no delivery: a message the relay accepted is as far as e-mail can tell.
             delivered = f"delivered {counts.get('delivered', 0):>5,}" if channel != "email" else "(relay accepted)"
             codes = {code: n for (c, code), n in funnel.failures.items() if c == channel}
-            why = f" ({', '.join(f'{code} {n:,}' for code, n in codes.items())})" if codes else ""
+            why = ", ".join(code if len(codes) == 1 else f"{code} {n:,}" for code, n in codes.items())
             lines.append(
                 f"    {'':<16} sent {counts.get('sent', 0):>5,}   {delivered}   failed {failed:>3,}"
-                f"   clicked {counts.get('clicked', 0):>3,}   unsubscribed {counts.get('unsubscribed', 0):>3,}{why}"
+                + (f" ({why})" if why else "")
+                + f"   clicked {counts.get('clicked', 0):>3,}   unsubscribed {counts.get('unsubscribed', 0):>3,}"
             )
     return lines
 

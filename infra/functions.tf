@@ -180,9 +180,9 @@ locals {
       env     = local.messaging_env # the senders' settings (only previews here) and the outbox bucket
       # The gate matches suppressed identifiers with the salt; previews carry sealed preference links.
       secrets = { CDP_PRIVACY_SALT = "privacy-salt", CDP_PREFERENCE_KEY = "preference-key" }
-      # The tick asks NHN for AlimTalk results no webhook brought (read at run time, not bound: a
-      # deployment without AlimTalk starts without it).
-      reads_secrets = ["alimtalk-api-key"]
+      # The tick asks NHN for AlimTalk results no webhook brought and for the delivery results of
+      # Korean SMS/LMS (read at run time, not bound: a deployment without them starts without them).
+      reads_secrets = ["alimtalk-api-key", "nhn-sms-secret-key"]
       # One run at a time: a run's rows are written once (a second plan of the same run could add a
       # copy, which readers collapse, but costs a query). The planning runs in BigQuery.
       memory        = "1Gi"

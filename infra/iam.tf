@@ -189,7 +189,9 @@ locals {
       { role = "roles/pubsub.publisher", on = "topic:sends" },
       { role = "roles/secretmanager.secretAccessor", on = "secret:privacy-salt" },
       { role = "roles/secretmanager.secretAccessor", on = "secret:preference-key" },
+      # The tick polls NHN for AlimTalk results and for Korean SMS/LMS results.
       { role = "roles/secretmanager.secretAccessor", on = "secret:alimtalk-api-key" },
+      { role = "roles/secretmanager.secretAccessor", on = "secret:nhn-sms-secret-key" },
       # Dry runs' previews (outbox/).
       { role = "roles/storage.objectUser", on = "bucket:files" },
     ]

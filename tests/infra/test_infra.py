@@ -1031,6 +1031,7 @@ def test_roles_are_least_privilege_for_todays_functions(locals_: dict[str, Any])
     secrets = {("roles/secretmanager.secretAccessor", f"secret:{n}") for n in ("privacy-salt", "preference-key")}
     assert roles["send_messages"] == gate_reads | secrets | {
         ("roles/secretmanager.secretAccessor", "secret:alimtalk-api-key"),  # the tick polls AlimTalk results
+        ("roles/secretmanager.secretAccessor", "secret:nhn-sms-secret-key"),  # and Korean SMS results
         *{("roles/bigquery.dataViewer", f"table:{t}") for t in ("raw.event", "raw.conv")},  # event triggers
         ("roles/bigquery.jobUser", "project"),
         ("roles/bigquery.dataEditor", "table:audiences.deliveries"),

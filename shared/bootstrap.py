@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from datetime import timedelta
-from typing import TYPE_CHECKING, Generic, TypeVar
+from typing import TYPE_CHECKING, Final, Generic, TypeVar
 
 from shared.beacons import Limits
 from shared.config import ScheduleSettings, Settings, get_settings
@@ -521,3 +521,16 @@ def alimtalk_webhook_signature() -> Callable[[], str]:
     from shared.ports.secrets import CachedSecret
 
     return CachedSecret(secrets(), settings().channels.nhn_webhook_signature_secret).get
+
+
+EMAIL_FEEDBACK_TOKEN_SECRET: Final = "email-feedback-token"
+
+
+@once
+def email_feedback_token() -> Callable[[], str]:
+    """The token the e-mail feedback forwarder sends (Basic password or Bearer), from Secret Manager
+    `email-feedback-token`, read at most every 5 minutes. CDP_EMAIL_FEEDBACK_TOKEN (settings)
+    overrides it locally; the handler checks that first."""
+    from shared.ports.secrets import CachedSecret
+
+    return CachedSecret(secrets(), EMAIL_FEEDBACK_TOKEN_SECRET).get

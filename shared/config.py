@@ -290,6 +290,9 @@ class ChannelSettings:
     # The results webhook's X-Toast-Webhook-Signature: a secret's name, or the value itself locally.
     nhn_webhook_signature_secret: str = field(default="alimtalk-webhook-signature", repr=False)
     nhn_webhook_signature: str | None = field(default=None, repr=False)
+    # The token the e-mail feedback forwarder sends (email_feedback); on GCP read from the secret
+    # `email-feedback-token`, this value only locally.
+    email_feedback_token: str | None = field(default=None, repr=False)
     # Domestic SMS/LMS through NHN Cloud (CDP_NHN_SMS_*): on when the app key and the sender number
     # registered with NHN are set; Korean numbers then go through it, others through Twilio.
     nhn_sms_app_key: str | None = None
@@ -345,6 +348,7 @@ class ChannelSettings:
             nhn_webhook_signature_secret=env.get("CDP_NHN_WEBHOOK_SIGNATURE_SECRET")
             or cls.nhn_webhook_signature_secret,
             nhn_webhook_signature=env.get("CDP_NHN_WEBHOOK_SIGNATURE") or None,
+            email_feedback_token=env.get("CDP_EMAIL_FEEDBACK_TOKEN") or None,
             dry_run=dry_run == "true",
             **_webpush_settings(env),
             **_nhn_sms_settings(env),

@@ -17,8 +17,8 @@ errors: a 421 or any failure before DATA was accepted is ChannelUnavailable with
 other 4xx are ChannelThrottled; 5xx for the recipient or the content are Rejected (the code keeps the
 enhanced status, e.g. "550 5.1.1", so a hard bounce can be told from a policy refusal); a timeout or
 a dropped connection during DATA is ChannelUnavailable with maybe_sent=True. Nothing at send time is
-OptedOut: complaints arrive later through feedback loops. SMTP cannot look a send up: lookup() is
-None.
+OptedOut: complaints arrive later through feedback loops (functions/email_feedback, which finds the
+delivery again by its Message-ID: delivery_id_of). SMTP cannot look a send up: lookup() is None.
 """
 
 from __future__ import annotations
@@ -73,6 +73,7 @@ _OWN: Final = frozenset(
 )
 _HEADER_NAME = re.compile(r"^[!-9;-~]+$")  # RFC 5322 ftext: printable ASCII but ":"
 _MSGID_TOKEN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+_OUR_MSGID = re.compile(rf"^<cdp\.({_MSGID_TOKEN.pattern[1:-1]})@[A-Za-z0-9.-]+>$")  # message_id's form
 _ENHANCED = re.compile(r"^([245]\.[0-9]{1,3}\.[0-9]{1,3})\b")
 _MAX_LINE: Final = 998  # RFC 5322 2.1.1, without CRLF
 _FOLD_AT: Final = 78
@@ -307,6 +308,15 @@ class SmtpEmail:
             pass
         finally:
             smtp.close()
+
+
+def delivery_id_of(message_id: str) -> str | None:
+    """The delivery a Message-ID of ours names (SmtpEmail.message_id read back), for a complaint
+    report that carries the original message; None for anyone else's. The domain is not compared:
+    a sender changed since the send still names our delivery. A hashed id comes back as its hash,
+    which names no delivery; the ledger's ids (32 hex digits, ledger.delivery_id) are never hashed."""
+    found = _OUR_MSGID.match(message_id.strip())
+    return found.group(1) if found else None
 
 
 def _mailbox(value: str, field: str) -> str:

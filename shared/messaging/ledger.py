@@ -50,6 +50,7 @@ class Event(StrEnum):
     OPTED_OUT = "opted_out"  # the provider says the person opted out (the address was unsubscribed)
     CLICKED = "clicked"
     UNSUBSCRIBED = "unsubscribed"
+    COMPLAINED = "complained"  # the recipient reported the e-mail as spam (the address was unsubscribed)
 
 
 class SendCode(StrEnum):

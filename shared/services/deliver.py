@@ -796,6 +796,7 @@ REPORTED: Final[Mapping[str, Event]] = {
     "failed": Event.FAILED,
     "bounced": Event.BOUNCED,
     "canceled": Event.FAILED,
+    "complained": Event.COMPLAINED,
 }
 """delivery_events.EventKind -> the ledger's event."""
 

@@ -24,7 +24,7 @@ from typing import Final, Literal
 from shared.consent.vocabulary import Channel, SubscriptionSource
 from shared.ports.channels import EMAIL, SMS, Message, OptedOut, Rejected
 
-EventKind = Literal["sent", "delivered", "undelivered", "failed", "bounced", "canceled"]
+EventKind = Literal["sent", "delivered", "undelivered", "failed", "bounced", "canceled", "complained"]
 
 DELIVERY_PARAM: Final = "d"  # the StatusCallback query parameter carrying our delivery id
 TWILIO_UNSUBSCRIBED: Final = "21610"

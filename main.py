@@ -9,6 +9,7 @@ from functions.build_segments.main import build_segments
 from functions.collect.main import collect
 from functions.deliver.main import deliver
 from functions.discover.main import discover
+from functions.email_feedback.main import email_feedback
 from functions.load_dead_letters.main import load_dead_letters
 from functions.load_events.main import load_events
 from functions.nhn_status.main import nhn_status
@@ -27,6 +28,7 @@ __all__ = [
     "collect",
     "deliver",
     "discover",
+    "email_feedback",
     "load_dead_letters",
     "load_events",
     "nhn_status",

@@ -40,6 +40,7 @@ SIGNATURES = {
     "collect": HTTP,
     "deliver": CLOUD_EVENT,
     "discover": CLOUD_EVENT,
+    "email_feedback": HTTP,
     "load_dead_letters": CLOUD_EVENT,
     "load_events": CLOUD_EVENT,
     "nhn_status": HTTP,
@@ -70,6 +71,7 @@ ENV = {
     "CDP_TWILIO_STATUS_URL": "https://hooks.shop.example/twilio-status",
     "CDP_TWILIO_AUTH_TOKEN": "entry-point-twilio-token",
     "CDP_NHN_WEBHOOK_SIGNATURE": "entry-point-nhn-signature",
+    "CDP_EMAIL_FEEDBACK_TOKEN": "entry-point-feedback-token",
 }
 
 
@@ -147,6 +149,7 @@ def test_every_export_of_main_has_its_test() -> None:
     assert {
         "collect",
         "deliver",
+        "email_feedback",
         "load_events",
         "load_dead_letters",
         "nhn_status",
@@ -342,6 +345,29 @@ def test_nhn_status_takes_a_webhook_with_its_signature_once_and_refuses_a_forged
     assert client.post("/", data=b"{", headers=signed).status_code == 400
     assert client.get("/").status_code == 405
     assert ports.bus.published == []
+
+
+def test_email_feedback_takes_a_complaint_with_its_token_and_refuses_a_forged_one(
+    ports: Ports, caplog: pytest.LogCaptureFixture
+) -> None:
+    from tests.feedback_reports import arf, original_email
+
+    caplog.set_level(logging.INFO, logger="functions.email_feedback.main")
+    client = app_client("email_feedback")
+    assert resolved_signature() == SIGNATURES["email_feedback"]
+    report = arf(original_email(f"<cdp.{'7' * 32}@shop.example>"))  # no delivery of ours: read, counted
+    raw = {"Content-Type": "message/rfc822"}
+    forged = client.post("/", data=report, headers={**raw, "Authorization": "Bearer guess"})
+    assert forged.status_code == 403 and "email feedback recorded" not in caplog.text
+    token = {"Authorization": f"Bearer {ENV['CDP_EMAIL_FEEDBACK_TOKEN']}"}
+    answer = client.post("/", data={"email": report.decode()}, headers=token)  # SendGrid's form
+    assert answer.status_code == 200 and answer.get_data(as_text=True) == "ok: complaint about no message of ours\n"
+    [recorded] = [r.__dict__ for r in caplog.records if r.getMessage() == "email feedback recorded"]
+    assert (recorded["unmatched"], recorded["recorded"]) == (True, False)
+    assert client.post("/", data=b"not a report", headers={**raw, **token}).status_code == 400
+    assert client.get("/", headers=token).status_code == 405
+    assert ports.asked == ["settings", "settings", "warehouse", "settings"]  # the GET reads nothing
+    assert ports.bus.published == [] and ports.warehouse.query("select * from raw.subscription") == []
 
 
 def test_send_messages_runs_the_tick_and_records_a_missing_campaign(ports: Ports) -> None:

@@ -43,7 +43,7 @@ def arf(
 ) -> bytes:
     """The report's bytes as they reach the feedback address; `fields` adds raw feedback lines."""
     if redact:
-        original = re.sub(rb"(?m)^To: .*$", b"To: redacted@mail.example", original)
+        original = re.sub(rb"(?m)^To: [^\r\n]*", b"To: redacted@mail.example", original)
         rcpt_to = None
     report = MIMEMultipart("report", report_type="feedback-report")
     report["From"] = "Feedback Loop <feedback@fbl.mail.example>"

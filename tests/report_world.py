@@ -245,6 +245,8 @@ def _campaigns(warehouse: DuckDBWarehouse, documents: FakeDocumentStore, people:
         event("d1", "unsubscribed", "sms_stop", at="05-08T03:00:00"),
         event("d2", "failed", "30003"),
         event("d3e", "sent"),
+        event("d3e", "complained", "abuse", at="05-08T06:00:00"),  # a feedback loop's complaint
+        event("d3e", "unsubscribed", "arf abuse", at="05-08T06:00:00"),
         event("d5", "held", "night_not_allowed"),
         event("d5", "released"),
         event("d7", "sent"),

@@ -488,6 +488,7 @@ CAMPAIGN_COUNTS: Final = (
     "failed",
     "clicked",
     "unsubscribed",
+    "complained",
 )
 
 

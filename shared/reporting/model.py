@@ -168,6 +168,7 @@ class CampaignRow:
     failed: int
     clicked: int
     unsubscribed: int
+    complained: int  # e-mails the recipient reported as spam (a feedback loop's complaint)
 
 
 @dataclass(frozen=True)

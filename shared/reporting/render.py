@@ -411,6 +411,7 @@ CAMPAIGN_HEAD = (
     ("failed", "실패"),
     ("clicked", "클릭"),
     ("unsubscribed", "수신 거부"),
+    ("complained", "스팸 신고"),
 )
 
 

@@ -25,7 +25,8 @@ events as (
         logical_or(event = 'held') as held,
         logical_or(event = 'skipped' and code = 'frequency_capped') as capped,
         logical_or(event = 'clicked') as clicked,
-        logical_or(event = 'unsubscribed') as unsubscribed
+        logical_or(event = 'unsubscribed') as unsubscribed,
+        logical_or(event = 'complained') as complained
     from audiences.delivery_events
     where delivery_id in (select delivery_id from plan)
     group by delivery_id
@@ -44,7 +45,8 @@ select
     countif(coalesce(e.delivered, false)) as delivered,
     countif(coalesce(e.failed, false)) as failed,
     countif(coalesce(e.clicked, false)) as clicked,
-    countif(coalesce(e.unsubscribed, false)) as unsubscribed
+    countif(coalesce(e.unsubscribed, false)) as unsubscribed,
+    countif(coalesce(e.complained, false)) as complained
 from plan as p
 left join events as e on e.delivery_id = p.delivery_id
 group by p.campaign_id, p.channel

@@ -166,7 +166,8 @@ def _messages(world: World, in_window: str) -> dict[str, float]:
         ]
         e[f"{key}.capped"] = len(capped)
         for name, kinds in (("sent", ("sent",)), ("delivered", ("delivered",)), ("failed", ("failed", "bounced")),
-                            ("clicked", ("clicked",)), ("unsubscribed", ("unsubscribed",))):  # fmt: skip
+                            ("clicked", ("clicked",)), ("unsubscribed", ("unsubscribed",)),
+                            ("complained", ("complained",))):  # fmt: skip
             e[f"{key}.{name}"] = sum(has(p[0], *kinds) for p in rows)
     return e
 

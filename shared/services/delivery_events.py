@@ -8,9 +8,11 @@ OptOutSignal to shared.services.consent.record_opt_out (its fields are that func
 Opt-outs: an inbound STOP (Twilio's default keywords, or OptOutType=STOP under Advanced Opt-Out)
 and error 21610 on a message (the person had replied STOP) unsubscribe the number; a hard bounce of
 an e-mail (5.1.1 no such user, 5.1.2 no such domain, 5.1.3 bad address, 5.1.10 null MX, 5.2.1
-mailbox disabled) unsubscribes the address as `bounce`. Policy refusals (5.7.x), soft failures and
-SMS carrier errors (30xxx) say nothing about the person's wishes and are events only. An inbound
-START is no consent: a marketing grant needs its proof (docs/consent.md), so it is not a signal.
+mailbox disabled) unsubscribes the address as `bounce`, and a recipient's complaint through a
+feedback loop (shared/services/complaints.py) as `complaint`. Policy refusals (5.7.x), soft
+failures and SMS carrier errors (30xxx) say nothing about the person's wishes and are events only.
+An inbound START is no consent: a marketing grant needs its proof (docs/consent.md), so it is not a
+signal.
 """
 
 from __future__ import annotations

@@ -89,6 +89,21 @@ locals {
       timeout       = 60
     }
 
+    email_feedback = {
+      description = "E-mail complaints from mailbox providers' feedback loops (ARF reports, forwarded by the relay's inbound-mail webhook): checks the token, records each complaint as a `complained` event and unsubscribes the address on its site; logs the site's complaint rate when it reaches 0.1 %."
+      trigger     = { type = "http", public = true }
+      # The token the forwarder sends (HTTP Basic password or Bearer) is read through the Secret
+      # Manager API (cached 5 min), not bound: a deployment without e-mail starts without it.
+      reads_secrets = ["email-feedback-token"]
+      # One report per request, a few an hour: little work each.
+      memory        = "512Mi"
+      cpu           = "1"
+      concurrency   = 20
+      min_instances = 0
+      max_instances = 5
+      timeout       = 60
+    }
+
     load_events = {
       description = "Loads beacon batches from Pub/Sub into the raw tables; bad rows to raw.bad_rows."
       trigger     = { type = "pubsub", topic = "beacons" }

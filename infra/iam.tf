@@ -81,6 +81,22 @@ locals {
       { role = "roles/datastore.user", on = "project" },
       { role = "roles/pubsub.publisher", on = "topic:sends" },
     ]
+    email_feedback = [
+      # Checks the forwarder's token.
+      { role = "roles/secretmanager.secretAccessor", on = "secret:email-feedback-token" },
+      # Finds the delivery a report's Message-ID names (sql/messaging/complaint_delivery.sql, and
+      # recipients.sql as twilio_status does), counts the site's complaints against its sends
+      # (complaint_rate.sql), streams the `complained` and `unsubscribed` events and the opt-out.
+      { role = "roles/bigquery.jobUser", on = "project" },
+      { role = "roles/bigquery.dataViewer", on = "table:audiences.deliveries" },
+      { role = "roles/bigquery.dataViewer", on = "table:audiences.delivery_events" },
+      { role = "roles/bigquery.dataViewer", on = "table:raw.subscription" },
+      { role = "roles/bigquery.dataViewer", on = "table:refined.profiles" },
+      { role = "roles/bigquery.dataViewer", on = "table:refined.identities" },
+      { role = "roles/bigquery.dataViewer", on = "table:raw.user" },
+      { role = "custom:stream_rows", on = "table:audiences.delivery_events" },
+      { role = "custom:stream_rows", on = "table:raw.subscription" },
+    ]
     load_dead_letters = [
       # Streams each dead letter into raw.bad_rows; table-level keeps it off the event tables.
       { role = "custom:stream_rows", on = "table:raw.bad_rows" },

@@ -318,3 +318,34 @@ resource "google_monitoring_alert_policy" "campaign_failures" {
     auto_close = "86400s"
   }
 }
+
+# email_feedback logs {"message": "email complaint rate high"} when a site's complaints reach 0.1 % of
+# the e-mails it sent over 7 days (with at least 1,000 sent): Gmail asks bulk senders to stay below
+# 0.1 % and refuses mail at 0.3 % (shared/services/complaints.py).
+resource "google_monitoring_alert_policy" "email_complaints" {
+  display_name = "CDP ${var.prefix}: e-mail complaint rate high"
+  combiner     = "OR"
+
+  conditions {
+    display_name = "email_feedback logged a complaint rate of 0.1 % or more"
+    condition_matched_log {
+      filter = "resource.type = \"cloud_run_revision\" AND resource.labels.service_name = \"${local.function_names["email_feedback"]}\" AND jsonPayload.message = \"email complaint rate high\""
+      label_extractors = {
+        site_id = "EXTRACT(jsonPayload.site_id)"
+      }
+    }
+  }
+
+  documentation {
+    mime_type = "text/markdown"
+    content   = "A site's recipients marked its e-mails as spam at 0.1 % or more of what it sent over 7 days. Gmail refuses a bulk sender's mail at 0.3 %. Each complaint already unsubscribed its address; look at which campaigns drew them (the report's campaigns section, `complained` events in audiences.delivery_events), their audiences' consent and their frequency (docs/channels.md, \"Complaints\")."
+  }
+
+  notification_channels = local.notification_channels
+  alert_strategy {
+    notification_rate_limit {
+      period = "86400s"
+    }
+    auto_close = "604800s"
+  }
+}

@@ -16,6 +16,7 @@ locals {
     dkim-private-key           = "PEM private key the e-mail channel DKIM-signs with (CDP_DKIM_KEY_SECRET; selector and domain in CDP_DKIM_SELECTOR, CDP_DKIM_DOMAIN)."
     alimtalk-api-key           = "NHN Cloud KakaoTalk Bizmessage secret key (X-Secret-Key), which deliver reads at send time for AlimTalk (CDP_NHN_ALIMTALK_SECRET_KEY_SECRET)."
     alimtalk-webhook-signature = "The value NHN's KakaoTalk Bizmessage webhook sends as X-Toast-Webhook-Signature (set in NHN's console); nhn_status compares it."
+    email-feedback-token       = "The token e-mail feedback-loop reports are forwarded with (HTTP Basic password or Bearer token of the relay's inbound-mail webhook); email_feedback compares it."
     vapid-private-key          = "VAPID private key (web push: PEM, or the 32-byte base64url form), which deliver reads at send time to sign each push (CDP_VAPID_KEY_SECRET)."
   }
 

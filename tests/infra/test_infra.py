@@ -303,11 +303,12 @@ def test_module_deploys_each_entry_under_its_own_name(tf: dict[str, dict[str, An
 
 def test_only_the_public_endpoints_are_public(locals_: dict[str, Any], tf: dict[str, dict[str, Any]]) -> None:
     """collect (beacons from every browser), the preference centre (people opening a link from a
-    message) and Twilio's and NHN's webhooks (their signatures are checked in the functions) take
-    anonymous requests; every other function only its trigger's identity."""
+    message), Twilio's and NHN's webhooks and the e-mail feedback forwarder (their signatures or
+    tokens are checked in the functions) take anonymous requests; every other function only its
+    trigger's identity."""
     functions = locals_["functions"]
     public = {name for name, f in functions.items() if f["trigger"].get("public") is True}
-    assert public == {"collect", "preferences", "twilio_status", "nhn_status"}
+    assert public == {"collect", "preferences", "twilio_status", "nhn_status", "email_feedback"}
     collect = functions["collect"]
     assert collect["min_instances"] == 0 and collect["concurrency"] == 80
     # functions-framework's gunicorn threads: one per request the instance is given at once
@@ -984,6 +985,26 @@ def test_roles_are_least_privilege_for_todays_functions(locals_: dict[str, Any])
     }
     assert locals_["functions"]["nhn_status"]["reads_secrets"] == ["alimtalk-webhook-signature"]
     assert "secrets" not in locals_["functions"]["nhn_status"]  # nothing bound: it starts without AlimTalk
+    # The e-mail feedback webhook checks its token, reads the delivery a complaint names and the
+    # site's complaint rate, streams the events and the opt-out; nothing else.
+    assert roles["email_feedback"] == {
+        ("roles/secretmanager.secretAccessor", "secret:email-feedback-token"),
+        ("roles/bigquery.jobUser", "project"),
+        *{
+            ("roles/bigquery.dataViewer", f"table:{t}")
+            for t in (
+                "audiences.deliveries",
+                "audiences.delivery_events",
+                "raw.subscription",
+                "refined.profiles",
+                "refined.identities",
+                "raw.user",
+            )
+        },  # fmt: skip
+        *{("custom:stream_rows", f"table:{t}") for t in ("audiences.delivery_events", "raw.subscription")},
+    }
+    assert locals_["functions"]["email_feedback"]["reads_secrets"] == ["email-feedback-token"]
+    assert "secrets" not in locals_["functions"]["email_feedback"]  # nothing bound: it starts without e-mail
     # Nobody may delete or rewrite the system of record through a dataset-wide role.
     for fn, granted in roles.items():
         assert not {r for r in granted if r[1] == "dataset:raw" and r[0] != "roles/bigquery.dataViewer"}, fn
@@ -1395,6 +1416,15 @@ def test_monitoring_watches_stopped_campaigns(tf: dict[str, dict[str, Any]]) -> 
     matched = policy["conditions"][0]["condition_matched_log"][0]
     assert "campaign stopped" in matched["filter"] and 'function_names["send_messages"]' in matched["filter"]
     assert '"campaign stopped"' in Path(send_job.__file__).read_text()  # the line the service logs
+
+
+def test_monitoring_watches_the_email_complaint_rate(tf: dict[str, dict[str, Any]]) -> None:
+    from shared.services import complaints
+
+    policy = resource(tf, "google_monitoring_alert_policy", "email_complaints")
+    matched = policy["conditions"][0]["condition_matched_log"][0]
+    assert "email complaint rate high" in matched["filter"] and 'function_names["email_feedback"]' in matched["filter"]
+    assert '"email complaint rate high"' in Path(complaints.__file__).read_text()  # the line the service logs
 
 
 def test_monitoring_watches_stale_and_failing_segments(tf: dict[str, dict[str, Any]]) -> None:

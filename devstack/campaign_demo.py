@@ -9,7 +9,8 @@ root from the same settings a deployment reads), which sends through the real sm
 sink and through the real twilio client to the fake Twilio API. The fake reports `sent` and
 `delivered` to the `twilio_status` function (another process), signed as Twilio signs; one
 recipient then taps the tracked link in their SMS (collect's click route: a 302 to the shop with UTM
-parameters, the click recorded through the loader) and one answers STOP. The funnel printed is
+parameters, the click recorded through the loader), one answers STOP, and one marks their e-mail as
+spam (a mailbox provider's complaint report forwarded to `email_feedback`). The funnel printed is
 read back from the ledger, beside what the fakes received, so a message sent twice or lost would
 show.
 
@@ -30,12 +31,14 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from email import message_from_bytes
 from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from devstack.fakes.feedback_loop import arf, forward
 from devstack.fakes.nhn_alimtalk import FakeTemplate, NhnAlimTalkFake, running_nhn_alimtalk
 from devstack.fakes.push_service import PushServiceFake, running_push_service
 from devstack.fakes.smtp_sink import SmtpSink, running_smtp_sink
@@ -45,6 +48,7 @@ from devstack.processes import free_port
 from devstack.storefront import ORIGIN
 from shared import bootstrap
 from shared.adapters.duckdb_warehouse import DuckDBWarehouse
+from shared.adapters.smtp_email import delivery_id_of
 from shared.adapters.web_push import public_key_of
 from shared.config import Settings
 from shared.messaging import files, ledger
@@ -66,6 +70,7 @@ NHN_APP_KEY = "demo-nhn-app-key"
 NHN_SECRET_KEY = "demo-nhn-secret-key"
 NHN_SENDER_KEY = "demo0sender0key0for0the0fake0kakao0channel"
 NHN_SIGNATURE = "demo-nhn-webhook-signature"
+FEEDBACK_TOKEN = "demo-email-feedback-token"  # email_feedback's check of the forwarder
 ALIMTALK_CODE = "GRADE_NOTICE"
 ALIMTALK_CONTENT = "#{고객명}님, 회원 등급이 #{등급}(으)로 유지되었습니다. 혜택은 마이페이지에서 확인하세요."
 ALIMTALK_CAMPAIGN = "vip-grade-alimtalk"
@@ -170,6 +175,7 @@ class Fakes:
     kakao: NhnAlimTalkFake
     push: PushServiceFake
     vapid_public_key: str
+    feedback_url: str = ""  # email_feedback, where the relay forwards complaint reports
 
     def activity(self) -> tuple[int, ...]:
         """What the fakes have seen so far: unchanged for a while means everything settled."""
@@ -231,6 +237,7 @@ def channel_env(pipeline: LocalPipeline, out: Path, fakes: Fakes, status_url: st
         "CDP_NHN_ALIMTALK_API_URL": fakes.kakao.url,
         "CDP_SECRET_ALIMTALK_API_KEY": NHN_SECRET_KEY,
         "CDP_NHN_WEBHOOK_SIGNATURE": NHN_SIGNATURE,  # nhn_status's check
+        "CDP_EMAIL_FEEDBACK_TOKEN": FEEDBACK_TOKEN,  # email_feedback's check
         "CDP_VAPID_PUBLIC_KEY": fakes.vapid_public_key,
         "CDP_VAPID_SUBJECT": VAPID_SUBJECT,
         "CDP_SECRET_VAPID_PRIVATE_KEY": (out / "vapid.pem").read_text(encoding="ascii"),
@@ -243,9 +250,9 @@ def channel_env(pipeline: LocalPipeline, out: Path, fakes: Fakes, status_url: st
 
 @contextmanager
 def _fakes(pipeline: LocalPipeline, out: Path) -> Iterator[tuple[dict[str, str], Fakes]]:
-    """The SMTP sink, the fake Twilio and NHN APIs, twilio_status, nhn_status and deliver, and the
-    sends subscription."""
-    status_port, nhn_port = free_port(), free_port()
+    """The SMTP sink, the fake Twilio and NHN APIs, twilio_status, nhn_status, email_feedback and
+    deliver, and the sends subscription."""
+    status_port, nhn_port, feedback_port = free_port(), free_port(), free_port()
     status_url, nhn_url = f"http://127.0.0.1:{status_port}/", f"http://127.0.0.1:{nhn_port}/"
     with ExitStack() as stack:
         smtp = stack.enter_context(running_smtp_sink(maildir=out / "mail"))
@@ -260,9 +267,13 @@ def _fakes(pipeline: LocalPipeline, out: Path) -> Iterator[tuple[dict[str, str],
             )
         )  # fmt: skip
         push = stack.enter_context(running_push_service(ca_file=str(out / "push-ca.pem")))
-        fakes = Fakes(smtp, twilio, kakao, push, _vapid_keys(out))
+        fakes = Fakes(smtp, twilio, kakao, push, _vapid_keys(out), f"http://127.0.0.1:{feedback_port}/")
         env = channel_env(pipeline, out, fakes, status_url)
-        for target, port in (("twilio_status", status_port), ("nhn_status", nhn_port)):
+        for target, port in (
+            ("twilio_status", status_port),
+            ("nhn_status", nhn_port),
+            ("email_feedback", feedback_port),
+        ):
             stack.callback(serve_function(target, out / "logs", env, port=port).stop)
         deliver = serve_function("deliver", out / "logs", env)
         stack.callback(deliver.stop)
@@ -296,6 +307,7 @@ def run(pipeline: LocalPipeline, documents: DocumentStore, out: Path, now: datet
         settled = _settle(fakes, expected)
         click = _click(pipeline, twilio)
         stop_number = _reply_stop(twilio)
+        complaint = _complain(fakes)
         order = _order(pipeline, documents, settings, site_id, salt)
         if order.run_id is not None:
             planned[ORDER_CAMPAIGN] = order.run_id
@@ -322,6 +334,8 @@ def run(pipeline: LocalPipeline, documents: DocumentStore, out: Path, now: datet
                 stage.ok &= _clicked(stage, warehouse, click)
             if stop_number is not None:
                 stage.ok &= _stopped(stage, warehouse, site_id, stop_number, salt)
+            if complaint is not None:
+                stage.ok &= _complained(stage, warehouse, site_id, complaint, salt)
         finally:
             warehouse.close()
     return stage
@@ -584,6 +598,51 @@ def _reply_stop(twilio: TwilioApiFake) -> str | None:
     return numbers[0] if answered.answered == 200 else ""
 
 
+@dataclass(frozen=True)
+class Complaint:
+    delivery_id: str
+    status: int  # email_feedback's answer to the forwarded report
+
+
+def _complain(fakes: Fakes) -> Complaint | None:
+    """The recipient of the first e-mail (by Message-ID) marks it as spam: their mailbox provider's
+    feedback loop mails a complaint report with the recipient redacted, and the relay's inbound
+    webhook forwards it to email_feedback."""
+    ours = sorted(
+        (delivery_id, received.data)
+        for received in fakes.smtp.messages
+        if (delivery_id := delivery_id_of(str(message_from_bytes(received.data).get("Message-ID", "")))) is not None
+    )
+    if not ours:
+        return None
+    delivery_id, data = ours[0]
+    return Complaint(delivery_id, forward(fakes.feedback_url, FEEDBACK_TOKEN, arf(data, redact=True)))
+
+
+def _complained(stage: Stage, warehouse: DuckDBWarehouse, site_id: str, complaint: Complaint, salt: str) -> bool:
+    """The complaint reached the ledgers: a `complained` event, and the gate refuses that address's
+    e-mail from now on, informational ones too."""
+    events = warehouse.query(
+        "SELECT event FROM audiences.delivery_events"
+        " WHERE delivery_id = @id AND event IN ('complained', 'unsubscribed')",
+        {"id": complaint.delivery_id},
+    )
+    kinds = sorted({str(r["event"]) for r in events})
+    rows = warehouse.query(
+        "SELECT customer_id FROM audiences.deliveries WHERE delivery_id = @id", {"id": complaint.delivery_id}
+    )
+    ids = sorted({str(r["customer_id"]) for r in rows})
+    answers = eligible_audience(warehouse, site_id, None, "email", datetime.now(UTC), salt, customer_ids=ids)
+    refused = bool(answers) and all(not a.eligible for a in answers)
+    reason = answers[0].reason.value if answers else "no such customer"
+    stage.lines.append(
+        f"  one recipient marked their e-mail as spam: the feedback loop's report (recipient redacted) reached "
+        f"email_feedback ({complaint.status}), which recorded {', '.join(kinds) or 'nothing'}; the gate now answers "
+        f"{reason} for e-mail to that address"
+    )
+    return complaint.status == 200 and kinds == ["complained", "unsubscribed"] and refused
+
+
 def _report(outcomes: list[Outcome]) -> list[str]:
     lines = []
     for outcome in outcomes:
@@ -614,6 +673,7 @@ def _report(outcomes: list[Outcome]) -> list[str]:
                 f"    {'':<16} sent {counts.get('sent', 0):>5,}   {delivered}   failed {failed:>3,}"
                 + (f" ({why})" if why else "")
                 + f"   clicked {counts.get('clicked', 0):>3,}   unsubscribed {counts.get('unsubscribed', 0):>3,}"
+                + (f"   complained {counts['complained']:,}" if counts.get("complained") else "")
             )
     return lines
 

@@ -114,5 +114,13 @@ def test_the_default_demo_agrees_and_every_example_segment_has_members(
             re.MULTILINE,
         ), campaigns
         assert "one recipient replied STOP: the gate now answers unsubscribed for SMS" in campaigns
+    # A mailbox provider's complaint report (ARF, recipient redacted) reaches email_feedback: the
+    # delivery's complaint and opt-out are recorded and the gate refuses that address's e-mail.
+    assert (
+        "one recipient marked their e-mail as spam: the feedback loop's report (recipient redacted) reached "
+        "email_feedback (200), which recorded complained, unsubscribed; the gate now answers unsubscribed "
+        "for e-mail to that address"
+    ) in campaigns, campaigns
+    assert re.search(r"^ {21}sent .* complained 1$", campaigns, re.MULTILINE), campaigns
     last = printed.strip().splitlines()[-1]
     assert re.fullmatch(r"demo: done in \d+ s \(load \d+ msgs/s\)", last), last

@@ -726,6 +726,6 @@ def _stopped(stage: Stage, warehouse: DuckDBWarehouse, site_id: str, number: str
 
 
 def report(stage: Stage) -> str:
-    head = "Campaigns (examples/campaigns through send_messages, deliver and twilio_status to the fakes)"
+    head = "Campaigns (examples/campaigns through send_messages and deliver to the fakes, reports by the webhooks)"
     note = "  (the example's quiet hours and send windows are lifted for the demo; the night rule is not)"
     return "\n".join([head, note, *stage.lines])

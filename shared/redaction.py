@@ -66,9 +66,15 @@ def drop_contacts(value: Any) -> Any:
     return value
 
 
+_NAMING_COLUMNS: Final = frozenset({"event_name", "conv_type", "order_id"})
+
+
 def strip_event(event: ValidEvent, columns: dict[str, Any]) -> dict[str, Any]:
     """An accepted event made fit for the bus: click ids blanked without advertising consent; for an
-    anonymous event, contact details dropped from its free text (properties, search keyword).
+    anonymous event, contact details dropped from its free text: the properties, and any text column
+    (search keyword, product name, ...) that holds one. A site may send anything as an event's name,
+    a conversion's type or an order id, an e-mail address too: those become REDACTED rather than
+    nothing, so the row still says what happened (an order keeps an id).
 
     Changes `event` in place (its URLs) and returns the columns to publish. The identifiers
     themselves stay out of the message by beacons.event_message.
@@ -79,11 +85,11 @@ def strip_event(event: ValidEvent, columns: dict[str, Any]) -> dict[str, Any]:
     if not event.anonymous:
         return columns
     columns = dict(columns)
-    if columns.get("properties"):
-        columns["properties"] = drop_contacts(columns["properties"]) or None
-    keyword = columns.get("search_keyword")
-    if keyword and holds_contact(keyword):
-        columns["search_keyword"] = None
+    for key, value in columns.items():
+        if key == "properties":
+            columns[key] = drop_contacts(value) or None if value else value
+        elif isinstance(value, str) and holds_contact(value):
+            columns[key] = REDACTED if key in _NAMING_COLUMNS else None
     return columns
 
 

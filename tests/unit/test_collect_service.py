@@ -556,6 +556,22 @@ def test_free_form_properties_of_anonymous_events_lose_emails_and_phone_numbers(
     assert "2222" not in published_text(bus).split(consented["event_id"])[0]
 
 
+def test_text_columns_of_anonymous_events_lose_contacts_and_a_contact_as_the_name_is_redacted() -> None:
+    """A site may send anything as an event's name or product: a refusing visitor's e-mail or
+    number in them stays off the bus (found by tests/integration/test_collect_fuzz.py)."""
+    named = {"name": "JIMIN@SECRET.EXAMPLE", "product_name": "gift for 010-5555-7777", "category": "shoes"}
+    anon = event(type="event", consent={"analytics": False}, props=named)
+    consented = event(type="event", consent={"analytics": True}, props=named)
+    response, bus = post(batch(anon, consented))
+    assert response.status == 200
+    rows = {r["event_id"]: r for r in bus.rows("raw.event")}
+    kept = rows[anon["event_id"]]
+    assert (kept["event_name"], kept["product_name"], kept["category"]) == ("redacted", None, "shoes")
+    assert rows[consented["event_id"]]["event_name"] == "JIMIN@SECRET.EXAMPLE"
+    text = published_text(bus).lower().split(consented["event_id"])[0]
+    assert "jimin@secret.example" not in text and "5555" not in text
+
+
 @pytest.mark.parametrize("kind", ["page", "land"])
 def test_ad_click_ids_are_dropped_without_ads_consent_and_the_click_still_counts_as_paid(kind: str) -> None:
     url = "https://shop.example/p/1?gclid=Cj0KCQ-secret&utm_campaign=fall#NaPm=ct%3Dsecret2"

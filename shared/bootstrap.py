@@ -7,7 +7,7 @@ requests arrive at once.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import TYPE_CHECKING, Final, Generic, TypeVar
 
@@ -318,6 +318,7 @@ def build_click_links(settings: Settings) -> ClickLinks | None:
 def build_send_ports(settings: Settings, warehouse: Warehouse, documents: DocumentStore, bus: EventBus) -> SendPorts:
     from shared.services.send_job import SendPorts
 
+    channels = build_channels(settings, build_secrets(settings))  # once, for both results sources
     return SendPorts(
         warehouse=warehouse,
         documents=documents,
@@ -328,23 +329,27 @@ def build_send_ports(settings: Settings, warehouse: Warehouse, documents: Docume
         links=build_links(settings),
         dry_run=settings.channels.dry_run,
         min_interval_minutes=settings.schedules.min_interval_minutes,
-        alimtalk=build_alimtalk_results(settings),
-        sms=build_sms_results(settings),
+        alimtalk=build_alimtalk_results(settings, channels),
+        sms=build_sms_results(settings, channels),
     )
 
 
-def build_alimtalk_results(settings: Settings) -> ResultSource | None:
+def build_alimtalk_results(
+    settings: Settings, channels: Mapping[str, MessageChannel] | None = None
+) -> ResultSource | None:
     """The AlimTalk channel as the tick's results source (None without AlimTalk configured)."""
-    channel = build_channels(settings, build_secrets(settings)).get("alimtalk")
+    channel = (channels if channels is not None else build_channels(settings, build_secrets(settings))).get("alimtalk")
     from shared.adapters.nhn_alimtalk import NhnAlimTalk
 
     return channel if isinstance(channel, NhnAlimTalk) else None
 
 
-def build_sms_results(settings: Settings) -> SmsResultSource | None:
+def build_sms_results(
+    settings: Settings, channels: Mapping[str, MessageChannel] | None = None
+) -> SmsResultSource | None:
     """NHN's SMS channel as the tick's results source: the `sms` channel when it is NhnSms, or the
     router's domestic side; None without NHN (Twilio reports by webhook)."""
-    channel = build_channels(settings, build_secrets(settings)).get("sms")
+    channel = (channels if channels is not None else build_channels(settings, build_secrets(settings))).get("sms")
     from shared.adapters.nhn_sms import NhnSms
     from shared.adapters.sms_router import SmsRouter
 
